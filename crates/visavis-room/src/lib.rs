@@ -1,0 +1,625 @@
+//! Rooms, presence and the 1:1 call state machine, as a sans-IO core.
+//!
+//! The server edge feeds in what happened ([`Core::handle_message`],
+//! [`Core::handle_disconnect`], [`Core::handle_timeout`]) with the current time, then drains
+//! what to send with [`Core::poll_output`] and learns when to wake it next from
+//! [`Core::poll_timeout`]. The core never reads a clock, spawns a task or touches a socket, so
+//! every transition is tested deterministically with a fake clock.
+//!
+//! Call states: an `invite` creates a call that is *ringing*; it becomes *active* on
+//! `accept`, and ends on `decline`, `cancel`, the ring timeout, `hangup`, or a party leaving.
+//! An invite to a member who is ringing or in a call ends at once as *busy*. Two members
+//! inviting each other at the same moment get one call: the second invite accepts the first.
+
+mod validate;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use visavis_protocol::{
+    CallId, ClientMsg, EndReason, ErrorCode, IceServer, Member, MemberId, ServerMsg,
+    PROTOCOL_VERSION,
+};
+
+pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
+
+/// One WebSocket connection, numbered by the server edge.
+pub type SessionId = u64;
+
+/// Settings of the core; the server maps its command line onto these.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most members one room holds.
+    pub room_capacity: usize,
+    /// How long an invite rings before it ends as `no_answer`.
+    pub ring_timeout: Duration,
+    /// Handed to every member on join.
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            room_capacity: 16,
+            ring_timeout: Duration::from_secs(30),
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+/// Why a client request was refused. Each maps to a stable wire [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("protocol version {0} is not supported; this server speaks version {PROTOCOL_VERSION}")]
+    UnsupportedVersion(u32),
+    #[error("join a room first")]
+    NotJoined,
+    #[error("already in room {0:?}; leave it first")]
+    AlreadyJoined(String),
+    #[error("{0}")]
+    InvalidName(&'static str),
+    #[error("{0}")]
+    InvalidRoom(&'static str),
+    #[error("room {room:?} is full ({capacity} members)")]
+    RoomFull { room: String, capacity: usize },
+    #[error("member {0} is not in your room")]
+    UnknownMember(MemberId),
+    #[error("you cannot call yourself")]
+    InvalidTarget,
+    #[error("you are already ringing or in call {0}")]
+    AlreadyInCall(CallId),
+    #[error("no call {0} of yours")]
+    UnknownCall(CallId),
+    #[error("call {call} is {state}; {action} is not allowed")]
+    InvalidCallState {
+        call: CallId,
+        state: &'static str,
+        action: &'static str,
+    },
+}
+
+impl RoomError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Self::NotJoined => ErrorCode::NotJoined,
+            Self::AlreadyJoined(_) => ErrorCode::AlreadyJoined,
+            Self::InvalidName(_) => ErrorCode::InvalidName,
+            Self::InvalidRoom(_) => ErrorCode::InvalidRoom,
+            Self::RoomFull { .. } => ErrorCode::RoomFull,
+            Self::UnknownMember(_) => ErrorCode::UnknownMember,
+            Self::InvalidTarget => ErrorCode::InvalidTarget,
+            Self::AlreadyInCall(_) => ErrorCode::AlreadyInCall,
+            Self::UnknownCall(_) => ErrorCode::UnknownCall,
+            Self::InvalidCallState { .. } => ErrorCode::InvalidCallState,
+        }
+    }
+}
+
+/// A message for one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub to: SessionId,
+    pub msg: ServerMsg,
+}
+
+/// How much the core holds, for health and metrics endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub members: usize,
+    pub rooms: usize,
+    pub calls: usize,
+}
+
+#[derive(Debug)]
+struct MemberState {
+    session: SessionId,
+    name: String,
+    room: String,
+    call: Option<CallId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Ringing { deadline: Instant },
+    Active,
+}
+
+#[derive(Debug)]
+struct Call {
+    caller: MemberId,
+    callee: MemberId,
+    state: CallState,
+}
+
+impl Call {
+    fn other(&self, me: MemberId) -> MemberId {
+        if me == self.caller {
+            self.callee
+        } else {
+            self.caller
+        }
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.state {
+            CallState::Ringing { .. } => "ringing",
+            CallState::Active => "active",
+        }
+    }
+}
+
+/// The room and call state of one server.
+#[derive(Debug)]
+pub struct Core {
+    config: Config,
+    /// Joined sessions and their member id.
+    sessions: HashMap<SessionId, MemberId>,
+    members: HashMap<MemberId, MemberState>,
+    /// Room id → members in join order.
+    rooms: HashMap<String, Vec<MemberId>>,
+    calls: HashMap<CallId, Call>,
+    /// Ringing calls by deadline, so the next timeout is the first entry.
+    ring_deadlines: BTreeSet<(Instant, CallId)>,
+    next_member: MemberId,
+    next_call: CallId,
+    out: VecDeque<Output>,
+}
+
+impl Core {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            sessions: HashMap::new(),
+            members: HashMap::new(),
+            rooms: HashMap::new(),
+            calls: HashMap::new(),
+            ring_deadlines: BTreeSet::new(),
+            next_member: 1,
+            next_call: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A decoded message from `session`. Refusals become an `error` output to that session.
+    pub fn handle_message(&mut self, now: Instant, session: SessionId, msg: ClientMsg) {
+        let request = request_type(&msg);
+        if let Err(err) = self.dispatch(now, session, msg) {
+            self.send(
+                session,
+                ServerMsg::Error {
+                    code: err.code(),
+                    message: err.to_string(),
+                    request: Some(request.to_owned()),
+                },
+            );
+        }
+    }
+
+    /// The connection of `session` closed: it leaves its room at once and its call ends.
+    pub fn handle_disconnect(&mut self, session: SessionId) {
+        if let Some(member) = self.sessions.get(&session).copied() {
+            self.remove_member(member);
+        }
+    }
+
+    /// Time has passed: ring timeouts up to `now` fire.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, call)) = self.ring_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.end_call(call, EndReason::NoAnswer, None);
+        }
+    }
+
+    /// The next message to send, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.ring_deadlines.first().map(|&(deadline, _)| deadline)
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            members: self.members.len(),
+            rooms: self.rooms.len(),
+            calls: self.calls.len(),
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, session: SessionId, msg: ClientMsg) -> Result<(), RoomError> {
+        if let ClientMsg::Join {
+            version,
+            room,
+            name,
+        } = msg
+        {
+            return self.join(session, version, &room, &name);
+        }
+        let me = *self.sessions.get(&session).ok_or(RoomError::NotJoined)?;
+        match msg {
+            ClientMsg::Join { .. } => unreachable!("handled above"),
+            ClientMsg::Leave => {
+                let room = self.remove_member(me);
+                self.send(session, ServerMsg::Left { room });
+                Ok(())
+            }
+            ClientMsg::Invite { to } => self.invite(now, me, to),
+            ClientMsg::Cancel { call_id } => {
+                self.ringing_call_as(me, call_id, Role::Caller, "cancel")?;
+                self.end_call(call_id, EndReason::Cancelled, Some(me));
+                Ok(())
+            }
+            ClientMsg::Decline { call_id } => {
+                self.ringing_call_as(me, call_id, Role::Callee, "decline")?;
+                self.end_call(call_id, EndReason::Declined, Some(me));
+                Ok(())
+            }
+            ClientMsg::Accept { call_id } => {
+                self.ringing_call_as(me, call_id, Role::Callee, "accept")?;
+                self.activate(call_id);
+                Ok(())
+            }
+            ClientMsg::Hangup { call_id } => {
+                let call = self.call_of(me, call_id)?;
+                // Hanging up a call that still rings is what the user meant by cancel/decline.
+                let reason = match (call.state, call.caller == me) {
+                    (CallState::Active, _) => EndReason::Hangup,
+                    (CallState::Ringing { .. }, true) => EndReason::Cancelled,
+                    (CallState::Ringing { .. }, false) => EndReason::Declined,
+                };
+                self.end_call(call_id, reason, Some(me));
+                Ok(())
+            }
+            ClientMsg::Description {
+                call_id,
+                description,
+            } => {
+                let to = self.active_peer(me, call_id, "description")?;
+                self.send_member(
+                    to,
+                    ServerMsg::Description {
+                        call_id,
+                        from: me,
+                        description,
+                    },
+                );
+                Ok(())
+            }
+            ClientMsg::Candidate { call_id, candidate } => {
+                let to = self.active_peer(me, call_id, "candidate")?;
+                self.send_member(
+                    to,
+                    ServerMsg::Candidate {
+                        call_id,
+                        from: me,
+                        candidate,
+                    },
+                );
+                Ok(())
+            }
+            ClientMsg::Media {
+                call_id,
+                audio,
+                video,
+            } => {
+                let to = self.active_peer(me, call_id, "media")?;
+                self.send_member(
+                    to,
+                    ServerMsg::Media {
+                        call_id,
+                        from: me,
+                        audio,
+                        video,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn join(&mut self, session: SessionId, version: u32, room: &str, name: &str) -> Result<(), RoomError> {
+        if version != PROTOCOL_VERSION {
+            return Err(RoomError::UnsupportedVersion(version));
+        }
+        if let Some(member) = self.sessions.get(&session) {
+            return Err(RoomError::AlreadyJoined(self.members[member].room.clone()));
+        }
+        let room = validate_room(room).map_err(RoomError::InvalidRoom)?;
+        let name = validate_name(name).map_err(RoomError::InvalidName)?;
+        let occupants = self.rooms.get(room).map_or(0, Vec::len);
+        if occupants >= self.config.room_capacity {
+            return Err(RoomError::RoomFull {
+                room: room.to_owned(),
+                capacity: self.config.room_capacity,
+            });
+        }
+
+        let id = self.next_member;
+        self.next_member += 1;
+        let others = self.rooms.entry(room.to_owned()).or_default();
+        let members: Vec<Member> = others
+            .iter()
+            .map(|m| Member {
+                id: *m,
+                name: self.members[m].name.clone(),
+            })
+            .collect();
+        let others_now = others.clone();
+        others.push(id);
+        self.sessions.insert(session, id);
+        self.members.insert(
+            id,
+            MemberState {
+                session,
+                name: name.to_owned(),
+                room: room.to_owned(),
+                call: None,
+            },
+        );
+        let you = Member {
+            id,
+            name: name.to_owned(),
+        };
+        self.send(
+            session,
+            ServerMsg::Joined {
+                version: PROTOCOL_VERSION,
+                room: room.to_owned(),
+                you: you.clone(),
+                members,
+                ice_servers: self.config.ice_servers.clone(),
+                ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+        );
+        for other in others_now {
+            self.send_member(other, ServerMsg::MemberJoined { member: you.clone() });
+        }
+        Ok(())
+    }
+
+    fn invite(&mut self, now: Instant, me: MemberId, to: MemberId) -> Result<(), RoomError> {
+        let my_room = &self.members[&me].room;
+        let callee = self
+            .members
+            .get(&to)
+            .filter(|m| &m.room == my_room)
+            .ok_or(RoomError::UnknownMember(to))?;
+        if to == me {
+            return Err(RoomError::InvalidTarget);
+        }
+        if let Some(existing) = self.members[&me].call {
+            let call = &self.calls[&existing];
+            // Glare: they are ringing me right now, so my invite answers theirs.
+            if call.caller == to && matches!(call.state, CallState::Ringing { .. }) {
+                self.activate(existing);
+                return Ok(());
+            }
+            return Err(RoomError::AlreadyInCall(existing));
+        }
+
+        let call_id = self.next_call;
+        self.next_call += 1;
+        if callee.call.is_some() {
+            self.send_member(
+                me,
+                ServerMsg::CallEnded {
+                    call_id,
+                    peer: to,
+                    reason: EndReason::Busy,
+                    by: None,
+                },
+            );
+            return Ok(());
+        }
+        let deadline = now + self.config.ring_timeout;
+        self.calls.insert(
+            call_id,
+            Call {
+                caller: me,
+                callee: to,
+                state: CallState::Ringing { deadline },
+            },
+        );
+        self.ring_deadlines.insert((deadline, call_id));
+        for member in [me, to] {
+            if let Some(m) = self.members.get_mut(&member) {
+                m.call = Some(call_id);
+            }
+        }
+        self.send_member(me, ServerMsg::Ringing { call_id, peer: to });
+        let name = self.members[&me].name.clone();
+        self.send_member(
+            to,
+            ServerMsg::Incoming {
+                call_id,
+                from: me,
+                name,
+            },
+        );
+        Ok(())
+    }
+
+    /// The call `call_id` of `me`, which must be ringing with `me` in `role`.
+    fn ringing_call_as(&self, me: MemberId, call_id: CallId, role: Role, action: &'static str) -> Result<(), RoomError> {
+        let call = self.call_of(me, call_id)?;
+        let is_role = match role {
+            Role::Caller => call.caller == me,
+            Role::Callee => call.callee == me,
+        };
+        if !is_role || !matches!(call.state, CallState::Ringing { .. }) {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: call.state_name(),
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    /// The other party of `me`'s active call `call_id`.
+    fn active_peer(&self, me: MemberId, call_id: CallId, action: &'static str) -> Result<MemberId, RoomError> {
+        let call = self.call_of(me, call_id)?;
+        if call.state != CallState::Active {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: call.state_name(),
+                action,
+            });
+        }
+        Ok(call.other(me))
+    }
+
+    fn call_of(&self, me: MemberId, call_id: CallId) -> Result<&Call, RoomError> {
+        self.calls
+            .get(&call_id)
+            .filter(|c| c.caller == me || c.callee == me)
+            .ok_or(RoomError::UnknownCall(call_id))
+    }
+
+    fn activate(&mut self, call_id: CallId) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        if let CallState::Ringing { deadline } = call.state {
+            self.ring_deadlines.remove(&(deadline, call_id));
+        }
+        call.state = CallState::Active;
+        let (caller, callee) = (call.caller, call.callee);
+        self.send_member(
+            caller,
+            ServerMsg::Accepted {
+                call_id,
+                peer: callee,
+                polite: false,
+            },
+        );
+        self.send_member(
+            callee,
+            ServerMsg::Accepted {
+                call_id,
+                peer: caller,
+                polite: true,
+            },
+        );
+    }
+
+    /// Ends a call and tells both parties why.
+    fn end_call(&mut self, call_id: CallId, reason: EndReason, by: Option<MemberId>) {
+        let Some(call) = self.calls.remove(&call_id) else {
+            return;
+        };
+        if let CallState::Ringing { deadline } = call.state {
+            self.ring_deadlines.remove(&(deadline, call_id));
+        }
+        for (me, peer) in [(call.caller, call.callee), (call.callee, call.caller)] {
+            if let Some(m) = self.members.get_mut(&me) {
+                m.call = None;
+            }
+            self.send_member(
+                me,
+                ServerMsg::CallEnded {
+                    call_id,
+                    peer,
+                    reason,
+                    by,
+                },
+            );
+        }
+    }
+
+    /// Takes `member` out of its room (ending its call) and tells the others. Returns the room.
+    fn remove_member(&mut self, member: MemberId) -> String {
+        if let Some(call) = self.members.get(&member).and_then(|m| m.call) {
+            self.end_call(call, EndReason::Left, Some(member));
+        }
+        let Some(state) = self.members.remove(&member) else {
+            return String::new();
+        };
+        self.sessions.remove(&state.session);
+        if let Some(list) = self.rooms.get_mut(&state.room) {
+            list.retain(|m| *m != member);
+            if list.is_empty() {
+                self.rooms.remove(&state.room);
+            } else {
+                for other in list.clone() {
+                    self.send_member(other, ServerMsg::MemberLeft { id: member });
+                }
+            }
+        }
+        state.room
+    }
+
+    fn send_member(&mut self, member: MemberId, msg: ServerMsg) {
+        if let Some(m) = self.members.get(&member) {
+            let to = m.session;
+            self.send(to, msg);
+        }
+    }
+
+    fn send(&mut self, to: SessionId, msg: ServerMsg) {
+        self.out.push_back(Output { to, msg });
+    }
+
+    /// Checks that the indexes agree with each other; panics with a description if not.
+    /// For tests and fuzzing; never called on the serving path.
+    pub fn assert_consistent(&self) {
+        assert_eq!(self.sessions.len(), self.members.len(), "sessions vs members");
+        for (session, member) in &self.sessions {
+            let state = &self.members[member];
+            assert_eq!(state.session, *session);
+            assert!(self.rooms[&state.room].contains(member), "member in its room");
+            if let Some(call) = state.call {
+                let c = &self.calls[&call];
+                assert!(c.caller == *member || c.callee == *member, "call has member");
+            }
+        }
+        for (room, list) in &self.rooms {
+            assert!(!list.is_empty(), "empty room {room} kept");
+            assert!(list.len() <= self.config.room_capacity, "room over capacity");
+        }
+        let ringing = self
+            .calls
+            .values()
+            .filter(|c| matches!(c.state, CallState::Ringing { .. }))
+            .count();
+        assert_eq!(ringing, self.ring_deadlines.len(), "one deadline per ringing call");
+        for (id, call) in &self.calls {
+            for m in [call.caller, call.callee] {
+                assert_eq!(self.members[&m].call, Some(*id), "both parties point at the call");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Caller,
+    Callee,
+}
+
+fn request_type(msg: &ClientMsg) -> &'static str {
+    match msg {
+        ClientMsg::Join { .. } => "join",
+        ClientMsg::Leave => "leave",
+        ClientMsg::Invite { .. } => "invite",
+        ClientMsg::Cancel { .. } => "cancel",
+        ClientMsg::Accept { .. } => "accept",
+        ClientMsg::Decline { .. } => "decline",
+        ClientMsg::Hangup { .. } => "hangup",
+        ClientMsg::Description { .. } => "description",
+        ClientMsg::Candidate { .. } => "candidate",
+        ClientMsg::Media { .. } => "media",
+    }
+}
+
+#[cfg(test)]
+mod tests;
