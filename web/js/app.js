@@ -1,0 +1,346 @@
+// @ts-check
+//! The page: landing form, room view with the member list, and the call dialogs. It holds the
+//! app state, reacts to signalling messages, and renders state as text (never as HTML).
+
+import { Signalling, SignallingError, defaultUrl } from './protocol.js';
+import { openLocalMedia } from './media.js';
+import { Ringer } from './ring.js';
+import { CallView } from './call.js';
+import { currentLang, setLang, t } from './i18n.js';
+
+/**
+ * @typedef {import('./protocol.js').ServerMsg} ServerMsg
+ * @typedef {import('./protocol.js').Member} Member
+ * @typedef {import('./protocol.js').CallEndedMsg} CallEndedMsg
+ * @typedef {import('./media.js').LocalMedia} LocalMedia
+ *
+ * A call before it is accepted. `id` is null until the server confirms the invite.
+ * @typedef {{id: number | null, peer: number, peerName: string, direction: 'outgoing' | 'incoming',
+ *            media: Promise<LocalMedia> | null, cancelled: boolean, answered: boolean}} PendingCall
+ */
+
+/** @param {string} id */
+const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const dialogs = {
+  outgoing: /** @type {HTMLDialogElement} */ (byId('outgoing')),
+  incoming: /** @type {HTMLDialogElement} */ (byId('incoming')),
+};
+const nameInput = /** @type {HTMLInputElement} */ (byId('name'));
+const roomInput = /** @type {HTMLInputElement} */ (byId('room'));
+const joinButton = /** @type {HTMLButtonElement} */ (byId('join'));
+const langSelect = /** @type {HTMLSelectElement} */ (byId('lang'));
+
+const state = {
+  /** @type {Signalling | null} */
+  sig: null,
+  /** @type {Member | null} */
+  me: null,
+  room: '',
+  /** @type {Map<number, string>} other members by id, in join order */
+  members: new Map(),
+  /** @type {RTCIceServer[]} */
+  iceServers: [],
+  /** @type {PendingCall | null} */
+  pending: null,
+  /** @type {CallView | null} */
+  call: null,
+  /** @type {{key: import('./i18n.js').Key, params?: Record<string, string>} | null} */
+  notice: null,
+  /** @type {{key: import('./i18n.js').Key, params?: Record<string, string>} | null} */
+  landingError: null,
+  joining: false,
+};
+const ringer = new Ringer();
+
+/** For tests and debugging in the console: the live objects, read-only. */
+Object.defineProperty(window, 'visavis', {
+  value: Object.freeze({
+    get pc() { return state.call?.peer.pc ?? null; },
+    get ringing() { return ringer.ringing; },
+  }),
+});
+
+// ---- landing -------------------------------------------------------------------------------
+
+function roomFromPath() {
+  const match = location.pathname.match(/^\/r\/([^/]+)$/);
+  return match ? decodeURIComponent(match[1]) : '';
+}
+
+/** @param {SubmitEvent} event */
+async function onJoin(event) {
+  event.preventDefault();
+  const name = nameInput.value.trim();
+  const room = roomInput.value.trim();
+  if (name.length === 0 || [...name].length > 64) {
+    state.landingError = { key: 'err.invalid_name' };
+    return render();
+  }
+  state.joining = true;
+  state.landingError = null;
+  render();
+  const sig = new Signalling(defaultUrl());
+  try {
+    const joined = await sig.join(room, name);
+    state.sig = sig;
+    state.me = joined.you;
+    state.room = joined.room;
+    state.iceServers = joined.iceServers;
+    state.members = new Map(joined.members.map((m) => [m.id, m.name]));
+    state.notice = null;
+    sig.onmessage = onMessage;
+    sig.onclose = () => resetToLanding({ key: 'err.closed' });
+    localStorage.setItem('visavis.name', name);
+    history.replaceState(null, '', `/r/${encodeURIComponent(joined.room)}`);
+  } catch (err) {
+    const code = err instanceof SignallingError ? err.code : 'generic';
+    const known = ['room_full', 'invalid_name', 'invalid_room', 'unreachable'];
+    state.landingError = known.includes(code)
+      ? { key: /** @type {import('./i18n.js').Key} */ (`err.${code}`) }
+      : { key: 'err.generic', params: { message: err instanceof Error ? err.message : String(err) } };
+  } finally {
+    state.joining = false;
+    render();
+  }
+}
+
+/** Back to the landing form, ending whatever was going on. */
+function resetToLanding(/** @type {typeof state.landingError} */ error) {
+  endCallUi();
+  state.sig?.close();
+  state.sig = null;
+  state.me = null;
+  state.members.clear();
+  state.landingError = error;
+  render();
+}
+
+// ---- signalling ----------------------------------------------------------------------------
+
+/** @param {ServerMsg} msg */
+function onMessage(msg) {
+  switch (msg.type) {
+    case 'member_joined':
+      state.members.set(msg.member.id, msg.member.name);
+      break;
+    case 'member_left':
+      state.members.delete(msg.id);
+      break;
+    case 'ringing':
+      if (state.pending?.direction === 'outgoing' && state.pending.peer === msg.peer) {
+        state.pending.id = msg.callId;
+        // Cancel pressed before the server had numbered the call.
+        if (state.pending.cancelled) state.sig?.send({ type: 'cancel', callId: msg.callId });
+      }
+      break;
+    case 'incoming':
+      state.pending = { id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming', media: null, cancelled: false, answered: false };
+      ringer.start();
+      break;
+    case 'accepted':
+      startCall(msg.callId, msg.peer, msg.polite);
+      break;
+    case 'call_ended':
+      onCallEnded(msg);
+      break;
+    case 'description':
+    case 'candidate':
+    case 'media':
+      if (state.call?.callId === msg.callId) state.call.handle(msg);
+      return;
+    case 'error':
+      // Errors about a call that has just ended race harmlessly with its call_ended.
+      if (msg.code !== 'unknown_call') state.notice = { key: 'err.generic', params: { message: msg.message } };
+      break;
+  }
+  render();
+}
+
+/** @param {number} peer */
+function invite(peer) {
+  if (!state.sig || state.pending || state.call) return;
+  state.notice = null;
+  state.pending = {
+    id: null,
+    peer,
+    peerName: state.members.get(peer) ?? '',
+    direction: 'outgoing',
+    // Open the camera while it rings, so the call starts as soon as it is accepted.
+    media: openLocalMedia(),
+    cancelled: false,
+    answered: false,
+  };
+  state.sig.send({ type: 'invite', to: peer });
+  render();
+}
+
+function accept() {
+  const pending = state.pending;
+  if (!pending || pending.id === null || !state.sig) return;
+  ringer.stop();
+  pending.answered = true;
+  pending.media = openLocalMedia();
+  state.sig.send({ type: 'accept', callId: pending.id });
+  render();
+}
+
+function decline() {
+  const pending = state.pending;
+  if (!pending || pending.id === null) return;
+  ringer.stop();
+  pending.answered = true;
+  state.sig?.send({ type: 'decline', callId: pending.id });
+  render();
+}
+
+function cancel() {
+  const pending = state.pending;
+  if (!pending) return;
+  pending.cancelled = true;
+  if (pending.id !== null) state.sig?.send({ type: 'cancel', callId: pending.id });
+}
+
+/**
+ * @param {number} callId
+ * @param {number} peer
+ * @param {boolean} polite
+ */
+function startCall(callId, peer, polite) {
+  const pending = state.pending;
+  ringer.stop();
+  state.pending = null;
+  if (!state.sig || !state.me) return;
+  const sig = state.sig;
+  state.call = new CallView({
+    callId,
+    myName: state.me.name,
+    peerName: pending?.peerName || state.members.get(peer) || '',
+    polite,
+    iceServers: state.iceServers,
+    // Both calling each other at once: this side had no media opening yet.
+    media: pending?.media ?? openLocalMedia(),
+    send: (msg) => sig.send(msg),
+  });
+}
+
+/** @param {CallEndedMsg} msg */
+function onCallEnded(msg) {
+  const me = state.me?.id;
+  const pending = state.pending;
+  const name = state.call?.peerName ?? pending?.peerName ?? state.members.get(msg.peer) ?? '';
+  const incoming = pending?.direction === 'incoming';
+  /** @type {Record<string, import('./i18n.js').Key>} */
+  const keys = {
+    declined: msg.by === me ? 'ended.declinedByYou' : 'ended.declined',
+    cancelled: msg.by === me ? 'ended.cancelledByYou' : 'ended.cancelled',
+    no_answer: incoming ? 'ended.missed' : 'ended.no_answer',
+    busy: 'ended.busy',
+    hangup: msg.by === me ? 'ended.hangupByYou' : 'ended.hangup',
+    left: 'ended.left',
+  };
+  const mine = state.call?.callId === msg.callId || pending?.id === msg.callId ||
+    (pending?.id === null && pending.peer === msg.peer);
+  if (!mine) return;
+  if (!state.call && pending?.media) {
+    // The camera was opened for a call that never started: release it.
+    pending.media.then((m) => [m.audio, m.video].forEach((tr) => tr?.stop()));
+  }
+  endCallUi();
+  state.notice = { key: keys[msg.reason], params: { name } };
+}
+
+function endCallUi() {
+  ringer.stop();
+  state.call?.close();
+  state.call = null;
+  state.pending = null;
+  dialogs.outgoing.close();
+  dialogs.incoming.close();
+}
+
+// ---- rendering -----------------------------------------------------------------------------
+
+/** @param {{key: import('./i18n.js').Key, params?: Record<string, string>} | null} text */
+const tr = (text) => (text ? t(text.key, text.params) : '');
+
+function render() {
+  document.documentElement.lang = currentLang();
+  for (const el of document.querySelectorAll('[data-i18n]')) {
+    el.textContent = t(/** @type {import('./i18n.js').Key} */ (el.getAttribute('data-i18n')));
+  }
+  langSelect.value = currentLang();
+
+  const joined = state.me !== null;
+  byId('landing').hidden = joined;
+  byId('lobby').hidden = !joined;
+  byId('landing-error').textContent = tr(state.landingError);
+  joinButton.disabled = state.joining;
+  joinButton.textContent = state.joining ? t('joining') : t('join');
+
+  if (state.me) {
+    byId('room-title').textContent = t('roomTitle', { room: state.room });
+    byId('you').textContent = t('you', { name: state.me.name });
+    const link = /** @type {HTMLAnchorElement} */ (byId('share-link'));
+    link.href = `${location.origin}/r/${encodeURIComponent(state.room)}`;
+    link.textContent = link.href;
+    byId('notice').textContent = tr(state.notice);
+    renderMembers();
+  }
+
+  const pending = state.pending;
+  showDialog(dialogs.outgoing, pending?.direction === 'outgoing');
+  showDialog(dialogs.incoming, pending?.direction === 'incoming' && !pending.answered);
+  if (pending) {
+    byId('outgoing-text').textContent = t('callingName', { name: pending.peerName });
+    byId('incoming-text').textContent = t('incomingFrom', { name: pending.peerName });
+  }
+  state.call?.render();
+}
+
+function renderMembers() {
+  const items = [...state.members].map(([id, name]) => {
+    const li = document.createElement('li');
+    const label = document.createElement('span');
+    label.textContent = name;
+    const button = document.createElement('button');
+    button.textContent = t('callName', { name });
+    button.disabled = state.pending !== null || state.call !== null;
+    button.onclick = () => invite(id);
+    li.append(label, button);
+    return li;
+  });
+  byId('members').replaceChildren(...items);
+  byId('alone').hidden = state.members.size > 0;
+}
+
+/**
+ * @param {HTMLDialogElement} dialog
+ * @param {boolean} open
+ */
+function showDialog(dialog, open) {
+  if (open && !dialog.open) dialog.showModal();
+  if (!open && dialog.open) dialog.close();
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+/** @type {HTMLFormElement} */ (byId('join-form')).addEventListener('submit', onJoin);
+byId('leave').onclick = () => resetToLanding(null);
+byId('cancel').onclick = cancel;
+byId('accept').onclick = accept;
+byId('decline').onclick = decline;
+byId('hangup').onclick = () => {
+  if (state.call) state.sig?.send({ type: 'hangup', callId: state.call.callId });
+};
+// Escape would close a dialog without telling the server; map it to the dialog's own action.
+dialogs.outgoing.addEventListener('cancel', (e) => { e.preventDefault(); cancel(); });
+dialogs.incoming.addEventListener('cancel', (e) => { e.preventDefault(); decline(); });
+byId('in-call').addEventListener('cancel', (e) => e.preventDefault());
+langSelect.onchange = () => {
+  setLang(/** @type {import('./i18n.js').Lang} */ (langSelect.value));
+  render();
+};
+
+roomInput.value = roomFromPath();
+nameInput.value = localStorage.getItem('visavis.name') ?? '';
+render();

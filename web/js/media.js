@@ -1,0 +1,77 @@
+// @ts-check
+//! Local camera and microphone: opening them with fallbacks, listing devices. Touches no DOM.
+
+/**
+ * @typedef {{audio: MediaStreamTrack | null, video: MediaStreamTrack | null,
+ *            problems: MediaProblem[]}} LocalMedia
+ * @typedef {'denied' | 'no-camera' | 'no-microphone' | 'no-devices'} MediaProblem
+ * @typedef {{audioInput?: string, videoInput?: string}} DevicePrefs
+ * @typedef {{cameras: MediaDeviceInfo[], microphones: MediaDeviceInfo[], speakers: MediaDeviceInfo[]}} DeviceLists
+ */
+
+/**
+ * @param {'audio' | 'video'} kind
+ * @param {string | undefined} deviceId
+ * @returns {boolean | MediaTrackConstraints}
+ */
+function constraint(kind, deviceId) {
+  if (kind === 'video') return deviceId ? { deviceId: { exact: deviceId }, width: 640, height: 480 } : { width: 640, height: 480 };
+  return deviceId ? { deviceId: { exact: deviceId } } : true;
+}
+
+/**
+ * Opens one device of `kind`; null when there is none or it is refused.
+ * @param {'audio' | 'video'} kind
+ * @param {string} [deviceId]
+ * @returns {Promise<{track: MediaStreamTrack | null, error?: string}>}
+ */
+export async function openTrack(kind, deviceId) {
+  if (!navigator.mediaDevices?.getUserMedia) return { track: null, error: 'NotSupportedError' };
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraint(kind, deviceId) });
+    return { track: stream.getTracks()[0] ?? null };
+  } catch (err) {
+    return { track: null, error: err instanceof Error ? err.name : String(err) };
+  }
+}
+
+/**
+ * Opens camera and microphone, falling back to whichever exists and is allowed, so a call
+ * can go ahead audio-only, video-only or receive-only. Never rejects.
+ * @param {DevicePrefs} [prefs]
+ * @returns {Promise<LocalMedia>}
+ */
+export async function openLocalMedia(prefs = {}) {
+  /** @type {MediaProblem[]} */
+  const problems = [];
+  if (navigator.mediaDevices?.getUserMedia) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: constraint('audio', prefs.audioInput),
+        video: constraint('video', prefs.videoInput),
+      });
+      return { audio: stream.getAudioTracks()[0] ?? null, video: stream.getVideoTracks()[0] ?? null, problems };
+    } catch {
+      // Fall through: find out which of the two is missing or refused.
+    }
+  }
+  const [audio, video] = await Promise.all([openTrack('audio', prefs.audioInput), openTrack('video', prefs.videoInput)]);
+  const denied = [audio.error, video.error].some((e) => e === 'NotAllowedError' || e === 'SecurityError');
+  if (denied) problems.push('denied');
+  else if (!audio.track && !video.track) problems.push('no-devices');
+  else {
+    if (!video.track) problems.push('no-camera');
+    if (!audio.track) problems.push('no-microphone');
+  }
+  return { audio: audio.track, video: video.track, problems };
+}
+
+/** @returns {Promise<DeviceLists>} */
+export async function listDevices() {
+  const devices = navigator.mediaDevices?.enumerateDevices ? await navigator.mediaDevices.enumerateDevices() : [];
+  return {
+    cameras: devices.filter((d) => d.kind === 'videoinput'),
+    microphones: devices.filter((d) => d.kind === 'audioinput'),
+    speakers: devices.filter((d) => d.kind === 'audiooutput'),
+  };
+}

@@ -1,0 +1,149 @@
+// @ts-check
+//! One call's RTCPeerConnection: perfect negotiation, trickle ICE with buffered candidates,
+//! one audio and one video transceiver that both sides share. Touches no DOM.
+//!
+//! The impolite side (the caller) creates both transceivers as sendrecv, with or without a
+//! local track, and offers. The polite side attaches its tracks to the transceivers the offer
+//! created. So there are always exactly two m-lines, media flows one way when one side has no
+//! camera or microphone, and devices are switched later with replaceTrack, no renegotiation.
+
+/**
+ * @typedef {'audio' | 'video'} Kind
+ * @typedef {{audio: MediaStreamTrack | null, video: MediaStreamTrack | null}} LocalTracks
+ * @typedef {{description: RTCSessionDescriptionInit} | {candidate: RTCIceCandidateInit | null}} Signal
+ */
+
+export class PeerCall {
+  /**
+   * @param {object} options
+   * @param {boolean} options.polite the perfect-negotiation role (given by the server)
+   * @param {RTCIceServer[]} options.iceServers
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy]
+   * @param {(signal: Signal) => void} options.signal sends to the other side through the server
+   * @param {(stream: MediaStream) => void} options.onRemoteStream the remote tracks, once there are any
+   * @param {(state: RTCPeerConnectionState) => void} options.onConnectionState
+   */
+  constructor({ polite, iceServers, iceTransportPolicy = 'all', signal, onRemoteStream, onConnectionState }) {
+    this.polite = polite;
+    this.signal = signal;
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
+    this.remoteStream = new MediaStream();
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    /** Candidates that arrived before the remote description. @type {RTCIceCandidateInit[]} */
+    this.pendingCandidates = [];
+    /** @type {LocalTracks} */
+    this.local = { audio: null, video: null };
+    /** Resolved once local media is known; the polite side answers only after that. */
+    /** @type {() => void} */
+    this.resolveLocal = () => {};
+    /** @type {Promise<void>} */
+    this.localReady = new Promise((resolve) => (this.resolveLocal = resolve));
+    /** Incoming signals run one at a time, in arrival order. */
+    this.queue = Promise.resolve();
+
+    this.pc.onnegotiationneeded = async () => {
+      try {
+        this.makingOffer = true;
+        await this.pc.setLocalDescription();
+        if (this.pc.localDescription) this.signal({ description: this.pc.localDescription.toJSON() });
+      } catch (err) {
+        console.warn('negotiation failed', err);
+      } finally {
+        this.makingOffer = false;
+      }
+    };
+    this.pc.onicecandidate = ({ candidate }) => this.signal({ candidate: candidate ? candidate.toJSON() : null });
+    this.pc.ontrack = ({ track }) => {
+      this.remoteStream.addTrack(track);
+      onRemoteStream(this.remoteStream);
+    };
+    this.pc.onconnectionstatechange = () => onConnectionState(this.pc.connectionState);
+  }
+
+  /**
+   * Sets the local tracks (either may be null: receive-only for that kind). The impolite side
+   * creates the transceivers here, which starts negotiation.
+   * @param {LocalTracks} tracks
+   */
+  start(tracks) {
+    this.local = { ...tracks };
+    if (!this.polite) {
+      for (const kind of /** @type {Kind[]} */ (['audio', 'video'])) {
+        this.pc.addTransceiver(tracks[kind] ?? kind, { direction: 'sendrecv' });
+      }
+    }
+    this.resolveLocal();
+  }
+
+  /**
+   * A signal relayed from the other side.
+   * @param {Signal} signal
+   * @returns {Promise<void>}
+   */
+  handle(signal) {
+    this.queue = this.queue.then(() => this.apply(signal)).catch((err) => console.warn('signal failed', err));
+    return this.queue;
+  }
+
+  /** @param {Signal} signal */
+  async apply(signal) {
+    if ('description' in signal) {
+      const description = signal.description;
+      const collision = description.type === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
+      this.ignoreOffer = !this.polite && collision;
+      if (this.ignoreOffer) return;
+      await this.pc.setRemoteDescription(description); // rolls back our own offer if polite
+      if (description.type === 'offer') {
+        await this.localReady;
+        await this.attachLocalTracks();
+        await this.pc.setLocalDescription();
+        if (this.pc.localDescription) this.signal({ description: this.pc.localDescription.toJSON() });
+      }
+      for (const candidate of this.pendingCandidates.splice(0)) await this.addCandidate(candidate);
+    } else if (!this.pc.remoteDescription) {
+      if (signal.candidate) this.pendingCandidates.push(signal.candidate);
+    } else {
+      await this.addCandidate(signal.candidate);
+    }
+  }
+
+  /** @param {RTCIceCandidateInit | null} candidate */
+  async addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate ?? undefined);
+    } catch (err) {
+      if (!this.ignoreOffer) throw err;
+    }
+  }
+
+  /** The polite side puts its tracks on the transceivers the offer created. */
+  async attachLocalTracks() {
+    for (const transceiver of this.pc.getTransceivers()) {
+      const kind = /** @type {Kind} */ (transceiver.receiver.track.kind);
+      if (transceiver.direction === 'stopped') continue;
+      // sendrecv even without a track, so a camera started later needs no renegotiation.
+      transceiver.direction = 'sendrecv';
+      if (transceiver.sender.track !== this.local[kind]) await transceiver.sender.replaceTrack(this.local[kind]);
+    }
+  }
+
+  /**
+   * Sends `track` (or nothing) for `kind` from now on, without renegotiation.
+   * @param {Kind} kind
+   * @param {MediaStreamTrack | null} track
+   */
+  async replaceTrack(kind, track) {
+    this.local[kind] = track;
+    const transceiver = this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind);
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+  }
+
+  close() {
+    this.pc.onnegotiationneeded = null;
+    this.pc.onicecandidate = null;
+    this.pc.ontrack = null;
+    this.pc.onconnectionstatechange = null;
+    this.pc.close();
+  }
+}
