@@ -344,8 +344,19 @@ mod tests {
 
     #[test]
     fn malformed_input_is_bad_message() {
-        for text in ["", "nope", "[]", "{}", r#"{"type":5}"#, r#"{"type":"invite","to":"x"}"#] {
-            assert_eq!(decode_client(text).unwrap_err().code, ErrorCode::BadMessage, "{text}");
+        for text in [
+            "",
+            "nope",
+            "[]",
+            "{}",
+            r#"{"type":5}"#,
+            r#"{"type":"invite","to":"x"}"#,
+        ] {
+            assert_eq!(
+                decode_client(text).unwrap_err().code,
+                ErrorCode::BadMessage,
+                "{text}"
+            );
         }
     }
 

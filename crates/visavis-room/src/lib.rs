@@ -17,8 +17,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, ClientMsg, EndReason, ErrorCode, IceServer, Member, MemberId, ServerMsg,
-    PROTOCOL_VERSION,
+    CallId, ClientMsg, EndReason, ErrorCode, IceServer, Member, MemberId, ServerMsg, PROTOCOL_VERSION,
 };
 
 pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
@@ -236,12 +235,7 @@ impl Core {
     }
 
     fn dispatch(&mut self, now: Instant, session: SessionId, msg: ClientMsg) -> Result<(), RoomError> {
-        if let ClientMsg::Join {
-            version,
-            room,
-            name,
-        } = msg
-        {
+        if let ClientMsg::Join { version, room, name } = msg {
             return self.join(session, version, &room, &name);
         }
         let me = *self.sessions.get(&session).ok_or(RoomError::NotJoined)?;
@@ -279,10 +273,7 @@ impl Core {
                 self.end_call(call_id, reason, Some(me));
                 Ok(())
             }
-            ClientMsg::Description {
-                call_id,
-                description,
-            } => {
+            ClientMsg::Description { call_id, description } => {
                 let to = self.active_peer(me, call_id, "description")?;
                 self.send_member(
                     to,
@@ -449,7 +440,13 @@ impl Core {
     }
 
     /// The call `call_id` of `me`, which must be ringing with `me` in `role`.
-    fn ringing_call_as(&self, me: MemberId, call_id: CallId, role: Role, action: &'static str) -> Result<(), RoomError> {
+    fn ringing_call_as(
+        &self,
+        me: MemberId,
+        call_id: CallId,
+        role: Role,
+        action: &'static str,
+    ) -> Result<(), RoomError> {
         let call = self.call_of(me, call_id)?;
         let is_role = match role {
             Role::Caller => call.caller == me,
@@ -466,7 +463,12 @@ impl Core {
     }
 
     /// The other party of `me`'s active call `call_id`.
-    fn active_peer(&self, me: MemberId, call_id: CallId, action: &'static str) -> Result<MemberId, RoomError> {
+    fn active_peer(
+        &self,
+        me: MemberId,
+        call_id: CallId,
+        action: &'static str,
+    ) -> Result<MemberId, RoomError> {
         let call = self.call_of(me, call_id)?;
         if call.state != CallState::Active {
             return Err(RoomError::InvalidCallState {
@@ -591,7 +593,11 @@ impl Core {
             .values()
             .filter(|c| matches!(c.state, CallState::Ringing { .. }))
             .count();
-        assert_eq!(ringing, self.ring_deadlines.len(), "one deadline per ringing call");
+        assert_eq!(
+            ringing,
+            self.ring_deadlines.len(),
+            "one deadline per ringing call"
+        );
         for (id, call) in &self.calls {
             for m in [call.caller, call.callee] {
                 assert_eq!(self.members[&m].call, Some(*id), "both parties point at the call");

@@ -102,19 +102,41 @@ fn join_gets_member_list_and_others_are_told() {
     let a = w.join(1, "r", "Ann");
     let got = w.send(2, join("r", "  Bob "));
     assert_eq!(got.len(), 2);
-    let ServerMsg::Joined { you, members, room, version, .. } = &got[0].msg else {
+    let ServerMsg::Joined {
+        you,
+        members,
+        room,
+        version,
+        ..
+    } = &got[0].msg
+    else {
         panic!("{got:?}")
     };
     assert_eq!((got[0].to, room.as_str(), *version), (2, "r", PROTOCOL_VERSION));
     assert_eq!(you.name, "Bob", "name is trimmed");
-    assert_eq!(members, &vec![Member { id: a, name: "Ann".into() }]);
+    assert_eq!(
+        members,
+        &vec![Member {
+            id: a,
+            name: "Ann".into()
+        }]
+    );
     assert_eq!(got[1], out(1, ServerMsg::MemberJoined { member: you.clone() }));
     // A different room sees nothing of this one.
     let other = w.send(3, join("elsewhere", "Cy"));
-    let ServerMsg::Joined { members, .. } = &other[0].msg else { panic!() };
+    let ServerMsg::Joined { members, .. } = &other[0].msg else {
+        panic!()
+    };
     assert!(members.is_empty());
     assert_eq!(other.len(), 1);
-    assert_eq!(w.core.counts(), Counts { members: 3, rooms: 2, calls: 0 });
+    assert_eq!(
+        w.core.counts(),
+        Counts {
+            members: 3,
+            rooms: 2,
+            calls: 0
+        }
+    );
 }
 
 #[test]
@@ -162,9 +184,15 @@ fn join_errors() {
     };
     assert_eq!(error_code(&w.send(1, bad_version)), ErrorCode::UnsupportedVersion);
     assert_eq!(error_code(&w.send(1, join("r", " "))), ErrorCode::InvalidName);
-    assert_eq!(error_code(&w.send(1, join("r", &"x".repeat(65)))), ErrorCode::InvalidName);
+    assert_eq!(
+        error_code(&w.send(1, join("r", &"x".repeat(65)))),
+        ErrorCode::InvalidName
+    );
     assert_eq!(error_code(&w.send(1, join("a/b", "A"))), ErrorCode::InvalidRoom);
-    assert_eq!(error_code(&w.send(1, ClientMsg::Invite { to: 1 })), ErrorCode::NotJoined);
+    assert_eq!(
+        error_code(&w.send(1, ClientMsg::Invite { to: 1 })),
+        ErrorCode::NotJoined
+    );
     w.join(1, "r", "A");
     assert_eq!(error_code(&w.send(1, join("r", "A"))), ErrorCode::AlreadyJoined);
     w.join(2, "r", "B");
@@ -207,7 +235,14 @@ fn invite_rings_both_sides_then_accept_activates() {
         got,
         vec![
             out(1, ServerMsg::Ringing { call_id: 1, peer: b }),
-            out(2, ServerMsg::Incoming { call_id: 1, from: a, name: "Ann".into() }),
+            out(
+                2,
+                ServerMsg::Incoming {
+                    call_id: 1,
+                    from: a,
+                    name: "Ann".into()
+                }
+            ),
         ]
     );
     assert!(w.core.poll_timeout().is_some());
@@ -215,8 +250,22 @@ fn invite_rings_both_sides_then_accept_activates() {
     assert_eq!(
         got,
         vec![
-            out(1, ServerMsg::Accepted { call_id: 1, peer: b, polite: false }),
-            out(2, ServerMsg::Accepted { call_id: 1, peer: a, polite: true }),
+            out(
+                1,
+                ServerMsg::Accepted {
+                    call_id: 1,
+                    peer: b,
+                    polite: false
+                }
+            ),
+            out(
+                2,
+                ServerMsg::Accepted {
+                    call_id: 1,
+                    peer: a,
+                    polite: true
+                }
+            ),
         ]
     );
     assert_eq!(w.core.poll_timeout(), None, "an accepted call has no ring timer");
@@ -263,7 +312,10 @@ fn ring_timeout_ends_as_no_answer() {
     );
     assert_eq!(w.core.poll_timeout(), None);
     // Accepting after the timeout is refused: the call is gone.
-    assert_eq!(error_code(&w.send(2, ClientMsg::Accept { call_id: call })), ErrorCode::UnknownCall);
+    assert_eq!(
+        error_code(&w.send(2, ClientMsg::Accept { call_id: call })),
+        ErrorCode::UnknownCall
+    );
 }
 
 #[test]
@@ -290,7 +342,16 @@ fn invite_to_a_member_in_a_call_is_busy() {
     w.send(3, ClientMsg::Invite { to: d });
     let e = w.join(5, "r", "Ed");
     let got = w.send(5, ClientMsg::Invite { to: d });
-    assert!(matches!(got[..], [Output { to: 5, msg: ServerMsg::CallEnded { reason: EndReason::Busy, .. } }]));
+    assert!(matches!(
+        got[..],
+        [Output {
+            to: 5,
+            msg: ServerMsg::CallEnded {
+                reason: EndReason::Busy,
+                ..
+            }
+        }]
+    ));
     // The busy attempt did not disturb the ringing call.
     assert!(w.send(4, ClientMsg::Accept { call_id: 3 }).len() == 2);
     let _ = (c, e);
@@ -300,7 +361,10 @@ fn invite_to_a_member_in_a_call_is_busy() {
 fn caller_already_in_a_call_cannot_invite() {
     let (mut w, _a, _b, call) = World::active_pair();
     let c = w.join(3, "r", "Cy");
-    assert_eq!(error_code(&w.send(1, ClientMsg::Invite { to: c })), ErrorCode::AlreadyInCall);
+    assert_eq!(
+        error_code(&w.send(1, ClientMsg::Invite { to: c })),
+        ErrorCode::AlreadyInCall
+    );
     let _ = call;
 }
 
@@ -312,8 +376,22 @@ fn glare_resolves_to_one_call() {
     assert_eq!(
         got,
         vec![
-            out(1, ServerMsg::Accepted { call_id: call, peer: b, polite: false }),
-            out(2, ServerMsg::Accepted { call_id: call, peer: a, polite: true }),
+            out(
+                1,
+                ServerMsg::Accepted {
+                    call_id: call,
+                    peer: b,
+                    polite: false
+                }
+            ),
+            out(
+                2,
+                ServerMsg::Accepted {
+                    call_id: call,
+                    peer: a,
+                    polite: true
+                }
+            ),
         ]
     );
     assert_eq!(w.core.counts().calls, 1);
@@ -333,7 +411,10 @@ fn hangup_by_either_side_ends_for_both() {
             ]
         );
         // Both are free to call again.
-        assert!(matches!(w.send(2, ClientMsg::Invite { to: a })[0].msg, ServerMsg::Ringing { .. }));
+        assert!(matches!(
+            w.send(2, ClientMsg::Invite { to: a })[0].msg,
+            ServerMsg::Ringing { .. }
+        ));
     }
 }
 
@@ -341,10 +422,14 @@ fn hangup_by_either_side_ends_for_both() {
 fn hangup_while_ringing_means_cancel_or_decline() {
     let (mut w, a, _b, call) = World::ringing_pair();
     let got = w.send(1, ClientMsg::Hangup { call_id: call });
-    assert!(matches!(got[0].msg, ServerMsg::CallEnded { reason: EndReason::Cancelled, by, .. } if by == Some(a)));
+    assert!(
+        matches!(got[0].msg, ServerMsg::CallEnded { reason: EndReason::Cancelled, by, .. } if by == Some(a))
+    );
     let (mut w, _a, b, call) = World::ringing_pair();
     let got = w.send(2, ClientMsg::Hangup { call_id: call });
-    assert!(matches!(got[0].msg, ServerMsg::CallEnded { reason: EndReason::Declined, by, .. } if by == Some(b)));
+    assert!(
+        matches!(got[0].msg, ServerMsg::CallEnded { reason: EndReason::Declined, by, .. } if by == Some(b))
+    );
 }
 
 #[test]
@@ -399,8 +484,14 @@ fn invalid_transitions_are_refused() {
     }
     // A stranger knows nothing of the call.
     w.join(3, "r", "Cy");
-    assert_eq!(error_code(&w.send(3, ClientMsg::Hangup { call_id: call })), ErrorCode::UnknownCall);
-    assert_eq!(error_code(&w.send(3, ClientMsg::Accept { call_id: 777 })), ErrorCode::UnknownCall);
+    assert_eq!(
+        error_code(&w.send(3, ClientMsg::Hangup { call_id: call })),
+        ErrorCode::UnknownCall
+    );
+    assert_eq!(
+        error_code(&w.send(3, ClientMsg::Accept { call_id: 777 })),
+        ErrorCode::UnknownCall
+    );
 }
 
 #[test]
@@ -408,9 +499,18 @@ fn addressing_is_limited_to_your_room() {
     let mut w = World::new();
     let a = w.join(1, "r", "Ann");
     let x = w.join(2, "other", "Xi");
-    assert_eq!(error_code(&w.send(1, ClientMsg::Invite { to: x })), ErrorCode::UnknownMember);
-    assert_eq!(error_code(&w.send(1, ClientMsg::Invite { to: 4242 })), ErrorCode::UnknownMember);
-    assert_eq!(error_code(&w.send(1, ClientMsg::Invite { to: a })), ErrorCode::InvalidTarget);
+    assert_eq!(
+        error_code(&w.send(1, ClientMsg::Invite { to: x })),
+        ErrorCode::UnknownMember
+    );
+    assert_eq!(
+        error_code(&w.send(1, ClientMsg::Invite { to: 4242 })),
+        ErrorCode::UnknownMember
+    );
+    assert_eq!(
+        error_code(&w.send(1, ClientMsg::Invite { to: a })),
+        ErrorCode::InvalidTarget
+    );
 }
 
 #[test]
@@ -428,18 +528,56 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
     w.send(2, ClientMsg::Accept { call_id: call });
     assert_eq!(
         w.send(1, early),
-        vec![out(2, ServerMsg::Description { call_id: call, from: a, description: offer })]
+        vec![out(
+            2,
+            ServerMsg::Description {
+                call_id: call,
+                from: a,
+                description: offer
+            }
+        )]
     );
     assert_eq!(
-        w.send(2, ClientMsg::Candidate { call_id: call, candidate: None }),
-        vec![out(1, ServerMsg::Candidate { call_id: call, from: b, candidate: None })]
+        w.send(
+            2,
+            ClientMsg::Candidate {
+                call_id: call,
+                candidate: None
+            }
+        ),
+        vec![out(
+            1,
+            ServerMsg::Candidate {
+                call_id: call,
+                from: b,
+                candidate: None
+            }
+        )]
     );
     assert_eq!(
-        w.send(2, ClientMsg::Media { call_id: call, audio: false, video: true }),
-        vec![out(1, ServerMsg::Media { call_id: call, from: b, audio: false, video: true })]
+        w.send(
+            2,
+            ClientMsg::Media {
+                call_id: call,
+                audio: false,
+                video: true
+            }
+        ),
+        vec![out(
+            1,
+            ServerMsg::Media {
+                call_id: call,
+                from: b,
+                audio: false,
+                video: true
+            }
+        )]
     );
     // A third member of the room cannot inject into the call.
     w.join(3, "r", "Cy");
-    let inject = ClientMsg::Candidate { call_id: call, candidate: None };
+    let inject = ClientMsg::Candidate {
+        call_id: call,
+        candidate: None,
+    };
     assert_eq!(error_code(&w.send(3, inject)), ErrorCode::UnknownCall);
 }

@@ -50,7 +50,10 @@ mod tests {
     fn names_are_trimmed_and_any_script() {
         assert_eq!(validate_name("  Ann  "), Ok("Ann"));
         assert_eq!(validate_name("张医生"), Ok("张医生"));
-        assert_eq!(validate_name("<img src=x onerror=alert(1)>"), Ok("<img src=x onerror=alert(1)>"));
+        assert_eq!(
+            validate_name("<img src=x onerror=alert(1)>"),
+            Ok("<img src=x onerror=alert(1)>")
+        );
         assert_eq!(validate_name(&"é".repeat(64)).map(str::len), Ok(128));
         assert!(validate_name(&"é".repeat(65)).is_err());
         assert!(validate_name("   ").is_err());

@@ -25,6 +25,8 @@ pub fn file(path: &str) -> Response {
             )
                 .into_response()
         }
-        None => HttpError::new(StatusCode::NOT_FOUND, "not_found", format!("no file /{path}")).into_response(),
+        None => {
+            HttpError::new(StatusCode::NOT_FOUND, "not_found", format!("no file /{path}")).into_response()
+        }
     }
 }

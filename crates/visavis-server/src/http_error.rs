@@ -12,7 +12,11 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: String) -> Self {
-        Self { status, code, message }
+        Self {
+            status,
+            code,
+            message,
+        }
     }
 }
 

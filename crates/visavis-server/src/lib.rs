@@ -36,7 +36,11 @@ struct AppState {
 }
 
 /// Serves `listener` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let core = Core::new(Config {
         room_capacity: settings.room_capacity as usize,
         ring_timeout: settings.ring_timeout(),
@@ -59,7 +63,10 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
         .await?;
     // axum does not wait for upgraded connections; the tracker does.
     sessions.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("{} sessions did not close in time", sessions.len());
     }
     timers.abort();
@@ -69,10 +76,15 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: Cancellati
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { assets::file("index.html") }))
-        .route("/r/{room}", get(|_: Path<String>| async { assets::file("index.html") }))
+        .route(
+            "/r/{room}",
+            get(|_: Path<String>| async { assets::file("index.html") }),
+        )
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
-        .fallback(get(|uri: axum::http::Uri| async move { assets::file(uri.path().trim_start_matches('/')) }))
+        .fallback(get(|uri: axum::http::Uri| async move {
+            assets::file(uri.path().trim_start_matches('/'))
+        }))
         .with_state(state)
 }
 
@@ -89,9 +101,7 @@ async fn ws_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) ->
     upgrade
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .on_upgrade(move |ws| {
-            sessions.track_future(session::serve(ws, hub, shutdown, max_message))
-        })
+        .on_upgrade(move |ws| sessions.track_future(session::serve(ws, hub, shutdown, max_message)))
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

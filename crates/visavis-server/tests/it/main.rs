@@ -43,7 +43,8 @@ impl Server {
     /// A client joined to `room` as `name`; returns it with its member id.
     async fn joined(&self, room: &str, name: &str) -> (Client, u64) {
         let mut c = self.client().await;
-        c.send(json!({"type": "join", "version": 1, "room": room, "name": name})).await;
+        c.send(json!({"type": "join", "version": 1, "room": room, "name": name}))
+            .await;
         let joined = c.expect("joined").await;
         let id = joined["you"]["id"].as_u64().expect("member id");
         (c, id)
@@ -56,7 +57,10 @@ impl Server {
         let mut buf = String::new();
         tcp.read_to_string(&mut buf).await.expect("read");
         let status = buf[9..12].parse().expect("status");
-        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -109,7 +113,9 @@ impl Client {
 
     /// Nothing arrives for a short while.
     async fn expect_silence(&mut self) {
-        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(200), self.ws.next()).await {
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(200), self.ws.next()).await
+        {
             panic!("expected nothing, got {t}");
         }
     }
@@ -117,7 +123,10 @@ impl Client {
     /// The close frame the server ends the connection with.
     async fn expect_close(&mut self) -> CloseCode {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
                 Some(Ok(Message::Close(Some(frame)))) => return frame.code,
                 Some(Ok(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
@@ -135,7 +144,10 @@ async fn call_pair(server: &Server, room: &str) -> (Client, u64, Client, u64, u6
     let ringing = alice.expect("ringing").await;
     let call = ringing["callId"].as_u64().expect("call id");
     let incoming = bob.expect("incoming").await;
-    assert_eq!((incoming["from"].as_u64(), incoming["name"].as_str()), (Some(a), Some("Alice")));
+    assert_eq!(
+        (incoming["from"].as_u64(), incoming["name"].as_str()),
+        (Some(a), Some("Alice"))
+    );
     bob.send(json!({"type": "accept", "callId": call})).await;
     assert_eq!(alice.expect("accepted").await["polite"], false);
     assert_eq!(bob.expect("accepted").await["polite"], true);
@@ -147,7 +159,8 @@ async fn join_presence_and_leave() {
     let server = Server::start(&[]).await;
     let (mut alice, a) = server.joined("room-1", "Alice").await;
     let mut bob = server.client().await;
-    bob.send(json!({"type": "join", "version": 1, "room": "room-1", "name": " 鲍勃 "})).await;
+    bob.send(json!({"type": "join", "version": 1, "room": "room-1", "name": " 鲍勃 "}))
+        .await;
     let joined = bob.expect("joined").await;
     assert_eq!(joined["version"], 1);
     assert_eq!(joined["you"]["name"], "鲍勃");
@@ -155,7 +168,10 @@ async fn join_presence_and_leave() {
     assert_eq!(joined["iceServers"], json!([]));
     assert_eq!(joined["ringTimeoutMs"], 30_000);
     let b = joined["you"]["id"].as_u64().expect("id");
-    assert_eq!(alice.expect("member_joined").await["member"], json!({"id": b, "name": "鲍勃"}));
+    assert_eq!(
+        alice.expect("member_joined").await["member"],
+        json!({"id": b, "name": "鲍勃"})
+    );
     assert_eq!(
         server.health().await,
         json!({"status": "ok", "sessions": 2, "members": 2, "rooms": 1, "calls": 0})
@@ -167,7 +183,10 @@ async fn join_presence_and_leave() {
     alice.send(json!({"type": "leave"})).await;
     assert_eq!(alice.expect("left").await["room"], "room-1");
     let health = server.health().await;
-    assert_eq!((health["members"].as_u64(), health["rooms"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (health["members"].as_u64(), health["rooms"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
 
 #[tokio::test]
@@ -177,24 +196,34 @@ async fn full_call_relays_signalling_with_from_stamped() {
 
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
     // The client tries to forge `from`; the server stamps the truth.
-    alice.send(json!({"type": "description", "callId": call, "description": offer, "from": 999})).await;
+    alice
+        .send(json!({"type": "description", "callId": call, "description": offer, "from": 999}))
+        .await;
     let got = bob.expect("description").await;
     assert_eq!((got["from"].as_u64(), &got["description"]), (Some(a), &offer));
 
     let cand = json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0});
-    bob.send(json!({"type": "candidate", "callId": call, "candidate": cand})).await;
+    bob.send(json!({"type": "candidate", "callId": call, "candidate": cand}))
+        .await;
     let got = alice.expect("candidate").await;
     assert_eq!((got["from"].as_u64(), &got["candidate"]), (Some(b), &cand));
 
-    bob.send(json!({"type": "media", "callId": call, "audio": false, "video": true})).await;
+    bob.send(json!({"type": "media", "callId": call, "audio": false, "video": true}))
+        .await;
     let got = alice.expect("media").await;
-    assert_eq!((got["audio"].as_bool(), got["video"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (got["audio"].as_bool(), got["video"].as_bool()),
+        (Some(false), Some(true))
+    );
     assert_eq!(server.health().await["calls"], 1);
 
     bob.send(json!({"type": "hangup", "callId": call})).await;
     for (client, peer) in [(&mut alice, b), (&mut bob, a)] {
         let ended = client.expect("call_ended").await;
-        assert_eq!(ended, json!({"type": "call_ended", "callId": call, "peer": peer, "reason": "hangup", "by": b}));
+        assert_eq!(
+            ended,
+            json!({"type": "call_ended", "callId": call, "peer": peer, "reason": "hangup", "by": b})
+        );
     }
     assert_eq!(server.health().await["calls"], 0);
 }
@@ -205,7 +234,10 @@ async fn peer_vanishing_mid_call_ends_it_for_the_other() {
     let (mut alice, _a, bob, b, call) = call_pair(&server, "r").await;
     drop(bob);
     let ended = alice.expect("call_ended").await;
-    assert_eq!((ended["callId"].as_u64(), ended["reason"].as_str()), (Some(call), Some("left")));
+    assert_eq!(
+        (ended["callId"].as_u64(), ended["reason"].as_str()),
+        (Some(call), Some("left"))
+    );
     assert_eq!(alice.expect("member_left").await["id"], b);
 }
 
@@ -239,7 +271,10 @@ async fn decline_cancel_and_busy() {
     // Carol calls Bob while he rings: busy, and only Carol hears of it.
     carol.send(json!({"type": "invite", "to": b})).await;
     let busy = carol.expect("call_ended").await;
-    assert_eq!((busy["reason"].as_str(), busy["peer"].as_u64()), (Some("busy"), Some(b)));
+    assert_eq!(
+        (busy["reason"].as_str(), busy["peer"].as_u64()),
+        (Some("busy"), Some(b))
+    );
     bob.send(json!({"type": "decline", "callId": call})).await;
     assert_eq!(alice.expect("call_ended").await["reason"], "declined");
     assert_eq!(bob.expect("call_ended").await["reason"], "declined");
@@ -290,7 +325,8 @@ async fn capacity_race_admits_exactly_one_for_the_last_seat() {
     }
     // Send every join before reading any reply.
     for (i, c) in racers.iter_mut().enumerate() {
-        c.send(json!({"type": "join", "version": 1, "room": "r", "name": format!("racer {i}")})).await;
+        c.send(json!({"type": "join", "version": 1, "room": "r", "name": format!("racer {i}")}))
+            .await;
     }
     let mut joined = 0;
     let mut full = 0;
@@ -320,22 +356,33 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
     assert_eq!(alice.expect_error("unknown_type").await["request"], "teleport");
     alice.send(json!({"type": "invite"})).await;
     alice.expect_error("bad_message").await;
-    alice.send_text(format!(r#"{{"type":"invite","pad":"{}"}}"#, "x".repeat(100 * 1024))).await;
+    alice
+        .send_text(format!(
+            r#"{{"type":"invite","pad":"{}"}}"#,
+            "x".repeat(100 * 1024)
+        ))
+        .await;
     alice.expect_error("message_too_large").await;
     alice.ws.send(Message::binary(vec![1, 2, 3])).await.expect("send");
     alice.expect_error("bad_message").await;
     alice.send(json!({"type": "invite", "to": x})).await;
     alice.expect_error("unknown_member").await;
-    alice.send(json!({"type": "description", "callId": 1, "description": {"type": "offer", "sdp": ""}})).await;
+    alice
+        .send(json!({"type": "description", "callId": 1, "description": {"type": "offer", "sdp": ""}}))
+        .await;
     alice.expect_error("unknown_call").await;
-    alice.send(json!({"type": "join", "version": 1, "room": "r", "name": "again"})).await;
+    alice
+        .send(json!({"type": "join", "version": 1, "room": "r", "name": "again"}))
+        .await;
     alice.expect_error("already_joined").await;
 
     // An offer while the call only rings is refused too.
     alice.send(json!({"type": "invite", "to": b})).await;
     let call = alice.expect("ringing").await["callId"].clone();
     bob.expect("incoming").await;
-    alice.send(json!({"type": "description", "callId": call, "description": {"type": "offer", "sdp": ""}})).await;
+    alice
+        .send(json!({"type": "description", "callId": call, "description": {"type": "offer", "sdp": ""}}))
+        .await;
     alice.expect_error("invalid_call_state").await;
     bob.expect_silence().await;
 
@@ -346,11 +393,17 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
     let mut fresh = server.client().await;
     fresh.send(json!({"type": "invite", "to": b})).await;
     fresh.expect_error("not_joined").await;
-    fresh.send(json!({"type": "join", "version": 2, "room": "r", "name": "n"})).await;
+    fresh
+        .send(json!({"type": "join", "version": 2, "room": "r", "name": "n"}))
+        .await;
     fresh.expect_error("unsupported_version").await;
-    fresh.send(json!({"type": "join", "version": 1, "room": "a/b", "name": "n"})).await;
+    fresh
+        .send(json!({"type": "join", "version": 1, "room": "a/b", "name": "n"}))
+        .await;
     fresh.expect_error("invalid_room").await;
-    fresh.send(json!({"type": "join", "version": 1, "room": "r", "name": "   "})).await;
+    fresh
+        .send(json!({"type": "join", "version": 1, "room": "r", "name": "   "}))
+        .await;
     fresh.expect_error("invalid_name").await;
 }
 
@@ -376,7 +429,9 @@ async fn shutdown_closes_sessions_with_1001_and_returns() {
     server.shutdown.cancel();
     assert_eq!(alice.expect_close().await, CloseCode::Away);
     assert_eq!(idle.expect_close().await, CloseCode::Away);
-    let result = tokio::time::timeout(WAIT, server.task).await.expect("run returned in time");
+    let result = tokio::time::timeout(WAIT, server.task)
+        .await
+        .expect("run returned in time");
     assert!(result.expect("no panic").is_ok());
     assert!(started.elapsed() < WAIT);
 }
