@@ -15,6 +15,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use visavis_server::Settings;
 
+mod binary;
+
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Server {
