@@ -1,0 +1,710 @@
+//! The TURN server state machine (RFC 8656, UDP relays), sans-IO.
+//!
+//! The edge feeds it datagrams/frames from clients ([`TurnServer::handle_client`]) and from
+//! peers arriving on relay sockets ([`TurnServer::handle_peer`]), plus the passage of time
+//! ([`TurnServer::handle_timeout`]); it drains [`Output`]s: bytes for a client, bytes for a
+//! peer through a relay socket, and requests to bind or close relay sockets. Binding a relay
+//! socket is the edge's job: the core asks with [`Output::BindRelay`] and the edge answers
+//! with [`TurnServer::handle_relay_bound`] before handling anything else.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::auth::{long_term_key, CredentialError, Nonces, RestSecret};
+use crate::policy::PeerPolicy;
+use crate::stun::{self, attr, method, Class, Message, MessageBuilder};
+
+/// How a client reaches the server; part of the allocation's 5-tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// A client's transport address as the server sees it (the 5-tuple, the server side being fixed
+/// per transport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientAddr {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// The time, as the core needs it: monotonic for timers, Unix seconds for credential expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix: u64,
+}
+
+/// Settings of the TURN core.
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    pub realm: String,
+    pub secret: RestSecret,
+    pub nonces: Nonces,
+    pub policy: PeerPolicy,
+    /// Lifetime given when the client asks for less (or nothing).
+    pub default_lifetime: Duration,
+    /// Longest lifetime granted.
+    pub max_lifetime: Duration,
+    /// Allocations one user (the id part of the REST username) may hold.
+    pub user_quota: usize,
+    /// Allocations the whole server may hold.
+    pub total_quota: usize,
+    /// Relayed bytes per second per allocation, both directions together; excess is dropped.
+    pub bandwidth: u64,
+    /// Unauthenticated (or failing) requests per second per client IP, and the burst allowed.
+    pub unauth_rate: (u32, u32),
+}
+
+const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+const UDP: u8 = 17;
+
+/// Something for the edge to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send bytes to a client over its transport.
+    ToClient { client: ClientAddr, data: Vec<u8> },
+    /// Send bytes from the relay socket `relay` to `peer`.
+    ToPeer {
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// Bind a relay socket of the same family as `ipv6` says for `client`; answer with
+    /// `handle_relay_bound`.
+    BindRelay { client: ClientAddr, ipv6: bool },
+    /// The allocation on `relay` is gone: close its socket.
+    CloseRelay { relay: SocketAddr },
+}
+
+/// Counts for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnCounts {
+    pub allocations: usize,
+    pub users: usize,
+    pub relayed_packets: u64,
+    pub dropped_packets: u64,
+}
+
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, amount: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= amount {
+            self.tokens -= amount;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Allocation {
+    client: ClientAddr,
+    username: String,
+    user: String,
+    key: [u8; 16],
+    expires: Instant,
+    /// The transaction that created it, so a retransmitted Allocate gets the same answer.
+    created_by: stun::TransactionId,
+    permissions: HashMap<IpAddr, Instant>,
+    channels: HashMap<u16, (SocketAddr, Instant)>,
+    channel_of_peer: HashMap<SocketAddr, u16>,
+    bucket: TokenBucket,
+}
+
+#[derive(Debug)]
+struct PendingAllocate {
+    tid: stun::TransactionId,
+    username: String,
+    user: String,
+    key: [u8; 16],
+    lifetime: Duration,
+}
+
+/// The authenticated identity of a request.
+struct Auth {
+    username: String,
+    user: String,
+    key: [u8; 16],
+}
+
+/// The TURN server's state: allocations, permissions, channels, quotas.
+#[derive(Debug)]
+pub struct TurnServer {
+    config: TurnConfig,
+    /// Relay addresses the edge can bind, to decide which families are offered.
+    relay_v4: bool,
+    relay_v6: bool,
+    allocations: HashMap<SocketAddr, Allocation>,
+    by_client: HashMap<ClientAddr, SocketAddr>,
+    expiries: BTreeSet<(Instant, SocketAddr)>,
+    users: HashMap<String, usize>,
+    pending: HashMap<ClientAddr, PendingAllocate>,
+    unauth: HashMap<IpAddr, TokenBucket>,
+    relayed: u64,
+    dropped: u64,
+    out: VecDeque<Output>,
+}
+
+/// Attributes this server understands in requests.
+const KNOWN: &[u16] = &[
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::REALM,
+    attr::NONCE,
+    attr::LIFETIME,
+    attr::XOR_PEER_ADDRESS,
+    attr::DATA,
+    attr::CHANNEL_NUMBER,
+    attr::REQUESTED_TRANSPORT,
+    attr::REQUESTED_ADDRESS_FAMILY,
+    attr::DONT_FRAGMENT,
+    attr::ERROR_CODE,
+    attr::XOR_MAPPED_ADDRESS,
+    attr::MAPPED_ADDRESS,
+    attr::MESSAGE_INTEGRITY_SHA256,
+    0x0024, // PRIORITY (ICE connectivity checks sent as Binding)
+    0x0025, // USE-CANDIDATE
+];
+
+impl TurnServer {
+    /// `relay_ips` are the addresses the edge binds relay sockets on.
+    pub fn new(mut config: TurnConfig, relay_ips: &[IpAddr]) -> Self {
+        config.policy.own.extend_from_slice(relay_ips);
+        Self {
+            config,
+            relay_v4: relay_ips.iter().any(IpAddr::is_ipv4),
+            relay_v6: relay_ips.iter().any(IpAddr::is_ipv6),
+            allocations: HashMap::new(),
+            by_client: HashMap::new(),
+            expiries: BTreeSet::new(),
+            users: HashMap::new(),
+            pending: HashMap::new(),
+            unauth: HashMap::new(),
+            relayed: 0,
+            dropped: 0,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &TurnConfig {
+        &self.config
+    }
+
+    pub fn counts(&self) -> TurnCounts {
+        TurnCounts {
+            allocations: self.allocations.len(),
+            users: self.users.len(),
+            relayed_packets: self.relayed,
+            dropped_packets: self.dropped,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When the next allocation expires.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Expires allocations whose lifetime is over, and forgets idle rate-limit buckets.
+    pub fn handle_timeout(&mut self, now: Now) {
+        while let Some(&(at, relay)) = self.expiries.first() {
+            if at > now.mono {
+                break;
+            }
+            self.remove_allocation(relay);
+        }
+        if self.unauth.len() > 10_000 {
+            self.unauth.retain(|_, b| now.mono.saturating_duration_since(b.at) < Duration::from_secs(10));
+        }
+    }
+
+    /// The client's connection closed (TCP/TLS): its allocation goes with it.
+    pub fn handle_client_closed(&mut self, client: ClientAddr) {
+        self.pending.remove(&client);
+        if let Some(relay) = self.by_client.get(&client).copied() {
+            self.remove_allocation(relay);
+        }
+    }
+
+    /// A datagram or frame from a client: a STUN message or ChannelData.
+    pub fn handle_client(&mut self, now: Now, client: ClientAddr, buf: &[u8]) {
+        if stun::is_stun(buf) {
+            match Message::parse(buf) {
+                Ok(msg) => self.handle_stun(now, client, &msg),
+                Err(_) => self.dropped += 1,
+            }
+        } else if let Some((channel, data)) = stun::parse_channel_data(buf) {
+            self.channel_data_from_client(now, client, channel, data);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// A datagram that arrived from `peer` on the relay socket `relay`.
+    pub fn handle_peer(&mut self, now: Now, relay: SocketAddr, peer: SocketAddr, data: &[u8]) {
+        let Some(alloc) = self.allocations.get_mut(&relay) else {
+            return;
+        };
+        let permitted = alloc.permissions.get(&peer.ip()).is_some_and(|exp| *exp > now.mono);
+        if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
+            self.dropped += 1;
+            return;
+        }
+        let client = alloc.client;
+        let frame = match alloc.channel_of_peer.get(&peer) {
+            Some(&channel) if alloc.channels.get(&channel).is_some_and(|(_, exp)| *exp > now.mono) => {
+                let mut frame = Vec::with_capacity(data.len() + 8);
+                stun::write_channel_data(&mut frame, channel, data, client.transport != Transport::Udp);
+                frame
+            }
+            _ => MessageBuilder::new(Class::Indication, method::DATA, sequence_tid(self.relayed))
+                .xor_address(attr::XOR_PEER_ADDRESS, peer)
+                .attr(attr::DATA, data)
+                .finish(),
+        };
+        self.relayed += 1;
+        self.out.push_back(Output::ToClient { client, data: frame });
+    }
+
+    /// The edge bound (or failed to bind) the relay socket asked for by `BindRelay`.
+    pub fn handle_relay_bound(&mut self, now: Now, client: ClientAddr, relay: Result<SocketAddr, ()>) {
+        let Some(p) = self.pending.remove(&client) else {
+            // The client went away meanwhile.
+            if let Ok(relay) = relay {
+                self.out.push_back(Output::CloseRelay { relay });
+            }
+            return;
+        };
+        let Ok(relay) = relay else {
+            let resp = error_response(method::ALLOCATE, p.tid, 508, "Insufficient Capacity")
+                .integrity(&p.key)
+                .fingerprint()
+                .finish();
+            self.send(client, resp);
+            return;
+        };
+        let expires = now.mono + p.lifetime;
+        let bandwidth = self.config.bandwidth as f64;
+        self.allocations.insert(
+            relay,
+            Allocation {
+                client,
+                username: p.username,
+                user: p.user.clone(),
+                key: p.key,
+                expires,
+                created_by: p.tid,
+                permissions: HashMap::new(),
+                channels: HashMap::new(),
+                channel_of_peer: HashMap::new(),
+                bucket: TokenBucket::new(bandwidth, bandwidth.max(64.0 * 1024.0), now.mono),
+            },
+        );
+        self.by_client.insert(client, relay);
+        self.expiries.insert((expires, relay));
+        *self.users.entry(p.user).or_default() += 1;
+        let resp = allocate_success(p.tid, relay, client.addr, p.lifetime, &p.key);
+        self.send(client, resp);
+    }
+
+    fn handle_stun(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>) {
+        match (msg.class, msg.method) {
+            (Class::Request, method::BINDING) => {
+                let resp = MessageBuilder::new(Class::Success, method::BINDING, msg.transaction_id)
+                    .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr)
+                    .fingerprint()
+                    .finish();
+                self.send(client, resp);
+            }
+            (Class::Indication, method::SEND) => self.send_indication(now, client, msg),
+            (Class::Request, m)
+                if [method::ALLOCATE, method::REFRESH, method::CREATE_PERMISSION, method::CHANNEL_BIND]
+                    .contains(&m) =>
+            {
+                let unknown = msg.unknown_required(KNOWN);
+                if !unknown.is_empty() {
+                    let list: Vec<u8> = unknown.iter().flat_map(|t| t.to_be_bytes()).collect();
+                    let resp = error_response(m, msg.transaction_id, 420, "Unknown Attribute")
+                        .attr(attr::UNKNOWN_ATTRIBUTES, &list)
+                        .fingerprint()
+                        .finish();
+                    return self.send(client, resp);
+                }
+                let Some(auth) = self.authenticate(now, client, msg) else {
+                    return;
+                };
+                match m {
+                    method::ALLOCATE => self.allocate(now, client, msg, auth),
+                    method::REFRESH => self.refresh(now, client, msg, &auth),
+                    method::CREATE_PERMISSION => self.create_permission(now, client, msg, &auth),
+                    _ => self.channel_bind(now, client, msg, &auth),
+                }
+            }
+            // Responses, and requests of methods we do not serve, are dropped.
+            _ => self.dropped += 1,
+        }
+    }
+
+    /// Checks the long-term credential of a request; answers the challenge or the refusal
+    /// itself and returns None when the request must not go on.
+    fn authenticate(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>) -> Option<Auth> {
+        let m = msg.method;
+        let tid = msg.transaction_id;
+        if !msg.has(attr::MESSAGE_INTEGRITY) {
+            self.challenge(now, client, m, tid, 401, "Unauthorized");
+            return None;
+        }
+        let (Some(username), Some(realm), Some(nonce)) =
+            (msg.text(attr::USERNAME), msg.text(attr::REALM), msg.text(attr::NONCE))
+        else {
+            self.refuse(now, client, error_response(m, tid, 400, "Bad Request").fingerprint().finish());
+            return None;
+        };
+        if !self.config.nonces.is_valid(nonce, now.unix, client.addr.ip()) || realm != self.config.realm {
+            self.challenge(now, client, m, tid, 438, "Stale Nonce");
+            return None;
+        }
+        let user = match self.config.secret.check_username(username, now.unix) {
+            Ok(user) => user.to_owned(),
+            Err(CredentialError::Expired | CredentialError::Malformed) => {
+                self.challenge(now, client, m, tid, 401, "Unauthorized");
+                return None;
+            }
+        };
+        let key = long_term_key(username, realm, &self.config.secret.password(username));
+        if !msg.verify_integrity(&key) {
+            self.challenge(now, client, m, tid, 401, "Unauthorized");
+            return None;
+        }
+        Some(Auth {
+            username: username.to_owned(),
+            user,
+            key,
+        })
+    }
+
+    /// A 401/438 carrying a fresh realm and nonce; rate-limited per client IP.
+    fn challenge(&mut self, now: Now, client: ClientAddr, m: u16, tid: stun::TransactionId, code: u16, reason: &str) {
+        let nonce = self.config.nonces.issue(now.unix, client.addr.ip());
+        let resp = error_response(m, tid, code, reason)
+            .attr(attr::REALM, self.config.realm.as_bytes())
+            .attr(attr::NONCE, nonce.as_bytes())
+            .fingerprint()
+            .finish();
+        self.refuse(now, client, resp);
+    }
+
+    /// Sends a refusal unless this IP is over its rate of unauthenticated requests, in which
+    /// case it is dropped: a flood of bad requests costs the server almost nothing.
+    fn refuse(&mut self, now: Now, client: ClientAddr, resp: Vec<u8>) {
+        let (rate, burst) = self.config.unauth_rate;
+        let bucket = self
+            .unauth
+            .entry(client.addr.ip())
+            .or_insert_with(|| TokenBucket::new(f64::from(rate), f64::from(burst), now.mono));
+        if bucket.take(now.mono, 1.0) {
+            self.send(client, resp);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn allocate(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>, auth: Auth) {
+        let tid = msg.transaction_id;
+        let fail = |code, reason| {
+            error_response(method::ALLOCATE, tid, code, reason)
+                .integrity(&auth.key)
+                .fingerprint()
+                .finish()
+        };
+        if let Some(relay) = self.by_client.get(&client).copied() {
+            let alloc = &self.allocations[&relay];
+            let resp = if alloc.created_by == tid {
+                // A retransmission whose answer was lost.
+                let lifetime = alloc.expires.saturating_duration_since(now.mono);
+                allocate_success(tid, relay, client.addr, lifetime, &alloc.key)
+            } else {
+                fail(437, "Allocation Mismatch")
+            };
+            return self.send(client, resp);
+        }
+        if self.pending.contains_key(&client) {
+            return;
+        }
+        match msg.get(attr::REQUESTED_TRANSPORT) {
+            None => return self.send(client, fail(400, "Bad Request")),
+            Some(v) if v.first() != Some(&UDP) => {
+                return self.send(client, fail(442, "Unsupported Transport Protocol"))
+            }
+            Some(_) => {}
+        }
+        let ipv6 = match msg.get(attr::REQUESTED_ADDRESS_FAMILY).and_then(|v| v.first()) {
+            None => !self.relay_v4,
+            Some(0x01) => false,
+            Some(0x02) => true,
+            Some(_) => return self.send(client, fail(440, "Address Family not Supported")),
+        };
+        if (ipv6 && !self.relay_v6) || (!ipv6 && !self.relay_v4) {
+            return self.send(client, fail(440, "Address Family not Supported"));
+        }
+        if self.users.get(&auth.user).copied().unwrap_or(0) >= self.config.user_quota {
+            return self.send(client, fail(486, "Allocation Quota Reached"));
+        }
+        if self.allocations.len() + self.pending.len() >= self.config.total_quota {
+            return self.send(client, fail(508, "Insufficient Capacity"));
+        }
+        let lifetime = self.granted_lifetime(msg);
+        self.pending.insert(
+            client,
+            PendingAllocate {
+                tid,
+                username: auth.username,
+                user: auth.user,
+                key: auth.key,
+                lifetime,
+            },
+        );
+        self.out.push_back(Output::BindRelay { client, ipv6 });
+    }
+
+    fn granted_lifetime(&self, msg: &Message<'_>) -> Duration {
+        let asked = msg.u32(attr::LIFETIME).map(|s| Duration::from_secs(u64::from(s)));
+        asked
+            .unwrap_or(self.config.default_lifetime)
+            .clamp(self.config.default_lifetime, self.config.max_lifetime)
+    }
+
+    /// The allocation of `client`, if `auth` is the user that made it; sends the error if not.
+    fn own_allocation(&mut self, client: ClientAddr, msg: &Message<'_>, auth: &Auth) -> Option<SocketAddr> {
+        let fail = |code, reason| {
+            error_response(msg.method, msg.transaction_id, code, reason)
+                .integrity(&auth.key)
+                .fingerprint()
+                .finish()
+        };
+        let Some(relay) = self.by_client.get(&client).copied() else {
+            self.send(client, fail(437, "Allocation Mismatch"));
+            return None;
+        };
+        if self.allocations[&relay].username != auth.username {
+            self.send(client, fail(441, "Wrong Credentials"));
+            return None;
+        }
+        Some(relay)
+    }
+
+    fn refresh(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>, auth: &Auth) {
+        let Some(relay) = self.own_allocation(client, msg, auth) else {
+            return;
+        };
+        let lifetime = if msg.u32(attr::LIFETIME) == Some(0) {
+            self.remove_allocation(relay);
+            Duration::ZERO
+        } else {
+            let lifetime = self.granted_lifetime(msg);
+            if let Some(alloc) = self.allocations.get_mut(&relay) {
+                self.expiries.remove(&(alloc.expires, relay));
+                alloc.expires = now.mono + lifetime;
+                self.expiries.insert((alloc.expires, relay));
+            }
+            lifetime
+        };
+        let resp = MessageBuilder::new(Class::Success, method::REFRESH, msg.transaction_id)
+            .u32(attr::LIFETIME, lifetime.as_secs() as u32)
+            .integrity(&auth.key)
+            .fingerprint()
+            .finish();
+        self.send(client, resp);
+    }
+
+    /// Checks a peer address for CreatePermission/ChannelBind: the error to send, if refused.
+    fn check_peer(&self, relay: SocketAddr, peer: Option<SocketAddr>) -> Result<SocketAddr, (u16, &'static str)> {
+        let peer = peer.ok_or((400, "Bad Request"))?;
+        if peer.is_ipv4() != relay.is_ipv4() {
+            return Err((443, "Peer Address Family Mismatch"));
+        }
+        if !self.config.policy.permits(peer.ip()) {
+            return Err((403, "Forbidden"));
+        }
+        Ok(peer)
+    }
+
+    fn create_permission(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>, auth: &Auth) {
+        let Some(relay) = self.own_allocation(client, msg, auth) else {
+            return;
+        };
+        let peers = msg.xor_addresses(attr::XOR_PEER_ADDRESS);
+        let checked: Result<Vec<SocketAddr>, _> = if peers.is_empty() {
+            Err((400, "Bad Request"))
+        } else {
+            peers.into_iter().map(|p| self.check_peer(relay, p)).collect()
+        };
+        let resp = match checked {
+            Ok(peers) => {
+                if let Some(alloc) = self.allocations.get_mut(&relay) {
+                    for peer in peers {
+                        alloc.permissions.insert(peer.ip(), now.mono + PERMISSION_LIFETIME);
+                    }
+                }
+                MessageBuilder::new(Class::Success, method::CREATE_PERMISSION, msg.transaction_id)
+            }
+            Err((code, reason)) => error_response(method::CREATE_PERMISSION, msg.transaction_id, code, reason),
+        };
+        self.send(client, resp.integrity(&auth.key).fingerprint().finish());
+    }
+
+    fn channel_bind(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>, auth: &Auth) {
+        let Some(relay) = self.own_allocation(client, msg, auth) else {
+            return;
+        };
+        let channel = msg.u32(attr::CHANNEL_NUMBER).map(|v| (v >> 16) as u16);
+        let result = match channel {
+            Some(ch) if stun::is_channel_number(ch) => {
+                self.check_peer(relay, msg.xor_address(attr::XOR_PEER_ADDRESS)).and_then(|peer| {
+                    let alloc = &self.allocations[&relay];
+                    let other_peer = alloc.channels.get(&ch).is_some_and(|(p, _)| *p != peer);
+                    let other_channel = alloc.channel_of_peer.get(&peer).is_some_and(|c| *c != ch);
+                    if other_peer || other_channel {
+                        Err((400, "Bad Request"))
+                    } else {
+                        Ok((ch, peer))
+                    }
+                })
+            }
+            _ => Err((400, "Bad Request")),
+        };
+        let resp = match result {
+            Ok((ch, peer)) => {
+                if let Some(alloc) = self.allocations.get_mut(&relay) {
+                    alloc.channels.insert(ch, (peer, now.mono + CHANNEL_LIFETIME));
+                    alloc.channel_of_peer.insert(peer, ch);
+                    alloc.permissions.insert(peer.ip(), now.mono + PERMISSION_LIFETIME);
+                }
+                MessageBuilder::new(Class::Success, method::CHANNEL_BIND, msg.transaction_id)
+            }
+            Err((code, reason)) => error_response(method::CHANNEL_BIND, msg.transaction_id, code, reason),
+        };
+        self.send(client, resp.integrity(&auth.key).fingerprint().finish());
+    }
+
+    fn send_indication(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>) {
+        let (Some(peer), Some(data)) = (msg.xor_address(attr::XOR_PEER_ADDRESS), msg.get(attr::DATA)) else {
+            self.dropped += 1;
+            return;
+        };
+        self.to_peer(now, client, peer, data);
+    }
+
+    fn channel_data_from_client(&mut self, now: Now, client: ClientAddr, channel: u16, data: &[u8]) {
+        let peer = self
+            .by_client
+            .get(&client)
+            .and_then(|relay| self.allocations.get(relay))
+            .and_then(|a| a.channels.get(&channel))
+            .filter(|(_, exp)| *exp > now.mono)
+            .map(|(peer, _)| *peer);
+        match peer {
+            Some(peer) => self.to_peer(now, client, peer, data),
+            None => self.dropped += 1,
+        }
+    }
+
+    fn to_peer(&mut self, now: Now, client: ClientAddr, peer: SocketAddr, data: &[u8]) {
+        let Some(relay) = self.by_client.get(&client).copied() else {
+            self.dropped += 1;
+            return;
+        };
+        let Some(alloc) = self.allocations.get_mut(&relay) else {
+            return;
+        };
+        let permitted = alloc.permissions.get(&peer.ip()).is_some_and(|exp| *exp > now.mono);
+        if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
+            self.dropped += 1;
+            return;
+        }
+        self.relayed += 1;
+        self.out.push_back(Output::ToPeer {
+            relay,
+            peer,
+            data: data.to_vec(),
+        });
+    }
+
+    fn remove_allocation(&mut self, relay: SocketAddr) {
+        let Some(alloc) = self.allocations.remove(&relay) else {
+            return;
+        };
+        self.expiries.remove(&(alloc.expires, relay));
+        self.by_client.remove(&alloc.client);
+        if let Some(n) = self.users.get_mut(&alloc.user) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(&alloc.user);
+            }
+        }
+        self.out.push_back(Output::CloseRelay { relay });
+    }
+
+    fn send(&mut self, client: ClientAddr, data: Vec<u8>) {
+        self.out.push_back(Output::ToClient { client, data });
+    }
+}
+
+fn error_response(m: u16, tid: stun::TransactionId, code: u16, reason: &str) -> MessageBuilder {
+    MessageBuilder::new(Class::Error, m, tid).error(code, reason)
+}
+
+fn allocate_success(
+    tid: stun::TransactionId,
+    relay: SocketAddr,
+    mapped: SocketAddr,
+    lifetime: Duration,
+    key: &[u8],
+) -> Vec<u8> {
+    MessageBuilder::new(Class::Success, method::ALLOCATE, tid)
+        .xor_address(attr::XOR_RELAYED_ADDRESS, relay)
+        .xor_address(attr::XOR_MAPPED_ADDRESS, mapped)
+        .u32(attr::LIFETIME, lifetime.as_secs() as u32)
+        .integrity(key)
+        .fingerprint()
+        .finish()
+}
+
+/// Transaction ids of Data indications only need to differ between packets (RFC 8656 §11.6);
+/// they protect nothing, so a counter is enough.
+fn sequence_tid(n: u64) -> stun::TransactionId {
+    let mut tid = [0; 12];
+    tid[4..].copy_from_slice(&n.to_be_bytes());
+    tid
+}
+
+#[cfg(test)]
+mod tests;
