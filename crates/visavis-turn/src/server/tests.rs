@@ -1,1 +1,456 @@
-//! placeholder
+//! Scenario tests of the TURN core: a scripted client, a fake clock, no sockets.
+
+use super::*;
+use crate::policy::Cidr;
+
+const SECRET: &str = "test-secret";
+const REALM: &str = "visavis";
+
+struct World {
+    turn: TurnServer,
+    now: Now,
+    next_port: u16,
+}
+
+fn config() -> TurnConfig {
+    TurnConfig {
+        realm: REALM.into(),
+        secret: RestSecret::new(SECRET),
+        nonces: Nonces::new([1; 32], 120),
+        policy: PeerPolicy::default(),
+        default_lifetime: Duration::from_secs(600),
+        max_lifetime: Duration::from_secs(3600),
+        user_quota: 3,
+        total_quota: 5,
+        bandwidth: 100_000,
+        unauth_rate: (5, 10),
+    }
+}
+
+fn client(port: u16) -> ClientAddr {
+    ClientAddr {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([203, 0, 113, 10], port)),
+    }
+}
+
+/// A peer on the public internet (allowed by the default policy).
+fn public_peer(port: u16) -> SocketAddr {
+    SocketAddr::from(([8, 8, 8, 8], port))
+}
+
+impl World {
+    fn new(config: TurnConfig) -> Self {
+        Self {
+            turn: TurnServer::new(config, &["198.51.100.1".parse().unwrap()]),
+            now: Now {
+                mono: Instant::now(),
+                unix: 1_700_000_000,
+            },
+            next_port: 50_000,
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now.mono += by;
+        self.now.unix += by.as_secs();
+        self.turn.handle_timeout(self.now);
+    }
+
+    /// Feeds a message from `c` and returns what the core wants done; binds relays itself.
+    fn input(&mut self, c: ClientAddr, bytes: &[u8]) -> Vec<Output> {
+        self.turn.handle_client(self.now, c, bytes);
+        let mut outputs = Vec::new();
+        while let Some(out) = self.turn.poll_output() {
+            if let Output::BindRelay { client, ipv6 } = out {
+                self.next_port += 1;
+                let ip: IpAddr = if ipv6 { "2001:db8::1".parse().unwrap() } else { "198.51.100.1".parse().unwrap() };
+                let relay = SocketAddr::new(ip, self.next_port);
+                self.turn.handle_relay_bound(self.now, client, Ok(relay));
+            } else {
+                outputs.push(out);
+            }
+        }
+        outputs
+    }
+
+    /// The one response `c` gets, parsed into (class, error code, bytes).
+    fn request(&mut self, c: ClientAddr, bytes: &[u8]) -> Response {
+        let outs = self.input(c, bytes);
+        match &outs[..] {
+            [Output::ToClient { client, data }] if *client == c => Response(data.clone()),
+            other => panic!("expected one response, got {other:?}"),
+        }
+    }
+
+    fn silent(&mut self, c: ClientAddr, bytes: &[u8]) {
+        let outs = self.input(c, bytes);
+        assert!(outs.is_empty(), "expected nothing, got {outs:?}");
+    }
+}
+
+struct Response(Vec<u8>);
+
+impl Response {
+    fn msg(&self) -> Message<'_> {
+        Message::parse(&self.0).expect("valid STUN")
+    }
+    fn code(&self) -> Option<u16> {
+        self.msg().error_code()
+    }
+    fn nonce(&self) -> String {
+        self.msg().text(attr::NONCE).expect("nonce").to_owned()
+    }
+}
+
+/// A client holding REST credentials and the server's current nonce.
+struct Creds {
+    username: String,
+    password: String,
+    nonce: String,
+}
+
+impl Creds {
+    fn new(id: &str, now: Now, lifetime: u64) -> Self {
+        let (username, password) = RestSecret::new(SECRET).mint(id, now.unix, lifetime);
+        Self {
+            username,
+            password,
+            nonce: String::new(),
+        }
+    }
+
+    fn key(&self) -> [u8; 16] {
+        long_term_key(&self.username, REALM, &self.password)
+    }
+
+    fn sign(&self, b: MessageBuilder) -> Vec<u8> {
+        b.attr(attr::USERNAME, self.username.as_bytes())
+            .attr(attr::REALM, REALM.as_bytes())
+            .attr(attr::NONCE, self.nonce.as_bytes())
+            .integrity(&self.key())
+            .fingerprint()
+            .finish()
+    }
+}
+
+fn tid(n: u8) -> stun::TransactionId {
+    [n; 12]
+}
+
+fn allocate_req(n: u8) -> MessageBuilder {
+    MessageBuilder::new(Class::Request, method::ALLOCATE, tid(n)).attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+}
+
+/// Allocates for `c` with `creds` (doing the 401 dance) and returns the relay address.
+fn allocate(w: &mut World, c: ClientAddr, creds: &mut Creds) -> SocketAddr {
+    let challenge = w.request(c, &allocate_req(1).finish());
+    assert_eq!(challenge.code(), Some(401));
+    assert_eq!(challenge.msg().text(attr::REALM), Some(REALM));
+    creds.nonce = challenge.nonce();
+    let resp = w.request(c, &creds.sign(allocate_req(2)));
+    let msg = resp.msg();
+    assert_eq!(msg.class, Class::Success, "allocate failed: {:?}", msg.error_code());
+    assert!(msg.verify_integrity(&creds.key()));
+    assert!(msg.verify_fingerprint());
+    assert_eq!(msg.xor_address(attr::XOR_MAPPED_ADDRESS), Some(c.addr));
+    assert_eq!(msg.u32(attr::LIFETIME), Some(600));
+    msg.xor_address(attr::XOR_RELAYED_ADDRESS).expect("relayed address")
+}
+
+fn permission_req(n: u8, peer: SocketAddr) -> MessageBuilder {
+    MessageBuilder::new(Class::Request, method::CREATE_PERMISSION, tid(n)).xor_address(attr::XOR_PEER_ADDRESS, peer)
+}
+
+fn channel_bind_req(n: u8, channel: u16, peer: SocketAddr) -> MessageBuilder {
+    MessageBuilder::new(Class::Request, method::CHANNEL_BIND, tid(n))
+        .u32(attr::CHANNEL_NUMBER, u32::from(channel) << 16)
+        .xor_address(attr::XOR_PEER_ADDRESS, peer)
+}
+
+#[test]
+fn binding_needs_no_credentials() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let resp = w.request(c, &MessageBuilder::new(Class::Request, method::BINDING, tid(9)).finish());
+    let msg = resp.msg();
+    assert_eq!((msg.class, msg.method), (Class::Success, method::BINDING));
+    assert_eq!(msg.xor_address(attr::XOR_MAPPED_ADDRESS), Some(c.addr));
+}
+
+#[test]
+fn allocate_permission_and_relay_both_ways() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    let relay = allocate(&mut w, c, &mut creds);
+    let peer = public_peer(7000);
+
+    // Without a permission nothing passes, in either direction.
+    let send = MessageBuilder::new(Class::Indication, method::SEND, tid(3))
+        .xor_address(attr::XOR_PEER_ADDRESS, peer)
+        .attr(attr::DATA, b"hello")
+        .finish();
+    w.silent(c, &send);
+    w.turn.handle_peer(w.now, relay, peer, b"sneaky");
+    assert!(w.turn.poll_output().is_none());
+
+    let ok = w.request(c, &creds.sign(permission_req(4, peer)));
+    assert_eq!(ok.msg().class, Class::Success);
+    assert_eq!(
+        w.input(c, &send),
+        vec![Output::ToPeer { relay, peer, data: b"hello".to_vec() }]
+    );
+    w.turn.handle_peer(w.now, relay, peer, b"back");
+    let Some(Output::ToClient { client: to, data }) = w.turn.poll_output() else { panic!() };
+    assert_eq!(to, c);
+    let ind = Message::parse(&data).unwrap();
+    assert_eq!((ind.class, ind.method), (Class::Indication, method::DATA));
+    assert_eq!(ind.xor_address(attr::XOR_PEER_ADDRESS), Some(peer));
+    assert_eq!(ind.get(attr::DATA), Some(&b"back"[..]));
+
+    // Permissions last 5 minutes.
+    w.advance(Duration::from_secs(301));
+    w.silent(c, &send);
+}
+
+#[test]
+fn channels_carry_data_without_stun_headers() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    let relay = allocate(&mut w, c, &mut creds);
+    let peer = public_peer(7000);
+    assert_eq!(w.request(c, &creds.sign(channel_bind_req(5, 0x4001, peer))).msg().class, Class::Success);
+    let mut frame = Vec::new();
+    stun::write_channel_data(&mut frame, 0x4001, b"media", false);
+    assert_eq!(w.input(c, &frame), vec![Output::ToPeer { relay, peer, data: b"media".to_vec() }]);
+    w.turn.handle_peer(w.now, relay, peer, b"reply");
+    let Some(Output::ToClient { data, .. }) = w.turn.poll_output() else { panic!() };
+    assert_eq!(stun::parse_channel_data(&data), Some((0x4001, &b"reply"[..])));
+    // An unbound channel and a bad channel number are refused.
+    stun::write_channel_data(&mut frame, 0x4002, b"x", false);
+    w.silent(c, &frame);
+    assert_eq!(w.request(c, &creds.sign(channel_bind_req(6, 0x3FFF, peer))).code(), Some(400));
+    // The same channel to another peer is refused.
+    assert_eq!(w.request(c, &creds.sign(channel_bind_req(7, 0x4001, public_peer(7001)))).code(), Some(400));
+}
+
+#[test]
+fn refused_peer_ranges_get_403() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    allocate(&mut w, c, &mut creds);
+    for (i, ip) in ["127.0.0.1", "0.0.0.0", "10.0.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "224.0.0.1", "255.255.255.255"]
+        .iter()
+        .enumerate()
+    {
+        let peer = SocketAddr::new(ip.parse().unwrap(), 80);
+        assert_eq!(w.request(c, &creds.sign(permission_req(10 + i as u8, peer))).code(), Some(403), "{ip}");
+        assert_eq!(
+            w.request(c, &creds.sign(channel_bind_req(30 + i as u8, 0x4000, peer))).code(),
+            Some(403),
+            "{ip}"
+        );
+    }
+    // The server's own relay addresses are fine: two clients relayed here can talk.
+    let own = SocketAddr::from(([198, 51, 100, 1], 50_123));
+    assert_eq!(w.request(c, &creds.sign(permission_req(60, own))).msg().class, Class::Success);
+}
+
+#[test]
+fn ipv6_peers_including_mapped_loopback_are_refused() {
+    let mut config = config();
+    config.policy.allow.push("127.0.0.0/8".parse::<Cidr>().unwrap());
+    let mut w = World {
+        turn: TurnServer::new(config, &["2001:db8::1".parse().unwrap(), "198.51.100.1".parse().unwrap()]),
+        ..World::new(self::config())
+    };
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    let challenge = w.request(c, &allocate_req(1).finish());
+    creds.nonce = challenge.nonce();
+    let resp = w.request(c, &creds.sign(allocate_req(2).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0])));
+    let relay = resp.msg().xor_address(attr::XOR_RELAYED_ADDRESS).unwrap();
+    assert!(relay.is_ipv6());
+    for (i, ip) in ["::1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "64:ff9b::a00:1"].iter().enumerate() {
+        let peer = SocketAddr::new(ip.parse().unwrap(), 80);
+        assert_eq!(w.request(c, &creds.sign(permission_req(10 + i as u8, peer))).code(), Some(403), "{ip}");
+    }
+    // An IPv4 peer on an IPv6 relay is a family mismatch.
+    let v4 = w.request(c, &creds.sign(permission_req(40, public_peer(1))));
+    assert_eq!(v4.code(), Some(443));
+}
+
+#[test]
+fn expired_and_forged_credentials_get_401() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut expired = Creds::new("alice", w.now, 60);
+    w.advance(Duration::from_secs(61));
+    expired.nonce = w.request(c, &allocate_req(1).finish()).nonce();
+    assert_eq!(w.request(c, &expired.sign(allocate_req(2))).code(), Some(401));
+
+    let mut forged = Creds::new("mallory", w.now, 3600);
+    forged.password = "guessed".into();
+    forged.nonce = expired.nonce.clone();
+    assert_eq!(w.request(c, &forged.sign(allocate_req(3))).code(), Some(401));
+    assert_eq!(w.turn.counts().allocations, 0);
+}
+
+#[test]
+fn nonces_go_stale_with_438_and_a_fresh_nonce() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 7200);
+    let relay = allocate(&mut w, c, &mut creds);
+    w.advance(Duration::from_secs(121));
+    let refresh = || MessageBuilder::new(Class::Request, method::REFRESH, tid(20)).u32(attr::LIFETIME, 600);
+    let stale = w.request(c, &creds.sign(refresh()));
+    assert_eq!(stale.code(), Some(438));
+    creds.nonce = stale.nonce();
+    let ok = w.request(c, &creds.sign(refresh()));
+    assert_eq!(ok.msg().class, Class::Success);
+    assert!(w.turn.allocations.contains_key(&relay));
+}
+
+#[test]
+fn allocations_expire_unless_refreshed_and_refresh_zero_deletes() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 7200);
+    let relay = allocate(&mut w, c, &mut creds);
+    assert_eq!(w.turn.poll_timeout(), Some(w.now.mono + Duration::from_secs(600)));
+    w.now.mono += Duration::from_secs(600);
+    w.turn.handle_timeout(w.now);
+    assert_eq!(w.turn.poll_output(), Some(Output::CloseRelay { relay }));
+    assert_eq!(w.turn.counts().allocations, 0);
+
+    let relay = allocate(&mut w, c, &mut creds);
+    let delete = MessageBuilder::new(Class::Request, method::REFRESH, tid(21)).u32(attr::LIFETIME, 0);
+    let outs = w.input(c, &creds.sign(delete));
+    assert_eq!(outs[0], Output::CloseRelay { relay });
+    assert_eq!(w.turn.counts(), TurnCounts { relayed_packets: 0, dropped_packets: 0, ..TurnCounts::default() });
+}
+
+#[test]
+fn lifetime_is_capped() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 7200);
+    creds.nonce = w.request(c, &allocate_req(1).finish()).nonce();
+    let resp = w.request(c, &creds.sign(allocate_req(2).u32(attr::LIFETIME, 86_400)));
+    assert_eq!(resp.msg().u32(attr::LIFETIME), Some(3600));
+}
+
+#[test]
+fn quotas_per_user_and_in_total() {
+    let mut w = World::new(config());
+    let mut alice = Creds::new("alice", w.now, 3600);
+    for port in 1..=3 {
+        allocate(&mut w, client(port), &mut alice);
+    }
+    let over = w.request(client(4), &alice.sign(allocate_req(2)));
+    assert_eq!(over.code(), Some(486));
+    let mut bob = Creds::new("bob", w.now, 3600);
+    allocate(&mut w, client(5), &mut bob);
+    allocate(&mut w, client(6), &mut bob);
+    let full = w.request(client(7), &bob.sign(allocate_req(2)));
+    assert_eq!(full.code(), Some(508));
+}
+
+#[test]
+fn second_allocate_on_one_5_tuple_is_a_mismatch_but_a_retransmit_is_answered() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    let relay = allocate(&mut w, c, &mut creds);
+    let again = w.request(c, &creds.sign(allocate_req(2)));
+    assert_eq!(again.msg().xor_address(attr::XOR_RELAYED_ADDRESS), Some(relay), "same transaction");
+    assert_eq!(w.request(c, &creds.sign(allocate_req(3))).code(), Some(437));
+}
+
+#[test]
+fn another_user_cannot_use_an_allocation() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut alice = Creds::new("alice", w.now, 3600);
+    allocate(&mut w, c, &mut alice);
+    let mut eve = Creds::new("eve", w.now, 3600);
+    eve.nonce = alice.nonce.clone();
+    assert_eq!(w.request(c, &eve.sign(permission_req(8, public_peer(1)))).code(), Some(441));
+}
+
+#[test]
+fn bad_requests_get_specific_errors() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    creds.nonce = w.request(c, &allocate_req(1).finish()).nonce();
+    let no_transport = MessageBuilder::new(Class::Request, method::ALLOCATE, tid(2));
+    assert_eq!(w.request(c, &creds.sign(no_transport)).code(), Some(400));
+    let tcp = MessageBuilder::new(Class::Request, method::ALLOCATE, tid(3)).attr(attr::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
+    assert_eq!(w.request(c, &creds.sign(tcp)).code(), Some(442));
+    let unknown = allocate_req(4).attr(0x0018, &[0x80]); // EVEN-PORT: not supported
+    let resp = w.request(c, &creds.sign(unknown));
+    assert_eq!(resp.code(), Some(420));
+    assert_eq!(resp.msg().get(attr::UNKNOWN_ATTRIBUTES), Some(&[0x00, 0x18][..]));
+    let v6 = allocate_req(5).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
+    assert_eq!(w.request(c, &creds.sign(v6)).code(), Some(440));
+    assert_eq!(w.request(c, &creds.sign(permission_req(6, public_peer(1)))).code(), Some(437), "no allocation");
+    // Garbage is dropped silently.
+    w.silent(c, b"\x00\x01\x00\x04\x21\x12\xa4\x42garbage");
+    w.silent(c, &[0xff; 40]);
+}
+
+#[test]
+fn unauthenticated_requests_are_rate_limited() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut answered = 0;
+    for n in 0..50 {
+        w.turn.handle_client(w.now, c, &allocate_req(n).finish());
+        while w.turn.poll_output().is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 10, "the burst, then silence");
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.request(c, &allocate_req(99).finish()).code(), Some(401), "refilled at 5/s");
+    // Another address is not affected.
+    let other = ClientAddr { addr: SocketAddr::from(([203, 0, 113, 11], 1)), ..c };
+    assert_eq!(w.request(other, &allocate_req(1).finish()).code(), Some(401));
+}
+
+#[test]
+fn bandwidth_cap_drops_the_excess() {
+    let mut w = World::new(config()); // 100 kB/s, bursts of 64 KiB (the larger of the two)
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    allocate(&mut w, c, &mut creds);
+    let peer = public_peer(7000);
+    w.request(c, &creds.sign(channel_bind_req(5, 0x4001, peer)));
+    let mut frame = Vec::new();
+    stun::write_channel_data(&mut frame, 0x4001, &[0; 1000], false);
+    let mut passed = 0;
+    for _ in 0..300 {
+        passed += w.input(c, &frame).len();
+    }
+    assert_eq!(passed, 100, "100 kB in the first instant");
+    w.advance(Duration::from_millis(100));
+    let after: usize = (0..300).map(|_| w.input(c, &frame).len()).sum();
+    assert_eq!(after, 10, "10 kB per 100 ms");
+    assert!(w.turn.counts().dropped_packets >= 490);
+}
+
+#[test]
+fn closing_a_tcp_client_frees_its_allocation() {
+    let mut w = World::new(config());
+    let c = ClientAddr { transport: Transport::Tcp, addr: SocketAddr::from(([203, 0, 113, 10], 9)) };
+    let mut creds = Creds::new("alice", w.now, 3600);
+    let relay = allocate(&mut w, c, &mut creds);
+    w.turn.handle_client_closed(c);
+    assert_eq!(w.turn.poll_output(), Some(Output::CloseRelay { relay }));
+    assert_eq!(w.turn.counts().users, 0);
+}
