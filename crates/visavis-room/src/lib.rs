@@ -32,8 +32,8 @@ pub struct Config {
     pub room_capacity: usize,
     /// How long an invite rings before it ends as `no_answer`.
     pub ring_timeout: Duration,
-    /// Handed to every member on join.
-    pub ice_servers: Vec<IceServer>,
+    /// The ICE servers handed to each member on join.
+    pub ice_servers: IceServerSource,
 }
 
 impl Default for Config {
@@ -41,8 +41,35 @@ impl Default for Config {
         Self {
             room_capacity: 16,
             ring_timeout: Duration::from_secs(30),
-            ice_servers: Vec::new(),
+            ice_servers: IceServerSource::none(),
         }
+    }
+}
+
+/// Gives the ICE servers (with fresh TURN credentials) for a member who joins. Minting
+/// credentials needs a secret and the wall clock, which belong to the edge, so the edge
+/// supplies this function.
+#[derive(Clone)]
+pub struct IceServerSource(std::sync::Arc<dyn Fn(MemberId) -> Vec<IceServer> + Send + Sync>);
+
+impl IceServerSource {
+    pub fn new(f: impl Fn(MemberId) -> Vec<IceServer> + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+
+    /// No ICE servers: host candidates only.
+    pub fn none() -> Self {
+        Self::new(|_| Vec::new())
+    }
+
+    pub fn for_member(&self, member: MemberId) -> Vec<IceServer> {
+        (self.0)(member)
+    }
+}
+
+impl std::fmt::Debug for IceServerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IceServerSource")
     }
 }
 
@@ -367,7 +394,7 @@ impl Core {
                 room: room.to_owned(),
                 you: you.clone(),
                 members,
-                ice_servers: self.config.ice_servers.clone(),
+                ice_servers: self.config.ice_servers.for_member(id),
                 ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
             },
         );

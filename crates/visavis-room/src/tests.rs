@@ -140,6 +140,23 @@ fn join_gets_member_list_and_others_are_told() {
 }
 
 #[test]
+fn each_member_gets_its_own_ice_servers() {
+    let mut w = World::with(Config {
+        ice_servers: IceServerSource::new(|member| {
+            vec![IceServer {
+                urls: vec!["turn:example.org:3478".into()],
+                username: Some(format!("9999:{member}")),
+                credential: Some("pw".into()),
+            }]
+        }),
+        ..Config::default()
+    });
+    let got = w.send(1, join("r", "Ann"));
+    let ServerMsg::Joined { you, ice_servers, .. } = &got[0].msg else { panic!() };
+    assert_eq!(ice_servers[0].username, Some(format!("9999:{}", you.id)));
+}
+
+#[test]
 fn disconnect_removes_member_at_once_and_empty_rooms_vanish() {
     let mut w = World::new();
     let a = w.join(1, "r", "Ann");

@@ -1,9 +1,11 @@
 //! Command-line options and environment variables: every setting of the server, with its default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use visavis_turn::Cidr;
 
 /// visavis: self-hosted audio/video calls in the browser.
 ///
@@ -36,6 +38,94 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_OUTBOUND_QUEUE", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(8..=65_536))]
     pub outbound_queue: u32,
+
+    /// Address of the embedded STUN/TURN server (UDP and TCP). Default: the IP of --listen,
+    /// port 3478.
+    #[arg(long, env = "VISAVIS_TURN_LISTEN", help_heading = "STUN/TURN")]
+    pub turn_listen: Option<SocketAddr>,
+
+    /// Turn the embedded STUN/TURN server off (clients then get only --turn-url servers).
+    #[arg(long, env = "VISAVIS_NO_TURN", help_heading = "STUN/TURN")]
+    pub no_turn: bool,
+
+    /// The address relay candidates advertise: this machine's public IP. Default: the IP of
+    /// --turn-listen, or the machine's outbound address when that is unspecified (0.0.0.0).
+    #[arg(long, env = "VISAVIS_PUBLIC_IP", help_heading = "STUN/TURN")]
+    pub public_ip: Option<IpAddr>,
+
+    /// Host name put in the stun:/turn: URLs given to browsers (needed for turns: with a
+    /// certificate). Default: the public IP.
+    #[arg(long, env = "VISAVIS_TURN_HOST", help_heading = "STUN/TURN")]
+    pub turn_host: Option<String>,
+
+    /// Shared secret of the TURN REST credentials (coturn's static-auth-secret). Default: a
+    /// random secret made at start.
+    #[arg(long, env = "VISAVIS_TURN_SECRET", hide_env_values = true, help_heading = "STUN/TURN")]
+    pub turn_secret: Option<String>,
+
+    /// An external TURN server (e.g. coturn with use-auth-secret) to hand out instead of the
+    /// embedded one; repeatable; needs --turn-secret. Example: turn:turn.example.org:3478?transport=udp
+    #[arg(long = "turn-url", env = "VISAVIS_TURN_URLS", value_delimiter = ',', help_heading = "STUN/TURN")]
+    pub turn_urls: Vec<String>,
+
+    /// Seconds a TURN credential handed out on join stays valid.
+    #[arg(long, env = "VISAVIS_TURN_CREDENTIAL_LIFETIME", default_value_t = 12 * 3600,
+          value_parser = clap::value_parser!(u64).range(60..=7 * 24 * 3600), help_heading = "STUN/TURN")]
+    pub turn_credential_lifetime: u64,
+
+    /// UDP ports relays are bound on, LOW-HIGH; keep them clear of the kernel's ephemeral
+    /// ports (/proc/sys/net/ipv4/ip_local_port_range).
+    #[arg(long, env = "VISAVIS_TURN_RELAY_PORTS", default_value = "61000-65535", value_parser = parse_port_range,
+          help_heading = "STUN/TURN")]
+    pub turn_relay_ports: (u16, u16),
+
+    /// Open a peer address range that the relay refuses by default (private, loopback, ...),
+    /// as CIDR; repeatable. Example: 10.0.0.0/8
+    #[arg(long = "turn-allow-peer", env = "VISAVIS_TURN_ALLOW_PEERS", value_delimiter = ',', help_heading = "STUN/TURN")]
+    pub turn_allow_peers: Vec<Cidr>,
+
+    /// Relay allocations one user may hold at once.
+    #[arg(long, env = "VISAVIS_TURN_USER_QUOTA", default_value_t = 16, help_heading = "STUN/TURN")]
+    pub turn_user_quota: usize,
+
+    /// Relay allocations the server holds at most.
+    #[arg(long, env = "VISAVIS_TURN_TOTAL_QUOTA", default_value_t = 4000, help_heading = "STUN/TURN")]
+    pub turn_total_quota: usize,
+
+    /// Longest allocation lifetime granted, in seconds (clients refresh before it ends).
+    #[arg(long, env = "VISAVIS_TURN_MAX_LIFETIME", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(600..=86_400), help_heading = "STUN/TURN")]
+    pub turn_max_lifetime: u64,
+
+    /// Most kilobits per second one allocation may relay (both directions); excess is dropped.
+    #[arg(long, env = "VISAVIS_TURN_BANDWIDTH", default_value_t = 10_000, help_heading = "STUN/TURN")]
+    pub turn_bandwidth: u64,
+
+    /// Realm of the TURN long-term credentials.
+    #[arg(long, env = "VISAVIS_TURN_REALM", default_value = "visavis", help_heading = "STUN/TURN")]
+    pub turn_realm: String,
+
+    /// PEM certificate chain for TURN over TLS (turns:), with --turn-tls-key.
+    #[arg(long, env = "VISAVIS_TURN_TLS_CERT", requires = "turn_tls_key", help_heading = "STUN/TURN")]
+    pub turn_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TURN over TLS.
+    #[arg(long, env = "VISAVIS_TURN_TLS_KEY", requires = "turn_tls_cert", help_heading = "STUN/TURN")]
+    pub turn_tls_key: Option<PathBuf>,
+
+    /// Address of TURN over TLS. Default: the IP of --turn-listen, port 5349.
+    #[arg(long, env = "VISAVIS_TURN_TLS_LISTEN", help_heading = "STUN/TURN")]
+    pub turn_tls_listen: Option<SocketAddr>,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (low, high) = s.split_once('-').ok_or("expected LOW-HIGH, e.g. 61000-65535")?;
+    let low: u16 = low.trim().parse().map_err(|_| format!("bad port {low:?}"))?;
+    let high: u16 = high.trim().parse().map_err(|_| format!("bad port {high:?}"))?;
+    if low == 0 || low > high {
+        return Err("need 0 < LOW <= HIGH".into());
+    }
+    Ok((low, high))
 }
 
 impl Settings {
@@ -46,6 +136,12 @@ impl Settings {
 
     pub fn ring_timeout(&self) -> Duration {
         Duration::from_secs(self.ring_timeout)
+    }
+
+    /// Where the embedded TURN server listens, unless it is off.
+    pub fn turn_listen(&self) -> Option<SocketAddr> {
+        let embedded = !self.no_turn && self.turn_urls.is_empty();
+        embedded.then(|| self.turn_listen.unwrap_or(SocketAddr::new(self.listen.ip(), 3478)))
     }
 
     pub fn max_message_size(&self) -> usize {

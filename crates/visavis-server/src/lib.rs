@@ -7,7 +7,9 @@ mod assets;
 mod config;
 mod http_error;
 mod hub;
+mod ice;
 mod session;
+mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use visavis_room::{Config, Core};
 
 pub use config::Settings;
 use hub::Hub;
+use turn::Turn;
 
 /// How long shutdown waits for sessions to close before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -30,24 +33,47 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
+    turn: Option<Arc<Turn>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
     max_message: usize,
 }
 
-/// Serves `listener` until `shutdown` is cancelled.
-pub async fn run(
-    listener: TcpListener,
-    settings: Settings,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
+/// cancelled.
+pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let secret = ice::secret(&settings)?;
+    let (turn, ice_servers) = match settings.turn_listen() {
+        Some(listen) => {
+            let setup = ice::turn_setup(&settings, listen, &secret)?;
+            let (turn, addrs) = Turn::start(setup.clone(), shutdown.clone()).await?;
+            tracing::info!(
+                "STUN/TURN on udp+tcp {}{}; relay candidates advertise {} ports {}-{}",
+                addrs.udp,
+                addrs.tls.map(|a| format!(", tls {a}")).unwrap_or_default(),
+                setup.public_ip,
+                setup.relay_ports.0,
+                setup.relay_ports.1,
+            );
+            (Some(turn), ice::ice_source(&settings, &secret, Some((addrs, &setup))))
+        }
+        None => {
+            if settings.turn_urls.is_empty() {
+                tracing::info!("STUN/TURN off: clients connect with host candidates only");
+            } else {
+                tracing::info!("handing out external TURN servers: {}", settings.turn_urls.join(", "));
+            }
+            (None, ice::ice_source(&settings, &secret, None))
+        }
+    };
     let core = Core::new(Config {
         room_capacity: settings.room_capacity as usize,
         ring_timeout: settings.ring_timeout(),
-        ice_servers: Vec::new(),
+        ice_servers,
     });
     let state = AppState {
         hub: Arc::new(Hub::new(core, settings.outbound_queue as usize)),
+        turn: turn.clone(),
         sessions: TaskTracker::new(),
         shutdown: shutdown.clone(),
         max_message: settings.max_message_size(),
@@ -70,6 +96,9 @@ pub async fn run(
         tracing::warn!("{} sessions did not close in time", sessions.len());
     }
     timers.abort();
+    if let Some(turn) = turn {
+        let _ = tokio::time::timeout(Duration::from_secs(1), turn.stopped()).await;
+    }
     Ok(())
 }
 
@@ -92,6 +121,7 @@ async fn ws_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) ->
     let AppState {
         hub,
         sessions,
+        turn: _,
         shutdown,
         max_message,
     } = state;
@@ -112,5 +142,6 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "members": counts.members,
         "rooms": counts.rooms,
         "calls": counts.calls,
+        "turnAllocations": state.turn.as_ref().map(|t| t.counts().allocations),
     }))
 }

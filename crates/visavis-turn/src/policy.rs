@@ -114,22 +114,18 @@ pub fn normalise(ip: IpAddr) -> IpAddr {
     ip
 }
 
-/// The relay's peer filter.
+/// The relay's peer filter. (The server's own relay addresses are allowed on top of this,
+/// address and port exactly, by the TURN core, which knows its allocations.)
 #[derive(Debug, Clone, Default)]
 pub struct PeerPolicy {
     /// Opened with `--turn-allow-peer`; wins over the denied ranges.
     pub allow: Vec<Cidr>,
-    /// The server's own relay addresses: peers there are other clients of this server.
-    pub own: Vec<IpAddr>,
 }
 
 impl PeerPolicy {
     pub fn permits(&self, peer: IpAddr) -> bool {
         let ip = normalise(peer);
-        if self.own.iter().any(|own| normalise(*own) == ip) || self.allow.iter().any(|c| c.contains(ip)) {
-            return true;
-        }
-        !DENIED.iter().any(|c| c.contains(ip))
+        self.allow.iter().any(|c| c.contains(ip)) || !DENIED.iter().any(|c| c.contains(ip))
     }
 }
 
@@ -165,14 +161,12 @@ mod tests {
     }
 
     #[test]
-    fn allow_list_and_own_relay_addresses_open_ranges() {
+    fn allow_list_opens_ranges() {
         let p = PeerPolicy {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
-            own: vec!["10.0.0.5".parse().unwrap()],
         };
         assert!(!refused(&p, "127.0.0.1"));
         assert!(!refused(&p, "::ffff:127.0.0.1"), "the mapped form of an allowed address");
-        assert!(!refused(&p, "10.0.0.5"), "our own relay address");
         assert!(refused(&p, "10.0.0.6"));
         assert!(refused(&p, "::1"), "v6 loopback is not in a v4 range");
     }

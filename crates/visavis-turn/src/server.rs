@@ -74,9 +74,9 @@ pub enum Output {
         peer: SocketAddr,
         data: Vec<u8>,
     },
-    /// Bind a relay socket of the same family as `ipv6` says for `client`; answer with
-    /// `handle_relay_bound`.
-    BindRelay { client: ClientAddr, ipv6: bool },
+    /// Bind a relay socket for `client` (IPv6 or IPv4; on an even port if `even`, as
+    /// EVEN-PORT asks for RTP); answer with `handle_relay_bound`.
+    BindRelay { client: ClientAddr, ipv6: bool, even: bool },
     /// The allocation on `relay` is gone: close its socket.
     CloseRelay { relay: SocketAddr },
 }
@@ -130,7 +130,10 @@ struct Allocation {
     expires: Instant,
     /// The transaction that created it, so a retransmitted Allocate gets the same answer.
     created_by: stun::TransactionId,
-    permissions: HashMap<IpAddr, Instant>,
+    /// Peer IP → (expiry, `exact`): an exact permission was granted only because the peer
+    /// was one of our own relay addresses, so data may go to those addresses alone (the
+    /// permission would otherwise open every port of, say, the server's loopback).
+    permissions: HashMap<IpAddr, (Instant, bool)>,
     channels: HashMap<u16, (SocketAddr, Instant)>,
     channel_of_peer: HashMap<SocketAddr, u16>,
     bucket: TokenBucket,
@@ -183,6 +186,7 @@ const KNOWN: &[u16] = &[
     attr::REQUESTED_TRANSPORT,
     attr::REQUESTED_ADDRESS_FAMILY,
     attr::DONT_FRAGMENT,
+    attr::EVEN_PORT,
     attr::ERROR_CODE,
     attr::XOR_MAPPED_ADDRESS,
     attr::MAPPED_ADDRESS,
@@ -193,8 +197,7 @@ const KNOWN: &[u16] = &[
 
 impl TurnServer {
     /// `relay_ips` are the addresses the edge binds relay sockets on.
-    pub fn new(mut config: TurnConfig, relay_ips: &[IpAddr]) -> Self {
-        config.policy.own.extend_from_slice(relay_ips);
+    pub fn new(config: TurnConfig, relay_ips: &[IpAddr]) -> Self {
         Self {
             config,
             relay_v4: relay_ips.iter().any(IpAddr::is_ipv4),
@@ -273,7 +276,7 @@ impl TurnServer {
         let Some(alloc) = self.allocations.get_mut(&relay) else {
             return;
         };
-        let permitted = alloc.permissions.get(&peer.ip()).is_some_and(|exp| *exp > now.mono);
+        let permitted = alloc.permissions.get(&peer.ip()).is_some_and(|(exp, _)| *exp > now.mono);
         if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
             self.dropped += 1;
             return;
@@ -482,6 +485,9 @@ impl TurnServer {
             return self.send(client, fail(508, "Insufficient Capacity"));
         }
         let lifetime = self.granted_lifetime(msg);
+        // EVEN-PORT's R bit asks to reserve the next port too; that is optional (a client
+        // gets no RESERVATION-TOKEN and allocates the next one normally).
+        let even = msg.has(attr::EVEN_PORT);
         self.pending.insert(
             client,
             PendingAllocate {
@@ -492,7 +498,7 @@ impl TurnServer {
                 lifetime,
             },
         );
-        self.out.push_back(Output::BindRelay { client, ipv6 });
+        self.out.push_back(Output::BindRelay { client, ipv6, even });
     }
 
     fn granted_lifetime(&self, msg: &Message<'_>) -> Duration {
@@ -545,16 +551,25 @@ impl TurnServer {
         self.send(client, resp);
     }
 
-    /// Checks a peer address for CreatePermission/ChannelBind: the error to send, if refused.
-    fn check_peer(&self, relay: SocketAddr, peer: Option<SocketAddr>) -> Result<SocketAddr, (u16, &'static str)> {
+    /// Checks a peer address for CreatePermission/ChannelBind: the peer and whether it is
+    /// allowed only as one of our own relay addresses, or the error to send.
+    fn check_peer(
+        &self,
+        relay: SocketAddr,
+        peer: Option<SocketAddr>,
+    ) -> Result<(SocketAddr, bool), (u16, &'static str)> {
         let peer = peer.ok_or((400, "Bad Request"))?;
         if peer.is_ipv4() != relay.is_ipv4() {
             return Err((443, "Peer Address Family Mismatch"));
         }
-        if !self.config.policy.permits(peer.ip()) {
-            return Err((403, "Forbidden"));
+        if self.config.policy.permits(peer.ip()) {
+            Ok((peer, false))
+        } else if self.allocations.contains_key(&peer) {
+            // Another client of this server: two people relayed here can reach each other.
+            Ok((peer, true))
+        } else {
+            Err((403, "Forbidden"))
         }
-        Ok(peer)
     }
 
     fn create_permission(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>, auth: &Auth) {
@@ -562,7 +577,7 @@ impl TurnServer {
             return;
         };
         let peers = msg.xor_addresses(attr::XOR_PEER_ADDRESS);
-        let checked: Result<Vec<SocketAddr>, _> = if peers.is_empty() {
+        let checked: Result<Vec<(SocketAddr, bool)>, _> = if peers.is_empty() {
             Err((400, "Bad Request"))
         } else {
             peers.into_iter().map(|p| self.check_peer(relay, p)).collect()
@@ -570,8 +585,8 @@ impl TurnServer {
         let resp = match checked {
             Ok(peers) => {
                 if let Some(alloc) = self.allocations.get_mut(&relay) {
-                    for peer in peers {
-                        alloc.permissions.insert(peer.ip(), now.mono + PERMISSION_LIFETIME);
+                    for (peer, exact) in peers {
+                        alloc.permissions.insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
                     }
                 }
                 MessageBuilder::new(Class::Success, method::CREATE_PERMISSION, msg.transaction_id)
@@ -588,25 +603,27 @@ impl TurnServer {
         let channel = msg.u32(attr::CHANNEL_NUMBER).map(|v| (v >> 16) as u16);
         let result = match channel {
             Some(ch) if stun::is_channel_number(ch) => {
-                self.check_peer(relay, msg.xor_address(attr::XOR_PEER_ADDRESS)).and_then(|peer| {
+                self.check_peer(relay, msg.xor_address(attr::XOR_PEER_ADDRESS)).and_then(|(peer, exact)| {
                     let alloc = &self.allocations[&relay];
                     let other_peer = alloc.channels.get(&ch).is_some_and(|(p, _)| *p != peer);
                     let other_channel = alloc.channel_of_peer.get(&peer).is_some_and(|c| *c != ch);
                     if other_peer || other_channel {
                         Err((400, "Bad Request"))
                     } else {
-                        Ok((ch, peer))
+                        Ok((ch, peer, exact))
                     }
                 })
             }
             _ => Err((400, "Bad Request")),
         };
         let resp = match result {
-            Ok((ch, peer)) => {
+            Ok((ch, peer, exact)) => {
                 if let Some(alloc) = self.allocations.get_mut(&relay) {
                     alloc.channels.insert(ch, (peer, now.mono + CHANNEL_LIFETIME));
                     alloc.channel_of_peer.insert(peer, ch);
-                    alloc.permissions.insert(peer.ip(), now.mono + PERMISSION_LIFETIME);
+                    // An exact permission must not widen an open one for the same IP.
+                    let exact = exact && alloc.permissions.get(&peer.ip()).is_none_or(|(_, e)| *e);
+                    alloc.permissions.insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
                 }
                 MessageBuilder::new(Class::Success, method::CHANNEL_BIND, msg.transaction_id)
             }
@@ -642,10 +659,13 @@ impl TurnServer {
             self.dropped += 1;
             return;
         };
+        let permitted = match self.allocations[&relay].permissions.get(&peer.ip()) {
+            Some((exp, exact)) => *exp > now.mono && (!exact || self.allocations.contains_key(&peer)),
+            None => false,
+        };
         let Some(alloc) = self.allocations.get_mut(&relay) else {
             return;
         };
-        let permitted = alloc.permissions.get(&peer.ip()).is_some_and(|exp| *exp > now.mono);
         if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
             self.dropped += 1;
             return;

@@ -391,9 +391,10 @@ pub fn parse_channel_data(buf: &[u8]) -> Option<(u16, &[u8])> {
     Some((channel, &buf[4..4 + len]))
 }
 
-/// Channel numbers a client may bind (RFC 8656 §12).
+/// Channel numbers a client may bind. RFC 8656 §12 narrowed the range to 0x4000–0x4FFF, but
+/// RFC 5766 clients (coturn's own tools among them) use up to 0x7FFF, as coturn accepts.
 pub fn is_channel_number(n: u16) -> bool {
-    (0x4000..=0x4FFF).contains(&n)
+    (0x4000..=0x7FFF).contains(&n)
 }
 
 /// Writes a ChannelData frame into `out` (cleared first), padded to 4 bytes when `pad`.

@@ -34,7 +34,7 @@ fn help_documents_every_option() {
 async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_promptly() {
     for signal in ["-TERM", "-INT"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0"])
             .env("RUST_LOG", "visavis=info")
             .stdout(Stdio::piped())
             .spawn()

@@ -22,12 +22,18 @@ const WAIT: Duration = Duration::from_secs(5);
 struct Server {
     addr: SocketAddr,
     shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Server {
+    /// Starts a server with `args`; its TURN server gets an ephemeral port unless `args` say
+    /// otherwise, so tests can run side by side.
     async fn start(args: &[&str]) -> Self {
-        let settings = Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
+        let turn_given = args.iter().any(|a| a.starts_with("--turn-listen") || *a == "--no-turn" || *a == "--turn-url");
+        let default_turn = if turn_given { &[][..] } else { &["--turn-listen", "127.0.0.1:0"][..] };
+        let settings = Settings::parse_from(
+            std::iter::once("visavis").chain(default_turn.iter().copied()).chain(args.iter().copied()),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();

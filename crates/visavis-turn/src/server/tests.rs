@@ -62,8 +62,11 @@ impl World {
         self.turn.handle_client(self.now, c, bytes);
         let mut outputs = Vec::new();
         while let Some(out) = self.turn.poll_output() {
-            if let Output::BindRelay { client, ipv6 } = out {
+            if let Output::BindRelay { client, ipv6, even } = out {
                 self.next_port += 1;
+                if even && self.next_port % 2 == 1 {
+                    self.next_port += 1;
+                }
                 let ip: IpAddr = if ipv6 { "2001:db8::1".parse().unwrap() } else { "198.51.100.1".parse().unwrap() };
                 let relay = SocketAddr::new(ip, self.next_port);
                 self.turn.handle_relay_bound(self.now, client, Ok(relay));
@@ -254,14 +257,29 @@ fn refused_peer_ranges_get_403() {
             "{ip}"
         );
     }
-    // The server's own relay addresses are fine: two clients relayed here can talk.
-    let own = SocketAddr::from(([198, 51, 100, 1], 50_123));
-    assert_eq!(w.request(c, &creds.sign(permission_req(60, own))).msg().class, Class::Success);
+    // The server's own relay addresses are fine: two clients relayed here can talk. But only
+    // those exact addresses: the same IP's other ports stay closed.
+    let mut bob = Creds::new("bob", w.now, 3600);
+    let c2 = client(2000);
+    let bob_relay = allocate(&mut w, c2, &mut bob);
+    let ok = w.request(c, &creds.sign(permission_req(60, bob_relay)));
+    assert_eq!(ok.msg().class, Class::Success);
+    let other_port = SocketAddr::new(bob_relay.ip(), 22);
+    assert_eq!(w.request(c, &creds.sign(permission_req(61, other_port))).code(), Some(403));
+    let send = |to: SocketAddr| {
+        MessageBuilder::new(Class::Indication, method::SEND, tid(70))
+            .xor_address(attr::XOR_PEER_ADDRESS, to)
+            .attr(attr::DATA, b"x")
+            .finish()
+    };
+    assert!(matches!(w.input(c, &send(bob_relay))[..], [Output::ToPeer { .. }]));
+    w.silent(c, &send(other_port));
 }
 
 #[test]
 fn ipv6_peers_including_mapped_loopback_are_refused() {
     let mut config = config();
+    // Opening IPv4 loopback must not open its IPv6 forms.
     config.policy.allow.push("127.0.0.0/8".parse::<Cidr>().unwrap());
     let mut w = World {
         turn: TurnServer::new(config, &["2001:db8::1".parse().unwrap(), "198.51.100.1".parse().unwrap()]),
@@ -274,7 +292,7 @@ fn ipv6_peers_including_mapped_loopback_are_refused() {
     let resp = w.request(c, &creds.sign(allocate_req(2).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0])));
     let relay = resp.msg().xor_address(attr::XOR_RELAYED_ADDRESS).unwrap();
     assert!(relay.is_ipv6());
-    for (i, ip) in ["::1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "64:ff9b::a00:1"].iter().enumerate() {
+    for (i, ip) in ["::1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "64:ff9b::a00:1"].iter().enumerate() {
         let peer = SocketAddr::new(ip.parse().unwrap(), 80);
         assert_eq!(w.request(c, &creds.sign(permission_req(10 + i as u8, peer))).code(), Some(403), "{ip}");
     }
@@ -361,6 +379,17 @@ fn quotas_per_user_and_in_total() {
 }
 
 #[test]
+fn even_port_is_honoured() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    creds.nonce = w.request(c, &allocate_req(1).finish()).nonce();
+    let resp = w.request(c, &creds.sign(allocate_req(2).attr(attr::EVEN_PORT, &[0x80])));
+    let relay = resp.msg().xor_address(attr::XOR_RELAYED_ADDRESS).unwrap();
+    assert_eq!(relay.port() % 2, 0);
+}
+
+#[test]
 fn second_allocate_on_one_5_tuple_is_a_mismatch_but_a_retransmit_is_answered() {
     let mut w = World::new(config());
     let c = client(1000);
@@ -392,10 +421,10 @@ fn bad_requests_get_specific_errors() {
     assert_eq!(w.request(c, &creds.sign(no_transport)).code(), Some(400));
     let tcp = MessageBuilder::new(Class::Request, method::ALLOCATE, tid(3)).attr(attr::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
     assert_eq!(w.request(c, &creds.sign(tcp)).code(), Some(442));
-    let unknown = allocate_req(4).attr(0x0018, &[0x80]); // EVEN-PORT: not supported
+    let unknown = allocate_req(4).attr(0x0022, &[0; 8]); // RESERVATION-TOKEN: not supported
     let resp = w.request(c, &creds.sign(unknown));
     assert_eq!(resp.code(), Some(420));
-    assert_eq!(resp.msg().get(attr::UNKNOWN_ATTRIBUTES), Some(&[0x00, 0x18][..]));
+    assert_eq!(resp.msg().get(attr::UNKNOWN_ATTRIBUTES), Some(&[0x00, 0x22][..]));
     let v6 = allocate_req(5).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
     assert_eq!(w.request(c, &creds.sign(v6)).code(), Some(440));
     assert_eq!(w.request(c, &creds.sign(permission_req(6, public_peer(1)))).code(), Some(437), "no allocation");

@@ -146,7 +146,8 @@ fn channel_data_frames() {
     assert_eq!(parse_channel_data(&out), Some((0x4001, &b"hello"[..])));
     write_channel_data(&mut out, 0x4001, b"hello", false);
     assert_eq!(out.len(), 9);
-    assert_eq!(parse_channel_data(&[0x50, 0, 0, 0]), None, "0x5000 is reserved");
+    assert_eq!(parse_channel_data(&[0x80, 0, 0, 0]), None, "0x8000 is not a channel");
+    assert_eq!(parse_channel_data(&[0x3f, 0xff, 0, 0]), None, "0x3FFF is not a channel");
     assert_eq!(parse_channel_data(&[0x40, 0, 0, 9, 1]), None, "truncated");
 }
 

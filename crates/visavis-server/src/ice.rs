@@ -1,0 +1,138 @@
+//! What clients are told about STUN/TURN: the ICE servers with fresh REST credentials on each
+//! join, for the embedded server or an external coturn; and the embedded server's setup.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use visavis_protocol::IceServer;
+use visavis_room::IceServerSource;
+use visavis_turn::{Nonces, PeerPolicy, RestSecret, TurnConfig};
+
+use crate::turn::{unix_now, TurnAddrs, TurnSetup};
+use crate::Settings;
+
+/// The TURN REST secret: configured, or random for this run.
+pub fn secret(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(secret) = &settings.turn_secret {
+        anyhow::ensure!(!secret.is_empty(), "--turn-secret is empty");
+        return Ok(secret.clone());
+    }
+    anyhow::ensure!(settings.turn_urls.is_empty(), "--turn-url needs --turn-secret (the external server's static-auth-secret)");
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the TURN secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The embedded server's setup from the settings. `listen` is `settings.turn_listen()`.
+pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyhow::Result<TurnSetup> {
+    let public_ip = match settings.public_ip {
+        Some(ip) => ip,
+        None if !listen.ip().is_unspecified() => listen.ip(),
+        None => outbound_ip(listen.ip().is_ipv6()).context(
+            "--turn-listen is unspecified and this machine's address could not be found; set --public-ip",
+        )?,
+    };
+    let tls = match (&settings.turn_tls_cert, &settings.turn_tls_key) {
+        (Some(cert), Some(key)) => {
+            let addr = settings.turn_tls_listen.unwrap_or(SocketAddr::new(listen.ip(), 5349));
+            Some((addr, tls_config(cert, key)?))
+        }
+        _ => None,
+    };
+    let mut nonce_key = [0u8; 32];
+    getrandom::fill(&mut nonce_key).map_err(|e| anyhow::anyhow!("no randomness for nonces: {e}"))?;
+    Ok(TurnSetup {
+        listen,
+        tls,
+        bind_ip: listen.ip(),
+        public_ip,
+        relay_ports: settings.turn_relay_ports,
+        core: TurnConfig {
+            realm: settings.turn_realm.clone(),
+            secret: RestSecret::new(secret),
+            nonces: Nonces::new(nonce_key, 600),
+            policy: PeerPolicy {
+                allow: settings.turn_allow_peers.clone(),
+            },
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(settings.turn_max_lifetime),
+            user_quota: settings.turn_user_quota,
+            total_quota: settings.turn_total_quota,
+            bandwidth: settings.turn_bandwidth * 1000 / 8,
+            unauth_rate: (20, 40),
+        },
+    })
+}
+
+/// The address this machine would send from towards the internet. `connect` on a UDP
+/// socket only consults the routing table; no packet is sent.
+fn outbound_ip(ipv6: bool) -> Option<IpAddr> {
+    let (bind, probe) = if ipv6 { ("[::]:0", "[2001:db8::1]:9") } else { ("0.0.0.0:0", "192.0.2.1:9") };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(probe).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<tokio_rustls::rustls::ServerConfig>> {
+    use tokio_rustls::rustls;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("cannot open {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("bad certificate PEM in {}", cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("cannot open {}", key.display()))?,
+    ))
+    .with_context(|| format!("bad key PEM in {}", key.display()))?
+    .with_context(|| format!("no private key in {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")?;
+    Ok(Arc::new(config))
+}
+
+/// The ICE servers every joining member is given, with credentials minted for them.
+pub fn ice_source(settings: &Settings, secret: &str, embedded: Option<(TurnAddrs, &TurnSetup)>) -> IceServerSource {
+    let urls: Vec<String> = match embedded {
+        Some((addrs, setup)) => {
+            let host = settings.turn_host.clone().unwrap_or_else(|| url_host(setup.public_ip));
+            let mut urls = vec![
+                format!("stun:{host}:{}", addrs.udp.port()),
+                format!("turn:{host}:{}?transport=udp", addrs.udp.port()),
+                format!("turn:{host}:{}?transport=tcp", addrs.tcp.port()),
+            ];
+            if let Some(tls) = addrs.tls {
+                urls.push(format!("turns:{host}:{}?transport=tcp", tls.port()));
+            }
+            urls
+        }
+        None => settings.turn_urls.clone(),
+    };
+    if urls.is_empty() {
+        return IceServerSource::none();
+    }
+    let secret = RestSecret::new(secret);
+    let lifetime = settings.turn_credential_lifetime;
+    IceServerSource::new(move |member| {
+        let (username, credential) = secret.mint(&format!("m{member}"), unix_now(), lifetime);
+        vec![IceServer {
+            urls: urls.clone(),
+            username: Some(username),
+            credential: Some(credential),
+        }]
+    })
+}
+
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}

@@ -1,0 +1,358 @@
+//! The embedded STUN/TURN server's IO: the UDP socket, TCP and TLS listeners, one UDP socket
+//! per relay allocation, and a timer, all feeding the sans-IO `visavis_turn::TurnServer`.
+//!
+//! Every input takes the core's lock, feeds it and collects its outputs; sockets to send on
+//! are cloned out and the sends happen after the lock is released. Sends are non-blocking:
+//! a full UDP buffer drops the packet (UDP semantics), a full TCP outbox closes that client.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use visavis_turn::{stun, ClientAddr, Now, Output, Transport, TurnConfig, TurnCounts, TurnServer};
+
+/// Socket buffers as coturn asks for them, so bursts are not dropped by the kernel.
+const UDP_BUFFER: usize = 2 * 1024 * 1024;
+/// Frames queued for one TCP/TLS client before it is disconnected.
+const STREAM_QUEUE: usize = 1024;
+/// Largest STUN message or ChannelData frame accepted over TCP.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Where and how the embedded TURN server runs.
+#[derive(Debug, Clone)]
+pub struct TurnSetup {
+    pub listen: SocketAddr,
+    pub tls: Option<(SocketAddr, Arc<tokio_rustls::rustls::ServerConfig>)>,
+    /// Relay sockets bind here (the listen IP).
+    pub bind_ip: IpAddr,
+    /// Relay candidates advertise this IP.
+    pub public_ip: IpAddr,
+    pub relay_ports: (u16, u16),
+    pub core: TurnConfig,
+}
+
+/// The running server's shared state.
+#[derive(Debug)]
+pub struct Turn {
+    inner: Mutex<Inner>,
+    udp: Arc<UdpSocket>,
+    bind_ip: IpAddr,
+    public_ip: IpAddr,
+    relay_ports: (u16, u16),
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Inner {
+    core: TurnServer,
+    /// Relay sockets by their advertised address.
+    relays: HashMap<SocketAddr, Relay>,
+    /// TCP and TLS clients' outboxes.
+    streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    next_port: u16,
+}
+
+#[derive(Debug)]
+struct Relay {
+    socket: Arc<UdpSocket>,
+    task: AbortHandle,
+}
+
+/// The local addresses the server ended up on (port 0 resolved), for logs and tests.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnAddrs {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub tls: Option<SocketAddr>,
+}
+
+fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        unix: unix_now(),
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A UDP socket with coturn-sized buffers, non-blocking, for tokio.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // The kernel caps these at net.core.[rw]mem_max; asking is all we can do unprivileged.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+impl Turn {
+    /// Binds the listeners and starts serving until `shutdown`.
+    pub async fn start(setup: TurnSetup, shutdown: CancellationToken) -> anyhow::Result<(Arc<Self>, TurnAddrs)> {
+        let udp = udp_socket(setup.listen).with_context(|| format!("cannot bind TURN UDP {}", setup.listen))?;
+        let udp_addr = udp.local_addr()?;
+        // TCP on the same port as UDP, so one URL host:port serves both.
+        let tcp = TcpListener::bind(SocketAddr::new(setup.listen.ip(), udp_addr.port()))
+            .await
+            .with_context(|| format!("cannot bind TURN TCP {}", setup.listen))?;
+        let tcp_addr = tcp.local_addr()?;
+        let tls = match &setup.tls {
+            Some((addr, config)) => {
+                let listener =
+                    TcpListener::bind(addr).await.with_context(|| format!("cannot bind TURN TLS {addr}"))?;
+                Some((listener, tokio_rustls::TlsAcceptor::from(config.clone())))
+            }
+            None => None,
+        };
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+
+        let (low, high) = setup.relay_ports;
+        let first = low + (unix_now() % u64::from(high - low + 1)) as u16;
+        let turn = Arc::new(Self {
+            inner: Mutex::new(Inner {
+                core: TurnServer::new(setup.core, &[setup.public_ip]),
+                relays: HashMap::new(),
+                streams: HashMap::new(),
+                next_port: first,
+            }),
+            udp: Arc::new(udp),
+            bind_ip: setup.bind_ip,
+            public_ip: setup.public_ip,
+            relay_ports: setup.relay_ports,
+            tasks: TaskTracker::new(),
+            shutdown,
+        });
+        turn.tasks.spawn(turn.clone().serve_udp());
+        turn.tasks.spawn(turn.clone().accept(tcp, None));
+        if let Some((listener, acceptor)) = tls {
+            turn.tasks.spawn(turn.clone().accept(listener, Some(acceptor)));
+        }
+        turn.tasks.spawn(turn.clone().run_timers());
+        turn.tasks.close();
+        Ok((
+            turn,
+            TurnAddrs {
+                udp: udp_addr,
+                tcp: tcp_addr,
+                tls: tls_addr,
+            },
+        ))
+    }
+
+    /// Waits until every TURN task has stopped (after `shutdown`).
+    pub async fn stopped(&self) {
+        self.tasks.wait().await;
+    }
+
+    pub fn counts(&self) -> TurnCounts {
+        self.lock().core.counts()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `input` against the core, then carries out what it asks.
+    fn process(self: &Arc<Self>, input: impl FnOnce(&mut TurnServer)) {
+        let mut sends: Vec<(Arc<UdpSocket>, SocketAddr, Vec<u8>)> = Vec::new();
+        {
+            let mut inner = self.lock();
+            input(&mut inner.core);
+            while let Some(out) = inner.core.poll_output() {
+                match out {
+                    Output::ToClient { client, data } => match client.transport {
+                        Transport::Udp => sends.push((self.udp.clone(), client.addr, data)),
+                        Transport::Tcp | Transport::Tls => {
+                            let full = inner
+                                .streams
+                                .get(&client.addr)
+                                .is_some_and(|tx| matches!(tx.try_send(data), Err(mpsc::error::TrySendError::Full(_))));
+                            if full {
+                                // Dropping the outbox makes its writer close the connection.
+                                inner.streams.remove(&client.addr);
+                            }
+                        }
+                    },
+                    Output::ToPeer { relay, peer, data } => {
+                        if let Some(r) = inner.relays.get(&relay) {
+                            sends.push((r.socket.clone(), peer, data));
+                        }
+                    }
+                    Output::BindRelay { client, ipv6, even } => {
+                        let bound = self.bind_relay(&mut inner, ipv6, even);
+                        inner.core.handle_relay_bound(now(), client, bound);
+                    }
+                    Output::CloseRelay { relay } => {
+                        if let Some(r) = inner.relays.remove(&relay) {
+                            r.task.abort();
+                        }
+                    }
+                }
+            }
+        }
+        for (socket, to, data) in sends {
+            let _ = socket.try_send_to(&data, to);
+        }
+    }
+
+    /// Binds a relay socket on the next free port of the range and starts reading it.
+    fn bind_relay(self: &Arc<Self>, inner: &mut Inner, ipv6: bool, even: bool) -> Result<SocketAddr, ()> {
+        if ipv6 != self.bind_ip.is_ipv6() {
+            return Err(());
+        }
+        let (low, high) = self.relay_ports;
+        for _ in 0..=(high - low) {
+            let port = inner.next_port;
+            inner.next_port = if port >= high { low } else { port + 1 };
+            if even && port % 2 == 1 {
+                continue;
+            }
+            let Ok(socket) = udp_socket(SocketAddr::new(self.bind_ip, port)) else {
+                continue; // in use
+            };
+            let advertised = SocketAddr::new(self.public_ip, port);
+            let socket = Arc::new(socket);
+            let task = tokio::spawn(self.clone().serve_relay(socket.clone(), advertised)).abort_handle();
+            inner.relays.insert(advertised, Relay { socket, task });
+            return Ok(advertised);
+        }
+        tracing::warn!("TURN relay port range {low}-{high} is exhausted");
+        Err(())
+    }
+
+    async fn serve_udp(self: Arc<Self>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                got = self.udp.recv_from(&mut buf) => match got {
+                    Ok((n, from)) => {
+                        let client = ClientAddr { transport: Transport::Udp, addr: from };
+                        self.process(|core| core.handle_client(now(), client, &buf[..n]));
+                    }
+                    // ICMP errors surface here on some systems; the socket is still fine.
+                    Err(err) => tracing::debug!("TURN UDP receive: {err}"),
+                },
+            }
+        }
+    }
+
+    async fn serve_relay(self: Arc<Self>, socket: Arc<UdpSocket>, relay: SocketAddr) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                got = socket.recv_from(&mut buf) => match got {
+                    Ok((n, peer)) => self.process(|core| core.handle_peer(now(), relay, peer, &buf[..n])),
+                    Err(err) => tracing::debug!("TURN relay {relay} receive: {err}"),
+                },
+            }
+        }
+    }
+
+    async fn accept(self: Arc<Self>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+        loop {
+            let (stream, from) = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        tracing::debug!("TURN accept: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let turn = self.clone();
+            match tls.clone() {
+                None => {
+                    self.tasks.spawn(turn.serve_stream(stream, ClientAddr { transport: Transport::Tcp, addr: from }));
+                }
+                Some(acceptor) => {
+                    self.tasks.spawn(async move {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let client = ClientAddr { transport: Transport::Tls, addr: from };
+                                turn.serve_stream(tls, client).await;
+                            }
+                            Ok(Err(err)) => tracing::debug!("TURN TLS handshake with {from}: {err}"),
+                            Err(_) => tracing::debug!("TURN TLS handshake with {from} timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// One TCP or TLS client: frames in, its outbox out.
+    async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(self: Arc<Self>, stream: S, client: ClientAddr) {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+        self.lock().streams.insert(client.addr, tx);
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                out = rx.recv() => match out {
+                    Some(frame) => if writer.write_all(&frame).await.is_err() { break },
+                    None => break, // outbox dropped: too slow
+                },
+                read = reader.read(&mut chunk) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if !self.consume_frames(client, &mut buf) {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        self.lock().streams.remove(&client.addr);
+        self.process(|core| core.handle_client_closed(client));
+    }
+
+    /// Feeds every complete frame in `buf` to the core; false if the stream is garbage.
+    fn consume_frames(self: &Arc<Self>, client: ClientAddr, buf: &mut Vec<u8>) -> bool {
+        let mut at = 0;
+        while let Some(len) = stun::frame_len(&buf[at..]) {
+            if len > MAX_FRAME {
+                return false;
+            }
+            if buf.len() - at < len {
+                break;
+            }
+            let frame = &buf[at..at + len];
+            self.process(|core| core.handle_client(now(), client, frame));
+            at += len;
+        }
+        buf.drain(..at);
+        true
+    }
+
+    async fn run_timers(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = tick.tick() => self.process(|core| core.handle_timeout(now())),
+            }
+        }
+    }
+}
