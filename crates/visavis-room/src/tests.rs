@@ -152,7 +152,9 @@ fn each_member_gets_its_own_ice_servers() {
         ..Config::default()
     });
     let got = w.send(1, join("r", "Ann"));
-    let ServerMsg::Joined { you, ice_servers, .. } = &got[0].msg else { panic!() };
+    let ServerMsg::Joined { you, ice_servers, .. } = &got[0].msg else {
+        panic!()
+    };
     assert_eq!(ice_servers[0].username, Some(format!("9999:{}", you.id)));
 }
 

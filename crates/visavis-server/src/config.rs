@@ -60,12 +60,22 @@ pub struct Settings {
 
     /// Shared secret of the TURN REST credentials (coturn's static-auth-secret). Default: a
     /// random secret made at start.
-    #[arg(long, env = "VISAVIS_TURN_SECRET", hide_env_values = true, help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_SECRET",
+        hide_env_values = true,
+        help_heading = "STUN/TURN"
+    )]
     pub turn_secret: Option<String>,
 
     /// An external TURN server (e.g. coturn with use-auth-secret) to hand out instead of the
     /// embedded one; repeatable; needs --turn-secret. Example: turn:turn.example.org:3478?transport=udp
-    #[arg(long = "turn-url", env = "VISAVIS_TURN_URLS", value_delimiter = ',', help_heading = "STUN/TURN")]
+    #[arg(
+        long = "turn-url",
+        env = "VISAVIS_TURN_URLS",
+        value_delimiter = ',',
+        help_heading = "STUN/TURN"
+    )]
     pub turn_urls: Vec<String>,
 
     /// Seconds a TURN credential handed out on join stays valid.
@@ -81,15 +91,30 @@ pub struct Settings {
 
     /// Open a peer address range that the relay refuses by default (private, loopback, ...),
     /// as CIDR; repeatable. Example: 10.0.0.0/8
-    #[arg(long = "turn-allow-peer", env = "VISAVIS_TURN_ALLOW_PEERS", value_delimiter = ',', help_heading = "STUN/TURN")]
+    #[arg(
+        long = "turn-allow-peer",
+        env = "VISAVIS_TURN_ALLOW_PEERS",
+        value_delimiter = ',',
+        help_heading = "STUN/TURN"
+    )]
     pub turn_allow_peers: Vec<Cidr>,
 
     /// Relay allocations one user may hold at once.
-    #[arg(long, env = "VISAVIS_TURN_USER_QUOTA", default_value_t = 16, help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_USER_QUOTA",
+        default_value_t = 16,
+        help_heading = "STUN/TURN"
+    )]
     pub turn_user_quota: usize,
 
     /// Relay allocations the server holds at most.
-    #[arg(long, env = "VISAVIS_TURN_TOTAL_QUOTA", default_value_t = 4000, help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_TOTAL_QUOTA",
+        default_value_t = 4000,
+        help_heading = "STUN/TURN"
+    )]
     pub turn_total_quota: usize,
 
     /// Longest allocation lifetime granted, in seconds (clients refresh before it ends).
@@ -98,19 +123,39 @@ pub struct Settings {
     pub turn_max_lifetime: u64,
 
     /// Most kilobits per second one allocation may relay (both directions); excess is dropped.
-    #[arg(long, env = "VISAVIS_TURN_BANDWIDTH", default_value_t = 10_000, help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_BANDWIDTH",
+        default_value_t = 10_000,
+        help_heading = "STUN/TURN"
+    )]
     pub turn_bandwidth: u64,
 
     /// Realm of the TURN long-term credentials.
-    #[arg(long, env = "VISAVIS_TURN_REALM", default_value = "visavis", help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_REALM",
+        default_value = "visavis",
+        help_heading = "STUN/TURN"
+    )]
     pub turn_realm: String,
 
     /// PEM certificate chain for TURN over TLS (turns:), with --turn-tls-key.
-    #[arg(long, env = "VISAVIS_TURN_TLS_CERT", requires = "turn_tls_key", help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_TLS_CERT",
+        requires = "turn_tls_key",
+        help_heading = "STUN/TURN"
+    )]
     pub turn_tls_cert: Option<PathBuf>,
 
     /// PEM private key for TURN over TLS.
-    #[arg(long, env = "VISAVIS_TURN_TLS_KEY", requires = "turn_tls_cert", help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_TLS_KEY",
+        requires = "turn_tls_cert",
+        help_heading = "STUN/TURN"
+    )]
     pub turn_tls_key: Option<PathBuf>,
 
     /// Address of TURN over TLS. Default: the IP of --turn-listen, port 5349.
@@ -141,7 +186,10 @@ impl Settings {
     /// Where the embedded TURN server listens, unless it is off.
     pub fn turn_listen(&self) -> Option<SocketAddr> {
         let embedded = !self.no_turn && self.turn_urls.is_empty();
-        embedded.then(|| self.turn_listen.unwrap_or(SocketAddr::new(self.listen.ip(), 3478)))
+        embedded.then(|| {
+            self.turn_listen
+                .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))
+        })
     }
 
     pub fn max_message_size(&self) -> usize {

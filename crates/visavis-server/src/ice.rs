@@ -19,7 +19,10 @@ pub fn secret(settings: &Settings) -> anyhow::Result<String> {
         anyhow::ensure!(!secret.is_empty(), "--turn-secret is empty");
         return Ok(secret.clone());
     }
-    anyhow::ensure!(settings.turn_urls.is_empty(), "--turn-url needs --turn-secret (the external server's static-auth-secret)");
+    anyhow::ensure!(
+        settings.turn_urls.is_empty(),
+        "--turn-url needs --turn-secret (the external server's static-auth-secret)"
+    );
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the TURN secret: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -36,7 +39,9 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
     };
     let tls = match (&settings.turn_tls_cert, &settings.turn_tls_key) {
         (Some(cert), Some(key)) => {
-            let addr = settings.turn_tls_listen.unwrap_or(SocketAddr::new(listen.ip(), 5349));
+            let addr = settings
+                .turn_tls_listen
+                .unwrap_or(SocketAddr::new(listen.ip(), 5349));
             Some((addr, tls_config(cert, key)?))
         }
         _ => None,
@@ -69,7 +74,11 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
 /// The address this machine would send from towards the internet. `connect` on a UDP
 /// socket only consults the routing table; no packet is sent.
 fn outbound_ip(ipv6: bool) -> Option<IpAddr> {
-    let (bind, probe) = if ipv6 { ("[::]:0", "[2001:db8::1]:9") } else { ("0.0.0.0:0", "192.0.2.1:9") };
+    let (bind, probe) = if ipv6 {
+        ("[::]:0", "[2001:db8::1]:9")
+    } else {
+        ("0.0.0.0:0", "192.0.2.1:9")
+    };
     let socket = UdpSocket::bind(bind).ok()?;
     socket.connect(probe).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
@@ -90,19 +99,27 @@ fn tls_config(
     ))
     .with_context(|| format!("bad key PEM in {}", key.display()))?
     .with_context(|| format!("no private key in {}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("certificate and key do not match")?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .context("certificate and key do not match")?;
     Ok(Arc::new(config))
 }
 
 /// The ICE servers every joining member is given, with credentials minted for them.
-pub fn ice_source(settings: &Settings, secret: &str, embedded: Option<(TurnAddrs, &TurnSetup)>) -> IceServerSource {
+pub fn ice_source(
+    settings: &Settings,
+    secret: &str,
+    embedded: Option<(TurnAddrs, &TurnSetup)>,
+) -> IceServerSource {
     let urls: Vec<String> = match embedded {
         Some((addrs, setup)) => {
-            let host = settings.turn_host.clone().unwrap_or_else(|| url_host(setup.public_ip));
+            let host = settings
+                .turn_host
+                .clone()
+                .unwrap_or_else(|| url_host(setup.public_ip));
             let mut urls = vec![
                 format!("stun:{host}:{}", addrs.udp.port()),
                 format!("turn:{host}:{}?transport=udp", addrs.udp.port()),

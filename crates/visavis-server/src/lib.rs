@@ -26,11 +26,12 @@ use visavis_room::{Config, Core};
 pub use config::Settings;
 use hub::Hub;
 use turn::Turn;
+pub use turn::TurnAddrs;
 
 /// How long shutdown waits for sessions to close before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct AppState {
     hub: Arc<Hub>,
     turn: Option<Arc<Turn>>,
@@ -41,65 +42,109 @@ struct AppState {
 
 /// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
 /// cancelled.
-pub async fn run(listener: TcpListener, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let secret = ice::secret(&settings)?;
-    let (turn, ice_servers) = match settings.turn_listen() {
-        Some(listen) => {
-            let setup = ice::turn_setup(&settings, listen, &secret)?;
-            let (turn, addrs) = Turn::start(setup.clone(), shutdown.clone()).await?;
-            tracing::info!(
-                "STUN/TURN on udp+tcp {}{}; relay candidates advertise {} ports {}-{}",
-                addrs.udp,
-                addrs.tls.map(|a| format!(", tls {a}")).unwrap_or_default(),
-                setup.public_ip,
-                setup.relay_ports.0,
-                setup.relay_ports.1,
-            );
-            (Some(turn), ice::ice_source(&settings, &secret, Some((addrs, &setup))))
-        }
-        None => {
-            if settings.turn_urls.is_empty() {
-                tracing::info!("STUN/TURN off: clients connect with host candidates only");
-            } else {
-                tracing::info!("handing out external TURN servers: {}", settings.turn_urls.join(", "));
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    App::start(listener, settings, shutdown).await?.serve().await
+}
+
+/// A started server: every socket bound (so start-up errors surface here), not yet serving
+/// HTTP.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    turn_addrs: Option<TurnAddrs>,
+}
+
+impl App {
+    /// Binds the TURN sockets and builds the state; `serve` then runs it.
+    pub async fn start(
+        listener: TcpListener,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let secret = ice::secret(&settings)?;
+        let (turn, turn_addrs, ice_servers) = match settings.turn_listen() {
+            Some(listen) => {
+                let setup = ice::turn_setup(&settings, listen, &secret)?;
+                let (turn, addrs) = Turn::start(setup.clone(), shutdown.clone()).await?;
+                tracing::info!(
+                    "STUN/TURN on udp+tcp {}{}; relay candidates advertise {} ports {}-{}",
+                    addrs.udp,
+                    addrs.tls.map(|a| format!(", tls {a}")).unwrap_or_default(),
+                    setup.public_ip,
+                    setup.relay_ports.0,
+                    setup.relay_ports.1,
+                );
+                let ice = ice::ice_source(&settings, &secret, Some((addrs, &setup)));
+                (Some(turn), Some(addrs), ice)
             }
-            (None, ice::ice_source(&settings, &secret, None))
+            None => {
+                if settings.turn_urls.is_empty() {
+                    tracing::info!("STUN/TURN off: clients connect with host candidates only");
+                } else {
+                    tracing::info!(
+                        "handing out external TURN servers: {}",
+                        settings.turn_urls.join(", ")
+                    );
+                }
+                (None, None, ice::ice_source(&settings, &secret, None))
+            }
+        };
+        let core = Core::new(Config {
+            room_capacity: settings.room_capacity as usize,
+            ring_timeout: settings.ring_timeout(),
+            ice_servers,
+        });
+        let state = AppState {
+            hub: Arc::new(Hub::new(core, settings.outbound_queue as usize)),
+            turn,
+            sessions: TaskTracker::new(),
+            shutdown,
+            max_message: settings.max_message_size(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            turn_addrs,
+        })
+    }
+
+    /// Where the embedded TURN server listens, if it runs.
+    pub fn turn_addrs(&self) -> Option<TurnAddrs> {
+        self.turn_addrs
+    }
+
+    /// Serves until the shutdown token is cancelled, then closes every session (code 1001).
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let Self { listener, state, .. } = self;
+        let shutdown = state.shutdown.clone();
+        let timers = tokio::spawn({
+            let (hub, shutdown) = (state.hub.clone(), shutdown.clone());
+            async move { hub.run_timers(shutdown).await }
+        });
+        let sessions = state.sessions.clone();
+        let turn = state.turn.clone();
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        // axum does not wait for upgraded connections; the tracker does.
+        sessions.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("{} sessions did not close in time", sessions.len());
         }
-    };
-    let core = Core::new(Config {
-        room_capacity: settings.room_capacity as usize,
-        ring_timeout: settings.ring_timeout(),
-        ice_servers,
-    });
-    let state = AppState {
-        hub: Arc::new(Hub::new(core, settings.outbound_queue as usize)),
-        turn: turn.clone(),
-        sessions: TaskTracker::new(),
-        shutdown: shutdown.clone(),
-        max_message: settings.max_message_size(),
-    };
-    let timers = tokio::spawn({
-        let (hub, shutdown) = (state.hub.clone(), shutdown.clone());
-        async move { hub.run_timers(shutdown).await }
-    });
-    let sessions = state.sessions.clone();
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
-    // axum does not wait for upgraded connections; the tracker does.
-    sessions.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("{} sessions did not close in time", sessions.len());
+        timers.abort();
+        if let Some(turn) = turn {
+            let _ = tokio::time::timeout(Duration::from_secs(1), turn.stopped()).await;
+        }
+        Ok(())
     }
-    timers.abort();
-    if let Some(turn) = turn {
-        let _ = tokio::time::timeout(Duration::from_secs(1), turn.stopped()).await;
-    }
-    Ok(())
 }
 
 fn router(state: AppState) -> Router {

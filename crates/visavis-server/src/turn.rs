@@ -83,7 +83,9 @@ fn now() -> Now {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A UDP socket with coturn-sized buffers, non-blocking, for tokio.
@@ -102,8 +104,12 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 impl Turn {
     /// Binds the listeners and starts serving until `shutdown`.
-    pub async fn start(setup: TurnSetup, shutdown: CancellationToken) -> anyhow::Result<(Arc<Self>, TurnAddrs)> {
-        let udp = udp_socket(setup.listen).with_context(|| format!("cannot bind TURN UDP {}", setup.listen))?;
+    pub async fn start(
+        setup: TurnSetup,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Arc<Self>, TurnAddrs)> {
+        let udp =
+            udp_socket(setup.listen).with_context(|| format!("cannot bind TURN UDP {}", setup.listen))?;
         let udp_addr = udp.local_addr()?;
         // TCP on the same port as UDP, so one URL host:port serves both.
         let tcp = TcpListener::bind(SocketAddr::new(setup.listen.ip(), udp_addr.port()))
@@ -112,8 +118,9 @@ impl Turn {
         let tcp_addr = tcp.local_addr()?;
         let tls = match &setup.tls {
             Some((addr, config)) => {
-                let listener =
-                    TcpListener::bind(addr).await.with_context(|| format!("cannot bind TURN TLS {addr}"))?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot bind TURN TLS {addr}"))?;
                 Some((listener, tokio_rustls::TlsAcceptor::from(config.clone())))
             }
             None => None,
@@ -177,10 +184,9 @@ impl Turn {
                     Output::ToClient { client, data } => match client.transport {
                         Transport::Udp => sends.push((self.udp.clone(), client.addr, data)),
                         Transport::Tcp | Transport::Tls => {
-                            let full = inner
-                                .streams
-                                .get(&client.addr)
-                                .is_some_and(|tx| matches!(tx.try_send(data), Err(mpsc::error::TrySendError::Full(_))));
+                            let full = inner.streams.get(&client.addr).is_some_and(|tx| {
+                                matches!(tx.try_send(data), Err(mpsc::error::TrySendError::Full(_)))
+                            });
                             if full {
                                 // Dropping the outbox makes its writer close the connection.
                                 inner.streams.remove(&client.addr);
@@ -281,13 +287,22 @@ impl Turn {
             let turn = self.clone();
             match tls.clone() {
                 None => {
-                    self.tasks.spawn(turn.serve_stream(stream, ClientAddr { transport: Transport::Tcp, addr: from }));
+                    self.tasks.spawn(turn.serve_stream(
+                        stream,
+                        ClientAddr {
+                            transport: Transport::Tcp,
+                            addr: from,
+                        },
+                    ));
                 }
                 Some(acceptor) => {
                     self.tasks.spawn(async move {
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => {
-                                let client = ClientAddr { transport: Transport::Tls, addr: from };
+                                let client = ClientAddr {
+                                    transport: Transport::Tls,
+                                    addr: from,
+                                };
                                 turn.serve_stream(tls, client).await;
                             }
                             Ok(Err(err)) => tracing::debug!("TURN TLS handshake with {from}: {err}"),

@@ -44,7 +44,9 @@ pub enum CredentialError {
 
 impl RestSecret {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self { secret: secret.into() }
+        Self {
+            secret: secret.into(),
+        }
     }
 
     /// A credential for `id`, valid until `unix_now + lifetime_secs`.
@@ -128,9 +130,15 @@ mod tests {
         assert_eq!(password.len(), 28, "base64 of 20 bytes");
         assert_ne!(password, RestSecret::new("other").password("4600:alice"));
         assert_eq!(secret.check_username(&username, 4_599), Ok("alice"));
-        assert_eq!(secret.check_username(&username, 4_600), Err(CredentialError::Expired));
+        assert_eq!(
+            secret.check_username(&username, 4_600),
+            Err(CredentialError::Expired)
+        );
         assert_eq!(secret.check_username("alice", 0), Err(CredentialError::Malformed));
-        assert_eq!(secret.check_username("soon:alice", 0), Err(CredentialError::Malformed));
+        assert_eq!(
+            secret.check_username("soon:alice", 0),
+            Err(CredentialError::Malformed)
+        );
     }
 
     #[test]
@@ -140,7 +148,10 @@ mod tests {
         let nonce = nonces.issue(1_000, ip);
         assert!(nonces.is_valid(&nonce, 1_599, ip));
         assert!(!nonces.is_valid(&nonce, 1_600, ip), "expired");
-        assert!(!nonces.is_valid(&nonce, 1_000, "192.0.2.8".parse().unwrap()), "other client");
+        assert!(
+            !nonces.is_valid(&nonce, 1_000, "192.0.2.8".parse().unwrap()),
+            "other client"
+        );
         assert!(!nonces.is_valid("ffffffff-0000000000000000", 1_000, ip), "forged");
         assert!(!nonces.is_valid("garbage", 1_000, ip));
     }

@@ -53,10 +53,16 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(format!("bad prefix length in {s:?}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or(format!("bad prefix length in {s:?}"))?,
             None => max,
         };
         Ok(Self { addr, prefix })
@@ -71,30 +77,30 @@ impl fmt::Display for Cidr {
 
 /// Every range a relay refuses by default.
 pub const DENIED: &[Cidr] = &[
-    Cidr::v4(0, 0, 0, 0, 8),       // "this network", including 0.0.0.0
-    Cidr::v4(10, 0, 0, 0, 8),      // private
-    Cidr::v4(100, 64, 0, 0, 10),   // carrier-grade NAT
-    Cidr::v4(127, 0, 0, 0, 8),     // loopback
-    Cidr::v4(169, 254, 0, 0, 16),  // link-local (cloud metadata lives here)
-    Cidr::v4(172, 16, 0, 0, 12),   // private
-    Cidr::v4(192, 0, 0, 0, 24),    // IETF protocol assignments
-    Cidr::v4(192, 0, 2, 0, 24),    // documentation
-    Cidr::v4(192, 88, 99, 0, 24),  // 6to4 relay anycast
-    Cidr::v4(192, 168, 0, 0, 16),  // private
-    Cidr::v4(198, 18, 0, 0, 15),   // benchmarking
-    Cidr::v4(198, 51, 100, 0, 24), // documentation
-    Cidr::v4(203, 0, 113, 0, 24),  // documentation
-    Cidr::v4(224, 0, 0, 0, 4),     // multicast
-    Cidr::v4(240, 0, 0, 0, 4),     // reserved, and 255.255.255.255 broadcast
-    Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96), // ::, ::1 and deprecated IPv4-compatible
-    Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // local-use NAT64
-    Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), // discard-only
-    Cidr::v6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48), // benchmarking
+    Cidr::v4(0, 0, 0, 0, 8),                         // "this network", including 0.0.0.0
+    Cidr::v4(10, 0, 0, 0, 8),                        // private
+    Cidr::v4(100, 64, 0, 0, 10),                     // carrier-grade NAT
+    Cidr::v4(127, 0, 0, 0, 8),                       // loopback
+    Cidr::v4(169, 254, 0, 0, 16),                    // link-local (cloud metadata lives here)
+    Cidr::v4(172, 16, 0, 0, 12),                     // private
+    Cidr::v4(192, 0, 0, 0, 24),                      // IETF protocol assignments
+    Cidr::v4(192, 0, 2, 0, 24),                      // documentation
+    Cidr::v4(192, 88, 99, 0, 24),                    // 6to4 relay anycast
+    Cidr::v4(192, 168, 0, 0, 16),                    // private
+    Cidr::v4(198, 18, 0, 0, 15),                     // benchmarking
+    Cidr::v4(198, 51, 100, 0, 24),                   // documentation
+    Cidr::v4(203, 0, 113, 0, 24),                    // documentation
+    Cidr::v4(224, 0, 0, 0, 4),                       // multicast
+    Cidr::v4(240, 0, 0, 0, 4),                       // reserved, and 255.255.255.255 broadcast
+    Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96),          // ::, ::1 and deprecated IPv4-compatible
+    Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),  // local-use NAT64
+    Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+    Cidr::v6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48),   // benchmarking
     Cidr::v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
-    Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), // unique local
-    Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), // link-local
-    Cidr::v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), // site-local (deprecated)
-    Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), // multicast
+    Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),      // unique local
+    Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),     // link-local
+    Cidr::v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),     // site-local (deprecated)
+    Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),      // multicast
 ];
 
 /// The IPv4 address an IPv6 address stands for, if it embeds one that the network would
@@ -141,12 +147,43 @@ mod tests {
     fn non_public_ranges_are_refused_by_default() {
         let p = PeerPolicy::default();
         for ip in [
-            "0.0.0.0", "0.1.2.3", "10.1.2.3", "100.64.0.1", "127.0.0.1", "127.255.255.254",
-            "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.0.0.8", "192.0.2.1", "192.168.1.1",
-            "198.18.0.1", "198.19.255.255", "198.51.100.1", "203.0.113.9", "224.0.0.1", "239.1.1.1",
-            "255.255.255.255", "240.0.0.1", "::", "::1", "::127.0.0.1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "::ffff:0.0.0.0", "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::1",
-            "fc00::1", "fd12:3456::1", "fe80::1", "fec0::1", "ff02::1", "2001:db8::1", "2001:2::1", "100::1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "127.255.255.254",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.1",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.1.1.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::",
+            "::1",
+            "::127.0.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:0.0.0.0",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "2001:db8::1",
+            "2001:2::1",
+            "100::1",
         ] {
             assert!(refused(&p, ip), "{ip} must be refused");
         }
@@ -155,7 +192,15 @@ mod tests {
     #[test]
     fn public_addresses_are_relayed() {
         let p = PeerPolicy::default();
-        for ip in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "::ffff:8.8.8.8", "64:ff9b::808:808", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2606:4700::1111",
+        ] {
             assert!(!refused(&p, ip), "{ip} must be allowed");
         }
     }
@@ -166,7 +211,10 @@ mod tests {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
         };
         assert!(!refused(&p, "127.0.0.1"));
-        assert!(!refused(&p, "::ffff:127.0.0.1"), "the mapped form of an allowed address");
+        assert!(
+            !refused(&p, "::ffff:127.0.0.1"),
+            "the mapped form of an allowed address"
+        );
         assert!(refused(&p, "10.0.0.6"));
         assert!(refused(&p, "::1"), "v6 loopback is not in a v4 range");
     }
@@ -177,6 +225,9 @@ mod tests {
         assert_eq!("::1".parse::<Cidr>().unwrap().to_string(), "::1/128");
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nope/8".parse::<Cidr>().is_err());
-        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!("0.0.0.0/0"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
     }
 }

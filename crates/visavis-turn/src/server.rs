@@ -76,7 +76,11 @@ pub enum Output {
     },
     /// Bind a relay socket for `client` (IPv6 or IPv4; on an even port if `even`, as
     /// EVEN-PORT asks for RTP); answer with `handle_relay_bound`.
-    BindRelay { client: ClientAddr, ipv6: bool, even: bool },
+    BindRelay {
+        client: ClientAddr,
+        ipv6: bool,
+        even: bool,
+    },
     /// The allocation on `relay` is gone: close its socket.
     CloseRelay { relay: SocketAddr },
 }
@@ -245,7 +249,8 @@ impl TurnServer {
             self.remove_allocation(relay);
         }
         if self.unauth.len() > 10_000 {
-            self.unauth.retain(|_, b| now.mono.saturating_duration_since(b.at) < Duration::from_secs(10));
+            self.unauth
+                .retain(|_, b| now.mono.saturating_duration_since(b.at) < Duration::from_secs(10));
         }
     }
 
@@ -276,14 +281,22 @@ impl TurnServer {
         let Some(alloc) = self.allocations.get_mut(&relay) else {
             return;
         };
-        let permitted = alloc.permissions.get(&peer.ip()).is_some_and(|(exp, _)| *exp > now.mono);
+        let permitted = alloc
+            .permissions
+            .get(&peer.ip())
+            .is_some_and(|(exp, _)| *exp > now.mono);
         if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
             self.dropped += 1;
             return;
         }
         let client = alloc.client;
         let frame = match alloc.channel_of_peer.get(&peer) {
-            Some(&channel) if alloc.channels.get(&channel).is_some_and(|(_, exp)| *exp > now.mono) => {
+            Some(&channel)
+                if alloc
+                    .channels
+                    .get(&channel)
+                    .is_some_and(|(_, exp)| *exp > now.mono) =>
+            {
                 let mut frame = Vec::with_capacity(data.len() + 8);
                 stun::write_channel_data(&mut frame, channel, data, client.transport != Transport::Udp);
                 frame
@@ -349,8 +362,13 @@ impl TurnServer {
             }
             (Class::Indication, method::SEND) => self.send_indication(now, client, msg),
             (Class::Request, m)
-                if [method::ALLOCATE, method::REFRESH, method::CREATE_PERMISSION, method::CHANNEL_BIND]
-                    .contains(&m) =>
+                if [
+                    method::ALLOCATE,
+                    method::REFRESH,
+                    method::CREATE_PERMISSION,
+                    method::CHANNEL_BIND,
+                ]
+                .contains(&m) =>
             {
                 let unknown = msg.unknown_required(KNOWN);
                 if !unknown.is_empty() {
@@ -385,10 +403,16 @@ impl TurnServer {
             self.challenge(now, client, m, tid, 401, "Unauthorized");
             return None;
         }
-        let (Some(username), Some(realm), Some(nonce)) =
-            (msg.text(attr::USERNAME), msg.text(attr::REALM), msg.text(attr::NONCE))
-        else {
-            self.refuse(now, client, error_response(m, tid, 400, "Bad Request").fingerprint().finish());
+        let (Some(username), Some(realm), Some(nonce)) = (
+            msg.text(attr::USERNAME),
+            msg.text(attr::REALM),
+            msg.text(attr::NONCE),
+        ) else {
+            self.refuse(
+                now,
+                client,
+                error_response(m, tid, 400, "Bad Request").fingerprint().finish(),
+            );
             return None;
         };
         if !self.config.nonces.is_valid(nonce, now.unix, client.addr.ip()) || realm != self.config.realm {
@@ -415,7 +439,15 @@ impl TurnServer {
     }
 
     /// A 401/438 carrying a fresh realm and nonce; rate-limited per client IP.
-    fn challenge(&mut self, now: Now, client: ClientAddr, m: u16, tid: stun::TransactionId, code: u16, reason: &str) {
+    fn challenge(
+        &mut self,
+        now: Now,
+        client: ClientAddr,
+        m: u16,
+        tid: stun::TransactionId,
+        code: u16,
+        reason: &str,
+    ) {
         let nonce = self.config.nonces.issue(now.unix, client.addr.ip());
         let resp = error_response(m, tid, code, reason)
             .attr(attr::REALM, self.config.realm.as_bytes())
@@ -586,12 +618,16 @@ impl TurnServer {
             Ok(peers) => {
                 if let Some(alloc) = self.allocations.get_mut(&relay) {
                     for (peer, exact) in peers {
-                        alloc.permissions.insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
+                        alloc
+                            .permissions
+                            .insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
                     }
                 }
                 MessageBuilder::new(Class::Success, method::CREATE_PERMISSION, msg.transaction_id)
             }
-            Err((code, reason)) => error_response(method::CREATE_PERMISSION, msg.transaction_id, code, reason),
+            Err((code, reason)) => {
+                error_response(method::CREATE_PERMISSION, msg.transaction_id, code, reason)
+            }
         };
         self.send(client, resp.integrity(&auth.key).fingerprint().finish());
     }
@@ -602,8 +638,9 @@ impl TurnServer {
         };
         let channel = msg.u32(attr::CHANNEL_NUMBER).map(|v| (v >> 16) as u16);
         let result = match channel {
-            Some(ch) if stun::is_channel_number(ch) => {
-                self.check_peer(relay, msg.xor_address(attr::XOR_PEER_ADDRESS)).and_then(|(peer, exact)| {
+            Some(ch) if stun::is_channel_number(ch) => self
+                .check_peer(relay, msg.xor_address(attr::XOR_PEER_ADDRESS))
+                .and_then(|(peer, exact)| {
                     let alloc = &self.allocations[&relay];
                     let other_peer = alloc.channels.get(&ch).is_some_and(|(p, _)| *p != peer);
                     let other_channel = alloc.channel_of_peer.get(&peer).is_some_and(|c| *c != ch);
@@ -612,8 +649,7 @@ impl TurnServer {
                     } else {
                         Ok((ch, peer, exact))
                     }
-                })
-            }
+                }),
             _ => Err((400, "Bad Request")),
         };
         let resp = match result {
@@ -623,7 +659,9 @@ impl TurnServer {
                     alloc.channel_of_peer.insert(peer, ch);
                     // An exact permission must not widen an open one for the same IP.
                     let exact = exact && alloc.permissions.get(&peer.ip()).is_none_or(|(_, e)| *e);
-                    alloc.permissions.insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
+                    alloc
+                        .permissions
+                        .insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
                 }
                 MessageBuilder::new(Class::Success, method::CHANNEL_BIND, msg.transaction_id)
             }
@@ -637,7 +675,7 @@ impl TurnServer {
             self.dropped += 1;
             return;
         };
-        self.to_peer(now, client, peer, data);
+        self.relay_to_peer(now, client, peer, data);
     }
 
     fn channel_data_from_client(&mut self, now: Now, client: ClientAddr, channel: u16, data: &[u8]) {
@@ -649,12 +687,12 @@ impl TurnServer {
             .filter(|(_, exp)| *exp > now.mono)
             .map(|(peer, _)| *peer);
         match peer {
-            Some(peer) => self.to_peer(now, client, peer, data),
+            Some(peer) => self.relay_to_peer(now, client, peer, data),
             None => self.dropped += 1,
         }
     }
 
-    fn to_peer(&mut self, now: Now, client: ClientAddr, peer: SocketAddr, data: &[u8]) {
+    fn relay_to_peer(&mut self, now: Now, client: ClientAddr, peer: SocketAddr, data: &[u8]) {
         let Some(relay) = self.by_client.get(&client).copied() else {
             self.dropped += 1;
             return;

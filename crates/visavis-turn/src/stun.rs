@@ -228,12 +228,8 @@ impl<'a> Message<'a> {
     pub fn verify_fingerprint(&self) -> bool {
         match self.attrs.last() {
             Some(&(attr::FINGERPRINT, at, 4)) => {
-                let expected = u32::from_be_bytes([
-                    self.raw[at],
-                    self.raw[at + 1],
-                    self.raw[at + 2],
-                    self.raw[at + 3],
-                ]);
+                let expected =
+                    u32::from_be_bytes([self.raw[at], self.raw[at + 1], self.raw[at + 2], self.raw[at + 3]]);
                 crc32fast::hash(&self.raw[..at - 4]) ^ FINGERPRINT_XOR == expected
             }
             _ => false,
@@ -275,8 +271,7 @@ fn decode_xor_address(v: &[u8], tid: &TransactionId) -> Option<SocketAddr> {
             Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
         }
         (0x02, 20) => {
-            let ip: [u8; 16] =
-                std::array::from_fn(|i| v[4 + i] ^ if i < 4 { cookie[i] } else { tid[i - 4] });
+            let ip: [u8; 16] = std::array::from_fn(|i| v[4 + i] ^ if i < 4 { cookie[i] } else { tid[i - 4] });
             Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
         }
         _ => None,

@@ -16,11 +16,13 @@ use tokio_util::sync::CancellationToken;
 use visavis_server::Settings;
 
 mod binary;
+mod turn;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Server {
     addr: SocketAddr,
+    turn: Option<visavis_server::TurnAddrs>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -29,16 +31,33 @@ impl Server {
     /// Starts a server with `args`; its TURN server gets an ephemeral port unless `args` say
     /// otherwise, so tests can run side by side.
     async fn start(args: &[&str]) -> Self {
-        let turn_given = args.iter().any(|a| a.starts_with("--turn-listen") || *a == "--no-turn" || *a == "--turn-url");
-        let default_turn = if turn_given { &[][..] } else { &["--turn-listen", "127.0.0.1:0"][..] };
+        let turn_given = args
+            .iter()
+            .any(|a| a.starts_with("--turn-listen") || *a == "--no-turn" || *a == "--turn-url");
+        let default_turn = if turn_given {
+            &[][..]
+        } else {
+            &["--turn-listen", "127.0.0.1:0"][..]
+        };
         let settings = Settings::parse_from(
-            std::iter::once("visavis").chain(default_turn.iter().copied()).chain(args.iter().copied()),
+            std::iter::once("visavis")
+                .chain(default_turn.iter().copied())
+                .chain(args.iter().copied()),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(visavis_server::run(listener, settings, shutdown.clone()));
-        Self { addr, shutdown, task }
+        let app = visavis_server::App::start(listener, settings, shutdown.clone())
+            .await
+            .expect("start");
+        let turn = app.turn_addrs();
+        let task = tokio::spawn(app.serve());
+        Self {
+            addr,
+            turn,
+            shutdown,
+            task,
+        }
     }
 
     async fn client(&self) -> Client {
@@ -173,7 +192,12 @@ async fn join_presence_and_leave() {
     assert_eq!(joined["version"], 1);
     assert_eq!(joined["you"]["name"], "鲍勃");
     assert_eq!(joined["members"], json!([{"id": a, "name": "Alice"}]));
-    assert_eq!(joined["iceServers"], json!([]));
+    // STUN + TURN over UDP and TCP, with a credential of this member's own.
+    let urls = joined["iceServers"][0]["urls"].as_array().expect("urls");
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    assert!(joined["iceServers"][0]["username"]
+        .as_str()
+        .is_some_and(|u| u.ends_with(":m2")));
     assert_eq!(joined["ringTimeoutMs"], 30_000);
     let b = joined["you"]["id"].as_u64().expect("id");
     assert_eq!(
@@ -182,7 +206,7 @@ async fn join_presence_and_leave() {
     );
     assert_eq!(
         server.health().await,
-        json!({"status": "ok", "sessions": 2, "members": 2, "rooms": 1, "calls": 0})
+        json!({"status": "ok", "sessions": 2, "members": 2, "rooms": 1, "calls": 0, "turnAllocations": 0})
     );
 
     // Closing the connection removes the member at once.
@@ -456,4 +480,36 @@ async fn serves_the_web_app_and_json_errors() {
     assert_eq!(status, 404);
     let body: Value = serde_json::from_str(&body).expect("json error body");
     assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn no_turn_means_no_ice_servers_and_turn_url_hands_out_external_ones() {
+    let server = Server::start(&["--no-turn"]).await;
+    let (mut c, _) = (server.client().await, 0);
+    c.send(json!({"type": "join", "version": 1, "room": "r", "name": "A"}))
+        .await;
+    assert_eq!(c.expect("joined").await["iceServers"], json!([]));
+
+    let server = Server::start(&[
+        "--turn-url",
+        "turn:turn.example.org:3478?transport=udp",
+        "--turn-secret",
+        "shh",
+    ])
+    .await;
+    let mut c = server.client().await;
+    c.send(json!({"type": "join", "version": 1, "room": "r", "name": "A"}))
+        .await;
+    let ice = c.expect("joined").await["iceServers"][0].clone();
+    assert_eq!(ice["urls"], json!(["turn:turn.example.org:3478?transport=udp"]));
+    let username = ice["username"].as_str().expect("username");
+    assert_eq!(
+        ice["credential"],
+        visavis_turn::RestSecret::new("shh").password(username)
+    );
+    assert_eq!(
+        server.health().await["turnAllocations"],
+        Value::Null,
+        "embedded server off"
+    );
 }

@@ -67,7 +67,11 @@ impl World {
                 if even && self.next_port % 2 == 1 {
                     self.next_port += 1;
                 }
-                let ip: IpAddr = if ipv6 { "2001:db8::1".parse().unwrap() } else { "198.51.100.1".parse().unwrap() };
+                let ip: IpAddr = if ipv6 {
+                    "2001:db8::1".parse().unwrap()
+                } else {
+                    "198.51.100.1".parse().unwrap()
+                };
                 let relay = SocketAddr::new(ip, self.next_port);
                 self.turn.handle_relay_bound(self.now, client, Ok(relay));
             } else {
@@ -142,7 +146,8 @@ fn tid(n: u8) -> stun::TransactionId {
 }
 
 fn allocate_req(n: u8) -> MessageBuilder {
-    MessageBuilder::new(Class::Request, method::ALLOCATE, tid(n)).attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+    MessageBuilder::new(Class::Request, method::ALLOCATE, tid(n))
+        .attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
 }
 
 /// Allocates for `c` with `creds` (doing the 401 dance) and returns the relay address.
@@ -153,16 +158,23 @@ fn allocate(w: &mut World, c: ClientAddr, creds: &mut Creds) -> SocketAddr {
     creds.nonce = challenge.nonce();
     let resp = w.request(c, &creds.sign(allocate_req(2)));
     let msg = resp.msg();
-    assert_eq!(msg.class, Class::Success, "allocate failed: {:?}", msg.error_code());
+    assert_eq!(
+        msg.class,
+        Class::Success,
+        "allocate failed: {:?}",
+        msg.error_code()
+    );
     assert!(msg.verify_integrity(&creds.key()));
     assert!(msg.verify_fingerprint());
     assert_eq!(msg.xor_address(attr::XOR_MAPPED_ADDRESS), Some(c.addr));
     assert_eq!(msg.u32(attr::LIFETIME), Some(600));
-    msg.xor_address(attr::XOR_RELAYED_ADDRESS).expect("relayed address")
+    msg.xor_address(attr::XOR_RELAYED_ADDRESS)
+        .expect("relayed address")
 }
 
 fn permission_req(n: u8, peer: SocketAddr) -> MessageBuilder {
-    MessageBuilder::new(Class::Request, method::CREATE_PERMISSION, tid(n)).xor_address(attr::XOR_PEER_ADDRESS, peer)
+    MessageBuilder::new(Class::Request, method::CREATE_PERMISSION, tid(n))
+        .xor_address(attr::XOR_PEER_ADDRESS, peer)
 }
 
 fn channel_bind_req(n: u8, channel: u16, peer: SocketAddr) -> MessageBuilder {
@@ -175,7 +187,10 @@ fn channel_bind_req(n: u8, channel: u16, peer: SocketAddr) -> MessageBuilder {
 fn binding_needs_no_credentials() {
     let mut w = World::new(config());
     let c = client(1000);
-    let resp = w.request(c, &MessageBuilder::new(Class::Request, method::BINDING, tid(9)).finish());
+    let resp = w.request(
+        c,
+        &MessageBuilder::new(Class::Request, method::BINDING, tid(9)).finish(),
+    );
     let msg = resp.msg();
     assert_eq!((msg.class, msg.method), (Class::Success, method::BINDING));
     assert_eq!(msg.xor_address(attr::XOR_MAPPED_ADDRESS), Some(c.addr));
@@ -202,10 +217,16 @@ fn allocate_permission_and_relay_both_ways() {
     assert_eq!(ok.msg().class, Class::Success);
     assert_eq!(
         w.input(c, &send),
-        vec![Output::ToPeer { relay, peer, data: b"hello".to_vec() }]
+        vec![Output::ToPeer {
+            relay,
+            peer,
+            data: b"hello".to_vec()
+        }]
     );
     w.turn.handle_peer(w.now, relay, peer, b"back");
-    let Some(Output::ToClient { client: to, data }) = w.turn.poll_output() else { panic!() };
+    let Some(Output::ToClient { client: to, data }) = w.turn.poll_output() else {
+        panic!()
+    };
     assert_eq!(to, c);
     let ind = Message::parse(&data).unwrap();
     assert_eq!((ind.class, ind.method), (Class::Indication, method::DATA));
@@ -224,19 +245,41 @@ fn channels_carry_data_without_stun_headers() {
     let mut creds = Creds::new("alice", w.now, 3600);
     let relay = allocate(&mut w, c, &mut creds);
     let peer = public_peer(7000);
-    assert_eq!(w.request(c, &creds.sign(channel_bind_req(5, 0x4001, peer))).msg().class, Class::Success);
+    assert_eq!(
+        w.request(c, &creds.sign(channel_bind_req(5, 0x4001, peer)))
+            .msg()
+            .class,
+        Class::Success
+    );
     let mut frame = Vec::new();
     stun::write_channel_data(&mut frame, 0x4001, b"media", false);
-    assert_eq!(w.input(c, &frame), vec![Output::ToPeer { relay, peer, data: b"media".to_vec() }]);
+    assert_eq!(
+        w.input(c, &frame),
+        vec![Output::ToPeer {
+            relay,
+            peer,
+            data: b"media".to_vec()
+        }]
+    );
     w.turn.handle_peer(w.now, relay, peer, b"reply");
-    let Some(Output::ToClient { data, .. }) = w.turn.poll_output() else { panic!() };
+    let Some(Output::ToClient { data, .. }) = w.turn.poll_output() else {
+        panic!()
+    };
     assert_eq!(stun::parse_channel_data(&data), Some((0x4001, &b"reply"[..])));
     // An unbound channel and a bad channel number are refused.
     stun::write_channel_data(&mut frame, 0x4002, b"x", false);
     w.silent(c, &frame);
-    assert_eq!(w.request(c, &creds.sign(channel_bind_req(6, 0x3FFF, peer))).code(), Some(400));
+    assert_eq!(
+        w.request(c, &creds.sign(channel_bind_req(6, 0x3FFF, peer)))
+            .code(),
+        Some(400)
+    );
     // The same channel to another peer is refused.
-    assert_eq!(w.request(c, &creds.sign(channel_bind_req(7, 0x4001, public_peer(7001)))).code(), Some(400));
+    assert_eq!(
+        w.request(c, &creds.sign(channel_bind_req(7, 0x4001, public_peer(7001))))
+            .code(),
+        Some(400)
+    );
 }
 
 #[test]
@@ -245,14 +288,29 @@ fn refused_peer_ranges_get_403() {
     let c = client(1000);
     let mut creds = Creds::new("alice", w.now, 3600);
     allocate(&mut w, c, &mut creds);
-    for (i, ip) in ["127.0.0.1", "0.0.0.0", "10.0.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "224.0.0.1", "255.255.255.255"]
-        .iter()
-        .enumerate()
+    for (i, ip) in [
+        "127.0.0.1",
+        "0.0.0.0",
+        "10.0.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+    ]
+    .iter()
+    .enumerate()
     {
         let peer = SocketAddr::new(ip.parse().unwrap(), 80);
-        assert_eq!(w.request(c, &creds.sign(permission_req(10 + i as u8, peer))).code(), Some(403), "{ip}");
         assert_eq!(
-            w.request(c, &creds.sign(channel_bind_req(30 + i as u8, 0x4000, peer))).code(),
+            w.request(c, &creds.sign(permission_req(10 + i as u8, peer)))
+                .code(),
+            Some(403),
+            "{ip}"
+        );
+        assert_eq!(
+            w.request(c, &creds.sign(channel_bind_req(30 + i as u8, 0x4000, peer)))
+                .code(),
             Some(403),
             "{ip}"
         );
@@ -265,14 +323,20 @@ fn refused_peer_ranges_get_403() {
     let ok = w.request(c, &creds.sign(permission_req(60, bob_relay)));
     assert_eq!(ok.msg().class, Class::Success);
     let other_port = SocketAddr::new(bob_relay.ip(), 22);
-    assert_eq!(w.request(c, &creds.sign(permission_req(61, other_port))).code(), Some(403));
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(61, other_port))).code(),
+        Some(403)
+    );
     let send = |to: SocketAddr| {
         MessageBuilder::new(Class::Indication, method::SEND, tid(70))
             .xor_address(attr::XOR_PEER_ADDRESS, to)
             .attr(attr::DATA, b"x")
             .finish()
     };
-    assert!(matches!(w.input(c, &send(bob_relay))[..], [Output::ToPeer { .. }]));
+    assert!(matches!(
+        w.input(c, &send(bob_relay))[..],
+        [Output::ToPeer { .. }]
+    ));
     w.silent(c, &send(other_port));
 }
 
@@ -282,19 +346,41 @@ fn ipv6_peers_including_mapped_loopback_are_refused() {
     // Opening IPv4 loopback must not open its IPv6 forms.
     config.policy.allow.push("127.0.0.0/8".parse::<Cidr>().unwrap());
     let mut w = World {
-        turn: TurnServer::new(config, &["2001:db8::1".parse().unwrap(), "198.51.100.1".parse().unwrap()]),
+        turn: TurnServer::new(
+            config,
+            &["2001:db8::1".parse().unwrap(), "198.51.100.1".parse().unwrap()],
+        ),
         ..World::new(self::config())
     };
     let c = client(1000);
     let mut creds = Creds::new("alice", w.now, 3600);
     let challenge = w.request(c, &allocate_req(1).finish());
     creds.nonce = challenge.nonce();
-    let resp = w.request(c, &creds.sign(allocate_req(2).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0])));
+    let resp = w.request(
+        c,
+        &creds.sign(allocate_req(2).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0])),
+    );
     let relay = resp.msg().xor_address(attr::XOR_RELAYED_ADDRESS).unwrap();
     assert!(relay.is_ipv6());
-    for (i, ip) in ["::1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "64:ff9b::a00:1"].iter().enumerate() {
+    for (i, ip) in [
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:10.0.0.1",
+        "::ffff:0.0.0.0",
+        "64:ff9b::a00:1",
+    ]
+    .iter()
+    .enumerate()
+    {
         let peer = SocketAddr::new(ip.parse().unwrap(), 80);
-        assert_eq!(w.request(c, &creds.sign(permission_req(10 + i as u8, peer))).code(), Some(403), "{ip}");
+        assert_eq!(
+            w.request(c, &creds.sign(permission_req(10 + i as u8, peer)))
+                .code(),
+            Some(403),
+            "{ip}"
+        );
     }
     // An IPv4 peer on an IPv6 relay is a family mismatch.
     let v4 = w.request(c, &creds.sign(permission_req(40, public_peer(1))));
@@ -349,7 +435,14 @@ fn allocations_expire_unless_refreshed_and_refresh_zero_deletes() {
     let delete = MessageBuilder::new(Class::Request, method::REFRESH, tid(21)).u32(attr::LIFETIME, 0);
     let outs = w.input(c, &creds.sign(delete));
     assert_eq!(outs[0], Output::CloseRelay { relay });
-    assert_eq!(w.turn.counts(), TurnCounts { relayed_packets: 0, dropped_packets: 0, ..TurnCounts::default() });
+    assert_eq!(
+        w.turn.counts(),
+        TurnCounts {
+            relayed_packets: 0,
+            dropped_packets: 0,
+            ..TurnCounts::default()
+        }
+    );
 }
 
 #[test]
@@ -396,7 +489,11 @@ fn second_allocate_on_one_5_tuple_is_a_mismatch_but_a_retransmit_is_answered() {
     let mut creds = Creds::new("alice", w.now, 3600);
     let relay = allocate(&mut w, c, &mut creds);
     let again = w.request(c, &creds.sign(allocate_req(2)));
-    assert_eq!(again.msg().xor_address(attr::XOR_RELAYED_ADDRESS), Some(relay), "same transaction");
+    assert_eq!(
+        again.msg().xor_address(attr::XOR_RELAYED_ADDRESS),
+        Some(relay),
+        "same transaction"
+    );
     assert_eq!(w.request(c, &creds.sign(allocate_req(3))).code(), Some(437));
 }
 
@@ -408,7 +505,10 @@ fn another_user_cannot_use_an_allocation() {
     allocate(&mut w, c, &mut alice);
     let mut eve = Creds::new("eve", w.now, 3600);
     eve.nonce = alice.nonce.clone();
-    assert_eq!(w.request(c, &eve.sign(permission_req(8, public_peer(1)))).code(), Some(441));
+    assert_eq!(
+        w.request(c, &eve.sign(permission_req(8, public_peer(1)))).code(),
+        Some(441)
+    );
 }
 
 #[test]
@@ -419,7 +519,8 @@ fn bad_requests_get_specific_errors() {
     creds.nonce = w.request(c, &allocate_req(1).finish()).nonce();
     let no_transport = MessageBuilder::new(Class::Request, method::ALLOCATE, tid(2));
     assert_eq!(w.request(c, &creds.sign(no_transport)).code(), Some(400));
-    let tcp = MessageBuilder::new(Class::Request, method::ALLOCATE, tid(3)).attr(attr::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
+    let tcp = MessageBuilder::new(Class::Request, method::ALLOCATE, tid(3))
+        .attr(attr::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
     assert_eq!(w.request(c, &creds.sign(tcp)).code(), Some(442));
     let unknown = allocate_req(4).attr(0x0022, &[0; 8]); // RESERVATION-TOKEN: not supported
     let resp = w.request(c, &creds.sign(unknown));
@@ -427,7 +528,12 @@ fn bad_requests_get_specific_errors() {
     assert_eq!(resp.msg().get(attr::UNKNOWN_ATTRIBUTES), Some(&[0x00, 0x22][..]));
     let v6 = allocate_req(5).attr(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
     assert_eq!(w.request(c, &creds.sign(v6)).code(), Some(440));
-    assert_eq!(w.request(c, &creds.sign(permission_req(6, public_peer(1)))).code(), Some(437), "no allocation");
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(6, public_peer(1))))
+            .code(),
+        Some(437),
+        "no allocation"
+    );
     // Garbage is dropped silently.
     w.silent(c, b"\x00\x01\x00\x04\x21\x12\xa4\x42garbage");
     w.silent(c, &[0xff; 40]);
@@ -446,9 +552,16 @@ fn unauthenticated_requests_are_rate_limited() {
     }
     assert_eq!(answered, 10, "the burst, then silence");
     w.advance(Duration::from_secs(1));
-    assert_eq!(w.request(c, &allocate_req(99).finish()).code(), Some(401), "refilled at 5/s");
+    assert_eq!(
+        w.request(c, &allocate_req(99).finish()).code(),
+        Some(401),
+        "refilled at 5/s"
+    );
     // Another address is not affected.
-    let other = ClientAddr { addr: SocketAddr::from(([203, 0, 113, 11], 1)), ..c };
+    let other = ClientAddr {
+        addr: SocketAddr::from(([203, 0, 113, 11], 1)),
+        ..c
+    };
     assert_eq!(w.request(other, &allocate_req(1).finish()).code(), Some(401));
 }
 
@@ -476,7 +589,10 @@ fn bandwidth_cap_drops_the_excess() {
 #[test]
 fn closing_a_tcp_client_frees_its_allocation() {
     let mut w = World::new(config());
-    let c = ClientAddr { transport: Transport::Tcp, addr: SocketAddr::from(([203, 0, 113, 10], 9)) };
+    let c = ClientAddr {
+        transport: Transport::Tcp,
+        addr: SocketAddr::from(([203, 0, 113, 10], 9)),
+    };
     let mut creds = Creds::new("alice", w.now, 3600);
     let relay = allocate(&mut w, c, &mut creds);
     w.turn.handle_client_closed(c);

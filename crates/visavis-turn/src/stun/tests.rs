@@ -5,7 +5,10 @@ use proptest::prelude::*;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// RFC 5769 §2.1: short-term credentials; USERNAME padded with spaces, as the RFC has it.
@@ -60,7 +63,10 @@ fn rfc5769_sample_request() {
 fn rfc5769_ipv4_and_ipv6_responses() {
     for (vector, addr) in [
         (SAMPLE_IPV4_RESPONSE, "192.0.2.1:32853"),
-        (SAMPLE_IPV6_RESPONSE, "[2001:db8:1234:5678:11:2233:4455:6677]:32853"),
+        (
+            SAMPLE_IPV6_RESPONSE,
+            "[2001:db8:1234:5678:11:2233:4455:6677]:32853",
+        ),
     ] {
         let raw = hex(vector);
         let msg = Message::parse(&raw).unwrap();
@@ -127,8 +133,16 @@ fn attributes_after_integrity_are_ignored() {
 
 #[test]
 fn method_and_class_round_trip() {
-    for m in [method::BINDING, method::ALLOCATE, method::REFRESH, method::SEND, method::DATA,
-              method::CREATE_PERMISSION, method::CHANNEL_BIND, 0xFFF] {
+    for m in [
+        method::BINDING,
+        method::ALLOCATE,
+        method::REFRESH,
+        method::SEND,
+        method::DATA,
+        method::CREATE_PERMISSION,
+        method::CHANNEL_BIND,
+        0xFFF,
+    ] {
         for c in [Class::Request, Class::Indication, Class::Success, Class::Error] {
             let raw = MessageBuilder::new(c, m, [1; 12]).finish();
             let msg = Message::parse(&raw).unwrap();
@@ -146,8 +160,16 @@ fn channel_data_frames() {
     assert_eq!(parse_channel_data(&out), Some((0x4001, &b"hello"[..])));
     write_channel_data(&mut out, 0x4001, b"hello", false);
     assert_eq!(out.len(), 9);
-    assert_eq!(parse_channel_data(&[0x80, 0, 0, 0]), None, "0x8000 is not a channel");
-    assert_eq!(parse_channel_data(&[0x3f, 0xff, 0, 0]), None, "0x3FFF is not a channel");
+    assert_eq!(
+        parse_channel_data(&[0x80, 0, 0, 0]),
+        None,
+        "0x8000 is not a channel"
+    );
+    assert_eq!(
+        parse_channel_data(&[0x3f, 0xff, 0, 0]),
+        None,
+        "0x3FFF is not a channel"
+    );
     assert_eq!(parse_channel_data(&[0x40, 0, 0, 9, 1]), None, "truncated");
 }
 
