@@ -1,9 +1,14 @@
 // @ts-check
 //! Browser tests: Debian's Chromium (never a downloaded browser) with fake camera and microphone,
-//! against a debug build of visavis started on its own port.
+//! against debug builds of visavis started on their own ports, and a real coturn for interop.
 import { defineConfig } from '@playwright/test';
 
 const PORT = Number(process.env.VISAVIS_E2E_PORT ?? 18080);
+/** A second visavis that hands out the coturn below instead of its own TURN server. */
+export const COTURN_APP_PORT = PORT + 1;
+const TURN_PORT = PORT - 4602; // 13478 by default
+const COTURN_PORT = TURN_PORT + 1;
+const COTURN_SECRET = 'e2e-coturn-secret';
 
 export default defineConfig({
   testDir: './e2e',
@@ -33,12 +38,31 @@ export default defineConfig({
     permissions: ['camera', 'microphone'],
     locale: 'en-US',
   },
-  webServer: {
-    // Short ring timeout so the no-answer test takes seconds, not 30.
-    command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3`,
-    url: `http://127.0.0.1:${PORT}/healthz`,
-    reuseExistingServer: false,
-    timeout: 600_000,
-    stdout: 'pipe',
-  },
+  webServer: [
+    {
+      // Short ring timeout so the no-answer test takes seconds, not 30.
+      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --turn-listen 127.0.0.1:${TURN_PORT}`,
+      url: `http://127.0.0.1:${PORT}/healthz`,
+      reuseExistingServer: false,
+      timeout: 600_000,
+      stdout: 'pipe',
+    },
+    {
+      command: [
+        'turnserver -n --listening-ip=127.0.0.1', `--listening-port=${COTURN_PORT}`, '--relay-ip=127.0.0.1',
+        '--use-auth-secret', `--static-auth-secret=${COTURN_SECRET}`, '--realm=visavis',
+        '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli',
+        '--min-port=64000 --max-port=64999', '--log-file=stdout', '--no-stdout-log',
+      ].join(' '),
+      port: COTURN_PORT,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+    {
+      command: `target/debug/visavis --listen 127.0.0.1:${COTURN_APP_PORT} --turn-url turn:127.0.0.1:${COTURN_PORT}?transport=udp --turn-secret ${COTURN_SECRET}`,
+      url: `http://127.0.0.1:${COTURN_APP_PORT}/healthz`,
+      reuseExistingServer: false,
+      timeout: 600_000,
+    },
+  ],
 });

@@ -8,13 +8,14 @@ import { expect } from '@playwright/test';
  * @param {import('@playwright/test').Browser} browser
  * @param {string} name
  * @param {string} room
- * @param {{locale?: string, init?: () => void}} [options]
+ * @param {{locale?: string, init?: () => void, url?: string}} [options] `url`: where to open
+ *   visavis (default: the test server's root)
  */
 export async function joinRoom(browser, name, room, options = {}) {
   const context = await browser.newContext({ locale: options.locale ?? 'en-US' });
   const page = await context.newPage();
   if (options.init) await page.addInitScript(options.init);
-  await page.goto('/');
+  await page.goto(options.url ?? '/');
   await page.getByLabel('Your name').fill(name);
   await page.getByLabel('Room').fill(room);
   await page.getByRole('button', { name: 'Join' }).click();
@@ -107,4 +108,23 @@ export async function audioEnergyDuring(page, ms = 2000) {
   await page.waitForTimeout(ms);
   const after = await inbound(page, 'audio');
   return { energy: after.energy - before.energy, packets: after.packets - before.packets };
+}
+
+/**
+ * The candidate types of the pair ICE selected, and the TURN server URL of the local one.
+ * @param {import('@playwright/test').Page} page
+ */
+export function selectedPair(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore: the app exposes its live peer connection as window.visavis.pc
+    const stats = await /** @type {RTCPeerConnection} */ (window.visavis.pc).getStats();
+    let pair = null;
+    stats.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+    });
+    if (!pair) return null;
+    const local = stats.get(pair.localCandidateId);
+    const remote = stats.get(pair.remoteCandidateId);
+    return { local: local?.candidateType, remote: remote?.candidateType, url: local?.url ?? '' };
+  });
 }

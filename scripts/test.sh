@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The whole visavis test suite, as the README gives it. On a fresh Debian machine it first
-# installs what it needs: Chromium (Debian's package) and the npm dev dependencies.
+# installs what it needs: Debian's chromium, coturn and openssl, and the npm dev dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-if [ ! -x /usr/bin/chromium ]; then
-  step "installing Debian's chromium"
+# Debian packages: the browser for the web tests, coturn (turnutils_uclient as a real TURN
+# client, turnserver for interop), openssl for a test certificate.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v turnutils_uclient >/dev/null && command -v turnserver >/dev/null || missing+=(coturn)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "npm ci"
@@ -21,7 +27,7 @@ step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo test (core, protocol, server with real WebSocket clients)"
+step "cargo test (cores, codec vectors, server with real WebSocket and TURN clients)"
 cargo test --workspace --locked
 step "tsc --noEmit over web/ (checkJs)"
 npx tsc -p tsconfig.json

@@ -91,7 +91,7 @@ async function onJoin(event) {
     sig.onmessage = onMessage;
     sig.onclose = () => resetToLanding({ key: 'err.closed' });
     localStorage.setItem('visavis.name', name);
-    history.replaceState(null, '', `/r/${encodeURIComponent(joined.room)}`);
+    history.replaceState(null, '', `/r/${encodeURIComponent(joined.room)}${location.search}`);
   } catch (err) {
     const code = err instanceof SignallingError ? err.code : 'generic';
     const known = ['room_full', 'invalid_name', 'invalid_room', 'unreachable'];

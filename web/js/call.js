@@ -11,6 +11,9 @@ import { t } from './i18n.js';
  * @typedef {import('./media.js').LocalMedia} LocalMedia
  */
 
+/** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
+const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
+
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -49,7 +52,7 @@ export class CallView {
     this.peer = new PeerCall({
       polite,
       iceServers,
-      iceTransportPolicy: forcedRelay() ? 'relay' : 'all',
+      iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
       signal: (signal) =>
         this.send('description' in signal
           ? { type: 'description', callId, description: signal.description }
@@ -247,7 +250,3 @@ function fillSelect(select, devices, selected) {
   if (devices.some((d) => d.deviceId === selected)) select.value = selected;
 }
 
-/** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
-function forcedRelay() {
-  return new URLSearchParams(location.search).has('relay');
-}
