@@ -131,6 +131,12 @@ pub struct Settings {
     )]
     pub turn_bandwidth: u64,
 
+    /// Unauthenticated or failing TURN requests answered per second per client IP (twice as
+    /// many in a burst); beyond that they are dropped unanswered.
+    #[arg(long, env = "VISAVIS_TURN_UNAUTH_RATE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "STUN/TURN")]
+    pub turn_unauth_rate: u32,
+
     /// Realm of the TURN long-term credentials.
     #[arg(
         long,

@@ -66,7 +66,10 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
             user_quota: settings.turn_user_quota,
             total_quota: settings.turn_total_quota,
             bandwidth: settings.turn_bandwidth * 1000 / 8,
-            unauth_rate: (20, 40),
+            unauth_rate: (
+                settings.turn_unauth_rate,
+                settings.turn_unauth_rate.saturating_mul(2),
+            ),
         },
     })
 }

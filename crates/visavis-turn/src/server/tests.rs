@@ -599,3 +599,45 @@ fn closing_a_tcp_client_frees_its_allocation() {
     assert_eq!(w.turn.poll_output(), Some(Output::CloseRelay { relay }));
     assert_eq!(w.turn.counts().users, 0);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary datagrams — raw bytes, or STUN headers with arbitrary attributes — from
+        /// arbitrary clients, mixed with timer ticks, never panic the core, and the counts it
+        /// reports stay consistent with its allocations.
+        #[test]
+        fn arbitrary_input_never_panics(
+            inputs in proptest::collection::vec(
+                (0u16..4, any::<bool>(), any::<u16>(), proptest::collection::vec(any::<u8>(), 0..120)),
+                1..40,
+            )
+        ) {
+            let mut w = World::new(config());
+            let mut creds = Creds::new("alice", w.now, 3600);
+            let relay = allocate(&mut w, client(0), &mut creds);
+            for (port, stun_header, method_bits, body) in inputs {
+                let bytes = if stun_header {
+                    let mut raw = MessageBuilder::new(Class::Request, method_bits & 0x0FFF, [5; 12]).finish();
+                    let len = body.len() / 4 * 4;
+                    raw.extend_from_slice(&body[..len]);
+                    raw[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                    raw
+                } else {
+                    body
+                };
+                w.input(client(port), &bytes);
+                w.turn.handle_peer(w.now, relay, public_peer(port), &bytes);
+                w.advance(Duration::from_secs(u64::from(method_bits % 4)));
+                while w.turn.poll_output().is_some() {}
+                let counts = w.turn.counts();
+                prop_assert!(counts.allocations <= 1 + 4);
+                prop_assert_eq!(counts.allocations, w.turn.by_client.len());
+            }
+        }
+    }
+}
