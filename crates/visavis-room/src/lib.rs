@@ -301,46 +301,29 @@ impl Core {
                 Ok(())
             }
             ClientMsg::Description { call_id, description } => {
-                let to = self.active_peer(me, call_id, "description")?;
-                self.send_member(
-                    to,
-                    ServerMsg::Description {
-                        call_id,
-                        from: me,
-                        description,
-                    },
-                );
-                Ok(())
+                self.relay_in_call(me, call_id, "description", |from| ServerMsg::Description {
+                    call_id,
+                    from,
+                    description,
+                })
             }
             ClientMsg::Candidate { call_id, candidate } => {
-                let to = self.active_peer(me, call_id, "candidate")?;
-                self.send_member(
-                    to,
-                    ServerMsg::Candidate {
-                        call_id,
-                        from: me,
-                        candidate,
-                    },
-                );
-                Ok(())
+                self.relay_in_call(me, call_id, "candidate", |from| ServerMsg::Candidate {
+                    call_id,
+                    from,
+                    candidate,
+                })
             }
             ClientMsg::Media {
                 call_id,
                 audio,
                 video,
-            } => {
-                let to = self.active_peer(me, call_id, "media")?;
-                self.send_member(
-                    to,
-                    ServerMsg::Media {
-                        call_id,
-                        from: me,
-                        audio,
-                        video,
-                    },
-                );
-                Ok(())
-            }
+            } => self.relay_in_call(me, call_id, "media", |from| ServerMsg::Media {
+                call_id,
+                from,
+                audio,
+                video,
+            }),
         }
     }
 
@@ -486,6 +469,19 @@ impl Core {
                 action,
             });
         }
+        Ok(())
+    }
+
+    /// Relays a message to the other party of `me`'s active call, stamped `from: me`.
+    fn relay_in_call(
+        &mut self,
+        me: MemberId,
+        call_id: CallId,
+        action: &'static str,
+        msg: impl FnOnce(MemberId) -> ServerMsg,
+    ) -> Result<(), RoomError> {
+        let to = self.active_peer(me, call_id, action)?;
+        self.send_member(to, msg(me));
         Ok(())
     }
 
