@@ -282,39 +282,46 @@ fn channels_carry_data_without_stun_headers() {
     );
 }
 
+/// CreatePermission and ChannelBind to each of `ips` get 403.
+fn expect_refused(w: &mut World, c: ClientAddr, creds: &Creds, ips: &[&str]) {
+    for (i, ip) in ips.iter().enumerate() {
+        let peer = SocketAddr::new(ip.parse().unwrap(), 80);
+        let n = i as u8;
+        assert_eq!(
+            w.request(c, &creds.sign(permission_req(100 + n, peer))).code(),
+            Some(403),
+            "{ip}"
+        );
+        assert_eq!(
+            w.request(c, &creds.sign(channel_bind_req(150 + n, 0x4000, peer)))
+                .code(),
+            Some(403),
+            "{ip}"
+        );
+    }
+}
+
 #[test]
 fn refused_peer_ranges_get_403() {
     let mut w = World::new(config());
     let c = client(1000);
     let mut creds = Creds::new("alice", w.now, 3600);
     allocate(&mut w, c, &mut creds);
-    for (i, ip) in [
-        "127.0.0.1",
-        "0.0.0.0",
-        "10.0.0.1",
-        "192.168.1.1",
-        "169.254.169.254",
-        "100.64.0.1",
-        "224.0.0.1",
-        "255.255.255.255",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let peer = SocketAddr::new(ip.parse().unwrap(), 80);
-        assert_eq!(
-            w.request(c, &creds.sign(permission_req(10 + i as u8, peer)))
-                .code(),
-            Some(403),
-            "{ip}"
-        );
-        assert_eq!(
-            w.request(c, &creds.sign(channel_bind_req(30 + i as u8, 0x4000, peer)))
-                .code(),
-            Some(403),
-            "{ip}"
-        );
-    }
+    expect_refused(
+        &mut w,
+        c,
+        &creds,
+        &[
+            "127.0.0.1",
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+        ],
+    );
     // The server's own relay addresses are fine: two clients relayed here can talk. But only
     // those exact addresses: the same IP's other ports stay closed.
     let mut bob = Creds::new("bob", w.now, 3600);
@@ -362,26 +369,20 @@ fn ipv6_peers_including_mapped_loopback_are_refused() {
     );
     let relay = resp.msg().xor_address(attr::XOR_RELAYED_ADDRESS).unwrap();
     assert!(relay.is_ipv6());
-    for (i, ip) in [
-        "::1",
-        "::",
-        "fe80::1",
-        "fc00::1",
-        "::ffff:10.0.0.1",
-        "::ffff:0.0.0.0",
-        "64:ff9b::a00:1",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let peer = SocketAddr::new(ip.parse().unwrap(), 80);
-        assert_eq!(
-            w.request(c, &creds.sign(permission_req(10 + i as u8, peer)))
-                .code(),
-            Some(403),
-            "{ip}"
-        );
-    }
+    expect_refused(
+        &mut w,
+        c,
+        &creds,
+        &[
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "::ffff:10.0.0.1",
+            "::ffff:0.0.0.0",
+            "64:ff9b::a00:1",
+        ],
+    );
     // An IPv4 peer on an IPv6 relay is a family mismatch.
     let v4 = w.request(c, &creds.sign(permission_req(40, public_peer(1))));
     assert_eq!(v4.code(), Some(443));
