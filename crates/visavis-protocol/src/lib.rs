@@ -37,22 +37,35 @@ pub enum ClientMsg {
     Decline { call_id: CallId },
     /// Either party ends an accepted call.
     Hangup { call_id: CallId },
-    /// An SDP offer or answer for the peer connection of an accepted call.
+    /// An SDP offer or answer for the peer connection of an accepted call. In a group call
+    /// `to` names the participant the peer connection is with.
     Description {
         call_id: CallId,
+        #[serde(default)]
+        to: Option<MemberId>,
         description: SessionDescription,
     },
-    /// A trickled ICE candidate; `null` marks the end of candidates.
+    /// A trickled ICE candidate; `null` marks the end of candidates. `to` as for `description`.
     Candidate {
         call_id: CallId,
+        #[serde(default)]
+        to: Option<MemberId>,
         candidate: Option<IceCandidate>,
     },
-    /// The sender's microphone / camera state, shown to the other party.
+    /// The sender's microphone / camera / screen-share state, shown to the other parties.
     Media {
         call_id: CallId,
         audio: bool,
         video: bool,
+        #[serde(default)]
+        screen: bool,
     },
+    /// Join the room's group call, starting it if none is running.
+    GroupJoin,
+    /// Leave the room's group call.
+    GroupLeave,
+    /// A chat message to everyone in the room.
+    Chat { text: String },
 }
 
 /// Every client message type, for telling an unknown type from a malformed known one.
@@ -67,6 +80,9 @@ pub const CLIENT_MSG_TYPES: &[&str] = &[
     "description",
     "candidate",
     "media",
+    "group_join",
+    "group_leave",
+    "chat",
 ];
 
 /// Messages the server sends to a client.
@@ -81,6 +97,10 @@ pub enum ServerMsg {
         members: Vec<Member>,
         ice_servers: Vec<IceServer>,
         ring_timeout_ms: u64,
+        /// The room's group call, if one is running.
+        group: Option<GroupCall>,
+        /// The room's recent chat, oldest first.
+        chat: Vec<ChatEntry>,
     },
     /// Reply to `leave`.
     Left { room: String },
@@ -130,6 +150,18 @@ pub enum ServerMsg {
         from: MemberId,
         audio: bool,
         video: bool,
+        screen: bool,
+    },
+    /// To every member of the room whenever its group call starts, changes or ends (an empty
+    /// `participants` list means it ended).
+    GroupCall {
+        #[serde(flatten)]
+        call: GroupCall,
+    },
+    /// A chat message, stamped by the server, to everyone in the room (the sender too).
+    Chat {
+        #[serde(flatten)]
+        entry: ChatEntry,
     },
     /// A request was refused; the connection stays open.
     Error {
@@ -139,6 +171,28 @@ pub enum ServerMsg {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request: Option<String>,
     },
+}
+
+/// A room's group call: a full mesh between its participants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupCall {
+    pub call_id: CallId,
+    /// In the order they joined.
+    pub participants: Vec<MemberId>,
+}
+
+/// One chat message as the server stamped it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatEntry {
+    /// Position in the room's chat, from 1; everyone sees the same order.
+    pub seq: u64,
+    pub from: MemberId,
+    /// The sender's display name.
+    pub name: String,
+    pub text: String,
+    /// Server time, milliseconds since the Unix epoch.
+    pub at: u64,
 }
 
 /// A member as others see them.
@@ -239,6 +293,12 @@ pub enum ErrorCode {
     UnknownCall,
     /// The call is not in a state where that message is allowed.
     InvalidCallState,
+    /// You are not in the room's group call.
+    NotInCall,
+    /// The group call has reached its mesh limit.
+    CallFull,
+    /// A chat message that is empty or larger than 4 KiB.
+    InvalidChat,
 }
 
 /// Why a text frame could not be decoded into a [`ClientMsg`].

@@ -11,13 +11,16 @@
 //! An invite to a member who is ringing or in a call ends at once as *busy*. Two members
 //! inviting each other at the same moment get one call: the second invite accepts the first.
 
+mod chat;
+mod group;
 mod validate;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, ClientMsg, EndReason, ErrorCode, IceServer, Member, MemberId, ServerMsg, PROTOCOL_VERSION,
+    CallId, ChatEntry, ClientMsg, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, ServerMsg,
+    PROTOCOL_VERSION,
 };
 
 pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
@@ -34,6 +37,12 @@ pub struct Config {
     pub ring_timeout: Duration,
     /// The ICE servers handed to each member on join.
     pub ice_servers: IceServerSource,
+    /// Most participants in a room's group call (a full mesh: n·(n−1)/2 peer connections).
+    pub mesh_limit: usize,
+    /// Chat messages a room keeps for people who join later.
+    pub chat_history: usize,
+    /// Largest chat message, in bytes of UTF-8.
+    pub chat_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -42,8 +51,19 @@ impl Default for Config {
             room_capacity: 16,
             ring_timeout: Duration::from_secs(30),
             ice_servers: IceServerSource::none(),
+            mesh_limit: 6,
+            chat_history: 100,
+            chat_max_bytes: 4096,
         }
     }
+}
+
+/// The time, as the core needs it: monotonic for timers, wall clock for chat timestamps.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
 }
 
 /// Gives the ICE servers (with fresh TURN credentials) for a member who joins. Minting
@@ -102,6 +122,12 @@ pub enum RoomError {
         state: &'static str,
         action: &'static str,
     },
+    #[error("you are not in the room's group call")]
+    NotInCall,
+    #[error("the group call is full ({0} people); the mesh limit is reached")]
+    CallFull(usize),
+    #[error("{0}")]
+    InvalidChat(String),
 }
 
 impl RoomError {
@@ -118,6 +144,9 @@ impl RoomError {
             Self::AlreadyInCall(_) => ErrorCode::AlreadyInCall,
             Self::UnknownCall(_) => ErrorCode::UnknownCall,
             Self::InvalidCallState { .. } => ErrorCode::InvalidCallState,
+            Self::NotInCall => ErrorCode::NotInCall,
+            Self::CallFull(_) => ErrorCode::CallFull,
+            Self::InvalidChat(_) => ErrorCode::InvalidChat,
         }
     }
 }
@@ -142,7 +171,26 @@ struct MemberState {
     session: SessionId,
     name: String,
     room: String,
+    /// A 1:1 call, ringing or active.
     call: Option<CallId>,
+    /// In the room's group call.
+    in_group: bool,
+}
+
+impl MemberState {
+    /// Ringing, in a 1:1 call or in the group call: not free for another.
+    fn busy(&self) -> bool {
+        self.call.is_some() || self.in_group
+    }
+}
+
+/// A room: its members in join order, its group call and its recent chat.
+#[derive(Debug, Default)]
+struct Room {
+    members: Vec<MemberId>,
+    group: Option<GroupCall>,
+    chat: VecDeque<ChatEntry>,
+    chat_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,8 +230,7 @@ pub struct Core {
     /// Joined sessions and their member id.
     sessions: HashMap<SessionId, MemberId>,
     members: HashMap<MemberId, MemberState>,
-    /// Room id → members in join order.
-    rooms: HashMap<String, Vec<MemberId>>,
+    rooms: HashMap<String, Room>,
     calls: HashMap<CallId, Call>,
     /// Ringing calls by deadline, so the next timeout is the first entry.
     ring_deadlines: BTreeSet<(Instant, CallId)>,
@@ -212,7 +259,7 @@ impl Core {
     }
 
     /// A decoded message from `session`. Refusals become an `error` output to that session.
-    pub fn handle_message(&mut self, now: Instant, session: SessionId, msg: ClientMsg) {
+    pub fn handle_message(&mut self, now: Now, session: SessionId, msg: ClientMsg) {
         let request = request_type(&msg);
         if let Err(err) = self.dispatch(now, session, msg) {
             self.send(
@@ -257,11 +304,11 @@ impl Core {
         Counts {
             members: self.members.len(),
             rooms: self.rooms.len(),
-            calls: self.calls.len(),
+            calls: self.calls.len() + self.rooms.values().filter(|r| r.group.is_some()).count(),
         }
     }
 
-    fn dispatch(&mut self, now: Instant, session: SessionId, msg: ClientMsg) -> Result<(), RoomError> {
+    fn dispatch(&mut self, now: Now, session: SessionId, msg: ClientMsg) -> Result<(), RoomError> {
         if let ClientMsg::Join { version, room, name } = msg {
             return self.join(session, version, &room, &name);
         }
@@ -273,7 +320,7 @@ impl Core {
                 self.send(session, ServerMsg::Left { room });
                 Ok(())
             }
-            ClientMsg::Invite { to } => self.invite(now, me, to),
+            ClientMsg::Invite { to } => self.invite(now.mono, me, to),
             ClientMsg::Cancel { call_id } => {
                 self.ringing_call_as(me, call_id, Role::Caller, "cancel")?;
                 self.end_call(call_id, EndReason::Cancelled, Some(me));
@@ -300,30 +347,47 @@ impl Core {
                 self.end_call(call_id, reason, Some(me));
                 Ok(())
             }
-            ClientMsg::Description { call_id, description } => {
-                self.relay_in_call(me, call_id, "description", |from| ServerMsg::Description {
-                    call_id,
-                    from,
-                    description,
-                })
-            }
-            ClientMsg::Candidate { call_id, candidate } => {
-                self.relay_in_call(me, call_id, "candidate", |from| ServerMsg::Candidate {
-                    call_id,
-                    from,
-                    candidate,
-                })
-            }
+            ClientMsg::Description {
+                call_id,
+                to,
+                description,
+            } => self.relay_in_call(me, call_id, to, "description", |from| ServerMsg::Description {
+                call_id,
+                from,
+                description,
+            }),
+            ClientMsg::Candidate {
+                call_id,
+                to,
+                candidate,
+            } => self.relay_in_call(me, call_id, to, "candidate", |from| ServerMsg::Candidate {
+                call_id,
+                from,
+                candidate,
+            }),
             ClientMsg::Media {
                 call_id,
                 audio,
                 video,
-            } => self.relay_in_call(me, call_id, "media", |from| ServerMsg::Media {
-                call_id,
-                from,
-                audio,
-                video,
-            }),
+                screen,
+            } => {
+                let msg = |from| ServerMsg::Media {
+                    call_id,
+                    from,
+                    audio,
+                    video,
+                    screen,
+                };
+                if self.group_of(me).is_some_and(|g| g.call_id == call_id) {
+                    self.group_broadcast(me, msg(me));
+                    Ok(())
+                } else {
+                    self.relay_in_call(me, call_id, None, "media", msg)
+                }
+            }
+            ClientMsg::GroupJoin => self.group_join(me),
+            ClientMsg::GroupLeave => self.group_leave(me),
+            ClientMsg::Chat { text } => self.chat(now, me, text),
         }
     }
 
@@ -336,7 +400,7 @@ impl Core {
         }
         let room = validate_room(room).map_err(RoomError::InvalidRoom)?;
         let name = validate_name(name).map_err(RoomError::InvalidName)?;
-        let occupants = self.rooms.get(room).map_or(0, Vec::len);
+        let occupants = self.rooms.get(room).map_or(0, |r| r.members.len());
         if occupants >= self.config.room_capacity {
             return Err(RoomError::RoomFull {
                 room: room.to_owned(),
@@ -346,16 +410,18 @@ impl Core {
 
         let id = self.next_member;
         self.next_member += 1;
-        let others = self.rooms.entry(room.to_owned()).or_default();
-        let members: Vec<Member> = others
+        let entry = self.rooms.entry(room.to_owned()).or_default();
+        let members: Vec<Member> = entry
+            .members
             .iter()
             .map(|m| Member {
                 id: *m,
                 name: self.members[m].name.clone(),
             })
             .collect();
-        let others_now = others.clone();
-        others.push(id);
+        let others_now = entry.members.clone();
+        let (group, chat) = (entry.group.clone(), entry.chat.iter().cloned().collect());
+        entry.members.push(id);
         self.sessions.insert(session, id);
         self.members.insert(
             id,
@@ -364,6 +430,7 @@ impl Core {
                 name: name.to_owned(),
                 room: room.to_owned(),
                 call: None,
+                in_group: false,
             },
         );
         let you = Member {
@@ -379,6 +446,8 @@ impl Core {
                 members,
                 ice_servers: self.config.ice_servers.for_member(id),
                 ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
+                group,
+                chat,
             },
         );
         for other in others_now {
@@ -406,10 +475,13 @@ impl Core {
             }
             return Err(RoomError::AlreadyInCall(existing));
         }
+        if let Some(group) = self.group_of(me) {
+            return Err(RoomError::AlreadyInCall(group.call_id));
+        }
 
         let call_id = self.next_call;
         self.next_call += 1;
-        if callee.call.is_some() {
+        if callee.busy() {
             self.send_member(
                 me,
                 ServerMsg::CallEnded {
@@ -472,15 +544,20 @@ impl Core {
         Ok(())
     }
 
-    /// Relays a message to the other party of `me`'s active call, stamped `from: me`.
+    /// Relays a message to the other party of `me`'s active 1:1 call, or to participant `to`
+    /// of the room's group call, stamped `from: me`.
     fn relay_in_call(
         &mut self,
         me: MemberId,
         call_id: CallId,
+        to: Option<MemberId>,
         action: &'static str,
         msg: impl FnOnce(MemberId) -> ServerMsg,
     ) -> Result<(), RoomError> {
-        let to = self.active_peer(me, call_id, action)?;
+        let to = match self.group_of(me) {
+            Some(group) if group.call_id == call_id => self.group_peer(me, to)?,
+            _ => self.active_peer(me, call_id, action)?,
+        };
         self.send_member(to, msg(me));
         Ok(())
     }
@@ -566,21 +643,34 @@ impl Core {
         if let Some(call) = self.members.get(&member).and_then(|m| m.call) {
             self.end_call(call, EndReason::Left, Some(member));
         }
+        if self.members.get(&member).is_some_and(|m| m.in_group) {
+            let _ = self.group_leave(member);
+        }
         let Some(state) = self.members.remove(&member) else {
             return String::new();
         };
         self.sessions.remove(&state.session);
-        if let Some(list) = self.rooms.get_mut(&state.room) {
-            list.retain(|m| *m != member);
-            if list.is_empty() {
+        if let Some(room) = self.rooms.get_mut(&state.room) {
+            room.members.retain(|m| *m != member);
+            if room.members.is_empty() {
                 self.rooms.remove(&state.room);
             } else {
-                for other in list.clone() {
+                for other in room.members.clone() {
                     self.send_member(other, ServerMsg::MemberLeft { id: member });
                 }
             }
         }
         state.room
+    }
+
+    /// Sends `msg` to every member of `room`.
+    fn broadcast(&mut self, room: &str, msg: &ServerMsg) {
+        let Some(members) = self.rooms.get(room).map(|r| r.members.clone()) else {
+            return;
+        };
+        for m in members {
+            self.send_member(m, msg.clone());
+        }
     }
 
     fn send_member(&mut self, member: MemberId, msg: ServerMsg) {
@@ -601,15 +691,39 @@ impl Core {
         for (session, member) in &self.sessions {
             let state = &self.members[member];
             assert_eq!(state.session, *session);
-            assert!(self.rooms[&state.room].contains(member), "member in its room");
+            let room = &self.rooms[&state.room];
+            assert!(room.members.contains(member), "member in its room");
+            let in_group = room
+                .group
+                .as_ref()
+                .is_some_and(|g| g.participants.contains(member));
+            assert_eq!(
+                state.in_group, in_group,
+                "group flag matches the room's group call"
+            );
+            assert!(!(state.in_group && state.call.is_some()), "never in two calls");
             if let Some(call) = state.call {
                 let c = &self.calls[&call];
                 assert!(c.caller == *member || c.callee == *member, "call has member");
             }
         }
-        for (room, list) in &self.rooms {
-            assert!(!list.is_empty(), "empty room {room} kept");
-            assert!(list.len() <= self.config.room_capacity, "room over capacity");
+        for (id, room) in &self.rooms {
+            assert!(!room.members.is_empty(), "empty room {id} kept");
+            assert!(
+                room.members.len() <= self.config.room_capacity,
+                "room over capacity"
+            );
+            if let Some(group) = &room.group {
+                assert!(!group.participants.is_empty(), "empty group call kept");
+                assert!(
+                    group.participants.len() <= self.config.mesh_limit,
+                    "mesh over limit"
+                );
+            }
+            assert!(
+                room.chat.len() <= self.config.chat_history,
+                "chat history over limit"
+            );
         }
         let ringing = self
             .calls
@@ -647,6 +761,9 @@ fn request_type(msg: &ClientMsg) -> &'static str {
         ClientMsg::Description { .. } => "description",
         ClientMsg::Candidate { .. } => "candidate",
         ClientMsg::Media { .. } => "media",
+        ClientMsg::GroupJoin => "group_join",
+        ClientMsg::GroupLeave => "group_leave",
+        ClientMsg::Chat { .. } => "chat",
     }
 }
 

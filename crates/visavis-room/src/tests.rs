@@ -5,7 +5,7 @@ use visavis_protocol::{SdpKind, SessionDescription};
 
 struct World {
     core: Core,
-    now: Instant,
+    now: Now,
 }
 
 impl World {
@@ -16,7 +16,10 @@ impl World {
     fn with(config: Config) -> Self {
         Self {
             core: Core::new(config),
-            now: Instant::now(),
+            now: Now {
+                mono: Instant::now(),
+                unix_ms: 1_700_000_000_000,
+            },
         }
     }
 
@@ -40,8 +43,9 @@ impl World {
     }
 
     fn advance(&mut self, by: Duration) -> Vec<Output> {
-        self.now += by;
-        self.core.handle_timeout(self.now);
+        self.now.mono += by;
+        self.now.unix_ms += by.as_millis() as u64;
+        self.core.handle_timeout(self.now.mono);
         self.drain()
     }
 
@@ -346,7 +350,7 @@ fn ring_timeout_is_configurable() {
     w.join(1, "r", "A");
     let b = w.join(2, "r", "B");
     w.send(1, ClientMsg::Invite { to: b });
-    assert_eq!(w.core.poll_timeout(), Some(w.now + Duration::from_secs(2)));
+    assert_eq!(w.core.poll_timeout(), Some(w.now.mono + Duration::from_secs(2)));
     assert_eq!(w.advance(Duration::from_secs(2)).len(), 2);
 }
 
@@ -541,6 +545,7 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
     };
     let early = ClientMsg::Description {
         call_id: call,
+        to: None,
         description: offer.clone(),
     };
     assert_eq!(error_code(&w.send(1, early.clone())), ErrorCode::InvalidCallState);
@@ -561,6 +566,7 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
             2,
             ClientMsg::Candidate {
                 call_id: call,
+                to: None,
                 candidate: None
             }
         ),
@@ -579,7 +585,8 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
             ClientMsg::Media {
                 call_id: call,
                 audio: false,
-                video: true
+                video: true,
+                screen: true
             }
         ),
         vec![out(
@@ -588,7 +595,8 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
                 call_id: call,
                 from: b,
                 audio: false,
-                video: true
+                video: true,
+                screen: true
             }
         )]
     );
@@ -596,7 +604,253 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
     w.join(3, "r", "Cy");
     let inject = ClientMsg::Candidate {
         call_id: call,
+        to: None,
         candidate: None,
     };
     assert_eq!(error_code(&w.send(3, inject)), ErrorCode::UnknownCall);
+}
+
+// ---- group calls ---------------------------------------------------------------------------
+
+fn group_of(msg: &ServerMsg) -> Option<(CallId, Vec<MemberId>)> {
+    match msg {
+        ServerMsg::GroupCall { call } => Some((call.call_id, call.participants.clone())),
+        _ => None,
+    }
+}
+
+/// Three members of room "r" (sessions 1, 2, 3).
+fn trio() -> (World, MemberId, MemberId, MemberId) {
+    let mut w = World::new();
+    let a = w.join(1, "r", "Ann");
+    let b = w.join(2, "r", "Bob");
+    let c = w.join(3, "r", "Cy");
+    (w, a, b, c)
+}
+
+#[test]
+fn group_call_is_announced_to_the_whole_room_as_people_join_and_leave() {
+    let (mut w, a, b, c) = trio();
+    let got = w.send(1, ClientMsg::GroupJoin);
+    assert_eq!(got.len(), 3, "everyone in the room hears of it: {got:?}");
+    let (call, people) = group_of(&got[0].msg).unwrap();
+    assert_eq!(people, vec![a]);
+    assert!(got.iter().all(|o| group_of(&o.msg) == Some((call, vec![a]))));
+    w.send(2, ClientMsg::GroupJoin);
+    let got = w.send(3, ClientMsg::GroupJoin);
+    assert!(got
+        .iter()
+        .all(|o| group_of(&o.msg) == Some((call, vec![a, b, c]))));
+    assert_eq!(w.core.counts().calls, 1);
+
+    // A late member of the room learns of the running call on join.
+    let late = w.send(4, join("r", "Di"));
+    let ServerMsg::Joined { group, .. } = &late[0].msg else {
+        panic!()
+    };
+    assert_eq!(
+        group.as_ref().map(|g| g.participants.clone()),
+        Some(vec![a, b, c])
+    );
+
+    // Leaving, and dropping out, leave the others in the call.
+    let got = w.send(2, ClientMsg::GroupLeave);
+    assert!(got.iter().all(|o| group_of(&o.msg) == Some((call, vec![a, c]))));
+    w.core.handle_disconnect(1);
+    let got = w.drain();
+    assert!(got.iter().any(|o| group_of(&o.msg) == Some((call, vec![c]))));
+    let got = w.send(3, ClientMsg::GroupLeave);
+    assert!(
+        got.iter().all(|o| group_of(&o.msg) == Some((call, vec![]))),
+        "an empty list: ended"
+    );
+    assert_eq!(w.core.counts().calls, 0);
+    assert_eq!(
+        error_code(&w.send(3, ClientMsg::GroupLeave)),
+        ErrorCode::NotInCall
+    );
+}
+
+#[test]
+fn group_signalling_goes_only_between_two_participants() {
+    let (mut w, a, b, c) = trio();
+    let call = group_of(&w.send(1, ClientMsg::GroupJoin)[0].msg).unwrap().0;
+    w.send(2, ClientMsg::GroupJoin);
+    let offer = SessionDescription {
+        kind: SdpKind::Offer,
+        sdp: "v=0".into(),
+    };
+    let to_b = ClientMsg::Description {
+        call_id: call,
+        to: Some(b),
+        description: offer.clone(),
+    };
+    assert_eq!(
+        w.send(1, to_b),
+        vec![out(
+            2,
+            ServerMsg::Description {
+                call_id: call,
+                from: a,
+                description: offer.clone()
+            }
+        )]
+    );
+    // Cy is in the room but not in the call: she can neither send nor be addressed.
+    let to_c = ClientMsg::Description {
+        call_id: call,
+        to: Some(c),
+        description: offer.clone(),
+    };
+    assert_eq!(error_code(&w.send(1, to_c)), ErrorCode::UnknownMember);
+    let from_c = ClientMsg::Candidate {
+        call_id: call,
+        to: Some(a),
+        candidate: None,
+    };
+    assert_eq!(error_code(&w.send(3, from_c)), ErrorCode::UnknownCall);
+    let no_to = ClientMsg::Candidate {
+        call_id: call,
+        to: None,
+        candidate: None,
+    };
+    assert_eq!(error_code(&w.send(1, no_to)), ErrorCode::UnknownMember);
+    // Media state goes to every other participant.
+    let media = ClientMsg::Media {
+        call_id: call,
+        audio: true,
+        video: false,
+        screen: true,
+    };
+    assert_eq!(
+        w.send(2, media),
+        vec![out(
+            1,
+            ServerMsg::Media {
+                call_id: call,
+                from: b,
+                audio: true,
+                video: false,
+                screen: true
+            }
+        )]
+    );
+}
+
+#[test]
+fn mesh_limit_refuses_one_more() {
+    let mut w = World::with(Config {
+        mesh_limit: 2,
+        ..Config::default()
+    });
+    w.join(1, "r", "A");
+    w.join(2, "r", "B");
+    w.join(3, "r", "C");
+    w.send(1, ClientMsg::GroupJoin);
+    w.send(2, ClientMsg::GroupJoin);
+    assert_eq!(error_code(&w.send(3, ClientMsg::GroupJoin)), ErrorCode::CallFull);
+    assert_eq!(
+        error_code(&w.send(2, ClientMsg::GroupJoin)),
+        ErrorCode::AlreadyInCall
+    );
+}
+
+#[test]
+fn group_and_one_to_one_calls_exclude_each_other() {
+    let (mut w, a, b, c) = trio();
+    w.send(1, ClientMsg::GroupJoin);
+    // Calling someone in the group call: busy. Calling from it: refused.
+    let got = w.send(2, ClientMsg::Invite { to: a });
+    assert!(matches!(
+        got[..],
+        [Output {
+            msg: ServerMsg::CallEnded {
+                reason: EndReason::Busy,
+                ..
+            },
+            ..
+        }]
+    ));
+    assert_eq!(
+        error_code(&w.send(1, ClientMsg::Invite { to: b })),
+        ErrorCode::AlreadyInCall
+    );
+    // Someone ringing or in a 1:1 call cannot join the group call.
+    w.send(2, ClientMsg::Invite { to: c });
+    assert_eq!(
+        error_code(&w.send(3, ClientMsg::GroupJoin)),
+        ErrorCode::AlreadyInCall
+    );
+}
+
+// ---- chat ----------------------------------------------------------------------------------
+
+fn chat(text: &str) -> ClientMsg {
+    ClientMsg::Chat { text: text.into() }
+}
+
+#[test]
+fn chat_is_stamped_by_the_server_and_reaches_everyone_in_one_order() {
+    let (mut w, a, b, _c) = trio();
+    w.join(9, "elsewhere", "Xi");
+    let got = w.send(1, chat("hello <b>all</b>"));
+    assert_eq!(
+        got.iter().map(|o| o.to).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "the room, sender included"
+    );
+    let ServerMsg::Chat { entry } = &got[0].msg else {
+        panic!()
+    };
+    assert_eq!((entry.seq, entry.from, entry.name.as_str()), (1, a, "Ann"));
+    assert_eq!(
+        (entry.text.as_str(), entry.at),
+        ("hello <b>all</b>", w.now.unix_ms)
+    );
+    w.advance(Duration::from_millis(5));
+    let got = w.send(2, chat("hi"));
+    let ServerMsg::Chat { entry } = &got[0].msg else {
+        panic!()
+    };
+    assert_eq!((entry.seq, entry.from, entry.at), (2, b, w.now.unix_ms));
+}
+
+#[test]
+fn chat_history_is_bounded_and_given_to_whoever_joins() {
+    let mut w = World::with(Config {
+        chat_history: 3,
+        ..Config::default()
+    });
+    w.join(1, "r", "A");
+    for i in 1..=5 {
+        w.send(1, chat(&format!("m{i}")));
+    }
+    let got = w.send(2, join("r", "B"));
+    let ServerMsg::Joined { chat, .. } = &got[0].msg else {
+        panic!()
+    };
+    let texts: Vec<_> = chat.iter().map(|e| (e.seq, e.text.as_str())).collect();
+    assert_eq!(texts, vec![(3, "m3"), (4, "m4"), (5, "m5")]);
+}
+
+#[test]
+fn oversized_or_empty_chat_is_refused() {
+    let mut w = World::new();
+    w.join(1, "r", "A");
+    w.join(2, "r", "B");
+    assert_eq!(
+        error_code(&w.send(1, chat(&"x".repeat(4097)))),
+        ErrorCode::InvalidChat
+    );
+    assert_eq!(
+        error_code(&w.send(1, chat(&"é".repeat(2049)))),
+        ErrorCode::InvalidChat,
+        "bytes, not chars"
+    );
+    assert_eq!(error_code(&w.send(1, chat("  \n "))), ErrorCode::InvalidChat);
+    assert_eq!(
+        w.send(1, chat(&"x".repeat(4096))).len(),
+        2,
+        "exactly 4 KiB is fine"
+    );
 }

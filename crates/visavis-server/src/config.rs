@@ -28,6 +28,17 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ring_timeout: u64,
 
+    /// Most people in a room's group call (a full mesh of peer connections); one more gets a
+    /// `call_full` error.
+    #[arg(long, env = "VISAVIS_MESH_LIMIT", default_value_t = 6,
+          value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub mesh_limit: u32,
+
+    /// Chat messages each room keeps and sends to people who join.
+    #[arg(long, env = "VISAVIS_CHAT_HISTORY", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub chat_history: u32,
+
     /// Largest signalling message accepted, in bytes; larger ones get a `message_too_large`
     /// error. Frames over 16 times this close the connection.
     #[arg(long, env = "VISAVIS_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024,

@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use visavis_protocol::{decode_client, ServerMsg};
-use visavis_room::{Core, Counts, SessionId};
+use visavis_room::{Core, Counts, Now, SessionId};
 
 /// Shared by every session task and the timer task.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ impl Hub {
         match decoded {
             Ok(msg) => {
                 let before = inner.core.poll_timeout();
-                inner.core.handle_message(Instant::now(), session, msg);
+                inner.core.handle_message(now(), session, msg);
                 let after = inner.core.poll_timeout();
                 inner.deliver();
                 if after.is_some() && (before.is_none() || after < before) {
@@ -134,5 +134,15 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+fn now() -> Now {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Now {
+        mono: Instant::now(),
+        unix_ms,
     }
 }

@@ -98,6 +98,9 @@ impl App {
             room_capacity: settings.room_capacity as usize,
             ring_timeout: settings.ring_timeout(),
             ice_servers,
+            mesh_limit: settings.mesh_limit as usize,
+            chat_history: settings.chat_history as usize,
+            chat_max_bytes: 4096,
         });
         let state = AppState {
             hub: Arc::new(Hub::new(core, settings.outbound_queue as usize)),

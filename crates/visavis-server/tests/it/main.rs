@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use visavis_server::Settings;
 
 mod binary;
+mod group;
 mod turn;
 
 const WAIT: Duration = Duration::from_secs(5);
