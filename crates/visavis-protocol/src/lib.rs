@@ -383,6 +383,7 @@ mod tests {
             msg,
             Ok(ClientMsg::Candidate {
                 call_id: 3,
+                to: None,
                 candidate: None
             })
         );
