@@ -1,22 +1,26 @@
 // @ts-check
-//! The page: landing form, room view with the member list, and the call dialogs. It holds the
-//! app state, reacts to signalling messages, and renders state as text (never as HTML).
+//! The page: landing form, room view (members, group call, chat), and the call dialogs. It
+//! holds the app state, reacts to signalling messages, and renders state as text (never as
+//! HTML).
 
 import { Signalling, SignallingError, defaultUrl } from './protocol.js';
 import { openLocalMedia } from './media.js';
 import { Ringer } from './ring.js';
 import { CallView } from './call.js';
+import { ChatView } from './chat.js';
 import { currentLang, setLang, t } from './i18n.js';
 
 /**
  * @typedef {import('./protocol.js').ServerMsg} ServerMsg
  * @typedef {import('./protocol.js').Member} Member
+ * @typedef {import('./protocol.js').GroupCall} GroupCall
  * @typedef {import('./protocol.js').CallEndedMsg} CallEndedMsg
- * @typedef {import('./media.js').LocalMedia} LocalMedia
+ * @typedef {import('./media.js').LocalMedia} OpenedMedia
+ * @typedef {{key: import('./i18n.js').Key, params?: Record<string, string>}} Text
  *
- * A call before it is accepted. `id` is null until the server confirms the invite.
+ * A 1:1 call before it is accepted. `id` is null until the server confirms the invite.
  * @typedef {{id: number | null, peer: number, peerName: string, direction: 'outgoing' | 'incoming',
- *            media: Promise<LocalMedia> | null, cancelled: boolean, answered: boolean}} PendingCall
+ *            media: Promise<OpenedMedia> | null, cancelled: boolean, answered: boolean}} PendingCall
  */
 
 /** @param {string} id */
@@ -42,20 +46,31 @@ const state = {
   iceServers: [],
   /** @type {PendingCall | null} */
   pending: null,
-  /** @type {CallView | null} */
+  /** @type {CallView | null} the call we are in, 1:1 or group */
   call: null,
-  /** @type {{key: import('./i18n.js').Key, params?: Record<string, string>} | null} */
+  /** @type {GroupCall | null} the room's group call, whether we are in it or not */
+  group: null,
+  /** @type {Promise<OpenedMedia> | null} devices opening while our group_join is answered */
+  joiningGroup: null,
+  /** @type {Text | null} */
   notice: null,
-  /** @type {{key: import('./i18n.js').Key, params?: Record<string, string>} | null} */
+  /** @type {Text | null} */
   landingError: null,
   joining: false,
 };
 const ringer = new Ringer();
+const chat = new ChatView((text) => state.sig?.send({ type: 'chat', text }));
 
 /** For tests and debugging in the console: the live objects, read-only. */
 Object.defineProperty(window, 'visavis', {
   value: Object.freeze({
-    get pc() { return state.call?.peer.pc ?? null; },
+    /** The peer connection of a 1:1 call (or the first one of a group call). */
+    get pc() { return state.call ? [...state.call.remotes.values()][0]?.peer.pc ?? null : null; },
+    /** Peer connections by the other person's name. */
+    get pcs() {
+      const call = state.call;
+      return call ? Object.fromEntries([...call.remotes.values()].map((r) => [r.name, r.peer.pc])) : {};
+    },
     get ringing() { return ringer.ringing; },
   }),
 });
@@ -87,7 +102,9 @@ async function onJoin(event) {
     state.room = joined.room;
     state.iceServers = joined.iceServers;
     state.members = new Map(joined.members.map((m) => [m.id, m.name]));
+    state.group = joined.group;
     state.notice = null;
+    chat.reset(joined.chat);
     sig.onmessage = onMessage;
     sig.onclose = () => resetToLanding({ key: 'err.closed' });
     localStorage.setItem('visavis.name', name);
@@ -104,13 +121,14 @@ async function onJoin(event) {
   }
 }
 
-/** Back to the landing form, ending whatever was going on. */
-function resetToLanding(/** @type {typeof state.landingError} */ error) {
+/** Back to the landing form, ending whatever was going on. @param {Text | null} error */
+function resetToLanding(error) {
   endCallUi();
   state.sig?.close();
   state.sig = null;
   state.me = null;
   state.members.clear();
+  state.group = null;
   state.landingError = error;
   render();
 }
@@ -134,27 +152,55 @@ function onMessage(msg) {
       }
       break;
     case 'incoming':
-      state.pending = { id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming', media: null, cancelled: false, answered: false };
+      state.pending = {
+        id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming',
+        media: null, cancelled: false, answered: false,
+      };
       ringer.start();
       break;
     case 'accepted':
-      startCall(msg.callId, msg.peer, msg.polite);
+      startDirectCall(msg.callId, msg.peer, msg.polite);
       break;
     case 'call_ended':
       onCallEnded(msg);
+      break;
+    case 'group_call':
+      onGroupCall({ callId: msg.callId, participants: msg.participants });
       break;
     case 'description':
     case 'candidate':
     case 'media':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
       return;
+    case 'chat':
+      chat.add(msg);
+      return;
     case 'error':
-      // Errors about a call that has just ended race harmlessly with its call_ended.
-      if (msg.code !== 'unknown_call') state.notice = { key: 'err.generic', params: { message: msg.message } };
+      onError(msg);
       break;
   }
   render();
 }
+
+/** @param {import('./protocol.js').ErrorMsg} msg */
+function onError(msg) {
+  if (msg.code === 'invalid_chat') return chat.refused(t('err.invalid_chat'));
+  if (msg.code === 'call_full') {
+    releaseMedia(state.joiningGroup);
+    state.joiningGroup = null;
+    state.notice = { key: 'err.call_full' };
+    return;
+  }
+  // Errors about a call that has just ended race harmlessly with its call_ended.
+  if (msg.code !== 'unknown_call') state.notice = { key: 'err.generic', params: { message: msg.message } };
+}
+
+/** @param {Promise<OpenedMedia> | null} media */
+function releaseMedia(media) {
+  media?.then((m) => [m.audio, m.video].forEach((track) => track?.stop()));
+}
+
+// ---- 1:1 calls -----------------------------------------------------------------------------
 
 /** @param {number} peer */
 function invite(peer) {
@@ -205,29 +251,39 @@ function cancel() {
  * @param {number} peer
  * @param {boolean} polite
  */
-function startCall(callId, peer, polite) {
+function startDirectCall(callId, peer, polite) {
   const pending = state.pending;
   ringer.stop();
   state.pending = null;
-  if (!state.sig || !state.me) return;
+  const call = newCall(callId, 'direct', pending?.media ?? openLocalMedia());
+  call?.addPeer(peer, pending?.peerName || state.members.get(peer) || '', polite);
+}
+
+/**
+ * @param {number} callId
+ * @param {'direct' | 'group'} mode
+ * @param {Promise<OpenedMedia>} media
+ */
+function newCall(callId, mode, media) {
+  if (!state.sig || !state.me) return null;
   const sig = state.sig;
   state.call = new CallView({
     callId,
+    mode,
     myName: state.me.name,
-    peerName: pending?.peerName || state.members.get(peer) || '',
-    polite,
     iceServers: state.iceServers,
-    // Both calling each other at once: this side had no media opening yet.
-    media: pending?.media ?? openLocalMedia(),
+    media,
     send: (msg) => sig.send(msg),
   });
+  return state.call;
 }
 
 /** @param {CallEndedMsg} msg */
 function onCallEnded(msg) {
   const me = state.me?.id;
   const pending = state.pending;
-  const name = state.call?.peerName ?? pending?.peerName ?? state.members.get(msg.peer) ?? '';
+  const call = state.call?.mode === 'direct' ? state.call : null;
+  const name = (call && [...call.remotes.values()][0]?.name) || pending?.peerName || state.members.get(msg.peer) || '';
   const incoming = pending?.direction === 'incoming';
   /** @type {Record<string, import('./i18n.js').Key>} */
   const keys = {
@@ -238,13 +294,11 @@ function onCallEnded(msg) {
     hangup: msg.by === me ? 'ended.hangupByYou' : 'ended.hangup',
     left: 'ended.left',
   };
-  const mine = state.call?.callId === msg.callId || pending?.id === msg.callId ||
+  const mine = call?.callId === msg.callId || pending?.id === msg.callId ||
     (pending?.id === null && pending.peer === msg.peer);
   if (!mine) return;
-  if (!state.call && pending?.media) {
-    // The camera was opened for a call that never started: release it.
-    pending.media.then((m) => [m.audio, m.video].forEach((tr) => tr?.stop()));
-  }
+  // The camera was opened for a call that never started: release it.
+  if (!call) releaseMedia(pending?.media ?? null);
   endCallUi();
   state.notice = { key: keys[msg.reason], params: { name } };
 }
@@ -254,13 +308,55 @@ function endCallUi() {
   state.call?.close();
   state.call = null;
   state.pending = null;
+  releaseMedia(state.joiningGroup);
+  state.joiningGroup = null;
   dialogs.outgoing.close();
   dialogs.incoming.close();
 }
 
+// ---- the room's group call -----------------------------------------------------------------
+
+function joinGroup() {
+  if (!state.sig || state.pending || state.call || state.joiningGroup) return;
+  state.notice = null;
+  state.joiningGroup = openLocalMedia();
+  state.sig.send({ type: 'group_join' });
+  render();
+}
+
+function leaveGroup() {
+  state.sig?.send({ type: 'group_leave' });
+  endCallUi();
+  render();
+}
+
+/**
+ * The room's group call changed: start our side when we are in it, connect to newcomers,
+ * let go of those who left. An empty participant list means the call ended.
+ * @param {GroupCall} group
+ */
+function onGroupCall(group) {
+  state.group = group.participants.length ? group : null;
+  const me = state.me?.id;
+  if (me === undefined || !group.participants.includes(me)) return;
+  if (!state.call && state.joiningGroup) {
+    newCall(group.callId, 'group', state.joiningGroup);
+    state.joiningGroup = null;
+  }
+  const call = state.call;
+  if (call?.mode !== 'group' || call.callId !== group.callId) return;
+  for (const id of group.participants) {
+    // Of each pair, the one with the lower id is polite (and the other one offers).
+    if (id !== me) call.addPeer(id, state.members.get(id) ?? '', me < id);
+  }
+  for (const id of [...call.remotes.keys()]) {
+    if (!group.participants.includes(id)) call.removePeer(id);
+  }
+}
+
 // ---- rendering -----------------------------------------------------------------------------
 
-/** @param {{key: import('./i18n.js').Key, params?: Record<string, string>} | null} text */
+/** @param {Text | null} text */
 const tr = (text) => (text ? t(text.key, text.params) : '');
 
 function render() {
@@ -273,6 +369,7 @@ function render() {
   const joined = state.me !== null;
   byId('landing').hidden = joined;
   byId('lobby').hidden = !joined;
+  byId('chat-toggle').hidden = !joined;
   byId('landing-error').textContent = tr(state.landingError);
   joinButton.disabled = state.joining;
   joinButton.textContent = state.joining ? t('joining') : t('join');
@@ -285,6 +382,10 @@ function render() {
     link.textContent = link.href;
     byId('notice').textContent = tr(state.notice);
     renderMembers();
+    renderGroup();
+    chat.render();
+  } else {
+    byId('chat').hidden = true;
   }
 
   const pending = state.pending;
@@ -297,6 +398,10 @@ function render() {
   state.call?.render();
 }
 
+function busy() {
+  return state.pending !== null || state.call !== null || state.joiningGroup !== null;
+}
+
 function renderMembers() {
   const items = [...state.members].map(([id, name]) => {
     const li = document.createElement('li');
@@ -304,13 +409,23 @@ function renderMembers() {
     label.textContent = name;
     const button = document.createElement('button');
     button.textContent = t('callName', { name });
-    button.disabled = state.pending !== null || state.call !== null;
+    button.disabled = busy();
     button.onclick = () => invite(id);
     li.append(label, button);
     return li;
   });
   byId('members').replaceChildren(...items);
   byId('alone').hidden = state.members.size > 0;
+}
+
+function renderGroup() {
+  const group = state.group;
+  const nameOf = (/** @type {number} */ id) => (id === state.me?.id ? state.me.name : state.members.get(id) ?? '?');
+  byId('group-status').textContent = group
+    ? t('callRunning', { names: group.participants.map(nameOf).join(', ') })
+    : t('noCallRunning');
+  const join = /** @type {HTMLButtonElement} */ (byId('join-call'));
+  join.disabled = busy();
 }
 
 /**
@@ -329,13 +444,14 @@ byId('leave').onclick = () => resetToLanding(null);
 byId('cancel').onclick = cancel;
 byId('accept').onclick = accept;
 byId('decline').onclick = decline;
+byId('join-call').onclick = joinGroup;
 byId('hangup').onclick = () => {
-  if (state.call) state.sig?.send({ type: 'hangup', callId: state.call.callId });
+  if (state.call?.mode === 'group') leaveGroup();
+  else if (state.call) state.sig?.send({ type: 'hangup', callId: state.call.callId });
 };
 // Escape would close a dialog without telling the server; map it to the dialog's own action.
 dialogs.outgoing.addEventListener('cancel', (e) => { e.preventDefault(); cancel(); });
 dialogs.incoming.addEventListener('cancel', (e) => { e.preventDefault(); decline(); });
-byId('in-call').addEventListener('cancel', (e) => e.preventDefault());
 langSelect.onchange = () => {
   setLang(/** @type {import('./i18n.js').Lang} */ (langSelect.value));
   render();

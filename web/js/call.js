@@ -1,14 +1,21 @@
 // @ts-check
-//! The in-call dialog: one accepted call's local media, peer connection and controls
-//! (mute, camera, device pickers, duration, connection state, hang-up).
+//! The call panel: one call (a 1:1 call, or the room's group call as a full mesh), its local
+//! media, one peer connection per other person, their tiles, and the controls (mute, camera,
+//! screen sharing, device pickers, duration, connection state, hang-up / leave).
 
 import { PeerCall } from './peer.js';
-import { listDevices, openTrack } from './media.js';
+import { LocalMedia } from './local.js';
+import { listDevices } from './media.js';
+import { Tile } from './tile.js';
 import { t } from './i18n.js';
 
 /**
  * @typedef {import('./protocol.js').ClientMsg} ClientMsg
- * @typedef {import('./media.js').LocalMedia} LocalMedia
+ * @typedef {import('./protocol.js').ServerMsg} ServerMsg
+ * @typedef {import('./media.js').LocalMedia} OpenedMedia
+ * @typedef {{name: string, peer: PeerCall, tile: Tile, screen: Tile | null,
+ *            state: import('./local.js').MediaState, connection: RTCPeerConnectionState,
+ *            level: number}} Remote
  */
 
 /** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
@@ -21,164 +28,186 @@ export class CallView {
   /**
    * @param {object} options
    * @param {number} options.callId
+   * @param {'direct' | 'group'} options.mode a 1:1 call, or the room's group call
    * @param {string} options.myName
-   * @param {string} options.peerName
-   * @param {boolean} options.polite
    * @param {RTCIceServer[]} options.iceServers
-   * @param {Promise<LocalMedia>} options.media local camera/microphone, opening
+   * @param {Promise<OpenedMedia>} options.media local camera/microphone, opening
    * @param {(msg: ClientMsg) => void} options.send
    */
-  constructor({ callId, myName, peerName, polite, iceServers, media, send }) {
+  constructor({ callId, mode, myName, iceServers, media, send }) {
     this.callId = callId;
+    this.mode = mode;
     this.myName = myName;
-    this.peerName = peerName;
+    this.iceServers = iceServers;
     this.send = send;
-    /** @type {LocalMedia} */
-    this.media = { audio: null, video: null, problems: [] };
-    this.audioEnabled = true;
-    /** @type {RTCPeerConnectionState} */
-    this.connection = 'new';
+    /** @type {LocalMedia | null} set once the devices are open */
+    this.local = null;
+    /** @type {Map<number, Remote>} */
+    this.remotes = new Map();
     /** @type {number | null} */
     this.connectedAt = null;
-    this.remote = { audio: true, video: true };
+    /** @type {string | null} the pinned tile: `<member id>` or `<member id>:screen` */
+    this.pinned = null;
 
     this.dialog = /** @type {HTMLDialogElement} */ (byId('in-call'));
-    this.remoteVideo = /** @type {HTMLVideoElement} */ (byId('remote-video'));
-    this.localVideo = /** @type {HTMLVideoElement} */ (byId('local-video'));
+    this.stage = byId('call-stage');
+    this.stage.className = `stage ${mode}`;
+    this.localTile = new Tile({ kind: 'local' });
+    this.localScreen = new Tile({ kind: 'screen' });
+    this.stage.replaceChildren(this.localTile.el);
     this.cameraSelect = /** @type {HTMLSelectElement} */ (byId('camera-select'));
     this.micSelect = /** @type {HTMLSelectElement} */ (byId('microphone-select'));
     this.speakerSelect = /** @type {HTMLSelectElement} */ (byId('speaker-select'));
 
-    this.peer = new PeerCall({
-      polite,
-      iceServers,
-      iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
-      signal: (signal) =>
-        this.send('description' in signal
-          ? { type: 'description', callId, description: signal.description }
-          : { type: 'candidate', callId, candidate: signal.candidate }),
-      onRemoteStream: (stream) => {
-        if (this.remoteVideo.srcObject !== stream) this.remoteVideo.srcObject = stream;
-      },
-      onConnectionState: (state) => {
-        this.connection = state;
-        if (state === 'connected' && this.connectedAt === null) this.connectedAt = Date.now();
-        this.render();
-      },
-    });
-
-    byId('mute').onclick = () => this.toggleMute();
-    byId('video-toggle').onclick = () => this.toggleVideo();
-    this.cameraSelect.onchange = () => this.switchDevice('video', this.cameraSelect.value);
-    this.micSelect.onchange = () => this.switchDevice('audio', this.micSelect.value);
+    byId('mute').onclick = () => this.local?.toggleMute();
+    byId('video-toggle').onclick = () => this.local?.toggleVideo(this.cameraSelect.value);
+    byId('screen-toggle').onclick = () => this.local?.toggleScreen();
+    this.cameraSelect.onchange = () => this.local?.switchDevice('video', this.cameraSelect.value);
+    this.micSelect.onchange = () => this.local?.switchDevice('audio', this.micSelect.value);
     this.speakerSelect.onchange = () => this.setSpeaker(this.speakerSelect.value);
     if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = () => this.refreshDevices();
-    this.ticker = setInterval(() => this.renderDuration(), 1000);
+    this.ticker = setInterval(() => this.tick(), 500);
 
-    this.remoteVideo.srcObject = null;
     this.render();
-    this.dialog.showModal();
-    this.ready = media.then((local) => this.start(local));
-  }
-
-  /** @param {LocalMedia} local */
-  async start(local) {
-    this.media = local;
-    this.showLocal();
-    this.peer.start({ audio: local.audio, video: local.video });
-    this.announceMedia();
-    this.render();
-    await this.refreshDevices();
+    this.dialog.show(); // not modal: the room and its chat stay usable during a call
+    this.ready = media.then((opened) => {
+      this.local = new LocalMedia(opened, () => this.onLocalChange());
+      this.localTile.setStream(this.local.video ? new MediaStream([this.local.video]) : null);
+      for (const remote of this.remotes.values()) this.local.attach(remote.peer);
+      this.announce();
+      this.render();
+      return this.refreshDevices();
+    });
   }
 
   /**
-   * A signalling message for this call.
-   * @param {import('./protocol.js').ServerMsg} msg
+   * Connects to another person of the call. In a group call the one with the lower member id
+   * is polite, so every pair agrees on its roles without asking the server.
+   * @param {number} id
+   * @param {string} name
+   * @param {boolean} polite
+   */
+  addPeer(id, name, polite) {
+    if (this.remotes.has(id)) return;
+    const tile = new Tile({ kind: 'remote', onpin: () => this.togglePin(String(id)) });
+    /** @type {Remote} */
+    const remote = {
+      name,
+      tile,
+      screen: null,
+      state: { audio: true, video: true, screen: false },
+      connection: 'new',
+      level: 0,
+      peer: new PeerCall({
+        polite,
+        iceServers: this.iceServers,
+        iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
+        signal: (signal) => {
+          const to = this.mode === 'group' ? id : undefined;
+          this.send('description' in signal
+            ? { type: 'description', callId: this.callId, to, description: signal.description }
+            : { type: 'candidate', callId: this.callId, to, candidate: signal.candidate });
+        },
+        onRemoteStream: (stream) => tile.setStream(stream),
+        onRemoteScreen: (stream) => {
+          remote.screen ??= new Tile({ kind: 'screen', onpin: () => this.togglePin(`${id}:screen`) });
+          remote.screen.setStream(stream);
+          this.render();
+        },
+        onConnectionState: (state) => {
+          remote.connection = state;
+          if (state === 'connected' && this.connectedAt === null) this.connectedAt = Date.now();
+          this.render();
+        },
+      }),
+    };
+    this.remotes.set(id, remote);
+    if (this.local) {
+      this.local.attach(remote.peer);
+      this.announce(); // so the newcomer learns our mute / camera / screen state
+    }
+    this.render();
+  }
+
+  /** @param {number} id */
+  removePeer(id) {
+    const remote = this.remotes.get(id);
+    if (!remote) return;
+    this.local?.detach(remote.peer);
+    remote.peer.close();
+    remote.tile.remove();
+    remote.screen?.remove();
+    this.remotes.delete(id);
+    this.render();
+  }
+
+  /**
+   * A signalling message for this call, from the person it names.
+   * @param {ServerMsg} msg
    */
   handle(msg) {
-    if (msg.type === 'description') this.peer.handle({ description: msg.description });
-    else if (msg.type === 'candidate') this.peer.handle({ candidate: msg.candidate });
+    if (!('from' in msg) || typeof msg.from !== 'number') return;
+    const remote = this.remotes.get(msg.from);
+    if (!remote) return;
+    if (msg.type === 'description') remote.peer.handle({ description: msg.description });
+    else if (msg.type === 'candidate') remote.peer.handle({ candidate: msg.candidate });
     else if (msg.type === 'media') {
-      this.remote = { audio: msg.audio, video: msg.video };
+      remote.state = { audio: msg.audio, video: msg.video, screen: msg.screen ?? false };
+      if (!remote.state.screen && remote.screen) {
+        remote.screen.remove();
+        remote.screen = null;
+        if (this.pinned === `${msg.from}:screen`) this.pinned = null;
+      }
       this.render();
     }
   }
 
-  toggleMute() {
-    if (!this.media.audio) return;
-    this.audioEnabled = !this.audioEnabled;
-    this.media.audio.enabled = this.audioEnabled;
-    this.announceMedia();
+  onLocalChange() {
+    this.localTile.setStream(this.local?.video ? new MediaStream([this.local.video]) : null);
+    this.localScreen.setStream(this.local?.screen ? new MediaStream([this.local.screen]) : null);
+    this.announce();
     this.render();
   }
 
-  /** Stopping video releases the camera (its light goes off); starting opens it again. */
-  async toggleVideo() {
-    if (this.media.video) {
-      this.media.video.stop();
-      this.media.video = null;
-      await this.peer.replaceTrack('video', null);
-    } else {
-      const { track } = await openTrack('video', this.cameraSelect.value || undefined);
-      if (!track) {
-        this.media.problems = ['no-camera'];
-        this.render();
-        return;
-      }
-      this.media.video = track;
-      await this.peer.replaceTrack('video', track);
-    }
-    this.showLocal();
-    this.announceMedia();
-    this.render();
+  /** Tells the others our microphone / camera / screen state. */
+  announce() {
+    if (!this.local) return;
+    this.send({ type: 'media', callId: this.callId, ...this.local.state() });
   }
 
-  /**
-   * Switches camera or microphone live, without renegotiation.
-   * @param {'audio' | 'video'} kind
-   * @param {string} deviceId
-   */
-  async switchDevice(kind, deviceId) {
-    if (kind === 'video' && !this.media.video) return; // applied when the camera starts again
-    const { track } = await openTrack(kind, deviceId || undefined);
-    if (!track) return;
-    if (kind === 'audio') track.enabled = this.audioEnabled;
-    const previous = this.media[kind];
-    this.media[kind] = track;
-    await this.peer.replaceTrack(kind, track);
-    previous?.stop(); // only once the new one is being sent
-    this.showLocal();
-    this.announceMedia();
+  /** @param {string} key */
+  togglePin(key) {
+    this.pinned = this.pinned === key ? null : key;
     this.render();
   }
 
   /** @param {string} deviceId */
   async setSpeaker(deviceId) {
-    const video = /** @type {HTMLVideoElement & {setSinkId?: (id: string) => Promise<void>}} */ (this.remoteVideo);
-    if (video.setSinkId) await video.setSinkId(deviceId).catch((err) => console.warn('setSinkId', err));
+    for (const remote of this.remotes.values()) {
+      const video = /** @type {HTMLVideoElement & {setSinkId?: (id: string) => Promise<void>}} */ (remote.tile.video);
+      if (video.setSinkId) await video.setSinkId(deviceId).catch((err) => console.warn('setSinkId', err));
+    }
   }
 
   async refreshDevices() {
     const { cameras, microphones, speakers } = await listDevices();
-    const currentCamera = this.media.video?.getSettings().deviceId ?? this.cameraSelect.value;
-    const currentMic = this.media.audio?.getSettings().deviceId ?? this.micSelect.value;
-    fillSelect(this.cameraSelect, cameras, currentCamera);
-    fillSelect(this.micSelect, microphones, currentMic);
+    fillSelect(this.cameraSelect, cameras, this.local?.video?.getSettings().deviceId ?? this.cameraSelect.value);
+    fillSelect(this.micSelect, microphones, this.local?.audio?.getSettings().deviceId ?? this.micSelect.value);
     fillSelect(this.speakerSelect, speakers, this.speakerSelect.value);
   }
 
-  showLocal() {
-    const tracks = [this.media.video].filter((tr) => tr !== null);
-    this.localVideo.srcObject = tracks.length ? new MediaStream(/** @type {MediaStreamTrack[]} */ (tracks)) : null;
-  }
-
-  announceMedia() {
-    this.send({
-      type: 'media',
-      callId: this.callId,
-      audio: this.media.audio !== null && this.audioEnabled,
-      video: this.media.video !== null,
-    });
+  /** Twice a second: the duration, and who is speaking (loudest received audio). */
+  async tick() {
+    this.renderDuration();
+    if (this.mode !== 'group') return;
+    await Promise.all([...this.remotes.values()].map(async (remote) => {
+      const stats = await remote.peer.pc.getStats().catch(() => null);
+      remote.level = 0;
+      stats?.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio' && typeof s.audioLevel === 'number') remote.level = s.audioLevel;
+      });
+    }));
+    this.render();
   }
 
   renderDuration() {
@@ -188,50 +217,83 @@ export class CallView {
     byId('call-duration').textContent = `${mm}:${ss}`;
   }
 
-  /** Renders every text and indicator from the current state (also on language change). */
+  /** The connection state shown: the worst of the peer connections. */
+  connection() {
+    const states = [...this.remotes.values()].map((r) => r.connection);
+    for (const worst of /** @type {RTCPeerConnectionState[]} */ (['failed', 'disconnected', 'connecting', 'new'])) {
+      if (states.includes(worst)) return worst;
+    }
+    return states.length ? 'connected' : 'new';
+  }
+
+  /** Renders every text, tile and indicator from the current state (also on language change). */
   render() {
-    byId('call-title').textContent = t('callWith', { name: this.peerName });
-    byId('call-state').textContent = t(/** @type {import('./i18n.js').Key} */ (`state.${this.connection}`));
+    const only = this.remotes.size === 1 ? [...this.remotes.values()][0] : null;
+    byId('call-title').textContent =
+      this.mode === 'group' ? t('groupCall') : t('callWith', { name: only?.name ?? '' });
+    byId('call-state').textContent = t(/** @type {import('./i18n.js').Key} */ (`state.${this.connection()}`));
     byId('call-duration').setAttribute('aria-label', t('duration'));
     this.renderDuration();
-    this.remoteVideo.setAttribute('aria-label', this.peerName);
-    this.localVideo.setAttribute('aria-label', this.myName);
 
+    const state = this.local?.state() ?? { audio: false, video: false, screen: false };
     const mute = /** @type {HTMLButtonElement} */ (byId('mute'));
-    mute.textContent = this.audioEnabled ? t('mute') : t('unmute');
-    mute.disabled = !this.media.audio;
-    byId('video-toggle').textContent = this.media.video ? t('stopVideo') : t('startVideo');
-
-    const remoteOff = byId('remote-camera-off');
-    remoteOff.hidden = this.remote.video;
-    remoteOff.textContent = t('cameraOff', { name: this.peerName });
-    const remoteMuted = byId('remote-muted');
-    remoteMuted.hidden = this.remote.audio;
-    remoteMuted.setAttribute('aria-label', t('isMuted', { name: this.peerName }));
-    const localOff = byId('local-camera-off');
-    localOff.hidden = this.media.video !== null;
-    localOff.textContent = t('yourCameraOff');
-
-    byId('media-notice').textContent = this.media.problems.map((p) => t(`media.${p}`)).join(' ');
+    mute.textContent = this.local?.audioEnabled === false ? t('unmute') : t('mute');
+    mute.disabled = !this.local?.audio;
+    byId('video-toggle').textContent = state.video ? t('stopVideo') : t('startVideo');
+    byId('screen-toggle').textContent = state.screen ? t('stopSharing') : t('shareScreen');
+    byId('hangup').textContent = this.mode === 'group' ? t('leaveCall') : t('hangUp');
+    byId('media-notice').textContent = (this.local?.problems ?? []).map((p) => t(`media.${p}`)).join(' ');
     for (const select of [this.cameraSelect, this.micSelect, this.speakerSelect]) {
       const first = select.options[0];
       if (first && first.value === '') first.textContent = t('defaultDevice');
     }
+
+    // Tiles: shared screens first (large), then people; the pinned one leads.
+    const loudest = [...this.remotes.entries()].reduce(
+      (best, [id, r]) => (r.level > 0.02 && r.level > best.level ? { id, level: r.level } : best),
+      { id: -1, level: 0 },
+    ).id;
+    /** @type {{key: string, el: HTMLElement}[]} */
+    const order = [];
+    if (this.local?.screen) {
+      this.localScreen.render({ name: this.myName, audio: true, video: true });
+      order.push({ key: 'me:screen', el: this.localScreen.el });
+    }
+    for (const [id, remote] of this.remotes) {
+      if (remote.screen) {
+        remote.screen.render({ name: remote.name, audio: true, video: true, pinned: this.pinned === `${id}:screen` });
+        order.push({ key: `${id}:screen`, el: remote.screen.el });
+      }
+    }
+    for (const [id, remote] of this.remotes) {
+      remote.tile.render({
+        name: remote.name,
+        audio: remote.state.audio,
+        video: remote.state.video,
+        speaking: id === loudest,
+        pinned: this.pinned === String(id),
+      });
+      order.push({ key: String(id), el: remote.tile.el });
+    }
+    this.localTile.render({ name: this.myName, audio: state.audio, video: state.video });
+    order.push({ key: 'me', el: this.localTile.el });
+    order.sort((a, b) => Number(b.key === this.pinned) - Number(a.key === this.pinned));
+    this.stage.dataset.count = String(order.length);
+    const els = order.map((o) => o.el);
+    if (els.some((el, i) => this.stage.children[i] !== el) || this.stage.children.length !== els.length) {
+      this.stage.replaceChildren(...els);
+    }
   }
 
-  /** Ends everything this call holds: devices, peer connection, dialog. */
+  /** Ends everything this call holds: devices, peer connections, the panel. */
   close() {
     clearInterval(this.ticker);
-    this.media.audio?.stop();
-    this.media.video?.stop();
-    this.ready.then(() => {
-      // Media that was still opening when the call ended is released too.
-      this.media.audio?.stop();
-      this.media.video?.stop();
-    });
-    this.peer.close();
-    this.remoteVideo.srcObject = null;
-    this.localVideo.srcObject = null;
+    for (const id of [...this.remotes.keys()]) this.removePeer(id);
+    this.local?.stop();
+    // Media still opening when the call ended is released too.
+    this.ready.then(() => this.local?.stop());
+    this.localTile.remove();
+    this.localScreen.remove();
     if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = null;
     this.dialog.close();
   }
@@ -249,4 +311,3 @@ function fillSelect(select, devices, selected) {
   select.replaceChildren(...options);
   if (devices.some((d) => d.deviceId === selected)) select.value = selected;
 }
-

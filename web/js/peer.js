@@ -1,11 +1,14 @@
 // @ts-check
-//! One call's RTCPeerConnection: perfect negotiation, trickle ICE with buffered candidates,
-//! one audio and one video transceiver that both sides share. Touches no DOM.
+//! One RTCPeerConnection to one other person: perfect negotiation, trickle ICE with buffered
+//! candidates, a main audio and video transceiver pair, and an optional screen-share
+//! transceiver. Touches no DOM.
 //!
-//! The impolite side (the caller) creates both transceivers as sendrecv, with or without a
-//! local track, and offers. The polite side attaches its tracks to the transceivers the offer
-//! created. So there are always exactly two m-lines, media flows one way when one side has no
-//! camera or microphone, and devices are switched later with replaceTrack, no renegotiation.
+//! The impolite side creates the main transceivers as sendrecv, with or without a local
+//! track, and offers. The polite side attaches its tracks to the transceivers the offer
+//! created. So there are always exactly two main m-lines, media flows one way when one side
+//! has no camera or microphone, and devices are switched with replaceTrack, no renegotiation.
+//! A shared screen is one more video transceiver (sendonly from the sharer), added and
+//! stopped through renegotiation, which perfect negotiation makes safe from either side.
 
 /**
  * @typedef {'audio' | 'video'} Kind
@@ -16,28 +19,32 @@
 export class PeerCall {
   /**
    * @param {object} options
-   * @param {boolean} options.polite the perfect-negotiation role (given by the server)
+   * @param {boolean} options.polite the perfect-negotiation role (given by the server, or by
+   *   member ids in a group call)
    * @param {RTCIceServer[]} options.iceServers
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy]
    * @param {(signal: Signal) => void} options.signal sends to the other side through the server
-   * @param {(stream: MediaStream) => void} options.onRemoteStream the remote tracks, once there are any
+   * @param {(stream: MediaStream) => void} options.onRemoteStream the camera and microphone tracks
+   * @param {(stream: MediaStream) => void} [options.onRemoteScreen] the shared-screen track
    * @param {(state: RTCPeerConnectionState) => void} options.onConnectionState
    */
-  constructor({ polite, iceServers, iceTransportPolicy = 'all', signal, onRemoteStream, onConnectionState }) {
+  constructor({ polite, iceServers, iceTransportPolicy = 'all', signal, onRemoteStream, onRemoteScreen, onConnectionState }) {
     this.polite = polite;
     this.signal = signal;
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
     this.remoteStream = new MediaStream();
+    this.screenStream = new MediaStream();
     this.makingOffer = false;
     this.ignoreOffer = false;
     /** Candidates that arrived before the remote description. @type {RTCIceCandidateInit[]} */
     this.pendingCandidates = [];
     /** @type {LocalTracks} */
     this.local = { audio: null, video: null };
-    /** Resolved once local media is known; the polite side answers only after that. */
+    /** @type {RTCRtpTransceiver | null} our screen-share transceiver, kept for reuse */
+    this.screenTransceiver = null;
     /** @type {() => void} */
     this.resolveLocal = () => {};
-    /** @type {Promise<void>} */
+    /** Resolved once local media is known; the polite side answers only after that. @type {Promise<void>} */
     this.localReady = new Promise((resolve) => (this.resolveLocal = resolve));
     /** Incoming signals run one at a time, in arrival order. */
     this.queue = Promise.resolve();
@@ -54,11 +61,31 @@ export class PeerCall {
       }
     };
     this.pc.onicecandidate = ({ candidate }) => this.signal({ candidate: candidate ? candidate.toJSON() : null });
-    this.pc.ontrack = ({ track }) => {
-      this.remoteStream.addTrack(track);
-      onRemoteStream(this.remoteStream);
+    this.pc.ontrack = ({ track, transceiver }) => {
+      if (this.isMain(transceiver)) {
+        this.remoteStream.addTrack(track);
+        onRemoteStream(this.remoteStream);
+      } else {
+        for (const old of this.screenStream.getTracks()) this.screenStream.removeTrack(old);
+        this.screenStream.addTrack(track);
+        onRemoteScreen?.(this.screenStream);
+      }
     };
     this.pc.onconnectionstatechange = () => onConnectionState(this.pc.connectionState);
+  }
+
+  /**
+   * The main transceivers are the first audio and the first video one, in m-line order.
+   * @param {RTCRtpTransceiver} transceiver
+   */
+  isMain(transceiver) {
+    const kind = transceiver.receiver.track.kind;
+    return this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind) === transceiver;
+  }
+
+  /** @param {Kind} kind */
+  main(kind) {
+    return this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind) ?? null;
   }
 
   /**
@@ -117,11 +144,11 @@ export class PeerCall {
     }
   }
 
-  /** The polite side puts its tracks on the transceivers the offer created. */
+  /** The polite side puts its tracks on the main transceivers the offer created. */
   async attachLocalTracks() {
-    for (const transceiver of this.pc.getTransceivers()) {
-      const kind = /** @type {Kind} */ (transceiver.receiver.track.kind);
-      if (transceiver.direction === 'stopped') continue;
+    for (const kind of /** @type {Kind[]} */ (['audio', 'video'])) {
+      const transceiver = this.main(kind);
+      if (!transceiver || transceiver.direction === 'stopped') continue;
       // sendrecv even without a track, so a camera started later needs no renegotiation.
       transceiver.direction = 'sendrecv';
       if (transceiver.sender.track !== this.local[kind]) await transceiver.sender.replaceTrack(this.local[kind]);
@@ -135,8 +162,26 @@ export class PeerCall {
    */
   async replaceTrack(kind, track) {
     this.local[kind] = track;
-    const transceiver = this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind);
+    const transceiver = this.main(kind);
     if (transceiver) await transceiver.sender.replaceTrack(track);
+  }
+
+  /**
+   * Starts (a track) or stops (null) sending a shared screen; renegotiates.
+   * @param {MediaStreamTrack | null} track
+   */
+  async shareScreen(track) {
+    if (track) {
+      if (this.screenTransceiver && this.screenTransceiver.direction !== 'stopped') {
+        await this.screenTransceiver.sender.replaceTrack(track);
+        this.screenTransceiver.direction = 'sendonly';
+      } else {
+        this.screenTransceiver = this.pc.addTransceiver(track, { direction: 'sendonly' });
+      }
+    } else if (this.screenTransceiver) {
+      await this.screenTransceiver.sender.replaceTrack(null);
+      this.screenTransceiver.direction = 'inactive';
+    }
   }
 
   close() {

@@ -9,8 +9,11 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {'declined'|'cancelled'|'no_answer'|'busy'|'hangup'|'left'} EndReason
  *
+ * @typedef {{callId: number, participants: number[]}} GroupCall
+ * @typedef {{seq: number, from: number, name: string, text: string, at: number}} ChatEntry
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
- *            iceServers: IceServer[], ringTimeoutMs: number}} JoinedMsg
+ *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
+ *            chat: ChatEntry[]}} JoinedMsg
  * @typedef {{type: 'left', room: string}} LeftMsg
  * @typedef {{type: 'member_joined', member: Member}} MemberJoinedMsg
  * @typedef {{type: 'member_left', id: number}} MemberLeftMsg
@@ -20,19 +23,24 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'call_ended', callId: number, peer: number, reason: EndReason, by?: number}} CallEndedMsg
  * @typedef {{type: 'description', callId: number, from: number, description: RTCSessionDescriptionInit}} DescriptionMsg
  * @typedef {{type: 'candidate', callId: number, from: number, candidate: RTCIceCandidateInit | null}} CandidateMsg
- * @typedef {{type: 'media', callId: number, from: number, audio: boolean, video: boolean}} MediaMsg
+ * @typedef {{type: 'media', callId: number, from: number, audio: boolean, video: boolean, screen: boolean}} MediaMsg
+ * @typedef {{type: 'group_call'} & GroupCall} GroupCallMsg
+ * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
  * @typedef {JoinedMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | RingingMsg | IncomingMsg |
- *           AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg | MediaMsg | ErrorMsg} ServerMsg
+ *           AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg | MediaMsg | GroupCallMsg |
+ *           ChatMsg | ErrorMsg} ServerMsg
  *
  * @typedef {{type: 'join', version: number, room: string, name: string}
  *   | {type: 'leave'}
  *   | {type: 'invite', to: number}
  *   | {type: 'cancel' | 'accept' | 'decline' | 'hangup', callId: number}
- *   | {type: 'description', callId: number, description: RTCSessionDescriptionInit}
- *   | {type: 'candidate', callId: number, candidate: RTCIceCandidateInit | null}
- *   | {type: 'media', callId: number, audio: boolean, video: boolean}} ClientMsg
+ *   | {type: 'description', callId: number, to?: number, description: RTCSessionDescriptionInit}
+ *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
+ *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}
+ *   | {type: 'group_join' | 'group_leave'}
+ *   | {type: 'chat', text: string}} ClientMsg
  */
 
 /** A refusal from the server (an `error` message), or a failure to reach it. */

@@ -1,0 +1,76 @@
+// @ts-check
+//! One video tile of a call: a labelled <video>, a camera-off placeholder, a muted badge, an
+//! optional pin button, and the active-speaker highlight. Text only, never HTML.
+
+import { t } from './i18n.js';
+
+export class Tile {
+  /**
+   * @param {object} options
+   * @param {'remote' | 'local' | 'screen'} options.kind
+   * @param {() => void} [options.onpin] shows a pin button when given
+   */
+  constructor({ kind, onpin }) {
+    this.kind = kind;
+    this.el = document.createElement('div');
+    this.el.className = `tile ${kind}`;
+    this.video = document.createElement('video');
+    this.video.autoplay = true;
+    this.video.playsInline = true;
+    // Our own camera and every screen are silent here; remote audio plays from the remote tile.
+    this.video.muted = kind !== 'remote';
+    this.placeholder = document.createElement('div');
+    this.placeholder.className = 'placeholder';
+    this.placeholder.hidden = true;
+    this.caption = document.createElement('span');
+    this.caption.className = 'caption';
+    this.mutedBadge = document.createElement('span');
+    this.mutedBadge.className = 'muted-badge';
+    this.mutedBadge.setAttribute('role', 'img');
+    this.mutedBadge.textContent = '🔇';
+    this.mutedBadge.hidden = true;
+    this.el.append(this.video, this.placeholder, this.caption, this.mutedBadge);
+    /** @type {HTMLButtonElement | null} */
+    this.pinButton = null;
+    if (onpin) {
+      this.pinButton = document.createElement('button');
+      this.pinButton.className = 'pin';
+      this.pinButton.onclick = onpin;
+      this.el.append(this.pinButton);
+    }
+  }
+
+  /** @param {MediaStream | null} stream */
+  setStream(stream) {
+    if (this.video.srcObject !== stream) this.video.srcObject = stream;
+  }
+
+  /**
+   * @param {object} state
+   * @param {string} state.name the person's name
+   * @param {boolean} state.audio microphone live
+   * @param {boolean} state.video camera on
+   * @param {boolean} [state.speaking]
+   * @param {boolean} [state.pinned]
+   */
+  render({ name, audio, video, speaking = false, pinned = false }) {
+    const label = this.kind === 'screen' ? t('screenOf', { name }) : name;
+    this.video.setAttribute('aria-label', label);
+    this.caption.textContent = this.kind === 'local' ? t('youSuffix', { name }) : label;
+    this.placeholder.hidden = this.kind === 'screen' || video;
+    this.placeholder.textContent = this.kind === 'local' ? t('yourCameraOff') : t('cameraOff', { name });
+    this.mutedBadge.hidden = this.kind !== 'remote' || audio;
+    this.mutedBadge.setAttribute('aria-label', t('isMuted', { name }));
+    this.el.classList.toggle('speaking', speaking);
+    this.el.classList.toggle('pinned', pinned);
+    if (this.pinButton) {
+      this.pinButton.textContent = pinned ? t('unpin', { name: label }) : t('pin', { name: label });
+      this.pinButton.setAttribute('aria-pressed', String(pinned));
+    }
+  }
+
+  remove() {
+    this.video.srcObject = null;
+    this.el.remove();
+  }
+}
