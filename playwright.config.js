@@ -41,7 +41,7 @@ export default defineConfig({
   webServer: [
     {
       // Short ring timeout so the no-answer test takes seconds, not 30.
-      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --turn-listen 127.0.0.1:${TURN_PORT}`,
+      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --mesh-limit 4 --turn-listen 127.0.0.1:${TURN_PORT}`,
       url: `http://127.0.0.1:${PORT}/healthz`,
       reuseExistingServer: false,
       timeout: 600_000,

@@ -1,7 +1,9 @@
 // @ts-check
 //! A full 1:1 call between two people, through the dialogs, checking what each one sees and hears.
 import { test, expect } from '@playwright/test';
-import { audioEnergyDuring, expectDecoding, framesDuring, inbound, joinRoom, roomName, startCall } from './support.js';
+import { closeContexts, audioEnergyDuring, expectDecoding, framesDuring, inbound, joinRoom, roomName, startCall } from './support.js';
+
+test.afterEach(closeContexts);
 
 test('two people call: video and audio both ways, mute, camera off, camera switch, hang-up', async ({ browser }) => {
   const room = roomName('call');
@@ -20,13 +22,15 @@ test('two people call: video and audio both ways, mute, camera off, camera switc
     const audio = await inbound(page, 'audio');
     expect(audio.packets).toBeGreaterThan(0);
   }
-  expect((await audioEnergyDuring(alice)).energy).toBeGreaterThan(0);
+  const speaking = (await audioEnergyDuring(alice)).energy;
+  expect(speaking).toBeGreaterThan(0);
 
-  // Bob mutes: Alice sees it and hears silence; unmuting brings the sound back.
+  // Bob mutes: Alice sees it and hears silence (what is left in her jitter buffer aside);
+  // unmuting brings the sound back.
   await bob.getByRole('button', { name: 'Mute' }).click();
   await expect(alice.getByRole('img', { name: 'Bob is muted' })).toBeVisible();
-  await alice.waitForTimeout(500);
-  expect((await audioEnergyDuring(alice)).energy).toBeLessThan(1e-6);
+  await alice.waitForTimeout(1000);
+  expect((await audioEnergyDuring(alice)).energy).toBeLessThan(speaking / 100);
   await bob.getByRole('button', { name: 'Unmute' }).click();
   await expect(alice.getByRole('img', { name: 'Bob is muted' })).toBeHidden();
   await expect.poll(async () => (await audioEnergyDuring(alice, 1000)).energy).toBeGreaterThan(0);

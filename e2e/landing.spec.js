@@ -1,7 +1,9 @@
 // @ts-check
 //! The landing page and room view: shared links, clear errors, text never run as HTML, Chinese UI.
 import { test, expect } from '@playwright/test';
-import { expectDecoding, joinRoom, roomName, startCall } from './support.js';
+import { closeContexts, expectDecoding, joinRoom, roomName, startCall } from './support.js';
+
+test.afterEach(closeContexts);
 
 test('a /r/<room> link opens with the room filled in, and joining puts the link in the address bar', async ({ page }) => {
   const room = roomName('link');

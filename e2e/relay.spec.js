@@ -3,7 +3,9 @@
 //! visavis's embedded TURN server, and through a real coturn with credentials minted by visavis.
 import { test, expect } from '@playwright/test';
 import { COTURN_APP_PORT } from '../playwright.config.js';
-import { expectDecoding, joinRoom, roomName, selectedPair, startCall } from './support.js';
+import { closeContexts, expectDecoding, joinRoom, roomName, selectedPair, startCall } from './support.js';
+
+test.afterEach(closeContexts);
 
 /**
  * @param {import('@playwright/test').Browser} browser

@@ -3,9 +3,10 @@
 """Two commands (stdlib only):
 
   report.py parse LOG
-      Prints "sent recv lost errors" for one turnutils_uclient log: the final
-      tot_send_msgs / tot_recv_msgs, the "Total lost packets" count, and how many
-      lines look like errors (refusals, failures, retransmission give-ups).
+      Prints "sent recv lost errors connect" for one turnutils_uclient log: the final
+      tot_send_msgs / tot_recv_msgs, the "Total lost packets" count, how many lines
+      look like errors (refusals, failures, retransmission give-ups), and uclient's
+      "Total connect time" in seconds (allocations, permissions, channels).
 
   report.py table CSV OUT.md META.md
       Reads the per-run CSV written by run.sh and writes a markdown report to OUT.md
@@ -39,18 +40,20 @@ def parse(path):
         pass
     if m:
         lost = int(m.group(1))
+    connect = re.search(r"Total connect time is (\d+)", text)
+    connect = int(connect.group(1)) if connect else None
     errors = [
         line
         for line in text.splitlines()
         if ERROR_RE.search(line) and not NORMAL_RE.search(line)
     ]
-    return sent, recv, lost, errors
+    return sent, recv, lost, errors, connect
 
 
 def cmd_parse(path):
-    sent, recv, lost, errors = parse(path)
+    sent, recv, lost, errors, connect = parse(path)
     na = lambda v: "NA" if v is None else str(v)  # noqa: E731
-    print(na(sent), na(recv), na(lost), len(errors))
+    print(na(sent), na(recv), na(lost), len(errors), na(connect))
 
 
 def fmt(x, digits=2):
@@ -85,11 +88,12 @@ def cmd_table(csv_path, out_path, meta_path):
     for v in others:
         head += [f"ratio visavis/{v}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for clients, size in cells + [None]:
-        if clients is None:
+    for cell in cells + [None]:
+        if cell is None:
             sel_cell = lambda r: True  # noqa: E731
             label = ["**all**", "**all**"]
         else:
+            clients, size = cell
             sel_cell = lambda r, c=clients, s=size: (  # noqa: E731
                 int(r["clients"]) == c and int(r["bytes"]) == s
             )
@@ -109,8 +113,8 @@ def cmd_table(csv_path, out_path, meta_path):
 
     runs = [
         "| rep | variant | clients | msg bytes | rc | msgs sent | msgs recv | lost | "
-        "server CPU s | wall s | error lines |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "uclient connect s | server CPU s | wall s | error lines |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         runs.append(
@@ -118,7 +122,7 @@ def cmd_table(csv_path, out_path, meta_path):
             + " | ".join(
                 [
                     r["rep"], r["variant"], r["clients"], r["bytes"], r["rc"], r["sent"],
-                    r["recv"], r["lost"], r["cpu_s"], r["wall_s"], r["errors"],
+                    r["recv"], r["lost"], r["connect_s"], r["cpu_s"], r["wall_s"], r["errors"],
                 ]
             )
             + " |"

@@ -66,7 +66,7 @@ fi
 mkdir -p "$LOG_DIR"
 CSV=$LOG_DIR/runs.csv
 META=$LOG_DIR/meta.md
-echo "rep,variant,clients,bytes,n,rc,sent,recv,lost,errors,cpu_s,wall_s,log" >"$CSV"
+echo "rep,variant,clients,bytes,n,rc,sent,recv,lost,errors,connect_s,cpu_s,wall_s,log" >"$CSV"
 
 # ---------------------------------------------------------------- servers
 
@@ -95,7 +95,7 @@ server_cmd() {
             ;;
         coturn | coturn-1t)
             local lo=63000 hi=63999 threads=()
-            if [ "$1" = coturn-1t ]; then lo=64000 hi=64999 threads=(--relay-threads=1); fi
+            if [ "$1" = coturn-1t ]; then lo=62000 hi=62999 threads=(--relay-threads=1); fi
             echo turnserver -n --listening-ip=127.0.0.1 "--listening-port=$port" \
                 --relay-ip=127.0.0.1 --use-auth-secret "--static-auth-secret=$SECRET" \
                 "--realm=$REALM" --allow-loopback-peers --no-tls --no-dtls --no-cli \
@@ -150,7 +150,7 @@ socket_buffers() {
                           match($0, /tb[0-9]+/); tb = substr($0, RSTART + 2, RLENGTH - 2)
                           n[rb "/" tb]++ }
         { want = 0 }
-        END { for (k in n) printf "%d x %s; ", n[k], k }'
+        END { sep = ""; for (k in n) { printf "%s%d x %s", sep, n[k], k; sep = ", " } }'
 }
 
 uclient() { # port clients bytes messages log
@@ -166,6 +166,7 @@ warm_up() {
 # ---------------------------------------------------------------- the matrix
 
 SOCKETS_NOTE=""
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_all=$(date +%s)
 for rep in $(seq "$REPS"); do
     for v in $VARIANTS; do
@@ -183,15 +184,15 @@ for rep in $(seq "$REPS"); do
                 uclient "$(turn_port "$v")" "$m" "$l" "$N" "$log" || rc=$?
                 c1=$(cpu_ticks "$pid" 2>/dev/null) || c1=""
                 t1=$(date +%s.%N)
-                read -r sent recv lost errors < <(python3 "$HERE/report.py" parse "$log")
+                read -r sent recv lost errors connect_s < <(python3 "$HERE/report.py" parse "$log")
                 cpu_s=NA
                 if [ -n "$c1" ]; then
                     cpu_s=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
                 fi
                 wall_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-                echo "$rep,$v,$m,$l,$N,$rc,$sent,$recv,$lost,$errors,$cpu_s,$wall_s,$(basename "$log")" >>"$CSV"
+                echo "$rep,$v,$m,$l,$N,$rc,$sent,$recv,$lost,$errors,$connect_s,$cpu_s,$wall_s,$(basename "$log")" >>"$CSV"
                 say "rep $rep/$REPS $v m=$m l=$l: rc=$rc sent=$sent recv=$recv lost=$lost" \
-                    "errors=$errors server_cpu=${cpu_s}s wall=${wall_s}s"
+                    "errors=$errors connect=${connect_s}s server_cpu=${cpu_s}s wall=${wall_s}s"
                 if [ "$rep" = 1 ] && [ "$m" = "${CLIENTS%% *}" ] && [ "$l" = "${SIZES%% *}" ]; then
                     SOCKETS_NOTE+="- $v: $(socket_buffers "$pid")"$'\n'
                 fi
@@ -219,7 +220,7 @@ elapsed=$(($(date +%s) - start_all))
     echo "- visavis: $("$VISAVIS" --version 2>/dev/null), git $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
     echo "- coturn: turnserver $(turnserver --version 2>/dev/null | head -1), Debian package $(dpkg-query -W -f='${Version}' coturn 2>/dev/null || echo '?')"
     echo "- Repetitions: $REPS; messages per client (-n): $N; clients (-m): $CLIENTS; message bytes (-l): $SIZES; variants run alternately in this order: $VARIANTS"
-    echo "- Server pinned to CPU $SERVER_CPU, uclient to CPU $CLIENT_CPU (taskset); CLK_TCK $HZ"
+    echo "- Server pinned to CPU $SERVER_CPU, uclient to CPU $CLIENT_CPU (taskset); CLK_TCK $HZ; load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     echo "Servers:"
     echo
