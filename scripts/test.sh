@@ -26,9 +26,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (cores, codec vectors, server with real WebSocket and TURN clients)"
-cargo test --workspace --locked
+cargo test --workspace
 step "tsc --noEmit over web/ (checkJs)"
 npx tsc -p tsconfig.json
 step "browser tests (Playwright + Debian Chromium)"

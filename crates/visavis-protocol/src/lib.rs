@@ -60,6 +60,15 @@ pub enum ClientMsg {
         #[serde(default)]
         screen: bool,
     },
+    /// Instead of `join` on a new connection: take back a session whose connection dropped.
+    Resume {
+        version: u32,
+        token: String,
+        /// The highest `sn` this client has received.
+        last_sn: u64,
+    },
+    /// The answer to `ping`, acknowledging every message up to `ack` (an `sn`).
+    Pong { ack: u64 },
     /// Join the room's group call, starting it if none is running.
     GroupJoin,
     /// Leave the room's group call.
@@ -83,6 +92,8 @@ pub const CLIENT_MSG_TYPES: &[&str] = &[
     "group_join",
     "group_leave",
     "chat",
+    "resume",
+    "pong",
 ];
 
 /// Messages the server sends to a client.
@@ -102,12 +113,22 @@ pub enum ServerMsg {
         /// The room's recent chat, oldest first.
         chat: Vec<ChatEntry>,
     },
+    /// Reply to `resume`: the session is back; messages it missed follow (their `sn`s continue
+    /// where it left off). The client re-sends its own messages numbered above `last_cn`.
+    Resumed { version: u32, last_cn: u64 },
+    /// Heartbeat; answer with `pong`. `ack` is the highest client `cn` processed.
+    Ping { ack: u64 },
+    /// The server is about to restart: reconnect (with backoff) and join again.
+    Reconnect { reason: String },
     /// Reply to `leave`.
     Left { room: String },
     /// Someone entered your room.
     MemberJoined { member: Member },
     /// Someone left your room (or their connection closed).
     MemberLeft { id: MemberId },
+    /// Someone in your room lost their connection and may come back (`reconnecting`), or came
+    /// back (`online`). After the grace period without coming back, `member_left` follows.
+    MemberState { id: MemberId, state: Presence },
     /// To the caller: the invite is ringing at `peer`.
     Ringing { call_id: CallId, peer: MemberId },
     /// To the callee: `from` is calling.
@@ -193,6 +214,14 @@ pub struct ChatEntry {
     pub text: String,
     /// Server time, milliseconds since the Unix epoch.
     pub at: u64,
+}
+
+/// Whether a member's connection is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Online,
+    Reconnecting,
 }
 
 /// A member as others see them.
@@ -299,6 +328,12 @@ pub enum ErrorCode {
     CallFull,
     /// A chat message that is empty or larger than 4 KiB.
     InvalidChat,
+    /// Joining would create a room beyond the server's limit of rooms.
+    TooManyRooms,
+    /// More messages than the per-connection rate allows; the message was dropped.
+    RateLimited,
+    /// `resume` with a token that is unknown, expired, or not this session's.
+    InvalidToken,
 }
 
 /// Why a text frame could not be decoded into a [`ClientMsg`].

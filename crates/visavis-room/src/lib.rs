@@ -19,8 +19,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, ChatEntry, ClientMsg, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, ServerMsg,
-    PROTOCOL_VERSION,
+    CallId, ChatEntry, ClientMsg, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence,
+    ServerMsg, PROTOCOL_VERSION,
 };
 
 pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
@@ -43,6 +43,8 @@ pub struct Config {
     pub chat_history: usize,
     /// Largest chat message, in bytes of UTF-8.
     pub chat_max_bytes: usize,
+    /// Most rooms the server holds at once.
+    pub max_rooms: usize,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             mesh_limit: 6,
             chat_history: 100,
             chat_max_bytes: 4096,
+            max_rooms: 10_000,
         }
     }
 }
@@ -128,6 +131,8 @@ pub enum RoomError {
     CallFull(usize),
     #[error("{0}")]
     InvalidChat(String),
+    #[error("the server holds its maximum of {0} rooms; join an existing room or try later")]
+    TooManyRooms(usize),
 }
 
 impl RoomError {
@@ -147,6 +152,7 @@ impl RoomError {
             Self::NotInCall => ErrorCode::NotInCall,
             Self::CallFull(_) => ErrorCode::CallFull,
             Self::InvalidChat(_) => ErrorCode::InvalidChat,
+            Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
         }
     }
 }
@@ -273,10 +279,38 @@ impl Core {
         }
     }
 
-    /// The connection of `session` closed: it leaves its room at once and its call ends.
+    /// `session` is gone for good (it left, closed cleanly, or its resume grace ran out): it
+    /// leaves its room at once and its call ends.
     pub fn handle_disconnect(&mut self, session: SessionId) {
         if let Some(member) = self.sessions.get(&session).copied() {
             self.remove_member(member);
+        }
+    }
+
+    /// `session` lost its connection but may resume: the room sees it as reconnecting; its
+    /// calls go on (media is peer to peer).
+    pub fn handle_detach(&mut self, session: SessionId) {
+        self.announce_presence(session, Presence::Reconnecting);
+    }
+
+    /// `session` resumed on a new connection.
+    pub fn handle_reattach(&mut self, session: SessionId) {
+        self.announce_presence(session, Presence::Online);
+    }
+
+    fn announce_presence(&mut self, session: SessionId, state: Presence) {
+        let Some(member) = self.sessions.get(&session).copied() else {
+            return;
+        };
+        let room = self.members[&member].room.clone();
+        let others: Vec<MemberId> = self.rooms[&room]
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != member)
+            .collect();
+        for other in others {
+            self.send_member(other, ServerMsg::MemberState { id: member, state });
         }
     }
 
@@ -385,6 +419,8 @@ impl Core {
                     self.relay_in_call(me, call_id, None, "media", msg)
                 }
             }
+            // Session-level messages are the edge's; they never reach the core.
+            ClientMsg::Resume { .. } | ClientMsg::Pong { .. } => Ok(()),
             ClientMsg::GroupJoin => self.group_join(me),
             ClientMsg::GroupLeave => self.group_leave(me),
             ClientMsg::Chat { text } => self.chat(now, me, text),
@@ -400,6 +436,9 @@ impl Core {
         }
         let room = validate_room(room).map_err(RoomError::InvalidRoom)?;
         let name = validate_name(name).map_err(RoomError::InvalidName)?;
+        if !self.rooms.contains_key(room) && self.rooms.len() >= self.config.max_rooms {
+            return Err(RoomError::TooManyRooms(self.config.max_rooms));
+        }
         let occupants = self.rooms.get(room).map_or(0, |r| r.members.len());
         if occupants >= self.config.room_capacity {
             return Err(RoomError::RoomFull {
@@ -761,6 +800,8 @@ fn request_type(msg: &ClientMsg) -> &'static str {
         ClientMsg::Description { .. } => "description",
         ClientMsg::Candidate { .. } => "candidate",
         ClientMsg::Media { .. } => "media",
+        ClientMsg::Resume { .. } => "resume",
+        ClientMsg::Pong { .. } => "pong",
         ClientMsg::GroupJoin => "group_join",
         ClientMsg::GroupLeave => "group_leave",
         ClientMsg::Chat { .. } => "chat",

@@ -854,3 +854,54 @@ fn oversized_or_empty_chat_is_refused() {
         "exactly 4 KiB is fine"
     );
 }
+
+// ---- presence across reconnects, limits ----------------------------------------------------
+
+#[test]
+fn a_detached_member_is_reconnecting_and_keeps_its_call() {
+    let (mut w, a, _b, call) = World::active_pair();
+    w.core.handle_detach(1);
+    assert_eq!(
+        w.drain(),
+        vec![out(
+            2,
+            ServerMsg::MemberState {
+                id: a,
+                state: Presence::Reconnecting
+            }
+        )]
+    );
+    assert_eq!(w.core.counts().calls, 1, "the call goes on");
+    w.core.handle_reattach(1);
+    assert_eq!(
+        w.drain(),
+        vec![out(
+            2,
+            ServerMsg::MemberState {
+                id: a,
+                state: Presence::Online
+            }
+        )]
+    );
+    // Signalling flows again on the same call.
+    let got = w.send(1, ClientMsg::Hangup { call_id: call });
+    assert_eq!(got.len(), 2);
+    // Detaching a session that never joined is harmless.
+    w.core.handle_detach(77);
+    assert!(w.drain().is_empty());
+}
+
+#[test]
+fn the_number_of_rooms_is_limited() {
+    let mut w = World::with(Config {
+        max_rooms: 2,
+        ..Config::default()
+    });
+    w.join(1, "r1", "A");
+    w.join(2, "r2", "B");
+    assert_eq!(error_code(&w.send(3, join("r3", "C"))), ErrorCode::TooManyRooms);
+    w.join(3, "r1", "C"); // existing rooms still take people
+    w.core.handle_disconnect(2);
+    w.drain();
+    w.join(4, "r3", "D");
+}

@@ -45,6 +45,47 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
     pub max_message_size: u64,
 
+    /// Seconds without any message from a client (or, on the client, from the server) before
+    /// its connection counts as dropped. Pings go out every third of it.
+    #[arg(long, env = "VISAVIS_HEARTBEAT_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=600))]
+    pub heartbeat_timeout: u64,
+
+    /// Seconds a member whose connection dropped stays in its room (shown as reconnecting)
+    /// waiting to resume, before it leaves.
+    #[arg(long, env = "VISAVIS_RESUME_GRACE", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub resume_grace: u64,
+
+    /// Messages per second one connection may send; more get a `rate_limited` error.
+    #[arg(long, env = "VISAVIS_RATE_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit: u32,
+
+    /// Messages one connection may send in a burst above --rate-limit.
+    #[arg(long, env = "VISAVIS_RATE_BURST", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+
+    /// WebSocket connections one client IP address may hold; more get HTTP 429.
+    #[arg(long, env = "VISAVIS_MAX_CONNECTIONS_PER_IP", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_ip: u32,
+
+    /// Rooms the server holds at once; joining a new room beyond it gets `too_many_rooms`.
+    #[arg(long, env = "VISAVIS_MAX_ROOMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_rooms: u32,
+
+    /// Web origins (besides the server's own) whose pages may open sessions, e.g.
+    /// https://app.example.org; repeatable. Browsers send Origin; other clients need not.
+    #[arg(
+        long = "allowed-origin",
+        env = "VISAVIS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
     /// Messages queued for one slow client before it is disconnected (close code 1008).
     #[arg(long, env = "VISAVIS_OUTBOUND_QUEUE", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(8..=65_536))]

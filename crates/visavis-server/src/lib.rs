@@ -3,18 +3,22 @@
 //! [`run`] serves until its cancellation token fires, then closes every WebSocket with code
 //! 1001 and returns once the sessions have ended (at most [`SHUTDOWN_GRACE`]).
 
+mod admission;
 mod assets;
 mod config;
 mod http_error;
 mod hub;
 mod ice;
 mod session;
+mod sessions;
 mod turn;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,10 +27,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use visavis_room::{Config, Core};
 
+use admission::{origin_allowed, IpSlots};
 pub use config::Settings;
+use http_error::HttpError;
 use hub::Hub;
+use session::ConnLimits;
+use sessions::SessionTable;
 use turn::Turn;
 pub use turn::TurnAddrs;
+
+/// Unacknowledged messages kept per session for replay on resume (clients acknowledge every
+/// few seconds, so only a session that stops reading comes near it).
+const RESUME_LOG_LIMIT: usize = 4096;
 
 /// How long shutdown waits for sessions to close before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -37,7 +49,9 @@ struct AppState {
     turn: Option<Arc<Turn>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
-    max_message: usize,
+    limits: ConnLimits,
+    slots: IpSlots,
+    allowed_origins: Arc<[String]>,
 }
 
 /// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
@@ -101,13 +115,25 @@ impl App {
             mesh_limit: settings.mesh_limit as usize,
             chat_history: settings.chat_history as usize,
             chat_max_bytes: 4096,
+            max_rooms: settings.max_rooms as usize,
         });
         let state = AppState {
-            hub: Arc::new(Hub::new(core, settings.outbound_queue as usize)),
+            hub: Arc::new(Hub::new(
+                core,
+                SessionTable::new(Duration::from_secs(settings.resume_grace), RESUME_LOG_LIMIT),
+                settings.outbound_queue as usize,
+                Duration::from_secs(settings.heartbeat_timeout),
+            )),
             turn,
             sessions: TaskTracker::new(),
             shutdown,
-            max_message: settings.max_message_size(),
+            limits: ConnLimits {
+                max_message: settings.max_message_size(),
+                rate: f64::from(settings.rate_limit),
+                burst: f64::from(settings.rate_burst),
+            },
+            slots: IpSlots::new(settings.max_connections_per_ip as usize),
+            allowed_origins: settings.allowed_origins.clone().into(),
         };
         Ok(Self {
             listener,
@@ -131,9 +157,12 @@ impl App {
         });
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
         // axum does not wait for upgraded connections; the tracker does.
         sessions.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
@@ -165,28 +194,54 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ws_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if !origin_allowed(
+        header(header::ORIGIN),
+        header(header::HOST),
+        &state.allowed_origins,
+    ) {
+        let origin = header(header::ORIGIN).unwrap_or_default();
+        let message = format!("pages from {origin} may not open sessions here (see --allowed-origin)");
+        return HttpError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
+    }
+    let Some(slot) = state.slots.acquire(peer.ip()) else {
+        let message = format!("{} holds the most connections one address may", peer.ip());
+        return HttpError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message)
+            .into_response();
+    };
     let AppState {
         hub,
         sessions,
-        turn: _,
         shutdown,
-        max_message,
+        limits,
+        ..
     } = state;
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
-    let hard_cap = max_message.saturating_mul(16);
+    let hard_cap = limits.max_message.saturating_mul(16);
     upgrade
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .on_upgrade(move |ws| sessions.track_future(session::serve(ws, hub, shutdown, max_message)))
+        .on_upgrade(move |ws| {
+            sessions.track_future(async move {
+                session::serve(ws, hub, shutdown, limits).await;
+                drop(slot);
+            })
+        })
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let (sessions, counts) = state.hub.counts();
+    let (connections, reconnecting, counts) = state.hub.counts();
     Json(serde_json::json!({
         "status": "ok",
-        "sessions": sessions,
+        "sessions": connections + reconnecting,
+        "reconnecting": reconnecting,
         "members": counts.members,
         "rooms": counts.rooms,
         "calls": counts.calls,

@@ -61,7 +61,7 @@ async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_promptly() {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
             .await
             .expect("connect");
-        let mut client = Client { ws };
+        let mut client = Client { ws, last_sn: 0 };
         client
             .send(json!({"type": "join", "version": 1, "room": "r", "name": "A"}))
             .await;

@@ -16,7 +16,7 @@ async fn next_of(c: &mut Client, kind: &str) -> Value {
 
 #[tokio::test]
 async fn group_call_membership_and_pairwise_signalling() {
-    let server = Server::start(&["--mesh-limit", "3"]).await;
+    let server = Server::start(&["--mesh-limit", "3", "--resume-grace", "1"]).await;
     let mut people = Vec::new();
     for name in ["Ann", "Bob", "Cy", "Di"] {
         people.push(server.joined("team", name).await);
@@ -61,9 +61,15 @@ async fn group_call_membership_and_pairwise_signalling() {
         .await;
     people[3].0.expect_error("unknown_call").await;
 
-    // Ann drops out: the other two stay in the call.
+    // Ann drops out (no goodbye): she is reconnecting, and once her grace period is over she
+    // leaves the call; the other two stay in it.
     let (ann, _) = people.remove(0);
     drop(ann);
+    let state = next_of(&mut people[0].0, "member_state").await;
+    assert_eq!(
+        (state["id"].as_u64(), state["state"].as_str()),
+        (Some(ids[0]), Some("reconnecting"))
+    );
     let msg = next_of(&mut people[0].0, "group_call").await;
     assert_eq!(msg["participants"], json!(ids[1..3]));
 }

@@ -65,7 +65,7 @@ impl Server {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
             .await
             .expect("connect");
-        Client { ws }
+        Client { ws, last_sn: 0 }
     }
 
     /// A client joined to `room` as `name`; returns it with its member id.
@@ -101,6 +101,8 @@ impl Server {
 
 struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The last session sequence number received.
+    last_sn: u64,
 }
 
 impl Client {
@@ -112,8 +114,27 @@ impl Client {
         self.ws.send(Message::text(text)).await.expect("send");
     }
 
-    /// The next JSON message (skipping control frames).
+    /// The next JSON message (skipping control frames and heartbeats), without its session
+    /// sequence number `sn` (checked to count up by one).
     async fn recv(&mut self) -> Value {
+        loop {
+            let mut msg = self.recv_raw().await;
+            if msg["type"] == "ping" {
+                let ack = self.last_sn;
+                self.send(json!({"type": "pong", "ack": ack})).await;
+                continue;
+            }
+            if let Some(sn) = msg.as_object_mut().and_then(|m| m.remove("sn")) {
+                let sn = sn.as_u64().expect("sn is a number");
+                assert_eq!(sn, self.last_sn + 1, "sequence numbers count up by one: {msg}");
+                self.last_sn = sn;
+            }
+            return msg;
+        }
+    }
+
+    /// The next JSON message exactly as sent.
+    async fn recv_raw(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -207,11 +228,11 @@ async fn join_presence_and_leave() {
     );
     assert_eq!(
         server.health().await,
-        json!({"status": "ok", "sessions": 2, "members": 2, "rooms": 1, "calls": 0, "turnAllocations": 0})
+        json!({"status": "ok", "sessions": 2, "reconnecting": 0, "members": 2, "rooms": 1, "calls": 0, "turnAllocations": 0})
     );
 
-    // Closing the connection removes the member at once.
-    drop(bob);
+    // Closing the connection (a close frame: the person left) removes the member at once.
+    bob.ws.close(None).await.expect("close");
     assert_eq!(alice.expect("member_left").await["id"], b);
     alice.send(json!({"type": "leave"})).await;
     assert_eq!(alice.expect("left").await["room"], "room-1");
@@ -262,10 +283,15 @@ async fn full_call_relays_signalling_with_from_stamped() {
 }
 
 #[tokio::test]
-async fn peer_vanishing_mid_call_ends_it_for_the_other() {
-    let server = Server::start(&[]).await;
+async fn peer_vanishing_mid_call_ends_it_for_the_other_after_the_grace_period() {
+    let server = Server::start(&["--resume-grace", "1"]).await;
     let (mut alice, _a, bob, b, call) = call_pair(&server, "r").await;
-    drop(bob);
+    drop(bob); // no close frame: as if the network went away
+    let state = alice.expect("member_state").await;
+    assert_eq!(
+        (state["id"].as_u64(), state["state"].as_str()),
+        (Some(b), Some("reconnecting"))
+    );
     let ended = alice.expect("call_ended").await;
     assert_eq!(
         (ended["callId"].as_u64(), ended["reason"].as_str()),
@@ -442,12 +468,13 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
 
 #[tokio::test]
 async fn abusive_frame_closes_only_that_connection() {
-    let server = Server::start(&["--max-message-size", "1024"]).await;
+    let server = Server::start(&["--max-message-size", "1024", "--resume-grace", "1"]).await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     alice.expect("member_joined").await;
     // 64 KiB is over 16 × the 1 KiB limit: the connection is dropped.
     let _ = bob.ws.send(Message::text("x".repeat(64 * 1024))).await;
+    assert_eq!(alice.expect("member_state").await["id"], b);
     assert_eq!(alice.expect("member_left").await["id"], b);
     alice.send(json!({"type": "leave"})).await;
     alice.expect("left").await;
