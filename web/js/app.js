@@ -42,6 +42,10 @@ const state = {
   room: '',
   /** @type {Map<number, string>} other members by id, in join order */
   members: new Map(),
+  /** @type {Set<number>} members whose connection dropped and who may come back */
+  reconnecting: new Set(),
+  /** our own connection to the server is down and being retried */
+  offline: false,
   /** @type {RTCIceServer[]} */
   iceServers: [],
   /** @type {PendingCall | null} */
@@ -72,6 +76,12 @@ Object.defineProperty(window, 'visavis', {
       return call ? Object.fromEntries([...call.remotes.values()].map((r) => [r.name, r.peer.pc])) : {};
     },
     get ringing() { return ringer.ringing; },
+    /** ICE restarts done by the peer connections of the current call. */
+    get iceRestarts() {
+      return state.call ? [...state.call.remotes.values()].reduce((n, r) => n + r.peer.iceRestarts, 0) : 0;
+    },
+    /** Drops the signalling connection as a network would (the session then resumes). */
+    dropSignalling() { state.sig?.simulateDrop(); },
   }),
 });
 
@@ -98,15 +108,10 @@ async function onJoin(event) {
   try {
     const joined = await sig.join(room, name);
     state.sig = sig;
-    state.me = joined.you;
-    state.room = joined.room;
-    state.iceServers = joined.iceServers;
-    state.members = new Map(joined.members.map((m) => [m.id, m.name]));
-    state.group = joined.group;
     state.notice = null;
-    chat.reset(joined.chat);
+    enterRoom(joined);
     sig.onmessage = onMessage;
-    sig.onclose = () => resetToLanding({ key: 'err.closed' });
+    sig.onstatus = onSessionStatus;
     localStorage.setItem('visavis.name', name);
     history.replaceState(null, '', `/r/${encodeURIComponent(joined.room)}${location.search}`);
   } catch (err) {
@@ -121,6 +126,35 @@ async function onJoin(event) {
   }
 }
 
+/** Takes the room's state from a `joined` message. @param {import('./protocol.js').JoinedMsg} joined */
+function enterRoom(joined) {
+  state.me = joined.you;
+  state.room = joined.room;
+  state.iceServers = joined.iceServers;
+  state.members = new Map(joined.members.map((m) => [m.id, m.name]));
+  state.reconnecting.clear();
+  state.group = joined.group;
+  chat.reset(joined.chat);
+}
+
+/**
+ * Our session's connection: dropped (we keep going: media is peer to peer), resumed, or
+ * replaced by a new membership because the old one could not be resumed.
+ * @param {import('./protocol.js').SessionStatus} status
+ * @param {import('./protocol.js').JoinedMsg} [joined]
+ */
+function onSessionStatus(status, joined) {
+  state.offline = status === 'reconnecting';
+  if (status === 'rejoined') {
+    if (!joined) return resetToLanding({ key: 'err.closed' });
+    const hadCall = state.call !== null || state.pending !== null;
+    endCallUi();
+    enterRoom(joined);
+    state.notice = hadCall ? { key: 'rejoinedCallEnded' } : null;
+  }
+  render();
+}
+
 /** Back to the landing form, ending whatever was going on. @param {Text | null} error */
 function resetToLanding(error) {
   endCallUi();
@@ -128,6 +162,8 @@ function resetToLanding(error) {
   state.sig = null;
   state.me = null;
   state.members.clear();
+  state.reconnecting.clear();
+  state.offline = false;
   state.group = null;
   state.landingError = error;
   render();
@@ -143,6 +179,12 @@ function onMessage(msg) {
       break;
     case 'member_left':
       state.members.delete(msg.id);
+      state.reconnecting.delete(msg.id);
+      break;
+    case 'member_state':
+      if (msg.state === 'reconnecting') state.reconnecting.add(msg.id);
+      else state.reconnecting.delete(msg.id);
+      state.call?.setReconnecting(msg.id, msg.state === 'reconnecting');
       break;
     case 'ringing':
       if (state.pending?.direction === 'outgoing' && state.pending.peer === msg.peer) {
@@ -371,6 +413,9 @@ function render() {
   byId('lobby').hidden = !joined;
   byId('chat-toggle').hidden = !joined;
   byId('landing-error').textContent = tr(state.landingError);
+  const banner = byId('connection-banner');
+  banner.hidden = !state.offline;
+  banner.textContent = state.offline ? t('reconnectingServer') : '';
   joinButton.disabled = state.joining;
   joinButton.textContent = state.joining ? t('joining') : t('join');
 
@@ -406,7 +451,7 @@ function renderMembers() {
   const items = [...state.members].map(([id, name]) => {
     const li = document.createElement('li');
     const label = document.createElement('span');
-    label.textContent = name;
+    label.textContent = state.reconnecting.has(id) ? `${name} ${t('reconnectingSuffix')}` : name;
     const button = document.createElement('button');
     button.textContent = t('callName', { name });
     button.disabled = busy();

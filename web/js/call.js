@@ -15,7 +15,7 @@ import { t } from './i18n.js';
  * @typedef {import('./media.js').LocalMedia} OpenedMedia
  * @typedef {{name: string, peer: PeerCall, tile: Tile, screen: Tile | null,
  *            state: import('./local.js').MediaState, connection: RTCPeerConnectionState,
- *            level: number}} Remote
+ *            level: number, reconnecting: boolean}} Remote
  */
 
 /** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
@@ -98,6 +98,7 @@ export class CallView {
       state: { audio: true, video: true, screen: false },
       connection: 'new',
       level: 0,
+      reconnecting: false,
       peer: new PeerCall({
         polite,
         iceServers: this.iceServers,
@@ -173,6 +174,17 @@ export class CallView {
   announce() {
     if (!this.local) return;
     this.send({ type: 'media', callId: this.callId, ...this.local.state() });
+  }
+
+  /**
+   * The other person's signalling dropped (their media may well go on).
+   * @param {number} id
+   * @param {boolean} reconnecting
+   */
+  setReconnecting(id, reconnecting) {
+    const remote = this.remotes.get(id);
+    if (remote) remote.reconnecting = reconnecting;
+    this.render();
   }
 
   /** @param {string} key */
@@ -268,6 +280,7 @@ export class CallView {
     for (const [id, remote] of this.remotes) {
       remote.tile.render({
         name: remote.name,
+        reconnecting: remote.reconnecting,
         audio: remote.state.audio,
         video: remote.state.video,
         speaking: id === loudest,

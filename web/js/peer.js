@@ -16,6 +16,13 @@
  * @typedef {{description: RTCSessionDescriptionInit} | {candidate: RTCIceCandidateInit | null}} Signal
  */
 
+/** How long `disconnected` may last before we restart ICE. */
+const ICE_DISCONNECTED_GRACE_MS = 3000;
+/** The polite side waits this much longer, so normally only the impolite side restarts. */
+const ICE_POLITE_DELAY_MS = 2000;
+/** A restart that has not healed the connection by then is tried again. */
+const ICE_RETRY_MS = 8000;
+
 export class PeerCall {
   /**
    * @param {object} options
@@ -48,6 +55,10 @@ export class PeerCall {
     this.localReady = new Promise((resolve) => (this.resolveLocal = resolve));
     /** Incoming signals run one at a time, in arrival order. */
     this.queue = Promise.resolve();
+    /** ICE restarts this side started. */
+    this.iceRestarts = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.iceTimer = undefined;
 
     this.pc.onnegotiationneeded = async () => {
       try {
@@ -72,6 +83,29 @@ export class PeerCall {
       }
     };
     this.pc.onconnectionstatechange = () => onConnectionState(this.pc.connectionState);
+    this.pc.oniceconnectionstatechange = () => this.watchIce();
+  }
+
+  /**
+   * Restarts ICE when the path breaks: at once on `failed`, after a few seconds of
+   * `disconnected` (which often heals by itself). The impolite side leads; the polite side
+   * steps in only if nothing has happened a little later, and perfect negotiation settles a
+   * collision should both offer.
+   */
+  watchIce() {
+    clearTimeout(this.iceTimer);
+    const state = this.pc.iceConnectionState;
+    if (state !== 'failed' && state !== 'disconnected') return;
+    const wait = (state === 'failed' ? 0 : ICE_DISCONNECTED_GRACE_MS) + (this.polite ? ICE_POLITE_DELAY_MS : 0);
+    this.iceTimer = setTimeout(() => {
+      const now = this.pc.iceConnectionState;
+      if (now === 'failed' || now === 'disconnected') {
+        this.iceRestarts += 1;
+        this.pc.restartIce();
+        // If this restart does not get through either, try again.
+        this.iceTimer = setTimeout(() => this.watchIce(), ICE_RETRY_MS);
+      }
+    }, wait);
   }
 
   /**
@@ -185,6 +219,8 @@ export class PeerCall {
   }
 
   close() {
+    clearTimeout(this.iceTimer);
+    this.pc.oniceconnectionstatechange = null;
     this.pc.onnegotiationneeded = null;
     this.pc.onicecandidate = null;
     this.pc.ontrack = null;

@@ -1,5 +1,8 @@
 // @ts-check
-//! The signalling client: one WebSocket to `/ws`, typed messages in and out. Touches no DOM.
+//! The signalling client: one WebSocket to `/ws` at a time, typed messages in and out, and a
+//! session that survives the connection: heartbeats, reconnection with backoff and jitter,
+//! resume with the session token, sequence numbers and acknowledgements so that no message is
+//! lost or duplicated in either direction. Touches no DOM.
 //! The message shapes mirror docs/protocol.md and crates/visavis-protocol.
 
 export const PROTOCOL_VERSION = 1;
@@ -8,15 +11,16 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{id: number, name: string}} Member
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {'declined'|'cancelled'|'no_answer'|'busy'|'hangup'|'left'} EndReason
- *
  * @typedef {{callId: number, participants: number[]}} GroupCall
  * @typedef {{seq: number, from: number, name: string, text: string, at: number}} ChatEntry
+ *
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
  *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
- *            chat: ChatEntry[]}} JoinedMsg
+ *            chat: ChatEntry[], token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
  * @typedef {{type: 'left', room: string}} LeftMsg
  * @typedef {{type: 'member_joined', member: Member}} MemberJoinedMsg
  * @typedef {{type: 'member_left', id: number}} MemberLeftMsg
+ * @typedef {{type: 'member_state', id: number, state: 'online' | 'reconnecting'}} MemberStateMsg
  * @typedef {{type: 'ringing', callId: number, peer: number}} RingingMsg
  * @typedef {{type: 'incoming', callId: number, from: number, name: string}} IncomingMsg
  * @typedef {{type: 'accepted', callId: number, peer: number, polite: boolean}} AcceptedMsg
@@ -28,9 +32,13 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
- * @typedef {JoinedMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | RingingMsg | IncomingMsg |
- *           AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg | MediaMsg | GroupCallMsg |
- *           ChatMsg | ErrorMsg} ServerMsg
+ * @typedef {JoinedMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | MemberStateMsg | RingingMsg |
+ *           IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg | MediaMsg |
+ *           GroupCallMsg | ChatMsg | ErrorMsg} ServerMsg
+ *
+ * Session-level messages, handled here and never passed on:
+ * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number}
+ *   | {type: 'reconnect', reason: string}} SessionMsg
  *
  * @typedef {{type: 'join', version: number, room: string, name: string}
  *   | {type: 'leave'}
@@ -41,12 +49,17 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}
  *   | {type: 'group_join' | 'group_leave'}
  *   | {type: 'chat', text: string}} ClientMsg
+ *
+ * How the session is doing: `online`; `reconnecting` (the connection dropped, we are trying
+ * again); `rejoined` (the old session could not be resumed — e.g. the server restarted — so
+ * we joined the room again as a new member; calls are gone).
+ * @typedef {'online' | 'reconnecting' | 'rejoined'} SessionStatus
  */
 
 /** A refusal from the server (an `error` message), or a failure to reach it. */
 export class SignallingError extends Error {
   /**
-   * @param {string} code a stable code from docs/protocol.md, or `unreachable` / `closed`
+   * @param {string} code a stable code from docs/protocol.md, or `unreachable`
    * @param {string} message
    */
   constructor(code, message) {
@@ -61,6 +74,9 @@ export function defaultUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
+/** Close code telling the server we will be back (it keeps our session for the grace period). */
+const BE_RIGHT_BACK = 4001;
+
 export class Signalling {
   /** @param {string} url */
   constructor(url) {
@@ -69,8 +85,30 @@ export class Signalling {
     this.ws = null;
     /** Called with every server message other than the reply to `join`. @type {(msg: ServerMsg) => void} */
     this.onmessage = () => {};
-    /** Called once when an open connection ends. @type {(code: number, reason: string) => void} */
-    this.onclose = () => {};
+    /** Called when the session's state changes; with the new `joined` after a rejoin.
+     * @type {(status: SessionStatus, joined?: JoinedMsg) => void} */
+    this.onstatus = () => {};
+    this.room = '';
+    this.name = '';
+    this.token = '';
+    /** Highest server sequence number received. */
+    this.lastSn = 0;
+    /** Next client sequence number. */
+    this.nextCn = 1;
+    /** Sent (or waiting to be sent) and not yet acknowledged. @type {{cn: number, text: string}[]} */
+    this.unacked = [];
+    this.heartbeatMs = 10_000;
+    this.graceMs = 30_000;
+    this.lastHeard = 0;
+    /** @type {'joining' | 'online' | 'resuming' | 'rejoining' | 'closed'} */
+    this.phase = 'joining';
+    this.attempt = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.retryTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.watchdog = undefined;
+    /** When the connection dropped, to stop resuming once the grace period is surely over. */
+    this.droppedAt = 0;
   }
 
   /**
@@ -81,52 +119,170 @@ export class Signalling {
    * @returns {Promise<JoinedMsg>}
    */
   join(room, name) {
+    this.room = room;
+    this.name = name;
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url);
-      this.ws = ws;
-      let joined = false;
-      ws.onopen = () => this.send({ type: 'join', version: PROTOCOL_VERSION, room, name });
-      ws.onmessage = (event) => {
-        /** @type {ServerMsg} */
-        let msg;
-        try {
-          msg = JSON.parse(event.data);
-        } catch {
-          return;
-        }
-        if (joined) {
-          this.onmessage(msg);
-        } else if (msg.type === 'joined') {
-          joined = true;
-          resolve(msg);
-        } else if (msg.type === 'error') {
-          reject(new SignallingError(msg.code, msg.message));
-          ws.close(1000);
-        }
-      };
-      ws.onclose = (event) => {
-        if (joined) {
-          this.onclose(event.code, event.reason);
-        } else {
-          reject(new SignallingError('unreachable', `cannot reach ${this.url}`));
-        }
-      };
+      this.firstJoin = { resolve, reject };
+      this.connect();
     });
   }
 
-  /** @param {ClientMsg} msg */
-  send(msg) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(JSON.stringify(msg));
+  /** Opens a WebSocket and starts the handshake the current phase needs. */
+  connect() {
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.lastHeard = Date.now();
+      if (this.phase === 'resuming') {
+        this.raw({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, lastSn: this.lastSn });
+      } else {
+        this.raw({ type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name });
+      }
+    };
+    ws.onmessage = (event) => {
+      this.lastHeard = Date.now();
+      try {
+        this.receive(JSON.parse(event.data));
+      } catch (err) {
+        console.warn('bad message from server', err);
+      }
+    };
+    ws.onclose = () => this.dropped(ws);
+  }
+
+  /** @param {(ServerMsg | SessionMsg) & {sn?: number}} msg */
+  receive(msg) {
+    if (msg.type === 'ping') {
+      this.acknowledged(msg.ack);
+      this.raw({ type: 'pong', ack: this.lastSn });
+      return;
+    }
+    if (msg.type === 'reconnect') return; // the close follows; we come back by ourselves
+    if (msg.type === 'resumed') {
+      this.phase = 'online';
+      this.attempt = 0;
+      this.acknowledged(msg.lastCn);
+      for (const m of this.unacked) this.ws?.send(m.text);
+      this.onstatus('online');
+      return;
+    }
+    if (typeof msg.sn === 'number') {
+      // Replayed messages we already have are skipped; sequence numbers belong to the session.
+      if (this.phase === 'online' && msg.sn <= this.lastSn) return;
+      this.lastSn = msg.sn;
+    }
+    if (this.phase === 'joining' || this.phase === 'rejoining') return this.answerToJoin(msg);
+    if (this.phase === 'resuming') {
+      if (msg.type === 'error') {
+        // The session is gone (expired, or the server restarted): join again as someone new.
+        this.phase = 'rejoining';
+        this.unacked = [];
+        this.raw({ type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name });
+      }
+      return;
+    }
+    this.onmessage(/** @type {ServerMsg} */ (msg));
+  }
+
+  /** @param {ServerMsg} msg */
+  answerToJoin(msg) {
+    if (msg.type === 'joined') {
+      const rejoined = this.phase === 'rejoining';
+      this.phase = 'online';
+      this.attempt = 0;
+      this.token = msg.token;
+      this.heartbeatMs = msg.heartbeatMs ?? this.heartbeatMs;
+      this.graceMs = msg.resumeGraceMs ?? this.graceMs;
+      this.startWatchdog();
+      if (rejoined) this.onstatus('rejoined', msg);
+      else this.firstJoin?.resolve(msg);
+    } else if (msg.type === 'error') {
+      const error = new SignallingError(msg.code, msg.message);
+      if (this.phase === 'joining') {
+        this.firstJoin?.reject(error);
+        this.shutdown();
+      } else {
+        // Rejoining failed (say, the room filled up meanwhile): this session is over.
+        this.shutdown();
+        this.onstatus('rejoined', undefined);
+      }
     }
   }
 
-  /** Leaves the room and closes the connection without calling `onclose`. */
-  close() {
-    if (!this.ws) return;
-    this.ws.onclose = null;
-    this.send({ type: 'leave' });
-    this.ws.close(1000);
+  /** The server has processed our messages up to `cn`. @param {number} cn */
+  acknowledged(cn) {
+    while (this.unacked.length && this.unacked[0].cn <= cn) this.unacked.shift();
+  }
+
+  /** A heartbeat watchdog: a server silent for longer than the heartbeat timeout is gone. */
+  startWatchdog() {
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      if (this.phase === 'online' && this.ws && Date.now() - this.lastHeard > this.heartbeatMs) {
+        this.ws.close(BE_RIGHT_BACK, 'server silent');
+      }
+    }, 1000);
+  }
+
+  /** @param {WebSocket} ws */
+  dropped(ws) {
+    if (ws !== this.ws || this.phase === 'closed') return;
     this.ws = null;
+    if (this.phase === 'joining') {
+      this.firstJoin?.reject(new SignallingError('unreachable', `cannot reach ${this.url}`));
+      this.shutdown();
+      return;
+    }
+    if (this.phase === 'online') {
+      this.droppedAt = Date.now();
+      this.onstatus('reconnecting');
+    }
+    // Within the grace period we resume; after it the session is surely gone, so rejoin.
+    this.phase = Date.now() - this.droppedAt < this.graceMs ? 'resuming' : 'rejoining';
+    if (this.phase === 'rejoining') this.unacked = [];
+    const delay = Math.min(10_000, 500 * 2 ** this.attempt) * (0.5 + Math.random());
+    this.attempt += 1;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /**
+   * Sends an app message, numbered, kept until the server acknowledges it, and re-sent after
+   * a resume if the connection dropped before it arrived.
+   * @param {ClientMsg} msg
+   */
+  send(msg) {
+    if (this.phase === 'closed') return;
+    const cn = this.nextCn++;
+    const text = JSON.stringify({ ...msg, cn });
+    this.unacked.push({ cn, text });
+    if (this.phase === 'online' && this.ws?.readyState === WebSocket.OPEN) this.ws.send(text);
+  }
+
+  /** Sends a session-level message (not numbered, not kept). @param {object} msg */
+  raw(msg) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  /** Leaves the room and closes the connection for good, without calling `onstatus`. */
+  close() {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: 'leave' }));
+    this.shutdown();
+  }
+
+  shutdown() {
+    this.phase = 'closed';
+    clearTimeout(this.retryTimer);
+    clearInterval(this.watchdog);
+    if (this.ws) {
+      this.ws.onclose = null;
+      this.ws.close(1000);
+      this.ws = null;
+    }
+  }
+
+  /** For tests: drop the connection as a network would, without a goodbye. */
+  simulateDrop() {
+    this.ws?.close(BE_RIGHT_BACK, 'simulated drop');
   }
 }

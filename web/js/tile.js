@@ -52,11 +52,13 @@ export class Tile {
    * @param {boolean} state.video camera on
    * @param {boolean} [state.speaking]
    * @param {boolean} [state.pinned]
+   * @param {boolean} [state.reconnecting] their signalling connection dropped
    */
-  render({ name, audio, video, speaking = false, pinned = false }) {
+  render({ name, audio, video, speaking = false, pinned = false, reconnecting = false }) {
     const label = this.kind === 'screen' ? t('screenOf', { name }) : name;
     this.video.setAttribute('aria-label', label);
-    this.caption.textContent = this.kind === 'local' ? t('youSuffix', { name }) : label;
+    const caption = this.kind === 'local' ? t('youSuffix', { name }) : label;
+    this.caption.textContent = reconnecting ? `${caption} ${t('reconnectingSuffix')}` : caption;
     this.placeholder.hidden = this.kind === 'screen' || video;
     this.placeholder.textContent = this.kind === 'local' ? t('yourCameraOff') : t('cameraOff', { name });
     this.mutedBadge.hidden = this.kind !== 'remote' || audio;
