@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 # Debian packages: the browser for the web tests, coturn (turnutils_uclient as a real TURN
-# client, turnserver for interop), openssl for a test certificate.
+# client, turnserver for interop), openssl for a test certificate, iproute2 for the network
+# namespace in which one browser of the network-drop test lives (that test needs root).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v turnutils_uclient >/dev/null && command -v turnserver >/dev/null || missing+=(coturn)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v ip >/dev/null || missing+=(iproute2) # network namespaces for the network-drop test
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

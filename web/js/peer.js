@@ -18,8 +18,6 @@
 
 /** How long `disconnected` may last before we restart ICE. */
 const ICE_DISCONNECTED_GRACE_MS = 3000;
-/** The polite side waits this much longer, so normally only the impolite side restarts. */
-const ICE_POLITE_DELAY_MS = 2000;
 /** A restart that has not healed the connection by then is tried again. */
 const ICE_RETRY_MS = 8000;
 
@@ -88,15 +86,15 @@ export class PeerCall {
 
   /**
    * Restarts ICE when the path breaks: at once on `failed`, after a few seconds of
-   * `disconnected` (which often heals by itself). The impolite side leads; the polite side
-   * steps in only if nothing has happened a little later, and perfect negotiation settles a
-   * collision should both offer.
+   * `disconnected` (which often heals by itself). Only the impolite side restarts: it is the
+   * one that offers, so a restart never collides with one from the other side (a polite
+   * rollback in the middle of an ICE restart was seen to leave Chromium's remote video frozen).
+   * Both sides watch the same connectivity checks, so the impolite side always notices.
    */
   watchIce() {
     clearTimeout(this.iceTimer);
     const state = this.pc.iceConnectionState;
-    if (state !== 'failed' && state !== 'disconnected') return;
-    const wait = (state === 'failed' ? 0 : ICE_DISCONNECTED_GRACE_MS) + (this.polite ? ICE_POLITE_DELAY_MS : 0);
+    if (this.polite || (state !== 'failed' && state !== 'disconnected')) return;
     this.iceTimer = setTimeout(() => {
       const now = this.pc.iceConnectionState;
       if (now === 'failed' || now === 'disconnected') {
@@ -105,7 +103,7 @@ export class PeerCall {
         // If this restart does not get through either, try again.
         this.iceTimer = setTimeout(() => this.watchIce(), ICE_RETRY_MS);
       }
-    }, wait);
+    }, state === 'failed' ? 0 : ICE_DISCONNECTED_GRACE_MS);
   }
 
   /**

@@ -74,6 +74,9 @@ export function defaultUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
+/** How long one connection attempt may take. */
+const CONNECT_TIMEOUT_MS = 5000;
+
 /** Close code telling the server we will be back (it keeps our session for the grace period). */
 const BE_RIGHT_BACK = 4001;
 
@@ -131,7 +134,13 @@ export class Signalling {
   connect() {
     const ws = new WebSocket(this.url);
     this.ws = ws;
+    // A connection attempt into a dead network can hang for a long time; give up on it early
+    // so the next attempt goes out as soon as the network is back.
+    const giveUp = setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING) ws.close();
+    }, CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
+      clearTimeout(giveUp);
       this.lastHeard = Date.now();
       if (this.phase === 'resuming') {
         this.raw({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, lastSn: this.lastSn });
@@ -240,7 +249,7 @@ export class Signalling {
     // Within the grace period we resume; after it the session is surely gone, so rejoin.
     this.phase = Date.now() - this.droppedAt < this.graceMs ? 'resuming' : 'rejoining';
     if (this.phase === 'rejoining') this.unacked = [];
-    const delay = Math.min(10_000, 500 * 2 ** this.attempt) * (0.5 + Math.random());
+    const delay = Math.min(4000, 500 * 2 ** this.attempt) * (0.5 + Math.random());
     this.attempt += 1;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.connect(), delay);

@@ -1,0 +1,174 @@
+// @ts-check
+//! Calls that survive: a signalling outage in the middle of a call, a network drop that needs
+//! an ICE restart, and a server restart. Times are printed for docs/reliability.md.
+import { spawn } from 'node:child_process';
+import { test, expect } from '@playwright/test';
+import { closeContexts, expectDecoding, framesDuring, joinRoom, roomName, startCall } from './support.js';
+import { HOST_IP, chromiumInNamespace, createNetwork, removeNetwork, setLink } from './netns.js';
+
+test.afterEach(closeContexts);
+
+/**
+ * Chat texts in `page`'s chat log.
+ * @param {import('@playwright/test').Page} page
+ */
+const chatTexts = (page) => page.getByRole('log').locator('.text').allTextContents();
+
+test('a 10 s signalling outage: video keeps going, the session resumes, nothing is lost or doubled, hang-up works', async ({ browser }) => {
+  test.setTimeout(90_000);
+  const room = roomName('outage');
+  const alice = await joinRoom(browser, 'Alice', room);
+  const bob = await joinRoom(browser, 'Bob', room);
+  await startCall(alice, bob, 'Alice', 'Bob');
+  await expectDecoding(bob, 'Alice');
+
+  // From now on Alice's attempts to reach the server fail for 10 s, as in a network outage.
+  let outageUntil = Date.now() + 10_000;
+  await alice.routeWebSocket(/\/ws$/, (ws) => {
+    if (Date.now() < outageUntil) ws.close({ code: 4002, reason: 'outage' });
+    else ws.connectToServer();
+  });
+  await alice.evaluate(() => window.visavis.dropSignalling());
+  await expect(alice.getByRole('status').filter({ hasText: 'reconnecting' })).toBeVisible();
+  await expect(bob.getByText('Alice (reconnecting…)').first()).toBeVisible();
+
+  // Both keep seeing each other all along; messages in both directions wait for the resume.
+  await bob.getByLabel('Message').fill('sent while Alice was away');
+  await bob.getByRole('button', { name: 'Send' }).click();
+  await alice.getByLabel('Message').fill('typed while offline');
+  await alice.getByRole('button', { name: 'Send' }).click();
+  expect(await framesDuring(bob, 'Alice', 4000)).toBeGreaterThan(20);
+  expect(await framesDuring(alice, 'Bob', 4000)).toBeGreaterThan(20);
+
+  const restored = Date.now() > outageUntil ? Date.now() : outageUntil;
+  await expect(alice.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
+  console.log(`resume: session back ${Date.now() - restored} ms after the outage ended`);
+  await expect(bob.getByText('Alice (reconnecting…)')).toHaveCount(0);
+  for (const page of [alice, bob]) {
+    await expect.poll(() => chatTexts(page)).toEqual(['sent while Alice was away', 'typed while offline']);
+  }
+  await expectDecoding(bob, 'Alice');
+
+  await alice.getByRole('button', { name: 'Hang up' }).click();
+  await expect(bob.getByText('Alice hung up.')).toBeVisible();
+  await expect(alice.getByText('Call ended.')).toBeVisible();
+  outageUntil = 0;
+});
+
+/**
+ * Starts a visavis of its own for a test (debug build) and waits until it serves.
+ * @param {string} listen
+ * @param {string[]} args
+ */
+async function startServer(listen, args = []) {
+  const proc = spawn('target/debug/visavis', ['--listen', listen, '--no-turn', ...args], { stdio: 'ignore' });
+  const url = `http://${listen}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { proc, url };
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`visavis on ${listen} did not start`);
+}
+
+/** @param {import('node:child_process').ChildProcess} proc */
+function stopServer(proc) {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(null);
+    proc.once('exit', resolve);
+    proc.kill('SIGTERM');
+  });
+}
+
+/**
+ * Opens visavis at `url` in `browser` (which we launched ourselves) and joins `room`.
+ * @param {import('@playwright/test').Browser} browser
+ * @param {string} url
+ * @param {string} name
+ * @param {string} room
+ */
+async function joinAt(browser, url, name, room) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'], locale: 'en-US' });
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.getByLabel('Your name').fill(name);
+  await page.getByLabel('Room').fill(room);
+  await page.getByRole('button', { name: 'Join' }).click();
+  await expect(page.getByText(`You are ${name}`)).toBeVisible();
+  return page;
+}
+
+test('a network drop (the link cut for several seconds) triggers an ICE restart and the video comes back', async ({ playwright }, testInfo) => {
+  test.setTimeout(120_000);
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  createNetwork();
+  const server = await startServer(`${HOST_IP}:18095`, ['--heartbeat-timeout', '3']);
+  const secure = `--unsafely-treat-insecure-origin-as-secure=${server.url}`;
+  const here = await playwright.chromium.launch({ ...launch, args: [...(launch.args ?? []), secure] });
+  const away = await playwright.chromium.launch(chromiumInNamespace({ ...launch, args: [...(launch.args ?? []), secure] }));
+  try {
+    const room = roomName('ice');
+    const alice = await joinAt(here, server.url, 'Alice', room);
+    const bob = await joinAt(away, server.url, 'Bob', room);
+    await startCall(alice, bob, 'Alice', 'Bob');
+    await expectDecoding(alice, 'Bob');
+    await expectDecoding(bob, 'Alice');
+
+    setLink(false);
+    await expect(alice.getByRole('status').filter({ hasText: 'Reconnecting…' }).first()).toBeVisible({ timeout: 20_000 });
+    expect(await framesDuring(alice, 'Bob', 2000)).toBeLessThan(3);
+    await alice.waitForTimeout(6000);
+    setLink(true);
+    const restored = Date.now();
+    await expect.poll(() => framesDuring(alice, 'Bob', 500), { timeout: 40_000 }).toBeGreaterThan(3);
+    const decoding = Date.now() - restored;
+    await expectDecoding(bob, 'Alice', 10);
+    console.log(`ICE restart: video decoding again ${decoding} ms after the network came back`);
+    const restarts = (await alice.evaluate(() => window.visavis.iceRestarts)) + (await bob.evaluate(() => window.visavis.iceRestarts));
+    expect(restarts).toBeGreaterThan(0);
+    await expect(alice.getByRole('dialog', { name: 'Call with Bob' }).getByText('Connected')).toBeVisible({ timeout: 20_000 });
+    // Signalling came back too: hang-up reaches the other side.
+    await bob.getByRole('button', { name: 'Hang up' }).click();
+    await expect(alice.getByText('Bob hung up.')).toBeVisible({ timeout: 20_000 });
+  } finally {
+    await here.close();
+    await away.close();
+    await stopServer(server.proc);
+    removeNetwork();
+  }
+});
+
+test('a server restart: clients come back by themselves and the call ends with a clear message', async ({ playwright }, testInfo) => {
+  test.setTimeout(90_000);
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  const listen = '127.0.0.1:18096';
+  let server = await startServer(listen);
+  const browser = await playwright.chromium.launch(launch);
+  try {
+    const room = roomName('restart');
+    const alice = await joinAt(browser, server.url, 'Alice', room);
+    const bob = await joinAt(browser, server.url, 'Bob', room);
+    await startCall(alice, bob, 'Alice', 'Bob');
+    await expectDecoding(alice, 'Bob');
+
+    await stopServer(server.proc);
+    server = await startServer(listen);
+    const started = Date.now();
+    for (const page of [alice, bob]) {
+      await expect(page.getByText('you are back in the room, but the call ended', { exact: false })).toBeVisible({ timeout: 20_000 });
+    }
+    await expect(alice.getByRole('button', { name: 'Call Bob' })).toBeVisible();
+    await expect(bob.getByRole('button', { name: 'Call Alice' })).toBeVisible();
+    console.log(`server restart: both clients back in the room ${Date.now() - started} ms after the new server was up`);
+    // And they can call again.
+    await startCall(alice, bob, 'Alice', 'Bob');
+    await expectDecoding(bob, 'Alice');
+  } finally {
+    await browser.close();
+    await stopServer(server.proc);
+  }
+});
