@@ -184,8 +184,9 @@ pub struct Settings {
     pub turn_bandwidth: u64,
 
     /// Unauthenticated or failing TURN requests answered per second per client IP (twice as
-    /// many in a burst); beyond that they are dropped unanswered.
-    #[arg(long, env = "VISAVIS_TURN_UNAUTH_RATE", default_value_t = 20,
+    /// many in a burst); beyond that they are dropped unanswered. Every allocation starts with
+    /// one (the 401 challenge), so many people behind one NAT need some headroom.
+    #[arg(long, env = "VISAVIS_TURN_UNAUTH_RATE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "STUN/TURN")]
     pub turn_unauth_rate: u32,
 

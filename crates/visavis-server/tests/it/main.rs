@@ -17,6 +17,7 @@ use visavis_server::Settings;
 
 mod binary;
 mod group;
+mod reliability;
 mod turn;
 
 const WAIT: Duration = Duration::from_secs(5);
