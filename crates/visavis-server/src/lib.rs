@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,9 @@ pub use turn::TurnAddrs;
 /// Unacknowledged messages kept per session for replay on resume (clients acknowledge every
 /// few seconds, so only a session that stops reading comes near it).
 const RESUME_LOG_LIMIT: usize = 4096;
+
+/// WebSocket read buffer per connection.
+const READ_BUFFER: usize = 4096;
 
 /// How long shutdown waits for sessions to close before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -157,6 +161,10 @@ impl App {
         });
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
+        // Signalling messages are small and latency matters more than packing: no Nagle delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
             listener,
             router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -226,6 +234,10 @@ async fn ws_upgrade(
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
     let hard_cap = limits.max_message.saturating_mul(16);
     upgrade
+        // tungstenite zero-fills the free part of its read buffer before every read: at its
+        // 128 KiB default that was most of the CPU per message and ~130 KiB of RSS per idle
+        // connection (docs/benchmarks.md, "Profile"); messages are small, so read 4 KiB at a time.
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .on_upgrade(move |ws| {

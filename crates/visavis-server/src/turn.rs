@@ -108,13 +108,22 @@ impl Turn {
         setup: TurnSetup,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, TurnAddrs)> {
-        let udp =
-            udp_socket(setup.listen).with_context(|| format!("cannot bind TURN UDP {}", setup.listen))?;
+        // UDP and TCP on the same port, so one URL host:port serves both. With port 0 the UDP
+        // port the kernel picks may be taken for TCP; then pick again.
+        let mut attempts = 0;
+        let (udp, tcp) = loop {
+            let udp =
+                udp_socket(setup.listen).with_context(|| format!("cannot bind TURN UDP {}", setup.listen))?;
+            let port = udp.local_addr()?.port();
+            match TcpListener::bind(SocketAddr::new(setup.listen.ip(), port)).await {
+                Ok(tcp) => break (udp, tcp),
+                Err(_) if setup.listen.port() == 0 && attempts < 20 => attempts += 1,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("cannot bind TURN TCP {}", setup.listen))
+                }
+            }
+        };
         let udp_addr = udp.local_addr()?;
-        // TCP on the same port as UDP, so one URL host:port serves both.
-        let tcp = TcpListener::bind(SocketAddr::new(setup.listen.ip(), udp_addr.port()))
-            .await
-            .with_context(|| format!("cannot bind TURN TCP {}", setup.listen))?;
         let tcp_addr = tcp.local_addr()?;
         let tls = match &setup.tls {
             Some((addr, config)) => {

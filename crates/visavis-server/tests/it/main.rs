@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use visavis_server::Settings;
 
 mod binary;
+mod churn;
 mod group;
 mod reliability;
 mod turn;

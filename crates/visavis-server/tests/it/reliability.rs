@@ -23,7 +23,8 @@ async fn next_of(c: &mut Client, kind: &str) -> Value {
 /// Joins and returns the client, its member id and its resume token.
 async fn join_with_token(server: &Server, room: &str, name: &str) -> (Client, u64, String) {
     let mut c = server.client().await;
-    c.send(json!({"type": "join", "version": 1, "room": room, "name": name})).await;
+    c.send(json!({"type": "join", "version": 1, "room": room, "name": name}))
+        .await;
     let joined = c.expect("joined").await;
     assert!(joined["heartbeatMs"].as_u64().is_some() && joined["resumeGraceMs"].as_u64().is_some());
     let token = joined["token"].as_str().expect("token").to_owned();
@@ -40,10 +41,22 @@ async fn a_silent_client_is_declared_reconnecting_within_the_heartbeat_timeout()
     let silent_since = Instant::now();
     let state = next_of(&mut alice, "member_state").await;
     let detected = silent_since.elapsed();
-    assert_eq!((state["id"].as_u64(), state["state"].as_str()), (Some(bob_id), Some("reconnecting")));
-    println!("detection: silent client declared reconnecting after {} ms", detected.as_millis());
-    assert!(detected <= Duration::from_millis(2_000 + 2_000 / 3 + 300), "{detected:?}");
-    assert!(detected >= Duration::from_millis(1_900), "not before the timeout: {detected:?}");
+    assert_eq!(
+        (state["id"].as_u64(), state["state"].as_str()),
+        (Some(bob_id), Some("reconnecting"))
+    );
+    println!(
+        "detection: silent client declared reconnecting after {} ms",
+        detected.as_millis()
+    );
+    assert!(
+        detected <= Duration::from_millis(2_000 + 2_000 / 3 + 300),
+        "{detected:?}"
+    );
+    assert!(
+        detected >= Duration::from_millis(1_900),
+        "not before the timeout: {detected:?}"
+    );
     assert_eq!(server.health().await["reconnecting"], 1);
 }
 
@@ -68,30 +81,52 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     // Bob's network goes away: no close frame.
     drop(bob);
     let state = next_of(&mut alice, "member_state").await;
-    assert_eq!((state["id"].as_u64(), state["state"].as_str()), (Some(b), Some("reconnecting")));
+    assert_eq!(
+        (state["id"].as_u64(), state["state"].as_str()),
+        (Some(b), Some("reconnecting"))
+    );
     // Meanwhile Alice talks to him.
-    alice.send(json!({"type": "chat", "text": "missed 1", "cn": 2})).await;
+    alice
+        .send(json!({"type": "chat", "text": "missed 1", "cn": 2}))
+        .await;
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
-    alice.send(json!({"type": "description", "callId": call, "description": offer, "cn": 3})).await;
-    alice.send(json!({"type": "chat", "text": "missed 2", "cn": 4})).await;
+    alice
+        .send(json!({"type": "description", "callId": call, "description": offer, "cn": 3}))
+        .await;
+    alice
+        .send(json!({"type": "chat", "text": "missed 2", "cn": 4}))
+        .await;
     assert_eq!(next_of(&mut alice, "chat").await["text"], "missed 1");
     assert_eq!(next_of(&mut alice, "chat").await["text"], "missed 2");
     assert_eq!(server.health().await["reconnecting"], 1);
 
     // Bob comes back on a new connection with his token and what he last received.
     let mut bob = server.client().await;
-    bob.send(json!({"type": "resume", "version": 1, "token": token, "lastSn": last_sn})).await;
+    bob.send(json!({"type": "resume", "version": 1, "token": token, "lastSn": last_sn}))
+        .await;
     let resumed = bob.recv_raw().await;
     assert_eq!(resumed, json!({"type": "resumed", "version": 1, "lastCn": 2}));
     bob.last_sn = last_sn;
     // Exactly what he missed, in order, numbered on from where he was.
     let got: Vec<Value> = vec![bob.recv().await, bob.recv().await, bob.recv().await];
-    assert_eq!((got[0]["type"].as_str(), got[0]["text"].as_str()), (Some("chat"), Some("missed 1")));
-    assert_eq!((got[1]["type"].as_str(), got[1]["from"].as_u64()), (Some("description"), Some(a)));
-    assert_eq!((got[2]["type"].as_str(), got[2]["text"].as_str()), (Some("chat"), Some("missed 2")));
+    assert_eq!(
+        (got[0]["type"].as_str(), got[0]["text"].as_str()),
+        (Some("chat"), Some("missed 1"))
+    );
+    assert_eq!(
+        (got[1]["type"].as_str(), got[1]["from"].as_u64()),
+        (Some("description"), Some(a))
+    );
+    assert_eq!(
+        (got[2]["type"].as_str(), got[2]["text"].as_str()),
+        (Some("chat"), Some("missed 2"))
+    );
     bob.expect_silence().await;
     let state = next_of(&mut alice, "member_state").await;
-    assert_eq!((state["id"].as_u64(), state["state"].as_str()), (Some(b), Some("online")));
+    assert_eq!(
+        (state["id"].as_u64(), state["state"].as_str()),
+        (Some(b), Some("online"))
+    );
 
     // Bob re-sends what the server had already processed (cn 2) and one new message: the
     // replayed one is not delivered twice.
@@ -113,20 +148,30 @@ async fn resume_with_a_wrong_or_expired_token_is_refused() {
     let (bob, _, token) = join_with_token(&server, "r", "Bob").await;
 
     let mut stranger = server.client().await;
-    stranger.send(json!({"type": "resume", "version": 1, "token": "0".repeat(32), "lastSn": 0})).await;
+    stranger
+        .send(json!({"type": "resume", "version": 1, "token": "0".repeat(32), "lastSn": 0}))
+        .await;
     stranger.expect_error("invalid_token").await;
-    stranger.send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 10_000})).await;
+    stranger
+        .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 10_000}))
+        .await;
     stranger.expect_error("invalid_token").await;
     // A connection that has its own session cannot take another one's.
-    alice.send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0})).await;
+    alice
+        .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0}))
+        .await;
     next_of(&mut alice, "error").await;
 
     drop(bob);
     next_of(&mut alice, "member_left").await; // after the 1 s grace period
-    stranger.send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0})).await;
+    stranger
+        .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0}))
+        .await;
     stranger.expect_error("invalid_token").await;
     // The refused connection can still join normally.
-    stranger.send(json!({"type": "join", "version": 1, "room": "r", "name": "Bob again"})).await;
+    stranger
+        .send(json!({"type": "join", "version": 1, "room": "r", "name": "Bob again"}))
+        .await;
     stranger.expect("joined").await;
 }
 
@@ -151,7 +196,10 @@ async fn messages_over_the_rate_are_refused_and_the_connection_survives() {
         }
     }
     // The burst of 5 covered the join and 4 chats (and a little refill may add one).
-    assert!((4..=6).contains(&delivered), "the burst passed, the rest was refused: {delivered}");
+    assert!(
+        (4..=6).contains(&delivered),
+        "the burst passed, the rest was refused: {delivered}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     alice.send(json!({"type": "chat", "text": "later"})).await;
     assert_eq!(next_of(&mut alice, "chat").await["text"], "later");
@@ -175,10 +223,14 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
     let text = "x".repeat(4000);
     let started = Instant::now();
     for i in 0..3000 {
-        reader.send(json!({"type": "chat", "text": format!("{i} {text}")})).await;
+        reader
+            .send(json!({"type": "chat", "text": format!("{i} {text}")}))
+            .await;
         // The reader keeps up and gets every message (its own, as everyone does), in order.
         let msg = next_of(&mut reader, "chat").await;
-        assert!(msg["text"].as_str().is_some_and(|t| t.starts_with(&format!("{i} "))));
+        assert!(msg["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("{i} "))));
     }
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
@@ -191,7 +243,11 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         health = server.health().await;
     }
-    assert_eq!((health["reconnecting"].as_u64(), health["members"].as_u64()), (Some(1), Some(2)), "{health}");
+    assert_eq!(
+        (health["reconnecting"].as_u64(), health["members"].as_u64()),
+        (Some(1), Some(2)),
+        "{health}"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +261,8 @@ async fn connections_per_address_are_limited() {
     match tokio_tungstenite::connect_async(url.as_str()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
             assert_eq!(body["error"], "too_many_connections");
         }
         other => panic!("expected HTTP 429, got {:?}", other.map(|_| ())),
@@ -223,9 +280,11 @@ async fn the_number_of_rooms_is_limited() {
     let server = Server::start(&["--max-rooms", "1"]).await;
     let _first = join_with_token(&server, "one", "A").await;
     let mut c = server.client().await;
-    c.send(json!({"type": "join", "version": 1, "room": "two", "name": "B"})).await;
+    c.send(json!({"type": "join", "version": 1, "room": "two", "name": "B"}))
+        .await;
     c.expect_error("too_many_rooms").await;
-    c.send(json!({"type": "join", "version": 1, "room": "one", "name": "B"})).await;
+    c.send(json!({"type": "join", "version": 1, "room": "one", "name": "B"}))
+        .await;
     c.expect("joined").await;
 }
 
@@ -235,22 +294,29 @@ async fn pages_from_other_origins_cannot_open_sessions() {
     let url = format!("ws://{}/ws", server.addr);
     let with_origin = |origin: &str| {
         let mut request = url.as_str().into_client_request().expect("request");
-        request.headers_mut().insert("Origin", origin.parse().expect("header"));
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header"));
         request
     };
     match tokio_tungstenite::connect_async(with_origin("https://evil.example")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
-            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
             assert_eq!(body["error"], "origin_not_allowed");
         }
         other => panic!("expected HTTP 403, got {:?}", other.map(|_| ())),
     }
     let same = format!("http://{}", server.addr);
     for origin in [same.as_str(), "https://app.example.org"] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(origin)).await.expect(origin);
-        ws.send(Message::text(json!({"type": "join", "version": 1, "room": "r", "name": "A"}).to_string()))
+        let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(origin))
             .await
-            .expect("send");
+            .expect(origin);
+        ws.send(Message::text(
+            json!({"type": "join", "version": 1, "room": "r", "name": "A"}).to_string(),
+        ))
+        .await
+        .expect("send");
     }
 }
