@@ -809,4 +809,6 @@ fn request_type(msg: &ClientMsg) -> &'static str {
 }
 
 #[cfg(test)]
+mod hostile;
+#[cfg(test)]
 mod tests;
