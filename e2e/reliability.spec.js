@@ -84,24 +84,6 @@ function stopServer(proc) {
   });
 }
 
-/**
- * Opens visavis at `url` in `browser` (which we launched ourselves) and joins `room`.
- * @param {import('@playwright/test').Browser} browser
- * @param {string} url
- * @param {string} name
- * @param {string} room
- */
-async function joinAt(browser, url, name, room) {
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'], locale: 'en-US' });
-  const page = await context.newPage();
-  await page.goto(url);
-  await page.getByLabel('Your name').fill(name);
-  await page.getByLabel('Room').fill(room);
-  await page.getByRole('button', { name: 'Join' }).click();
-  await expect(page.getByText(`You are ${name}`)).toBeVisible();
-  return page;
-}
-
 test('a network drop (the link cut for several seconds) triggers an ICE restart and the video comes back', async ({ playwright }, testInfo) => {
   test.setTimeout(120_000);
   const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
@@ -112,8 +94,8 @@ test('a network drop (the link cut for several seconds) triggers an ICE restart 
   const away = await playwright.chromium.launch(chromiumInNamespace({ ...launch, args: [...(launch.args ?? []), secure] }));
   try {
     const room = roomName('ice');
-    const alice = await joinAt(here, server.url, 'Alice', room);
-    const bob = await joinAt(away, server.url, 'Bob', room);
+    const alice = await joinRoom(here, 'Alice', room, { url: server.url });
+    const bob = await joinRoom(away, 'Bob', room, { url: server.url });
     await startCall(alice, bob, 'Alice', 'Bob');
     await expectDecoding(alice, 'Bob');
     await expectDecoding(bob, 'Alice');
@@ -150,8 +132,8 @@ test('a server restart: clients come back by themselves and the call ends with a
   const browser = await playwright.chromium.launch(launch);
   try {
     const room = roomName('restart');
-    const alice = await joinAt(browser, server.url, 'Alice', room);
-    const bob = await joinAt(browser, server.url, 'Bob', room);
+    const alice = await joinRoom(browser, 'Alice', room, { url: server.url });
+    const bob = await joinRoom(browser, 'Bob', room, { url: server.url });
     await startCall(alice, bob, 'Alice', 'Bob');
     await expectDecoding(alice, 'Bob');
 

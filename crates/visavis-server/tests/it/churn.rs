@@ -140,21 +140,7 @@ async fn pair_life(addr: String, room: String) {
 }
 
 async fn health(addr: &str) -> Value {
-    let body = reqwest_like_get(addr, "/healthz").await;
-    serde_json::from_str(&body).expect("healthz json")
-}
-
-async fn reqwest_like_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = String::new();
-    tcp.read_to_string(&mut buf).await.expect("read");
-    buf.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    serde_json::from_str(&super::http_get(addr, "/healthz").await.1).expect("healthz json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,18 +1,8 @@
 //! Group calls and room chat through the real server.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{Client, Server};
-
-/// Reads messages until one of `kind` arrives, skipping presence and group updates.
-async fn next_of(c: &mut Client, kind: &str) -> Value {
-    loop {
-        let msg = c.recv().await;
-        if msg["type"] == kind {
-            return msg;
-        }
-    }
-}
+use super::Server;
 
 #[tokio::test]
 async fn group_call_membership_and_pairwise_signalling() {
@@ -29,7 +19,7 @@ async fn group_call_membership_and_pairwise_signalling() {
     let mut call_id = None;
     for (c, _) in &mut people {
         loop {
-            let msg = next_of(c, "group_call").await;
+            let msg = c.next_of("group_call").await;
             if msg["participants"].as_array().map(Vec::len) == Some(3) {
                 assert_eq!(msg["participants"], json!(ids[..3]));
                 call_id = msg["callId"].as_u64();
@@ -49,7 +39,7 @@ async fn group_call_membership_and_pairwise_signalling() {
         .0
         .send(json!({"type": "description", "callId": call_id, "to": ids[2], "description": offer}))
         .await;
-    let got = next_of(&mut people[2].0, "description").await;
+    let got = people[2].0.next_of("description").await;
     assert_eq!(
         (got["from"].as_u64(), &got["description"]),
         (Some(ids[0]), &offer)
@@ -65,12 +55,12 @@ async fn group_call_membership_and_pairwise_signalling() {
     // leaves the call; the other two stay in it.
     let (ann, _) = people.remove(0);
     drop(ann);
-    let state = next_of(&mut people[0].0, "member_state").await;
+    let state = people[0].0.next_of("member_state").await;
     assert_eq!(
         (state["id"].as_u64(), state["state"].as_str()),
         (Some(ids[0]), Some("reconnecting"))
     );
-    let msg = next_of(&mut people[0].0, "group_call").await;
+    let msg = people[0].0.next_of("group_call").await;
     assert_eq!(msg["participants"], json!(ids[1..3]));
 }
 
@@ -92,7 +82,7 @@ async fn chat_arrives_in_one_order_for_everyone_even_when_all_send_at_once() {
     for (c, _) in &mut people {
         let mut mine = Vec::new();
         while mine.len() < 100 {
-            let msg = next_of(c, "chat").await;
+            let msg = c.next_of("chat").await;
             mine.push((
                 msg["seq"].as_u64().expect("seq"),
                 msg["from"].clone(),
@@ -129,7 +119,7 @@ async fn chat_arrives_in_one_order_for_everyone_even_when_all_send_at_once() {
     late.expect_error("invalid_chat").await;
     late.send(json!({"type": "chat", "text": "from: forged", "from": 1, "name": "Boss", "at": 0}))
         .await;
-    let mine = next_of(&mut late, "chat").await;
+    let mine = late.next_of("chat").await;
     assert_eq!(
         (mine["name"].as_str(), mine["text"].as_str()),
         (Some("late"), Some("from: forged"))

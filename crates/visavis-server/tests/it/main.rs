@@ -81,17 +81,7 @@ impl Server {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        let mut tcp = TcpStream::connect(self.addr).await.expect("tcp");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.expect("write");
-        let mut buf = String::new();
-        tcp.read_to_string(&mut buf).await.expect("read");
-        let status = buf[9..12].parse().expect("status");
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_get(&self.addr.to_string(), path).await
     }
 
     async fn health(&self) -> Value {
@@ -99,6 +89,21 @@ impl Server {
         assert_eq!(status, 200);
         serde_json::from_str(&body).expect("healthz json")
     }
+}
+
+/// A plain HTTP/1.1 GET: status and body.
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = String::new();
+    tcp.read_to_string(&mut buf).await.expect("read");
+    let status = buf[9..12].parse().expect("status");
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 struct Client {
@@ -145,6 +150,16 @@ impl Client {
                 .expect("websocket error");
             if let Message::Text(text) = frame {
                 return serde_json::from_str(&text).expect("server sent JSON");
+            }
+        }
+    }
+
+    /// Reads until a message of `kind` arrives, skipping presence and other chatter.
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let msg = self.recv().await;
+            if msg["type"] == kind {
+                return msg;
             }
         }
     }

@@ -10,16 +10,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Client, Server};
 
-/// Reads until a message of `kind` arrives (skipping presence and other chatter).
-async fn next_of(c: &mut Client, kind: &str) -> Value {
-    loop {
-        let msg = c.recv().await;
-        if msg["type"] == kind {
-            return msg;
-        }
-    }
-}
-
 /// Joins and returns the client, its member id and its resume token.
 async fn join_with_token(server: &Server, room: &str, name: &str) -> (Client, u64, String) {
     let mut c = server.client().await;
@@ -39,7 +29,7 @@ async fn a_silent_client_is_declared_reconnecting_within_the_heartbeat_timeout()
     let (_bob, bob_id, _) = join_with_token(&server, "r", "Bob").await; // never answers again
     alice.expect("member_joined").await;
     let silent_since = Instant::now();
-    let state = next_of(&mut alice, "member_state").await;
+    let state = alice.next_of("member_state").await;
     let detected = silent_since.elapsed();
     assert_eq!(
         (state["id"].as_u64(), state["state"].as_str()),
@@ -73,14 +63,14 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     alice.expect("accepted").await;
     bob.expect("accepted").await;
     bob.send(json!({"type": "chat", "text": "before", "cn": 2})).await;
-    assert_eq!(next_of(&mut alice, "chat").await["text"], "before");
-    let bob_seen = next_of(&mut bob, "chat").await;
+    assert_eq!(alice.next_of("chat").await["text"], "before");
+    let bob_seen = bob.next_of("chat").await;
     assert_eq!(bob_seen["text"], "before");
     let last_sn = bob.last_sn;
 
     // Bob's network goes away: no close frame.
     drop(bob);
-    let state = next_of(&mut alice, "member_state").await;
+    let state = alice.next_of("member_state").await;
     assert_eq!(
         (state["id"].as_u64(), state["state"].as_str()),
         (Some(b), Some("reconnecting"))
@@ -96,8 +86,8 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     alice
         .send(json!({"type": "chat", "text": "missed 2", "cn": 4}))
         .await;
-    assert_eq!(next_of(&mut alice, "chat").await["text"], "missed 1");
-    assert_eq!(next_of(&mut alice, "chat").await["text"], "missed 2");
+    assert_eq!(alice.next_of("chat").await["text"], "missed 1");
+    assert_eq!(alice.next_of("chat").await["text"], "missed 2");
     assert_eq!(server.health().await["reconnecting"], 1);
 
     // Bob comes back on a new connection with his token and what he last received.
@@ -122,7 +112,7 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
         (Some("chat"), Some("missed 2"))
     );
     bob.expect_silence().await;
-    let state = next_of(&mut alice, "member_state").await;
+    let state = alice.next_of("member_state").await;
     assert_eq!(
         (state["id"].as_u64(), state["state"].as_str()),
         (Some(b), Some("online"))
@@ -132,12 +122,12 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     // replayed one is not delivered twice.
     bob.send(json!({"type": "chat", "text": "before", "cn": 2})).await;
     bob.send(json!({"type": "chat", "text": "after", "cn": 3})).await;
-    assert_eq!(next_of(&mut alice, "chat").await["text"], "after");
+    assert_eq!(alice.next_of("chat").await["text"], "after");
 
     // The call survived: hang-up still ends it on both sides.
     bob.send(json!({"type": "hangup", "callId": call, "cn": 4})).await;
-    assert_eq!(next_of(&mut alice, "call_ended").await["reason"], "hangup");
-    assert_eq!(next_of(&mut bob, "call_ended").await["reason"], "hangup");
+    assert_eq!(alice.next_of("call_ended").await["reason"], "hangup");
+    assert_eq!(bob.next_of("call_ended").await["reason"], "hangup");
     assert_eq!(server.health().await["reconnecting"], 0);
 }
 
@@ -160,10 +150,10 @@ async fn resume_with_a_wrong_or_expired_token_is_refused() {
     alice
         .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0}))
         .await;
-    next_of(&mut alice, "error").await;
+    alice.next_of("error").await;
 
     drop(bob);
-    next_of(&mut alice, "member_left").await; // after the 1 s grace period
+    alice.next_of("member_left").await; // after the 1 s grace period
     stranger
         .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0}))
         .await;
@@ -202,7 +192,7 @@ async fn messages_over_the_rate_are_refused_and_the_connection_survives() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     alice.send(json!({"type": "chat", "text": "later"})).await;
-    assert_eq!(next_of(&mut alice, "chat").await["text"], "later");
+    assert_eq!(alice.next_of("chat").await["text"], "later");
 }
 
 #[tokio::test]
@@ -227,7 +217,7 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
             .send(json!({"type": "chat", "text": format!("{i} {text}")}))
             .await;
         // The reader keeps up and gets every message (its own, as everyone does), in order.
-        let msg = next_of(&mut reader, "chat").await;
+        let msg = reader.next_of("chat").await;
         assert!(msg["text"]
             .as_str()
             .is_some_and(|t| t.starts_with(&format!("{i} "))));
