@@ -74,6 +74,9 @@ export function defaultUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
+/** Acknowledge at least every this many messages (besides every ping). */
+const ACK_EVERY = 64;
+
 /** How long one connection attempt may take. */
 const CONNECT_TIMEOUT_MS = 5000;
 
@@ -179,6 +182,8 @@ export class Signalling {
       // Replayed messages we already have are skipped; sequence numbers belong to the session.
       if (this.phase === 'online' && msg.sn <= this.lastSn) return;
       this.lastSn = msg.sn;
+      // Acknowledge busy streams before the next ping, so the server's replay log stays small.
+      if (msg.sn % ACK_EVERY === 0) this.raw({ type: 'pong', ack: msg.sn });
     }
     if (this.phase === 'joining' || this.phase === 'rejoining') return this.answerToJoin(msg);
     if (this.phase === 'resuming') {

@@ -51,7 +51,7 @@ const PEERJS_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// visavis servers that number their messages (`sn`) keep them until the client acknowledges
 /// them (`pong`): acknowledge at least this often, besides answering every `ping`.
-const ACK_EVERY: u64 = 512;
+const ACK_EVERY: u64 = 64;
 
 /// The instant all send timestamps count from; sender and receiver share the process.
 fn epoch() -> Instant {

@@ -37,9 +37,10 @@ use sessions::SessionTable;
 use turn::Turn;
 pub use turn::TurnAddrs;
 
-/// Unacknowledged messages kept per session for replay on resume (clients acknowledge every
-/// few seconds, so only a session that stops reading comes near it).
-const RESUME_LOG_LIMIT: usize = 4096;
+/// Unacknowledged bytes kept per session for replay on resume. Clients acknowledge with every
+/// `pong` and after every 64 messages (docs/protocol.md), so only a session that stops
+/// acknowledging comes near it; it is then ended.
+const RESUME_LOG_LIMIT: usize = 4 * 1024 * 1024;
 
 /// WebSocket read buffer per connection.
 const READ_BUFFER: usize = 4096;

@@ -30,6 +30,8 @@ struct Session {
     next_sn: u64,
     /// Messages sent (or queued while detached) and not yet acknowledged, oldest first.
     log: VecDeque<(u64, Utf8Bytes)>,
+    /// Bytes in `log`.
+    log_bytes: usize,
     /// Highest client sequence number processed.
     last_cn: u64,
 }
@@ -41,7 +43,7 @@ pub struct SessionTable {
     by_token: HashMap<String, SessionId>,
     deadlines: BTreeSet<(Instant, SessionId)>,
     grace: Duration,
-    /// Unacknowledged messages kept per session; a session that falls further behind cannot be
+    /// Unacknowledged bytes kept per session; a session that falls further behind cannot be
     /// resumed without loss, so it is ended instead.
     log_limit: usize,
 }
@@ -83,6 +85,7 @@ impl SessionTable {
                 detached: None,
                 next_sn: 1,
                 log: VecDeque::new(),
+                log_bytes: 0,
                 last_cn: 0,
             },
         );
@@ -105,6 +108,7 @@ impl SessionTable {
         }
         if let Some(s) = self.sessions.get_mut(&session) {
             s.log.clear();
+            s.log_bytes = 0;
         }
     }
 
@@ -122,9 +126,10 @@ impl SessionTable {
         s.next_sn += 1;
         let framed: Utf8Bytes = with_field(json, "sn", &sn.to_string()).into();
         if s.token.is_some() {
-            if s.log.len() >= self.log_limit {
+            if s.log_bytes + framed.len() > self.log_limit {
                 return Outgoing::Overflow;
             }
+            s.log_bytes += framed.len();
             s.log.push_back((sn, framed.clone()));
         }
         if s.detached.is_some() {
@@ -137,7 +142,8 @@ impl SessionTable {
     /// The client has everything up to `sn`.
     pub fn ack(&mut self, session: SessionId, sn: u64) {
         if let Some(s) = self.sessions.get_mut(&session) {
-            while s.log.front().is_some_and(|(n, _)| *n <= sn) {
+            while let Some((_, text)) = s.log.front().filter(|(n, _)| *n <= sn) {
+                s.log_bytes -= text.len();
                 s.log.pop_front();
             }
         }
@@ -329,8 +335,9 @@ mod tests {
     }
 
     #[test]
-    fn unjoined_sessions_are_not_kept_and_the_log_is_bounded() {
-        let mut t = SessionTable::new(Duration::from_secs(30), 2);
+    fn unjoined_sessions_are_not_kept_and_the_log_is_bounded_in_bytes() {
+        // Each `{}` is logged as `{"sn":N}`: 8 bytes.
+        let mut t = SessionTable::new(Duration::from_secs(30), 16);
         t.open(1);
         assert!(!t.detach(1, Instant::now()));
         assert_eq!(t.len(), 0);
@@ -339,5 +346,7 @@ mod tests {
         t.outgoing(2, "{}");
         t.outgoing(2, "{}");
         assert_eq!(t.outgoing(2, "{}"), Outgoing::Overflow);
+        t.ack(2, 1); // frees 8 bytes
+        assert!(matches!(t.outgoing(2, "{}"), Outgoing::Send(_)));
     }
 }

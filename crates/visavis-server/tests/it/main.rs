@@ -135,6 +135,10 @@ impl Client {
                 let sn = sn.as_u64().expect("sn is a number");
                 assert_eq!(sn, self.last_sn + 1, "sequence numbers count up by one: {msg}");
                 self.last_sn = sn;
+                // Acknowledge every 64 messages, as clients do.
+                if sn % 64 == 0 {
+                    self.send(json!({"type": "pong", "ack": sn})).await;
+                }
             }
             return msg;
         }
