@@ -11,7 +11,7 @@ function watchFirstFrame() {
   // @ts-ignore test-only global
   window.firstFrameAt = new Promise((resolve) => {
     const check = () => {
-      const v = /** @type {HTMLVideoElement | null} */ (document.getElementById('remote-video'));
+      const v = /** @type {HTMLVideoElement | null} */ (document.querySelector('.tile.remote video'));
       if (v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 0) resolve(Date.now());
       else setTimeout(check, 2);
     };
