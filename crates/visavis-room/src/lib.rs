@@ -260,10 +260,6 @@ impl Core {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A decoded message from `session`. Refusals become an `error` output to that session.
     pub fn handle_message(&mut self, now: Now, session: SessionId, msg: ClientMsg) {
         let request = request_type(&msg);

@@ -233,11 +233,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl Settings {
-    /// The settings with every default, as `visavis` with no arguments runs.
-    pub fn defaults() -> Self {
-        Self::parse_from(["visavis"])
-    }
-
     pub fn ring_timeout(&self) -> Duration {
         Duration::from_secs(self.ring_timeout)
     }

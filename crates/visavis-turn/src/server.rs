@@ -218,10 +218,6 @@ impl TurnServer {
         }
     }
 
-    pub fn config(&self) -> &TurnConfig {
-        &self.config
-    }
-
     pub fn counts(&self) -> TurnCounts {
         TurnCounts {
             allocations: self.allocations.len(),
