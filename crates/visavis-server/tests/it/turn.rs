@@ -81,30 +81,14 @@ async fn uclient_relays_over_udp_and_tcp_with_zero_loss() {
     assert!(health["turnAllocations"].as_u64().is_some(), "{health}");
 }
 
-#[tokio::test]
-async fn uclient_is_refused_loopback_private_and_unspecified_peers() {
-    let (_server, port) = turn_server("127.0.0.1", &[]).await;
-    let port = port.to_string();
-    for peer in [
-        "127.0.0.1",
-        "0.0.0.0",
-        "10.0.0.1",
-        "192.168.0.1",
-        "169.254.169.254",
-    ] {
+/// uclient, through a TURN server on `ip`, asks to reach each of `peers`: each gets 403 and
+/// nothing is relayed.
+async fn expect_peers_refused(ip: &str, peers: &[&str]) {
+    let (_server, port) = turn_server(ip, &[]).await;
+    let (port, server_ip) = (port.to_string(), ip.trim_matches(|c| c == '[' || c == ']'));
+    for peer in peers {
         let out = uclient(args(&[
-            "-c",
-            "-n",
-            "2",
-            "-W",
-            SECRET,
-            "-u",
-            "it",
-            "-p",
-            &port,
-            "-e",
-            peer,
-            "127.0.0.1",
+            "-c", "-n", "2", "-W", SECRET, "-u", "it", "-p", &port, "-e", peer, server_ip,
         ]))
         .await;
         assert!(out.contains("error 403"), "{peer} was not refused:\n{out}");
@@ -116,24 +100,35 @@ async fn uclient_is_refused_loopback_private_and_unspecified_peers() {
 }
 
 #[tokio::test]
+async fn uclient_is_refused_loopback_private_and_unspecified_peers() {
+    expect_peers_refused(
+        "127.0.0.1",
+        &[
+            "127.0.0.1",
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.0.1",
+            "169.254.169.254",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn uclient_is_refused_ipv6_loopback_and_mapped_ipv4_loopback() {
     // An IPv6 relay, so IPv6 peers are of the right family and the policy decides.
-    let (_server, port) = turn_server("[::1]", &[]).await;
-    let port = port.to_string();
-    for peer in [
-        "::1",
-        "::ffff:127.0.0.1",
-        "::ffff:0.0.0.0",
-        "::",
-        "fe80::1",
-        "fd00::1",
-    ] {
-        let out = uclient(args(&[
-            "-c", "-n", "2", "-W", SECRET, "-u", "it", "-p", &port, "-e", peer, "::1",
-        ]))
-        .await;
-        assert!(out.contains("error 403"), "{peer} was not refused:\n{out}");
-    }
+    expect_peers_refused(
+        "[::1]",
+        &[
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:0.0.0.0",
+            "::",
+            "fe80::1",
+            "fd00::1",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
