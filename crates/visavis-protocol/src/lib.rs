@@ -1,10 +1,25 @@
 //! The visavis signalling wire format: every message a client sends or receives, typed once.
 //!
-//! Messages are JSON objects with a `type` field, sent as WebSocket text frames.
-//! `docs/protocol.md` is the normative description; the names here match it field for field.
-//! This crate does no IO: it only defines the types and how to decode client input.
+//! Messages are JSON objects sent as WebSocket text frames: an optional sequence number (`cn`
+//! from the client, `sn` from the server), `type`, then the message's fields. The enums here
+//! are the one list of message kinds: serde names each from its variant (snake_case), with
+//! camelCase fields; [`ClientMsg::kinds`] and [`ServerMsg::kinds`] list them and `kind()` names
+//! one. `docs/protocol.md` is the normative description; a test checks that it, these types and
+//! the JSDoc typedefs in `web/js/protocol.js` name the same messages and fields.
+//!
+//! Client messages come in two scopes: [`SessionMsg`] (`join`, `resume`, `pong`: about the
+//! session and its connection) and [`RoomMsg`] (everything the room core handles). Relayed
+//! payloads ([`Description`], [`Candidate`]) stay the JSON text the sender wrote. This crate
+//! does no IO.
+
+mod envelope;
+mod payload;
+pub mod schema;
 
 use serde::{Deserialize, Serialize};
+
+pub use envelope::DecodeError;
+pub use payload::{Candidate, Description, SdpKind};
 
 /// The protocol version a client must send in its `join`, echoed in `joined`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -15,16 +30,55 @@ pub type MemberId = u64;
 /// A call between two members. Unique on this server for its lifetime.
 pub type CallId = u64;
 
+/// A client message and its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    /// The client's sequence number, when it numbers its messages (processed once each).
+    pub cn: Option<u64>,
+    pub msg: ClientMsg,
+}
+
+/// A server message and its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFrame {
+    /// The session's sequence number; `ping` and `resumed`, which are about the connection,
+    /// have none.
+    pub sn: Option<u64>,
+    pub msg: ServerMsg,
+}
+
 /// Messages a client sends to the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMsg {
+    Session(SessionMsg),
+    Room(RoomMsg),
+}
+
+/// Client messages about the session and its connection, handled by the session layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum SessionMsg {
     /// Enter a room. Must be the first message; carries the protocol version.
     Join {
         version: u32,
         room: String,
         name: String,
     },
+    /// Instead of `join` on a new connection: take back a session whose connection dropped.
+    Resume {
+        version: u32,
+        token: String,
+        /// The highest `sn` this client has received.
+        last_sn: u64,
+    },
+    /// The answer to `ping`, acknowledging every message up to `ack` (an `sn`).
+    Pong { ack: u64 },
+}
+
+/// Client messages for the room core, once joined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum RoomMsg {
     /// Leave the room (the connection stays open and may join again).
     Leave,
     /// Ring another member of the same room.
@@ -41,16 +95,17 @@ pub enum ClientMsg {
     /// `to` names the participant the peer connection is with.
     Description {
         call_id: CallId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<MemberId>,
-        description: SessionDescription,
+        description: Description,
     },
     /// A trickled ICE candidate; `null` marks the end of candidates. `to` as for `description`.
     Candidate {
         call_id: CallId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<MemberId>,
-        candidate: Option<IceCandidate>,
+        #[serde(default)]
+        candidate: Candidate,
     },
     /// The sender's microphone / camera / screen-share state, shown to the other parties.
     Media {
@@ -60,15 +115,6 @@ pub enum ClientMsg {
         #[serde(default)]
         screen: bool,
     },
-    /// Instead of `join` on a new connection: take back a session whose connection dropped.
-    Resume {
-        version: u32,
-        token: String,
-        /// The highest `sn` this client has received.
-        last_sn: u64,
-    },
-    /// The answer to `ping`, acknowledging every message up to `ack` (an `sn`).
-    Pong { ack: u64 },
     /// Join the room's group call, starting it if none is running.
     GroupJoin,
     /// Leave the room's group call.
@@ -77,31 +123,15 @@ pub enum ClientMsg {
     Chat { text: String },
 }
 
-/// Every client message type, for telling an unknown type from a malformed known one.
-pub const CLIENT_MSG_TYPES: &[&str] = &[
-    "join",
-    "leave",
-    "invite",
-    "cancel",
-    "accept",
-    "decline",
-    "hangup",
-    "description",
-    "candidate",
-    "media",
-    "group_join",
-    "group_leave",
-    "chat",
-    "resume",
-    "pong",
-];
-
 /// Messages the server sends to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum ServerMsg {
     /// Reply to `join`: who you are, who is already here, and how to reach them.
     Joined {
+        /// Filled in by the session layer, which owns tokens and timing.
+        #[serde(flatten)]
+        session: Option<SessionFields>,
         version: u32,
         room: String,
         you: Member,
@@ -157,13 +187,13 @@ pub enum ServerMsg {
     Description {
         call_id: CallId,
         from: MemberId,
-        description: SessionDescription,
+        description: Description,
     },
     /// Relayed from the other party of the call.
     Candidate {
         call_id: CallId,
         from: MemberId,
-        candidate: Option<IceCandidate>,
+        candidate: Candidate,
     },
     /// Relayed from the other party of the call.
     Media {
@@ -175,15 +205,9 @@ pub enum ServerMsg {
     },
     /// To every member of the room whenever its group call starts, changes or ends (an empty
     /// `participants` list means it ended).
-    GroupCall {
-        #[serde(flatten)]
-        call: GroupCall,
-    },
+    GroupCall(GroupCall),
     /// A chat message, stamped by the server, to everyone in the room (the sender too).
-    Chat {
-        #[serde(flatten)]
-        entry: ChatEntry,
-    },
+    Chat(ChatEntry),
     /// A request was refused; the connection stays open.
     Error {
         code: ErrorCode,
@@ -192,6 +216,18 @@ pub enum ServerMsg {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request: Option<String>,
     },
+}
+
+/// The session fields of `joined`: how to resume, and the timing the client needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFields {
+    /// For `resume`: 128 random bits, hex.
+    pub token: String,
+    /// Silence after which either side counts the connection as dropped.
+    pub heartbeat_ms: u64,
+    /// How long a dropped session may come back.
+    pub resume_grace_ms: u64,
 }
 
 /// A room's group call: a full mesh between its participants.
@@ -239,37 +275,6 @@ pub struct IceServer {
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub credential: Option<String>,
-}
-
-/// `RTCSessionDescriptionInit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionDescription {
-    #[serde(rename = "type")]
-    pub kind: SdpKind,
-    #[serde(default)]
-    pub sdp: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SdpKind {
-    Offer,
-    Answer,
-    Pranswer,
-    Rollback,
-}
-
-/// `RTCIceCandidateInit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IceCandidate {
-    pub candidate: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub sdp_mid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub sdp_m_line_index: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub username_fragment: Option<String>,
 }
 
 /// Why a call ended.
@@ -336,13 +341,108 @@ pub enum ErrorCode {
     InvalidToken,
 }
 
-/// Why a text frame could not be decoded into a [`ClientMsg`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    pub code: ErrorCode,
-    pub message: String,
-    /// The `type` field, when the frame had a readable one.
-    pub request: Option<String>,
+impl ClientMsg {
+    /// Every client message kind: session messages, then room messages.
+    pub fn kinds() -> impl Iterator<Item = &'static str> {
+        SessionMsg::kinds().iter().chain(RoomMsg::kinds()).copied()
+    }
+
+    /// This message's `type`.
+    pub fn kind(&self) -> &'static str {
+        envelope::kind_of(self)
+    }
+}
+
+impl Serialize for ClientMsg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Session(msg) => msg.serialize(s),
+            Self::Room(msg) => msg.serialize(s),
+        }
+    }
+}
+
+impl From<SessionMsg> for ClientMsg {
+    fn from(msg: SessionMsg) -> Self {
+        Self::Session(msg)
+    }
+}
+
+impl From<RoomMsg> for ClientMsg {
+    fn from(msg: RoomMsg) -> Self {
+        Self::Room(msg)
+    }
+}
+
+impl SessionMsg {
+    pub fn kinds() -> &'static [&'static str] {
+        envelope::kinds::<Self>()
+    }
+}
+
+impl RoomMsg {
+    pub fn kinds() -> &'static [&'static str] {
+        envelope::kinds::<Self>()
+    }
+
+    /// This message's `type`.
+    pub fn kind(&self) -> &'static str {
+        envelope::kind_of(self)
+    }
+}
+
+impl ServerMsg {
+    pub fn kinds() -> &'static [&'static str] {
+        envelope::kinds::<Self>()
+    }
+
+    /// This message's `type`.
+    pub fn kind(&self) -> &'static str {
+        envelope::kind_of(self)
+    }
+
+    /// Appends this message, numbered `sn` when given, to `out` as one JSON object.
+    pub fn encode(&self, sn: Option<u64>, out: &mut Vec<u8>) {
+        envelope::encode(self, sn.map(|n| ("sn", n)), out);
+    }
+
+    /// About how many bytes the encoded message takes, so that it is written into a buffer
+    /// that does not need to grow.
+    pub fn size_hint(&self) -> usize {
+        let variable = match self {
+            Self::Description { description, .. } => description.json().len(),
+            Self::Candidate { candidate, .. } => candidate.json().len(),
+            Self::Chat(entry) => entry.text.len() + entry.name.len(),
+            Self::Joined { members, chat, .. } => 512 + 64 * members.len() + 4200 * chat.len().min(4),
+            Self::Error { message, .. } => message.len(),
+            _ => 0,
+        };
+        variable + 112
+    }
+
+    /// The JSON text of this message without a sequence number.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        self.encode(None, &mut out);
+        // serde_json writes UTF-8 only.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// An `error` answering a message of kind `request`.
+    pub fn error(code: ErrorCode, message: String, request: Option<&str>) -> Self {
+        Self::Error {
+            code,
+            message,
+            request: request.map(str::to_owned),
+        }
+    }
+}
+
+impl ClientFrame {
+    /// Appends this frame to `out` as one JSON object.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        envelope::encode(&self.msg, self.cn.map(|n| ("cn", n)), out);
+    }
 }
 
 impl DecodeError {
@@ -356,126 +456,27 @@ impl DecodeError {
     }
 }
 
-/// Decodes one text frame, telling malformed input from an unknown message type.
-pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
-    serde_json::from_str(text).map_err(|err| {
-        #[derive(Deserialize)]
-        struct TypeOnly {
-            #[serde(rename = "type")]
-            kind: String,
-        }
-        match serde_json::from_str::<TypeOnly>(text) {
-            Ok(TypeOnly { kind }) if !CLIENT_MSG_TYPES.contains(&kind.as_str()) => DecodeError {
-                code: ErrorCode::UnknownType,
-                message: format!("unknown message type {kind:?}"),
-                request: Some(kind),
-            },
-            Ok(TypeOnly { kind }) => DecodeError {
-                code: ErrorCode::BadMessage,
-                message: format!("invalid {kind:?} message: {err}"),
-                request: Some(kind),
-            },
-            Err(_) => DecodeError {
-                code: ErrorCode::BadMessage,
-                message: format!("expected a JSON object with a string \"type\": {err}"),
-                request: None,
-            },
-        }
+/// Decodes one text frame from a client, telling malformed input from an unknown type.
+pub fn decode_client(text: &str) -> Result<ClientFrame, DecodeError> {
+    let parts = envelope::Parts::parse(text, "cn")?;
+    let cn = parts.seq;
+    let msg = if SessionMsg::kinds().contains(&parts.kind.as_str()) {
+        ClientMsg::Session(parts.into_msg()?)
+    } else {
+        ClientMsg::Room(parts.into_msg()?)
+    };
+    Ok(ClientFrame { cn, msg })
+}
+
+/// Decodes one text frame from the server (for clients).
+pub fn decode_server(text: &str) -> Result<ServerFrame, DecodeError> {
+    let parts = envelope::Parts::parse(text, "sn")?;
+    let sn = parts.seq;
+    Ok(ServerFrame {
+        sn,
+        msg: parts.into_msg()?,
     })
 }
 
-impl ServerMsg {
-    /// The JSON text of this message.
-    pub fn to_json(&self) -> String {
-        // Serialising these types cannot fail: no maps with non-string keys, no foreign types.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_round_trips_in_camel_case() {
-        let msg = decode_client(r#"{"type":"join","version":1,"room":"r1","name":"Ann"}"#);
-        assert_eq!(
-            msg,
-            Ok(ClientMsg::Join {
-                version: 1,
-                room: "r1".into(),
-                name: "Ann".into()
-            })
-        );
-        let accept = decode_client(r#"{"type":"accept","callId":7}"#);
-        assert_eq!(accept, Ok(ClientMsg::Accept { call_id: 7 }));
-    }
-
-    #[test]
-    fn candidate_null_means_end_of_candidates() {
-        let msg = decode_client(r#"{"type":"candidate","callId":3,"candidate":null}"#);
-        assert_eq!(
-            msg,
-            Ok(ClientMsg::Candidate {
-                call_id: 3,
-                to: None,
-                candidate: None
-            })
-        );
-    }
-
-    #[test]
-    fn every_listed_type_is_decodable_and_nothing_else() {
-        // A known type with no fields must be BadMessage (or valid), never UnknownType.
-        for kind in CLIENT_MSG_TYPES {
-            let res = decode_client(&format!(r#"{{"type":"{kind}"}}"#));
-            if let Err(e) = res {
-                assert_eq!(e.code, ErrorCode::BadMessage, "{kind}");
-            }
-        }
-        let err = decode_client(r#"{"type":"teleport"}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::UnknownType);
-        assert_eq!(err.request.as_deref(), Some("teleport"));
-    }
-
-    #[test]
-    fn malformed_input_is_bad_message() {
-        for text in [
-            "",
-            "nope",
-            "[]",
-            "{}",
-            r#"{"type":5}"#,
-            r#"{"type":"invite","to":"x"}"#,
-        ] {
-            assert_eq!(
-                decode_client(text).unwrap_err().code,
-                ErrorCode::BadMessage,
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn server_messages_use_documented_names() {
-        let msg = ServerMsg::CallEnded {
-            call_id: 1,
-            peer: 2,
-            reason: EndReason::NoAnswer,
-            by: None,
-        };
-        assert_eq!(
-            msg.to_json(),
-            r#"{"type":"call_ended","callId":1,"peer":2,"reason":"no_answer"}"#
-        );
-        let err = ServerMsg::Error {
-            code: ErrorCode::RoomFull,
-            message: "full".into(),
-            request: Some("join".into()),
-        };
-        assert_eq!(
-            err.to_json(),
-            r#"{"type":"error","code":"room_full","message":"full","request":"join"}"#
-        );
-    }
-}
+mod tests;

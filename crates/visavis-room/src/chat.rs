@@ -3,7 +3,9 @@
 
 use visavis_protocol::{ChatEntry, MemberId, ServerMsg};
 
-use crate::{Core, Now, RoomError};
+use visavis_sansio::Now;
+
+use crate::{Core, RoomError};
 
 impl Core {
     pub(crate) fn chat(&mut self, now: Now, me: MemberId, text: String) -> Result<(), RoomError> {
@@ -33,7 +35,7 @@ impl Core {
         while room.chat.len() > history {
             room.chat.pop_front();
         }
-        self.broadcast(&room_id, &ServerMsg::Chat { entry });
+        self.broadcast(&room_id, &ServerMsg::Chat(entry));
         Ok(())
     }
 }

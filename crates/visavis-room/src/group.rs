@@ -57,7 +57,7 @@ impl Core {
             self.next_call += 1;
         }
         group.participants.push(me);
-        let msg = ServerMsg::GroupCall { call: group.clone() };
+        let msg = ServerMsg::GroupCall(group.clone());
         if let Some(m) = self.members.get_mut(&me) {
             m.in_group = true;
         }
@@ -80,7 +80,7 @@ impl Core {
             return Ok(());
         };
         group.participants.retain(|p| *p != me);
-        let msg = ServerMsg::GroupCall { call: group.clone() };
+        let msg = ServerMsg::GroupCall(group.clone());
         if group.participants.is_empty() {
             room.group = None;
         }

@@ -15,17 +15,19 @@ mod chat;
 mod group;
 mod validate;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, ChatEntry, ClientMsg, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence,
+    CallId, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence, RoomMsg,
     ServerMsg, PROTOCOL_VERSION,
 };
+use visavis_sansio::{Deadlines, Now};
 
 pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
 
-/// One WebSocket connection, numbered by the server edge.
+/// A member's session, numbered by the session layer: it outlives the connections that carry
+/// it (a dropped connection resumes the same session).
 pub type SessionId = u64;
 
 /// Settings of the core; the server maps its command line onto these.
@@ -61,14 +63,6 @@ impl Default for Config {
     }
 }
 
-/// The time, as the core needs it: monotonic for timers, wall clock for chat timestamps.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    /// Milliseconds since the Unix epoch.
-    pub unix_ms: u64,
-}
-
 /// Gives the ICE servers (with fresh TURN credentials) for a member who joins. Minting
 /// credentials needs a secret and the wall clock, which belong to the edge, so the edge
 /// supplies this function.
@@ -99,8 +93,6 @@ impl std::fmt::Debug for IceServerSource {
 /// Why a client request was refused. Each maps to a stable wire [`ErrorCode`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
-    #[error("protocol version {0} is not supported; this server speaks version {PROTOCOL_VERSION}")]
-    UnsupportedVersion(u32),
     #[error("join a room first")]
     NotJoined,
     #[error("already in room {0:?}; leave it first")]
@@ -138,7 +130,6 @@ pub enum RoomError {
 impl RoomError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::NotJoined => ErrorCode::NotJoined,
             Self::AlreadyJoined(_) => ErrorCode::AlreadyJoined,
             Self::InvalidName(_) => ErrorCode::InvalidName,
@@ -201,7 +192,7 @@ struct Room {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallState {
-    Ringing { deadline: Instant },
+    Ringing,
     Active,
 }
 
@@ -223,7 +214,7 @@ impl Call {
 
     fn state_name(&self) -> &'static str {
         match self.state {
-            CallState::Ringing { .. } => "ringing",
+            CallState::Ringing => "ringing",
             CallState::Active => "active",
         }
     }
@@ -238,8 +229,8 @@ pub struct Core {
     members: HashMap<MemberId, MemberState>,
     rooms: HashMap<String, Room>,
     calls: HashMap<CallId, Call>,
-    /// Ringing calls by deadline, so the next timeout is the first entry.
-    ring_deadlines: BTreeSet<(Instant, CallId)>,
+    /// When each ringing call times out.
+    ring_deadlines: Deadlines<CallId>,
     next_member: MemberId,
     next_call: CallId,
     out: VecDeque<Output>,
@@ -253,26 +244,34 @@ impl Core {
             members: HashMap::new(),
             rooms: HashMap::new(),
             calls: HashMap::new(),
-            ring_deadlines: BTreeSet::new(),
+            ring_deadlines: Deadlines::default(),
             next_member: 1,
             next_call: 1,
             out: VecDeque::new(),
         }
     }
 
-    /// A decoded message from `session`. Refusals become an `error` output to that session.
-    pub fn handle_message(&mut self, now: Now, session: SessionId, msg: ClientMsg) {
-        let request = request_type(&msg);
-        if let Err(err) = self.dispatch(now, session, msg) {
-            self.send(
-                session,
-                ServerMsg::Error {
-                    code: err.code(),
-                    message: err.to_string(),
-                    request: Some(request.to_owned()),
-                },
-            );
+    /// `session` asks to enter `room` as `name` (the session layer has checked the protocol
+    /// version). Refusals become an `error` output to that session.
+    pub fn handle_join(&mut self, session: SessionId, room: &str, name: &str) {
+        if let Err(err) = self.join(session, room, name) {
+            self.refuse(session, &err, "join");
         }
+    }
+
+    /// A room message from `session`. Refusals become an `error` output to that session.
+    pub fn handle_message(&mut self, now: Now, session: SessionId, msg: RoomMsg) {
+        let request = msg.kind();
+        if let Err(err) = self.dispatch(now, session, msg) {
+            self.refuse(session, &err, request);
+        }
+    }
+
+    fn refuse(&mut self, session: SessionId, err: &RoomError, request: &str) {
+        self.send(
+            session,
+            ServerMsg::error(err.code(), err.to_string(), Some(request)),
+        );
     }
 
     /// `session` is gone for good (it left, closed cleanly, or its resume grace ran out): it
@@ -311,11 +310,8 @@ impl Core {
     }
 
     /// Time has passed: ring timeouts up to `now` fire.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(deadline, call)) = self.ring_deadlines.first() {
-            if deadline > now {
-                break;
-            }
+    pub fn handle_timeout(&mut self, now: Now) {
+        while let Some(call) = self.ring_deadlines.pop_due(now.mono) {
             self.end_call(call, EndReason::NoAnswer, None);
         }
     }
@@ -327,7 +323,12 @@ impl Core {
 
     /// When [`Core::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.ring_deadlines.first().map(|&(deadline, _)| deadline)
+        self.ring_deadlines.next()
+    }
+
+    /// The member `session` is, if it has joined a room.
+    pub fn member_of(&self, session: SessionId) -> Option<MemberId> {
+        self.sessions.get(&session).copied()
     }
 
     pub fn counts(&self) -> Counts {
@@ -338,46 +339,42 @@ impl Core {
         }
     }
 
-    fn dispatch(&mut self, now: Now, session: SessionId, msg: ClientMsg) -> Result<(), RoomError> {
-        if let ClientMsg::Join { version, room, name } = msg {
-            return self.join(session, version, &room, &name);
-        }
+    fn dispatch(&mut self, now: Now, session: SessionId, msg: RoomMsg) -> Result<(), RoomError> {
         let me = *self.sessions.get(&session).ok_or(RoomError::NotJoined)?;
         match msg {
-            ClientMsg::Join { .. } => unreachable!("handled above"),
-            ClientMsg::Leave => {
+            RoomMsg::Leave => {
                 let room = self.remove_member(me);
                 self.send(session, ServerMsg::Left { room });
                 Ok(())
             }
-            ClientMsg::Invite { to } => self.invite(now.mono, me, to),
-            ClientMsg::Cancel { call_id } => {
+            RoomMsg::Invite { to } => self.invite(now.mono, me, to),
+            RoomMsg::Cancel { call_id } => {
                 self.ringing_call_as(me, call_id, Role::Caller, "cancel")?;
                 self.end_call(call_id, EndReason::Cancelled, Some(me));
                 Ok(())
             }
-            ClientMsg::Decline { call_id } => {
+            RoomMsg::Decline { call_id } => {
                 self.ringing_call_as(me, call_id, Role::Callee, "decline")?;
                 self.end_call(call_id, EndReason::Declined, Some(me));
                 Ok(())
             }
-            ClientMsg::Accept { call_id } => {
+            RoomMsg::Accept { call_id } => {
                 self.ringing_call_as(me, call_id, Role::Callee, "accept")?;
                 self.activate(call_id);
                 Ok(())
             }
-            ClientMsg::Hangup { call_id } => {
+            RoomMsg::Hangup { call_id } => {
                 let call = self.call_of(me, call_id)?;
                 // Hanging up a call that still rings is what the user meant by cancel/decline.
                 let reason = match (call.state, call.caller == me) {
                     (CallState::Active, _) => EndReason::Hangup,
-                    (CallState::Ringing { .. }, true) => EndReason::Cancelled,
-                    (CallState::Ringing { .. }, false) => EndReason::Declined,
+                    (CallState::Ringing, true) => EndReason::Cancelled,
+                    (CallState::Ringing, false) => EndReason::Declined,
                 };
                 self.end_call(call_id, reason, Some(me));
                 Ok(())
             }
-            ClientMsg::Description {
+            RoomMsg::Description {
                 call_id,
                 to,
                 description,
@@ -386,7 +383,7 @@ impl Core {
                 from,
                 description,
             }),
-            ClientMsg::Candidate {
+            RoomMsg::Candidate {
                 call_id,
                 to,
                 candidate,
@@ -395,7 +392,7 @@ impl Core {
                 from,
                 candidate,
             }),
-            ClientMsg::Media {
+            RoomMsg::Media {
                 call_id,
                 audio,
                 video,
@@ -415,18 +412,13 @@ impl Core {
                     self.relay_in_call(me, call_id, None, "media", msg)
                 }
             }
-            // Session-level messages are the edge's; they never reach the core.
-            ClientMsg::Resume { .. } | ClientMsg::Pong { .. } => Ok(()),
-            ClientMsg::GroupJoin => self.group_join(me),
-            ClientMsg::GroupLeave => self.group_leave(me),
-            ClientMsg::Chat { text } => self.chat(now, me, text),
+            RoomMsg::GroupJoin => self.group_join(me),
+            RoomMsg::GroupLeave => self.group_leave(me),
+            RoomMsg::Chat { text } => self.chat(now, me, text),
         }
     }
 
-    fn join(&mut self, session: SessionId, version: u32, room: &str, name: &str) -> Result<(), RoomError> {
-        if version != PROTOCOL_VERSION {
-            return Err(RoomError::UnsupportedVersion(version));
-        }
+    fn join(&mut self, session: SessionId, room: &str, name: &str) -> Result<(), RoomError> {
         if let Some(member) = self.sessions.get(&session) {
             return Err(RoomError::AlreadyJoined(self.members[member].room.clone()));
         }
@@ -475,6 +467,7 @@ impl Core {
         self.send(
             session,
             ServerMsg::Joined {
+                session: None,
                 version: PROTOCOL_VERSION,
                 room: room.to_owned(),
                 you: you.clone(),
@@ -504,7 +497,7 @@ impl Core {
         if let Some(existing) = self.members[&me].call {
             let call = &self.calls[&existing];
             // Glare: they are ringing me right now, so my invite answers theirs.
-            if call.caller == to && matches!(call.state, CallState::Ringing { .. }) {
+            if call.caller == to && matches!(call.state, CallState::Ringing) {
                 self.activate(existing);
                 return Ok(());
             }
@@ -534,10 +527,10 @@ impl Core {
             Call {
                 caller: me,
                 callee: to,
-                state: CallState::Ringing { deadline },
+                state: CallState::Ringing,
             },
         );
-        self.ring_deadlines.insert((deadline, call_id));
+        self.ring_deadlines.insert(call_id, deadline);
         for member in [me, to] {
             if let Some(m) = self.members.get_mut(&member) {
                 m.call = Some(call_id);
@@ -569,7 +562,7 @@ impl Core {
             Role::Caller => call.caller == me,
             Role::Callee => call.callee == me,
         };
-        if !is_role || !matches!(call.state, CallState::Ringing { .. }) {
+        if !is_role || !matches!(call.state, CallState::Ringing) {
             return Err(RoomError::InvalidCallState {
                 call: call_id,
                 state: call.state_name(),
@@ -626,9 +619,7 @@ impl Core {
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
-        if let CallState::Ringing { deadline } = call.state {
-            self.ring_deadlines.remove(&(deadline, call_id));
-        }
+        self.ring_deadlines.remove(call_id);
         call.state = CallState::Active;
         let (caller, callee) = (call.caller, call.callee);
         self.send_member(
@@ -654,9 +645,7 @@ impl Core {
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
-        if let CallState::Ringing { deadline } = call.state {
-            self.ring_deadlines.remove(&(deadline, call_id));
-        }
+        self.ring_deadlines.remove(call_id);
         for (me, peer) in [(call.caller, call.callee), (call.callee, call.caller)] {
             if let Some(m) = self.members.get_mut(&me) {
                 m.call = None;
@@ -763,7 +752,7 @@ impl Core {
         let ringing = self
             .calls
             .values()
-            .filter(|c| matches!(c.state, CallState::Ringing { .. }))
+            .filter(|c| matches!(c.state, CallState::Ringing))
             .count();
         assert_eq!(
             ringing,
@@ -784,27 +773,5 @@ enum Role {
     Callee,
 }
 
-fn request_type(msg: &ClientMsg) -> &'static str {
-    match msg {
-        ClientMsg::Join { .. } => "join",
-        ClientMsg::Leave => "leave",
-        ClientMsg::Invite { .. } => "invite",
-        ClientMsg::Cancel { .. } => "cancel",
-        ClientMsg::Accept { .. } => "accept",
-        ClientMsg::Decline { .. } => "decline",
-        ClientMsg::Hangup { .. } => "hangup",
-        ClientMsg::Description { .. } => "description",
-        ClientMsg::Candidate { .. } => "candidate",
-        ClientMsg::Media { .. } => "media",
-        ClientMsg::Resume { .. } => "resume",
-        ClientMsg::Pong { .. } => "pong",
-        ClientMsg::GroupJoin => "group_join",
-        ClientMsg::GroupLeave => "group_leave",
-        ClientMsg::Chat { .. } => "chat",
-    }
-}
-
-#[cfg(test)]
-mod hostile;
 #[cfg(test)]
 mod tests;

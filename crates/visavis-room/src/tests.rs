@@ -1,7 +1,9 @@
 //! Scenario tests of the room core with a fake clock and no sockets.
 
 use super::*;
-use visavis_protocol::{SdpKind, SessionDescription};
+use std::time::Instant;
+
+use visavis_protocol::{Candidate, ClientMsg, Description, SdpKind, SessionMsg};
 
 struct World {
     core: Core,
@@ -23,8 +25,8 @@ impl World {
         }
     }
 
-    fn send(&mut self, session: SessionId, msg: ClientMsg) -> Vec<Output> {
-        self.core.handle_message(self.now, session, msg);
+    fn send(&mut self, session: SessionId, msg: impl Into<ClientMsg>) -> Vec<Output> {
+        feed(&mut self.core, self.now, session, msg.into());
         self.drain()
     }
 
@@ -43,9 +45,8 @@ impl World {
     }
 
     fn advance(&mut self, by: Duration) -> Vec<Output> {
-        self.now.mono += by;
-        self.now.unix_ms += by.as_millis() as u64;
-        self.core.handle_timeout(self.now.mono);
+        self.now = self.now.after(by);
+        self.core.handle_timeout(self.now);
         self.drain()
     }
 
@@ -54,7 +55,7 @@ impl World {
         let mut w = Self::new();
         let a = w.join(1, "r", "Ann");
         let b = w.join(2, "r", "Bob");
-        let out = w.send(1, ClientMsg::Invite { to: b });
+        let out = w.send(1, RoomMsg::Invite { to: b });
         let call = match out[0].msg {
             ServerMsg::Ringing { call_id, .. } => call_id,
             ref other => panic!("expected ringing, got {other:?}"),
@@ -64,17 +65,27 @@ impl World {
 
     fn active_pair() -> (Self, MemberId, MemberId, CallId) {
         let (mut w, a, b, call) = Self::ringing_pair();
-        w.send(2, ClientMsg::Accept { call_id: call });
+        w.send(2, RoomMsg::Accept { call_id: call });
         (w, a, b, call)
     }
 }
 
+/// What the session layer hands the core for a client message.
+pub(crate) fn feed(core: &mut Core, now: Now, session: SessionId, msg: ClientMsg) {
+    match msg {
+        ClientMsg::Session(SessionMsg::Join { room, name, .. }) => core.handle_join(session, &room, &name),
+        ClientMsg::Session(_) => {}
+        ClientMsg::Room(msg) => core.handle_message(now, session, msg),
+    }
+}
+
 fn join(room: &str, name: &str) -> ClientMsg {
-    ClientMsg::Join {
+    SessionMsg::Join {
         version: PROTOCOL_VERSION,
         room: room.into(),
         name: name.into(),
     }
+    .into()
 }
 
 fn error_code(out: &[Output]) -> ErrorCode {
@@ -182,7 +193,7 @@ fn leave_replies_and_allows_joining_again() {
     let mut w = World::new();
     w.join(1, "r", "Ann");
     let b = w.join(2, "r", "Bob");
-    let got = w.send(2, ClientMsg::Leave);
+    let got = w.send(2, RoomMsg::Leave);
     assert_eq!(
         got,
         vec![
@@ -200,12 +211,6 @@ fn join_errors() {
         room_capacity: 2,
         ..Config::default()
     });
-    let bad_version = ClientMsg::Join {
-        version: 99,
-        room: "r".into(),
-        name: "A".into(),
-    };
-    assert_eq!(error_code(&w.send(1, bad_version)), ErrorCode::UnsupportedVersion);
     assert_eq!(error_code(&w.send(1, join("r", " "))), ErrorCode::InvalidName);
     assert_eq!(
         error_code(&w.send(1, join("r", &"x".repeat(65)))),
@@ -213,7 +218,7 @@ fn join_errors() {
     );
     assert_eq!(error_code(&w.send(1, join("a/b", "A"))), ErrorCode::InvalidRoom);
     assert_eq!(
-        error_code(&w.send(1, ClientMsg::Invite { to: 1 })),
+        error_code(&w.send(1, RoomMsg::Invite { to: 1 })),
         ErrorCode::NotJoined
     );
     w.join(1, "r", "A");
@@ -237,7 +242,7 @@ fn last_seat_goes_to_exactly_one() {
     w.join(2, "r", "B");
     let mut admitted = 0;
     for session in 10..60 {
-        w.core.handle_message(w.now, session, join("r", "racer"));
+        w.core.handle_join(session, "r", "racer");
         for o in w.drain() {
             if o.to == session && matches!(o.msg, ServerMsg::Joined { .. }) {
                 admitted += 1;
@@ -253,7 +258,7 @@ fn invite_rings_both_sides_then_accept_activates() {
     let mut w = World::new();
     let a = w.join(1, "r", "Ann");
     let b = w.join(2, "r", "Bob");
-    let got = w.send(1, ClientMsg::Invite { to: b });
+    let got = w.send(1, RoomMsg::Invite { to: b });
     assert_eq!(
         got,
         vec![
@@ -269,7 +274,7 @@ fn invite_rings_both_sides_then_accept_activates() {
         ]
     );
     assert!(w.core.poll_timeout().is_some());
-    let got = w.send(2, ClientMsg::Accept { call_id: 1 });
+    let got = w.send(2, RoomMsg::Accept { call_id: 1 });
     assert_eq!(
         got,
         vec![
@@ -297,7 +302,7 @@ fn invite_rings_both_sides_then_accept_activates() {
 #[test]
 fn decline_ends_for_both() {
     let (mut w, a, b, call) = World::ringing_pair();
-    let got = w.send(2, ClientMsg::Decline { call_id: call });
+    let got = w.send(2, RoomMsg::Decline { call_id: call });
     assert_eq!(
         got,
         vec![
@@ -311,7 +316,7 @@ fn decline_ends_for_both() {
 #[test]
 fn cancel_ends_for_both() {
     let (mut w, a, b, call) = World::ringing_pair();
-    let got = w.send(1, ClientMsg::Cancel { call_id: call });
+    let got = w.send(1, RoomMsg::Cancel { call_id: call });
     assert_eq!(
         got,
         vec![
@@ -336,7 +341,7 @@ fn ring_timeout_ends_as_no_answer() {
     assert_eq!(w.core.poll_timeout(), None);
     // Accepting after the timeout is refused: the call is gone.
     assert_eq!(
-        error_code(&w.send(2, ClientMsg::Accept { call_id: call })),
+        error_code(&w.send(2, RoomMsg::Accept { call_id: call })),
         ErrorCode::UnknownCall
     );
 }
@@ -349,7 +354,7 @@ fn ring_timeout_is_configurable() {
     });
     w.join(1, "r", "A");
     let b = w.join(2, "r", "B");
-    w.send(1, ClientMsg::Invite { to: b });
+    w.send(1, RoomMsg::Invite { to: b });
     assert_eq!(w.core.poll_timeout(), Some(w.now.mono + Duration::from_secs(2)));
     assert_eq!(w.advance(Duration::from_secs(2)).len(), 2);
 }
@@ -358,13 +363,13 @@ fn ring_timeout_is_configurable() {
 fn invite_to_a_member_in_a_call_is_busy() {
     let (mut w, _a, b, _call) = World::active_pair();
     let c = w.join(3, "r", "Cy");
-    let got = w.send(3, ClientMsg::Invite { to: b });
+    let got = w.send(3, RoomMsg::Invite { to: b });
     assert_eq!(got, vec![out(3, ended(2, b, EndReason::Busy, None))]);
     // Also busy while the callee is only ringing.
     let d = w.join(4, "r", "Di");
-    w.send(3, ClientMsg::Invite { to: d });
+    w.send(3, RoomMsg::Invite { to: d });
     let e = w.join(5, "r", "Ed");
-    let got = w.send(5, ClientMsg::Invite { to: d });
+    let got = w.send(5, RoomMsg::Invite { to: d });
     assert!(matches!(
         got[..],
         [Output {
@@ -376,7 +381,7 @@ fn invite_to_a_member_in_a_call_is_busy() {
         }]
     ));
     // The busy attempt did not disturb the ringing call.
-    assert!(w.send(4, ClientMsg::Accept { call_id: 3 }).len() == 2);
+    assert!(w.send(4, RoomMsg::Accept { call_id: 3 }).len() == 2);
     let _ = (c, e);
 }
 
@@ -385,7 +390,7 @@ fn caller_already_in_a_call_cannot_invite() {
     let (mut w, _a, _b, call) = World::active_pair();
     let c = w.join(3, "r", "Cy");
     assert_eq!(
-        error_code(&w.send(1, ClientMsg::Invite { to: c })),
+        error_code(&w.send(1, RoomMsg::Invite { to: c })),
         ErrorCode::AlreadyInCall
     );
     let _ = call;
@@ -395,7 +400,7 @@ fn caller_already_in_a_call_cannot_invite() {
 fn glare_resolves_to_one_call() {
     let (mut w, a, b, call) = World::ringing_pair();
     // Bob invites Ann while Ann's invite rings at Bob: that is an accept.
-    let got = w.send(2, ClientMsg::Invite { to: a });
+    let got = w.send(2, RoomMsg::Invite { to: a });
     assert_eq!(
         got,
         vec![
@@ -425,7 +430,7 @@ fn hangup_by_either_side_ends_for_both() {
     for (hanger, session) in [(0, 1), (1, 2)] {
         let (mut w, a, b, call) = World::active_pair();
         let by = [a, b][hanger];
-        let got = w.send(session, ClientMsg::Hangup { call_id: call });
+        let got = w.send(session, RoomMsg::Hangup { call_id: call });
         assert_eq!(
             got,
             vec![
@@ -435,7 +440,7 @@ fn hangup_by_either_side_ends_for_both() {
         );
         // Both are free to call again.
         assert!(matches!(
-            w.send(2, ClientMsg::Invite { to: a })[0].msg,
+            w.send(2, RoomMsg::Invite { to: a })[0].msg,
             ServerMsg::Ringing { .. }
         ));
     }
@@ -444,12 +449,12 @@ fn hangup_by_either_side_ends_for_both() {
 #[test]
 fn hangup_while_ringing_means_cancel_or_decline() {
     let (mut w, a, _b, call) = World::ringing_pair();
-    let got = w.send(1, ClientMsg::Hangup { call_id: call });
+    let got = w.send(1, RoomMsg::Hangup { call_id: call });
     assert!(
         matches!(got[0].msg, ServerMsg::CallEnded { reason: EndReason::Cancelled, by, .. } if by == Some(a))
     );
     let (mut w, _a, b, call) = World::ringing_pair();
-    let got = w.send(2, ClientMsg::Hangup { call_id: call });
+    let got = w.send(2, RoomMsg::Hangup { call_id: call });
     assert!(
         matches!(got[0].msg, ServerMsg::CallEnded { reason: EndReason::Declined, by, .. } if by == Some(b))
     );
@@ -474,7 +479,7 @@ fn leaving_while_ringing_ends_the_call() {
 #[test]
 fn leaving_mid_call_ends_the_call() {
     let (mut w, a, b, call) = World::active_pair();
-    let got = w.send(1, ClientMsg::Leave);
+    let got = w.send(1, RoomMsg::Leave);
     assert_eq!(
         got,
         vec![
@@ -490,29 +495,29 @@ fn leaving_mid_call_ends_the_call() {
 fn invalid_transitions_are_refused() {
     let (mut w, _a, _b, call) = World::ringing_pair();
     let cases = [
-        (1, ClientMsg::Accept { call_id: call }),
-        (1, ClientMsg::Decline { call_id: call }),
-        (2, ClientMsg::Cancel { call_id: call }),
+        (1, RoomMsg::Accept { call_id: call }),
+        (1, RoomMsg::Decline { call_id: call }),
+        (2, RoomMsg::Cancel { call_id: call }),
     ];
     for (session, msg) in cases {
         assert_eq!(error_code(&w.send(session, msg)), ErrorCode::InvalidCallState);
     }
-    w.send(2, ClientMsg::Accept { call_id: call });
+    w.send(2, RoomMsg::Accept { call_id: call });
     for (session, msg) in [
-        (2, ClientMsg::Accept { call_id: call }),
-        (1, ClientMsg::Cancel { call_id: call }),
-        (2, ClientMsg::Decline { call_id: call }),
+        (2, RoomMsg::Accept { call_id: call }),
+        (1, RoomMsg::Cancel { call_id: call }),
+        (2, RoomMsg::Decline { call_id: call }),
     ] {
         assert_eq!(error_code(&w.send(session, msg)), ErrorCode::InvalidCallState);
     }
     // A stranger knows nothing of the call.
     w.join(3, "r", "Cy");
     assert_eq!(
-        error_code(&w.send(3, ClientMsg::Hangup { call_id: call })),
+        error_code(&w.send(3, RoomMsg::Hangup { call_id: call })),
         ErrorCode::UnknownCall
     );
     assert_eq!(
-        error_code(&w.send(3, ClientMsg::Accept { call_id: 777 })),
+        error_code(&w.send(3, RoomMsg::Accept { call_id: 777 })),
         ErrorCode::UnknownCall
     );
 }
@@ -523,15 +528,15 @@ fn addressing_is_limited_to_your_room() {
     let a = w.join(1, "r", "Ann");
     let x = w.join(2, "other", "Xi");
     assert_eq!(
-        error_code(&w.send(1, ClientMsg::Invite { to: x })),
+        error_code(&w.send(1, RoomMsg::Invite { to: x })),
         ErrorCode::UnknownMember
     );
     assert_eq!(
-        error_code(&w.send(1, ClientMsg::Invite { to: 4242 })),
+        error_code(&w.send(1, RoomMsg::Invite { to: 4242 })),
         ErrorCode::UnknownMember
     );
     assert_eq!(
-        error_code(&w.send(1, ClientMsg::Invite { to: a })),
+        error_code(&w.send(1, RoomMsg::Invite { to: a })),
         ErrorCode::InvalidTarget
     );
 }
@@ -539,17 +544,14 @@ fn addressing_is_limited_to_your_room() {
 #[test]
 fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
     let (mut w, a, b, call) = World::ringing_pair();
-    let offer = SessionDescription {
-        kind: SdpKind::Offer,
-        sdp: "v=0".into(),
-    };
-    let early = ClientMsg::Description {
+    let offer = Description::new(SdpKind::Offer, "v=0");
+    let early = RoomMsg::Description {
         call_id: call,
         to: None,
         description: offer.clone(),
     };
     assert_eq!(error_code(&w.send(1, early.clone())), ErrorCode::InvalidCallState);
-    w.send(2, ClientMsg::Accept { call_id: call });
+    w.send(2, RoomMsg::Accept { call_id: call });
     assert_eq!(
         w.send(1, early),
         vec![out(
@@ -564,10 +566,10 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
     assert_eq!(
         w.send(
             2,
-            ClientMsg::Candidate {
+            RoomMsg::Candidate {
                 call_id: call,
                 to: None,
-                candidate: None
+                candidate: Candidate::end()
             }
         ),
         vec![out(
@@ -575,14 +577,14 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
             ServerMsg::Candidate {
                 call_id: call,
                 from: b,
-                candidate: None
+                candidate: Candidate::end()
             }
         )]
     );
     assert_eq!(
         w.send(
             2,
-            ClientMsg::Media {
+            RoomMsg::Media {
                 call_id: call,
                 audio: false,
                 video: true,
@@ -602,10 +604,10 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
     );
     // A third member of the room cannot inject into the call.
     w.join(3, "r", "Cy");
-    let inject = ClientMsg::Candidate {
+    let inject = RoomMsg::Candidate {
         call_id: call,
         to: None,
-        candidate: None,
+        candidate: Candidate::end(),
     };
     assert_eq!(error_code(&w.send(3, inject)), ErrorCode::UnknownCall);
 }
@@ -614,7 +616,7 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
 
 fn group_of(msg: &ServerMsg) -> Option<(CallId, Vec<MemberId>)> {
     match msg {
-        ServerMsg::GroupCall { call } => Some((call.call_id, call.participants.clone())),
+        ServerMsg::GroupCall(call) => Some((call.call_id, call.participants.clone())),
         _ => None,
     }
 }
@@ -631,13 +633,13 @@ fn trio() -> (World, MemberId, MemberId, MemberId) {
 #[test]
 fn group_call_is_announced_to_the_whole_room_as_people_join_and_leave() {
     let (mut w, a, b, c) = trio();
-    let got = w.send(1, ClientMsg::GroupJoin);
+    let got = w.send(1, RoomMsg::GroupJoin);
     assert_eq!(got.len(), 3, "everyone in the room hears of it: {got:?}");
     let (call, people) = group_of(&got[0].msg).unwrap();
     assert_eq!(people, vec![a]);
     assert!(got.iter().all(|o| group_of(&o.msg) == Some((call, vec![a]))));
-    w.send(2, ClientMsg::GroupJoin);
-    let got = w.send(3, ClientMsg::GroupJoin);
+    w.send(2, RoomMsg::GroupJoin);
+    let got = w.send(3, RoomMsg::GroupJoin);
     assert!(got
         .iter()
         .all(|o| group_of(&o.msg) == Some((call, vec![a, b, c]))));
@@ -654,33 +656,27 @@ fn group_call_is_announced_to_the_whole_room_as_people_join_and_leave() {
     );
 
     // Leaving, and dropping out, leave the others in the call.
-    let got = w.send(2, ClientMsg::GroupLeave);
+    let got = w.send(2, RoomMsg::GroupLeave);
     assert!(got.iter().all(|o| group_of(&o.msg) == Some((call, vec![a, c]))));
     w.core.handle_disconnect(1);
     let got = w.drain();
     assert!(got.iter().any(|o| group_of(&o.msg) == Some((call, vec![c]))));
-    let got = w.send(3, ClientMsg::GroupLeave);
+    let got = w.send(3, RoomMsg::GroupLeave);
     assert!(
         got.iter().all(|o| group_of(&o.msg) == Some((call, vec![]))),
         "an empty list: ended"
     );
     assert_eq!(w.core.counts().calls, 0);
-    assert_eq!(
-        error_code(&w.send(3, ClientMsg::GroupLeave)),
-        ErrorCode::NotInCall
-    );
+    assert_eq!(error_code(&w.send(3, RoomMsg::GroupLeave)), ErrorCode::NotInCall);
 }
 
 #[test]
 fn group_signalling_goes_only_between_two_participants() {
     let (mut w, a, b, c) = trio();
-    let call = group_of(&w.send(1, ClientMsg::GroupJoin)[0].msg).unwrap().0;
-    w.send(2, ClientMsg::GroupJoin);
-    let offer = SessionDescription {
-        kind: SdpKind::Offer,
-        sdp: "v=0".into(),
-    };
-    let to_b = ClientMsg::Description {
+    let call = group_of(&w.send(1, RoomMsg::GroupJoin)[0].msg).unwrap().0;
+    w.send(2, RoomMsg::GroupJoin);
+    let offer = Description::new(SdpKind::Offer, "v=0");
+    let to_b = RoomMsg::Description {
         call_id: call,
         to: Some(b),
         description: offer.clone(),
@@ -697,26 +693,26 @@ fn group_signalling_goes_only_between_two_participants() {
         )]
     );
     // Cy is in the room but not in the call: she can neither send nor be addressed.
-    let to_c = ClientMsg::Description {
+    let to_c = RoomMsg::Description {
         call_id: call,
         to: Some(c),
         description: offer.clone(),
     };
     assert_eq!(error_code(&w.send(1, to_c)), ErrorCode::UnknownMember);
-    let from_c = ClientMsg::Candidate {
+    let from_c = RoomMsg::Candidate {
         call_id: call,
         to: Some(a),
-        candidate: None,
+        candidate: Candidate::end(),
     };
     assert_eq!(error_code(&w.send(3, from_c)), ErrorCode::UnknownCall);
-    let no_to = ClientMsg::Candidate {
+    let no_to = RoomMsg::Candidate {
         call_id: call,
         to: None,
-        candidate: None,
+        candidate: Candidate::end(),
     };
     assert_eq!(error_code(&w.send(1, no_to)), ErrorCode::UnknownMember);
     // Media state goes to every other participant.
-    let media = ClientMsg::Media {
+    let media = RoomMsg::Media {
         call_id: call,
         audio: true,
         video: false,
@@ -746,11 +742,11 @@ fn mesh_limit_refuses_one_more() {
     w.join(1, "r", "A");
     w.join(2, "r", "B");
     w.join(3, "r", "C");
-    w.send(1, ClientMsg::GroupJoin);
-    w.send(2, ClientMsg::GroupJoin);
-    assert_eq!(error_code(&w.send(3, ClientMsg::GroupJoin)), ErrorCode::CallFull);
+    w.send(1, RoomMsg::GroupJoin);
+    w.send(2, RoomMsg::GroupJoin);
+    assert_eq!(error_code(&w.send(3, RoomMsg::GroupJoin)), ErrorCode::CallFull);
     assert_eq!(
-        error_code(&w.send(2, ClientMsg::GroupJoin)),
+        error_code(&w.send(2, RoomMsg::GroupJoin)),
         ErrorCode::AlreadyInCall
     );
 }
@@ -758,9 +754,9 @@ fn mesh_limit_refuses_one_more() {
 #[test]
 fn group_and_one_to_one_calls_exclude_each_other() {
     let (mut w, a, b, c) = trio();
-    w.send(1, ClientMsg::GroupJoin);
+    w.send(1, RoomMsg::GroupJoin);
     // Calling someone in the group call: busy. Calling from it: refused.
-    let got = w.send(2, ClientMsg::Invite { to: a });
+    let got = w.send(2, RoomMsg::Invite { to: a });
     assert!(matches!(
         got[..],
         [Output {
@@ -772,21 +768,21 @@ fn group_and_one_to_one_calls_exclude_each_other() {
         }]
     ));
     assert_eq!(
-        error_code(&w.send(1, ClientMsg::Invite { to: b })),
+        error_code(&w.send(1, RoomMsg::Invite { to: b })),
         ErrorCode::AlreadyInCall
     );
     // Someone ringing or in a 1:1 call cannot join the group call.
-    w.send(2, ClientMsg::Invite { to: c });
+    w.send(2, RoomMsg::Invite { to: c });
     assert_eq!(
-        error_code(&w.send(3, ClientMsg::GroupJoin)),
+        error_code(&w.send(3, RoomMsg::GroupJoin)),
         ErrorCode::AlreadyInCall
     );
 }
 
 // ---- chat ----------------------------------------------------------------------------------
 
-fn chat(text: &str) -> ClientMsg {
-    ClientMsg::Chat { text: text.into() }
+fn chat(text: &str) -> RoomMsg {
+    RoomMsg::Chat { text: text.into() }
 }
 
 #[test]
@@ -799,7 +795,7 @@ fn chat_is_stamped_by_the_server_and_reaches_everyone_in_one_order() {
         vec![1, 2, 3],
         "the room, sender included"
     );
-    let ServerMsg::Chat { entry } = &got[0].msg else {
+    let ServerMsg::Chat(entry) = &got[0].msg else {
         panic!()
     };
     assert_eq!((entry.seq, entry.from, entry.name.as_str()), (1, a, "Ann"));
@@ -809,7 +805,7 @@ fn chat_is_stamped_by_the_server_and_reaches_everyone_in_one_order() {
     );
     w.advance(Duration::from_millis(5));
     let got = w.send(2, chat("hi"));
-    let ServerMsg::Chat { entry } = &got[0].msg else {
+    let ServerMsg::Chat(entry) = &got[0].msg else {
         panic!()
     };
     assert_eq!((entry.seq, entry.from, entry.at), (2, b, w.now.unix_ms));
@@ -884,7 +880,7 @@ fn a_detached_member_is_reconnecting_and_keeps_its_call() {
         )]
     );
     // Signalling flows again on the same call.
-    let got = w.send(1, ClientMsg::Hangup { call_id: call });
+    let got = w.send(1, RoomMsg::Hangup { call_id: call });
     assert_eq!(got.len(), 2);
     // Detaching a session that never joined is harmless.
     w.core.handle_detach(77);

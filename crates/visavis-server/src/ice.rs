@@ -10,7 +10,7 @@ use visavis_protocol::IceServer;
 use visavis_room::IceServerSource;
 use visavis_turn::{Nonces, PeerPolicy, RestSecret, TurnConfig};
 
-use crate::turn::{unix_now, TurnAddrs, TurnSetup};
+use crate::turn::{TurnAddrs, TurnSetup};
 use crate::Settings;
 
 /// The TURN REST secret: configured, or random for this run.
@@ -141,7 +141,11 @@ pub fn ice_source(
     let secret = RestSecret::new(secret);
     let lifetime = settings.turn_credential_lifetime;
     IceServerSource::new(move |member| {
-        let (username, credential) = secret.mint(&format!("m{member}"), unix_now(), lifetime);
+        let (username, credential) = secret.mint(
+            &format!("m{member}"),
+            visavis_sansio::Now::system().unix_secs(),
+            lifetime,
+        );
         vec![IceServer {
             urls: urls.clone(),
             username: Some(username),

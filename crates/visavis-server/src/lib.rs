@@ -6,11 +6,10 @@
 mod admission;
 mod assets;
 mod config;
+mod connection;
 mod http_error;
 mod hub;
 mod ice;
-mod session;
-mod sessions;
 mod turn;
 
 use std::net::SocketAddr;
@@ -27,20 +26,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use visavis_room::{Config, Core};
+use visavis_signal::Signalling;
 
 use admission::{origin_allowed, IpSlots};
 pub use config::Settings;
 use http_error::HttpError;
 use hub::Hub;
-use session::ConnLimits;
-use sessions::SessionTable;
 use turn::Turn;
 pub use turn::TurnAddrs;
-
-/// Unacknowledged bytes kept per session for replay on resume. Clients acknowledge with every
-/// `pong` and after every 64 messages (docs/protocol.md), so only a session that stops
-/// acknowledging comes near it; it is then ended.
-const RESUME_LOG_LIMIT: usize = 4 * 1024 * 1024;
 
 /// WebSocket read buffer per connection.
 const READ_BUFFER: usize = 4096;
@@ -54,7 +47,6 @@ struct AppState {
     turn: Option<Arc<Turn>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
-    limits: ConnLimits,
     slots: IpSlots,
     allowed_origins: Arc<[String]>,
 }
@@ -122,21 +114,23 @@ impl App {
             chat_max_bytes: 4096,
             max_rooms: settings.max_rooms as usize,
         });
-        let state = AppState {
-            hub: Arc::new(Hub::new(
-                core,
-                SessionTable::new(Duration::from_secs(settings.resume_grace), RESUME_LOG_LIMIT),
-                settings.outbound_queue as usize,
-                Duration::from_secs(settings.heartbeat_timeout),
-            )),
-            turn,
-            sessions: TaskTracker::new(),
-            shutdown,
-            limits: ConnLimits {
+        let signalling = Signalling::new(
+            core,
+            visavis_signal::Config {
+                heartbeat: Duration::from_secs(settings.heartbeat_timeout),
+                grace: Duration::from_secs(settings.resume_grace),
                 max_message: settings.max_message_size(),
                 rate: f64::from(settings.rate_limit),
                 burst: f64::from(settings.rate_burst),
+                ..visavis_signal::Config::default()
             },
+            Box::new(new_token),
+        );
+        let state = AppState {
+            hub: Arc::new(Hub::new(signalling, settings.outbound_queue as usize)),
+            turn,
+            sessions: TaskTracker::new(),
+            shutdown,
             slots: IpSlots::new(settings.max_connections_per_ip as usize),
             allowed_origins: settings.allowed_origins.clone().into(),
         };
@@ -172,7 +166,8 @@ impl App {
         )
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
-        // axum does not wait for upgraded connections; the tracker does.
+        // axum does not wait for upgraded connections; the tracker does. The timer task has
+        // told every connection to reconnect and close (`Hub::run_timers`).
         sessions.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
             .await
@@ -180,7 +175,7 @@ impl App {
         {
             tracing::warn!("{} sessions did not close in time", sessions.len());
         }
-        timers.abort();
+        let _ = timers.await;
         if let Some(turn) = turn {
             let _ = tokio::time::timeout(Duration::from_secs(1), turn.stopped()).await;
         }
@@ -224,16 +219,10 @@ async fn ws_upgrade(
         return HttpError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message)
             .into_response();
     };
-    let AppState {
-        hub,
-        sessions,
-        shutdown,
-        limits,
-        ..
-    } = state;
+    let AppState { hub, sessions, .. } = state;
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
-    let hard_cap = limits.max_message.saturating_mul(16);
+    let hard_cap = hub.max_message().saturating_mul(16);
     upgrade
         // tungstenite zero-fills the free part of its read buffer before every read: at its
         // 128 KiB default that was most of the CPU per message and ~130 KiB of RSS per idle
@@ -243,21 +232,36 @@ async fn ws_upgrade(
         .max_frame_size(hard_cap)
         .on_upgrade(move |ws| {
             sessions.track_future(async move {
-                session::serve(ws, hub, shutdown, limits).await;
+                connection::serve(ws, hub).await;
                 drop(slot);
             })
         })
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let (connections, reconnecting, counts) = state.hub.counts();
+    let counts = state.hub.counts();
     Json(serde_json::json!({
         "status": "ok",
-        "sessions": connections + reconnecting,
-        "reconnecting": reconnecting,
-        "members": counts.members,
-        "rooms": counts.rooms,
-        "calls": counts.calls,
+        "sessions": counts.connections + counts.detached,
+        "reconnecting": counts.detached,
+        "members": counts.core.members,
+        "rooms": counts.core.rooms,
+        "calls": counts.core.calls,
         "turnAllocations": state.turn.as_ref().map(|t| t.counts().allocations),
     }))
+}
+
+/// A resume token: 128 random bits, hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    if let Err(err) = getrandom::fill(&mut bytes) {
+        // Linux always has randomness; should it ever fail, the token is the clock's, which is
+        // guessable, so say so loudly rather than fail the join.
+        tracing::error!("no randomness for a resume token ({err}); using the clock");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

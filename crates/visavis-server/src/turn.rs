@@ -1,23 +1,26 @@
 //! The embedded STUN/TURN server's IO: the UDP socket, TCP and TLS listeners, one UDP socket
-//! per relay allocation, and a timer, all feeding the sans-IO `visavis_turn::TurnServer`.
+//! per relay allocation, and a timer sleeping until the core's `poll_timeout`, all feeding the
+//! sans-IO `visavis_turn::TurnServer`.
 //!
 //! Every input takes the core's lock, feeds it and collects its outputs; sockets to send on
 //! are cloned out and the sends happen after the lock is released. Sends are non-blocking:
 //! a full UDP buffer drops the packet (UDP semantics), a full TCP outbox closes that client.
+//! An input that brings the core's next deadline forward wakes the timer to sleep less.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use visavis_turn::{stun, ClientAddr, Now, Output, Transport, TurnConfig, TurnCounts, TurnServer};
+use visavis_sansio::Now;
+use visavis_turn::{stun, ClientAddr, Output, Transport, TurnConfig, TurnCounts, TurnServer};
 
 /// Socket buffers as coturn asks for them, so bursts are not dropped by the kernel.
 const UDP_BUFFER: usize = 2 * 1024 * 1024;
@@ -49,6 +52,8 @@ pub struct Turn {
     relay_ports: (u16, u16),
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Wakes `run_timers` when an input moved the core's next deadline earlier.
+    timer: Notify,
 }
 
 #[derive(Debug)]
@@ -73,19 +78,6 @@ pub struct TurnAddrs {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub tls: Option<SocketAddr>,
-}
-
-fn now() -> Now {
-    Now {
-        mono: Instant::now(),
-        unix: unix_now(),
-    }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A UDP socket with coturn-sized buffers, non-blocking, for tokio.
@@ -137,7 +129,7 @@ impl Turn {
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
 
         let (low, high) = setup.relay_ports;
-        let first = low + (unix_now() % u64::from(high - low + 1)) as u16;
+        let first = low + (Now::system().unix_secs() % u64::from(high - low + 1)) as u16;
         let turn = Arc::new(Self {
             inner: Mutex::new(Inner {
                 core: TurnServer::new(setup.core, &[setup.public_ip]),
@@ -151,6 +143,7 @@ impl Turn {
             relay_ports: setup.relay_ports,
             tasks: TaskTracker::new(),
             shutdown,
+            timer: Notify::new(),
         });
         turn.tasks.spawn(turn.clone().serve_udp());
         turn.tasks.spawn(turn.clone().accept(tcp, None));
@@ -187,6 +180,7 @@ impl Turn {
         let mut sends: Vec<(Arc<UdpSocket>, SocketAddr, Vec<u8>)> = Vec::new();
         {
             let mut inner = self.lock();
+            let before = inner.core.poll_timeout();
             input(&mut inner.core);
             while let Some(out) = inner.core.poll_output() {
                 match out {
@@ -209,7 +203,7 @@ impl Turn {
                     }
                     Output::BindRelay { client, ipv6, even } => {
                         let bound = self.bind_relay(&mut inner, ipv6, even);
-                        inner.core.handle_relay_bound(now(), client, bound);
+                        inner.core.handle_relay_bound(Now::system(), client, bound);
                     }
                     Output::CloseRelay { relay } => {
                         if let Some(r) = inner.relays.remove(&relay) {
@@ -217,6 +211,11 @@ impl Turn {
                         }
                     }
                 }
+            }
+            // Checked after the outputs: a bound relay starts an allocation's lifetime.
+            let after = inner.core.poll_timeout();
+            if after.is_some() && (before.is_none() || after < before) {
+                self.timer.notify_one();
             }
         }
         for (socket, to, data) in sends {
@@ -257,7 +256,7 @@ impl Turn {
                 got = self.udp.recv_from(&mut buf) => match got {
                     Ok((n, from)) => {
                         let client = ClientAddr { transport: Transport::Udp, addr: from };
-                        self.process(|core| core.handle_client(now(), client, &buf[..n]));
+                        self.process(|core| core.handle_client(Now::system(), client, &buf[..n]));
                     }
                     // ICMP errors surface here on some systems; the socket is still fine.
                     Err(err) => tracing::debug!("TURN UDP receive: {err}"),
@@ -272,7 +271,9 @@ impl Turn {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 got = socket.recv_from(&mut buf) => match got {
-                    Ok((n, peer)) => self.process(|core| core.handle_peer(now(), relay, peer, &buf[..n])),
+                    Ok((n, peer)) => {
+                        self.process(|core| core.handle_peer(Now::system(), relay, peer, &buf[..n]));
+                    }
                     Err(err) => tracing::debug!("TURN relay {relay} receive: {err}"),
                 },
             }
@@ -363,19 +364,30 @@ impl Turn {
                 break;
             }
             let frame = &buf[at..at + len];
-            self.process(|core| core.handle_client(now(), client, frame));
+            self.process(|core| core.handle_client(Now::system(), client, frame));
             at += len;
         }
         buf.drain(..at);
         true
     }
 
+    /// Fires the core's timers (allocation expiry, sweeps of idle rate limits) when
+    /// `poll_timeout` says, until `shutdown`; sleeps without a deadline when there is none.
     async fn run_timers(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            let next = self.lock().core.poll_timeout();
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                _ = tick.tick() => self.process(|core| core.handle_timeout(now())),
+                // `notify_one` keeps a permit, so a deadline moved between reading `next` and
+                // getting here still wakes us.
+                () = self.timer.notified() => {}
+                () = sleep => self.process(|core| core.handle_timeout(Now::system())),
             }
         }
     }

@@ -5,8 +5,9 @@
 //!   keys, stateless expiring nonces.
 //! - [`policy`]: which peer addresses a relay may reach (safe by default).
 //! - [`server`]: the TURN state machine: allocations, permissions, channels, quotas, rate
-//!   limits. Like the room core it takes the time as input and never does IO; the server
-//!   crate owns the sockets.
+//!   limits. Like the room core it takes the time as input (a `visavis_sansio::Now`), says
+//!   when it next needs it (`poll_timeout`) and never does IO; the server crate owns the
+//!   sockets.
 
 pub mod auth;
 pub mod policy;
@@ -15,4 +16,4 @@ pub mod stun;
 
 pub use auth::{long_term_key, Nonces, RestSecret};
 pub use policy::{Cidr, PeerPolicy};
-pub use server::{ClientAddr, Now, Output, Transport, TurnConfig, TurnCounts, TurnServer};
+pub use server::{ClientAddr, Output, Transport, TurnConfig, TurnCounts, TurnServer};

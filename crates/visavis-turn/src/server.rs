@@ -2,14 +2,18 @@
 //!
 //! The edge feeds it datagrams/frames from clients ([`TurnServer::handle_client`]) and from
 //! peers arriving on relay sockets ([`TurnServer::handle_peer`]), plus the passage of time
-//! ([`TurnServer::handle_timeout`]); it drains [`Output`]s: bytes for a client, bytes for a
-//! peer through a relay socket, and requests to bind or close relay sockets. Binding a relay
-//! socket is the edge's job: the core asks with [`Output::BindRelay`] and the edge answers
-//! with [`TurnServer::handle_relay_bound`] before handling anything else.
+//! ([`TurnServer::handle_timeout`], due at [`TurnServer::poll_timeout`]); it drains [`Output`]s:
+//! bytes for a client, bytes for a peer through a relay socket, and requests to bind or close
+//! relay sockets. Binding a relay socket is the edge's job: the core asks with
+//! [`Output::BindRelay`] and the edge answers with [`TurnServer::handle_relay_bound`] before
+//! handling anything else. The drive loop is the one every visavis core shares (see
+//! `visavis_sansio`).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use crate::auth::{long_term_key, CredentialError, Nonces, RestSecret};
 use crate::policy::PeerPolicy;
@@ -29,13 +33,6 @@ pub enum Transport {
 pub struct ClientAddr {
     pub transport: Transport,
     pub addr: SocketAddr,
-}
-
-/// The time, as the core needs it: monotonic for timers, Unix seconds for credential expiry.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    pub unix: u64,
 }
 
 /// Settings of the TURN core.
@@ -62,6 +59,14 @@ pub struct TurnConfig {
 const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 const UDP: u8 = 17;
+
+/// Unauthenticated rate-limit buckets are kept per client IP; above this many, the idle ones
+/// are forgotten, so a flood from spoofed addresses cannot grow the map without bound.
+const UNAUTH_BUCKETS_KEPT: usize = 10_000;
+/// A bucket unused this long may be forgotten (when there are too many).
+const UNAUTH_IDLE: Duration = Duration::from_secs(10);
+/// Sweeps of the buckets are at least this far apart: each one walks the whole map.
+const UNAUTH_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Something for the edge to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,43 +100,11 @@ pub struct TurnCounts {
 }
 
 #[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: f64, burst: f64, now: Instant) -> Self {
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            at: now,
-        }
-    }
-
-    fn take(&mut self, now: Instant, amount: f64) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= amount {
-            self.tokens -= amount;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[derive(Debug)]
 struct Allocation {
     client: ClientAddr,
     username: String,
     user: String,
     key: [u8; 16],
-    expires: Instant,
     /// The transaction that created it, so a retransmitted Allocate gets the same answer.
     created_by: stun::TransactionId,
     /// Peer IP → (expiry, `exact`): an exact permission was granted only because the peer
@@ -168,10 +141,13 @@ pub struct TurnServer {
     relay_v6: bool,
     allocations: HashMap<SocketAddr, Allocation>,
     by_client: HashMap<ClientAddr, SocketAddr>,
-    expiries: BTreeSet<(Instant, SocketAddr)>,
+    /// When each allocation (by relay address) expires.
+    expiries: Deadlines<SocketAddr>,
     users: HashMap<String, usize>,
     pending: HashMap<ClientAddr, PendingAllocate>,
     unauth: HashMap<IpAddr, TokenBucket>,
+    /// When idle `unauth` buckets are next swept; set only while there are too many of them.
+    unauth_sweep: Option<Instant>,
     relayed: u64,
     dropped: u64,
     out: VecDeque<Output>,
@@ -208,10 +184,11 @@ impl TurnServer {
             relay_v6: relay_ips.iter().any(IpAddr::is_ipv6),
             allocations: HashMap::new(),
             by_client: HashMap::new(),
-            expiries: BTreeSet::new(),
+            expiries: Deadlines::default(),
             users: HashMap::new(),
             pending: HashMap::new(),
             unauth: HashMap::new(),
+            unauth_sweep: None,
             relayed: 0,
             dropped: 0,
             out: VecDeque::new(),
@@ -231,23 +208,44 @@ impl TurnServer {
         self.out.pop_front()
     }
 
-    /// When the next allocation expires.
+    /// When `handle_timeout` next has work: an allocation expires or idle rate-limit buckets
+    /// are due to be swept. Permissions and channels need no timer: they are checked against
+    /// the time when used, and go with their allocation.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.expiries.first().map(|(at, _)| *at)
+        match (self.expiries.next(), self.unauth_sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Expires allocations whose lifetime is over, and forgets idle rate-limit buckets.
     pub fn handle_timeout(&mut self, now: Now) {
-        while let Some(&(at, relay)) = self.expiries.first() {
-            if at > now.mono {
-                break;
-            }
+        while let Some(relay) = self.expiries.pop_due(now.mono) {
             self.remove_allocation(relay);
         }
-        if self.unauth.len() > 10_000 {
-            self.unauth
-                .retain(|_, b| now.mono.saturating_duration_since(b.at) < Duration::from_secs(10));
+        if self.unauth_sweep.is_some_and(|at| at <= now.mono) {
+            self.sweep_unauth(now.mono);
         }
+    }
+
+    /// Forgets the rate-limit buckets idle for `UNAUTH_IDLE`, and sets the next sweep: while
+    /// there are still too many, as soon as the oldest of them can go (but not sooner than
+    /// `UNAUTH_SWEEP_INTERVAL`); none once there are few enough.
+    fn sweep_unauth(&mut self, now: Instant) {
+        let mut oldest: Option<Instant> = None;
+        self.unauth.retain(|_, b| {
+            let keep = now.saturating_duration_since(b.last_used()) < UNAUTH_IDLE;
+            if keep {
+                oldest = Some(oldest.map_or(b.last_used(), |o| o.min(b.last_used())));
+            }
+            keep
+        });
+        self.unauth_sweep = match oldest {
+            Some(oldest) if self.unauth.len() > UNAUTH_BUCKETS_KEPT => {
+                Some((oldest + UNAUTH_IDLE).max(now + UNAUTH_SWEEP_INTERVAL))
+            }
+            _ => None,
+        };
     }
 
     /// The client's connection closed (TCP/TLS): its allocation goes with it.
@@ -323,7 +321,6 @@ impl TurnServer {
             self.send(client, resp);
             return;
         };
-        let expires = now.mono + p.lifetime;
         let bandwidth = self.config.bandwidth as f64;
         self.allocations.insert(
             relay,
@@ -332,7 +329,6 @@ impl TurnServer {
                 username: p.username,
                 user: p.user.clone(),
                 key: p.key,
-                expires,
                 created_by: p.tid,
                 permissions: HashMap::new(),
                 channels: HashMap::new(),
@@ -341,7 +337,7 @@ impl TurnServer {
             },
         );
         self.by_client.insert(client, relay);
-        self.expiries.insert((expires, relay));
+        self.expiries.insert(relay, now.mono + p.lifetime);
         *self.users.entry(p.user).or_default() += 1;
         let resp = allocate_success(p.tid, relay, client.addr, p.lifetime, &p.key);
         self.send(client, resp);
@@ -411,11 +407,12 @@ impl TurnServer {
             );
             return None;
         };
-        if !self.config.nonces.is_valid(nonce, now.unix, client.addr.ip()) || realm != self.config.realm {
+        let unix = now.unix_secs();
+        if !self.config.nonces.is_valid(nonce, unix, client.addr.ip()) || realm != self.config.realm {
             self.challenge(now, client, m, tid, 438, "Stale Nonce");
             return None;
         }
-        let user = match self.config.secret.check_username(username, now.unix) {
+        let user = match self.config.secret.check_username(username, unix) {
             Ok(user) => user.to_owned(),
             Err(CredentialError::Expired | CredentialError::Malformed) => {
                 self.challenge(now, client, m, tid, 401, "Unauthorized");
@@ -444,7 +441,7 @@ impl TurnServer {
         code: u16,
         reason: &str,
     ) {
-        let nonce = self.config.nonces.issue(now.unix, client.addr.ip());
+        let nonce = self.config.nonces.issue(now.unix_secs(), client.addr.ip());
         let resp = error_response(m, tid, code, reason)
             .attr(attr::REALM, self.config.realm.as_bytes())
             .attr(attr::NONCE, nonce.as_bytes())
@@ -461,7 +458,12 @@ impl TurnServer {
             .unauth
             .entry(client.addr.ip())
             .or_insert_with(|| TokenBucket::new(f64::from(rate), f64::from(burst), now.mono));
-        if bucket.take(now.mono, 1.0) {
+        let allowed = bucket.take(now.mono, 1.0);
+        if self.unauth.len() > UNAUTH_BUCKETS_KEPT && self.unauth_sweep.is_none() {
+            // Too many buckets: the idle ones are swept out soon (see `sweep_unauth`).
+            self.unauth_sweep = Some(now.mono + UNAUTH_SWEEP_INTERVAL);
+        }
+        if allowed {
             self.send(client, resp);
         } else {
             self.dropped += 1;
@@ -480,7 +482,10 @@ impl TurnServer {
             let alloc = &self.allocations[&relay];
             let resp = if alloc.created_by == tid {
                 // A retransmission whose answer was lost.
-                let lifetime = alloc.expires.saturating_duration_since(now.mono);
+                let lifetime = self
+                    .expiries
+                    .get(relay)
+                    .map_or(Duration::ZERO, |at| at.saturating_duration_since(now.mono));
                 allocate_success(tid, relay, client.addr, lifetime, &alloc.key)
             } else {
                 fail(437, "Allocation Mismatch")
@@ -564,11 +569,7 @@ impl TurnServer {
             Duration::ZERO
         } else {
             let lifetime = self.granted_lifetime(msg);
-            if let Some(alloc) = self.allocations.get_mut(&relay) {
-                self.expiries.remove(&(alloc.expires, relay));
-                alloc.expires = now.mono + lifetime;
-                self.expiries.insert((alloc.expires, relay));
-            }
+            self.expiries.insert(relay, now.mono + lifetime);
             lifetime
         };
         let resp = MessageBuilder::new(Class::Success, method::REFRESH, msg.transaction_id)
@@ -716,7 +717,7 @@ impl TurnServer {
         let Some(alloc) = self.allocations.remove(&relay) else {
             return;
         };
-        self.expiries.remove(&(alloc.expires, relay));
+        self.expiries.remove(relay);
         self.by_client.remove(&alloc.client);
         if let Some(n) = self.users.get_mut(&alloc.user) {
             *n -= 1;

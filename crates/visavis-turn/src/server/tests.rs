@@ -45,15 +45,14 @@ impl World {
             turn: TurnServer::new(config, &["198.51.100.1".parse().unwrap()]),
             now: Now {
                 mono: Instant::now(),
-                unix: 1_700_000_000,
+                unix_ms: 1_700_000_000_000,
             },
             next_port: 50_000,
         }
     }
 
     fn advance(&mut self, by: Duration) {
-        self.now.mono += by;
-        self.now.unix += by.as_secs();
+        self.now = self.now.after(by);
         self.turn.handle_timeout(self.now);
     }
 
@@ -119,7 +118,7 @@ struct Creds {
 
 impl Creds {
     fn new(id: &str, now: Now, lifetime: u64) -> Self {
-        let (username, password) = RestSecret::new(SECRET).mint(id, now.unix, lifetime);
+        let (username, password) = RestSecret::new(SECRET).mint(id, now.unix_secs(), lifetime);
         Self {
             username,
             password,
@@ -427,7 +426,7 @@ fn allocations_expire_unless_refreshed_and_refresh_zero_deletes() {
     let mut creds = Creds::new("alice", w.now, 7200);
     let relay = allocate(&mut w, c, &mut creds);
     assert_eq!(w.turn.poll_timeout(), Some(w.now.mono + Duration::from_secs(600)));
-    w.now.mono += Duration::from_secs(600);
+    w.now = w.now.after(Duration::from_secs(600));
     w.turn.handle_timeout(w.now);
     assert_eq!(w.turn.poll_output(), Some(Output::CloseRelay { relay }));
     assert_eq!(w.turn.counts().allocations, 0);
@@ -564,6 +563,69 @@ fn unauthenticated_requests_are_rate_limited() {
         ..c
     };
     assert_eq!(w.request(other, &allocate_req(1).finish()).code(), Some(401));
+}
+
+#[test]
+fn idle_rate_limit_buckets_are_swept_when_there_are_too_many() {
+    let mut w = World::new(config());
+    let t0 = w.now.mono;
+    let from = |i: usize| ClientAddr {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(((0x0A00_0000 + u32::try_from(i).unwrap()).to_be_bytes(), 1)),
+    };
+    let challenge = |w: &mut World, i: usize| {
+        w.turn.handle_client(w.now, from(i), &allocate_req(1).finish());
+        while w.turn.poll_output().is_some() {}
+    };
+    for i in 0..UNAUTH_BUCKETS_KEPT {
+        challenge(&mut w, i);
+    }
+    assert_eq!(
+        w.turn.poll_timeout(),
+        None,
+        "a bucket per client IP is fine up to the limit"
+    );
+    challenge(&mut w, UNAUTH_BUCKETS_KEPT);
+    assert_eq!(w.turn.poll_timeout(), Some(t0 + UNAUTH_SWEEP_INTERVAL));
+
+    // An edge that sleeps exactly until poll_timeout: the first sweep finds nothing idle yet
+    // and comes back when the oldest bucket can go.
+    w.now = w.now.at(w.turn.poll_timeout().unwrap());
+    w.turn.handle_timeout(w.now);
+    assert_eq!(w.turn.unauth.len(), UNAUTH_BUCKETS_KEPT + 1);
+    assert_eq!(w.turn.poll_timeout(), Some(t0 + UNAUTH_IDLE));
+
+    // One client keeps going; the idle ones are forgotten and the sweeping stops.
+    w.now = w.now.at(t0 + Duration::from_secs(5));
+    challenge(&mut w, 0);
+    w.now = w.now.at(w.turn.poll_timeout().unwrap());
+    w.turn.handle_timeout(w.now);
+    assert_eq!(w.turn.unauth.len(), 1);
+    assert!(w.turn.unauth.contains_key(&from(0).addr.ip()));
+    assert_eq!(w.turn.poll_timeout(), None);
+}
+
+#[test]
+fn refresh_moves_the_expiry_deadline() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 7200);
+    let relay = allocate(&mut w, c, &mut creds);
+    w.advance(Duration::from_secs(60));
+    let refresh = MessageBuilder::new(Class::Request, method::REFRESH, tid(20)).u32(attr::LIFETIME, 1200);
+    assert_eq!(
+        w.request(c, &creds.sign(refresh)).msg().u32(attr::LIFETIME),
+        Some(1200)
+    );
+    assert_eq!(
+        w.turn.poll_timeout(),
+        Some(w.now.mono + Duration::from_secs(1200))
+    );
+    w.advance(Duration::from_secs(1199));
+    assert!(w.turn.allocations.contains_key(&relay));
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.turn.poll_output(), Some(Output::CloseRelay { relay }));
+    assert_eq!(w.turn.poll_timeout(), None);
 }
 
 #[test]

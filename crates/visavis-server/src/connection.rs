@@ -1,0 +1,113 @@
+//! One WebSocket connection: frames in to the hub, its outbox out to the socket (several
+//! queued frames per write), and how the connection ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use visavis_signal::Ending;
+
+use crate::hub::{Hub, Out};
+
+/// Frames written before one flush, so a burst shares a system call without delaying the
+/// first frame.
+const BATCH: usize = 32;
+
+/// Serves one upgraded connection until either side closes it.
+pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
+    let Some((conn, mut outbox)) = hub.connect() else {
+        let _ = close(&mut ws, close_code::AWAY, "server shutting down").await;
+        return;
+    };
+    tracing::debug!(conn, "connected");
+    let write_timeout = hub.write_timeout();
+
+    let (ending, close_with) = loop {
+        tokio::select! {
+            out = outbox.recv() => {
+                let Some(out) = out else {
+                    // The hub dropped our outbox: we could not keep up with what we were sent.
+                    break (Ending::Dropped, Some((close_code::POLICY, "outbound queue full")));
+                };
+                let (written, then_close) = write_batch(&mut ws, out, &mut outbox, write_timeout).await;
+                match written {
+                    Ok(()) => {}
+                    Err(Stall::Broken) => break (Ending::Dropped, None),
+                    // A reader that stops reading must not hold this task forever.
+                    Err(Stall::NotReading) => break (Ending::Dropped, Some((close_code::POLICY, "not reading"))),
+                }
+                if let Some(code_reason) = then_close {
+                    break (Ending::Dropped, Some(code_reason));
+                }
+            }
+            frame = ws.recv() => match frame {
+                Some(Ok(Message::Text(text))) => hub.text(conn, &text),
+                Some(Ok(Message::Binary(_))) => hub.binary(conn),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => hub.alive(conn),
+                // A close frame is a goodbye unless its code says the client will be back
+                // (4000-4999, its own choice), as a network drop never sends one.
+                Some(Ok(Message::Close(frame))) if frame.as_ref().is_none_or(|f| f.code < 4000) => {
+                    break (Ending::Goodbye, None);
+                }
+                // A "be right back" close code, no close frame at all, or a broken socket:
+                // the client may come back and resume.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break (Ending::Dropped, None),
+            }
+        }
+    };
+    hub.closed(conn, ending);
+    if let Some((code, reason)) = close_with {
+        let _ = tokio::time::timeout(Duration::from_secs(1), close(&mut ws, code, reason)).await;
+    }
+    tracing::debug!(conn, ?ending, "closed");
+}
+
+#[derive(Debug)]
+enum Stall {
+    Broken,
+    NotReading,
+}
+
+/// Writes `first` and whatever else is already queued (up to [`BATCH`] frames), then flushes
+/// once. Returns the close the outbox asked for, if it reached one.
+async fn write_batch(
+    ws: &mut WebSocket,
+    first: Out,
+    outbox: &mut tokio::sync::mpsc::Receiver<Out>,
+    timeout: Duration,
+) -> (Result<(), Stall>, Option<(u16, &'static str)>) {
+    let mut then_close = None;
+    let write = async {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(out) = next.take() {
+            match out {
+                Out::Text(text) => ws.feed(Message::Text(text)).await?,
+                Out::Close(code, reason) => {
+                    then_close = Some((code, reason));
+                    break;
+                }
+            }
+            n += 1;
+            if n < BATCH {
+                next = outbox.try_recv().ok();
+            }
+        }
+        ws.flush().await
+    };
+    let result = match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stall::Broken),
+        Err(_) => Err(Stall::NotReading),
+    };
+    (result, then_close)
+}
+
+async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), axum::Error> {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    ws.send(Message::Close(Some(frame))).await
+}

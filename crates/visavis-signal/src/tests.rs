@@ -1,0 +1,418 @@
+//! Scenario tests of sessions over connections with a fake clock and no sockets: numbering,
+//! replay, resume, grace, heartbeats, limits and shutdown.
+
+use std::time::{Duration, Instant};
+
+use visavis_protocol::{decode_server, ServerFrame};
+use visavis_room::Config as RoomConfig;
+
+use super::*;
+
+/// Tokens `t1`, `t2`, ... so tests can name them.
+fn counter_tokens() -> TokenSource {
+    let mut n = 0;
+    Box::new(move || {
+        n += 1;
+        format!("t{n}")
+    })
+}
+
+struct World {
+    sig: Signalling,
+    now: Now,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::with(Config::default())
+    }
+
+    fn with(config: Config) -> Self {
+        Self {
+            sig: Signalling::new(Core::new(RoomConfig::default()), config, counter_tokens()),
+            now: Now {
+                mono: Instant::now(),
+                unix_ms: 1_700_000_000_000,
+            },
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        self.sig.assert_consistent();
+        std::iter::from_fn(|| self.sig.poll_output()).collect()
+    }
+
+    fn open(&mut self) -> ConnId {
+        let conn = self.sig.handle_open(self.now);
+        assert!(self.drain().is_empty());
+        conn
+    }
+
+    fn text(&mut self, conn: ConnId, text: &str) -> Vec<Output> {
+        self.sig.handle_text(self.now, conn, text);
+        self.drain()
+    }
+
+    fn close(&mut self, conn: ConnId, ending: Ending) -> Vec<Output> {
+        self.sig.handle_close(self.now, conn, ending);
+        self.drain()
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Output> {
+        self.now = self.now.after(by);
+        self.sig.handle_timeout(self.now);
+        self.drain()
+    }
+
+    /// A new connection joined to room "r" as `name`; returns it with its member id.
+    fn joined(&mut self, name: &str) -> (ConnId, u64) {
+        let conn = self.open();
+        let out = self.text(conn, &join(name));
+        match &frames(&out, conn)[0].msg {
+            ServerMsg::Joined { you, .. } => (conn, you.id),
+            other => panic!("expected joined, got {other:?}"),
+        }
+    }
+}
+
+fn join(name: &str) -> String {
+    format!(r#"{{"type":"join","version":1,"room":"r","name":"{name}"}}"#)
+}
+
+fn resume(token: &str, last_sn: u64) -> String {
+    format!(r#"{{"type":"resume","version":1,"token":"{token}","lastSn":{last_sn}}}"#)
+}
+
+/// The frames sent to `conn`, decoded.
+fn frames(out: &[Output], conn: ConnId) -> Vec<ServerFrame> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: c, frame } if *c == conn => {
+                Some(decode_server(std::str::from_utf8(frame).unwrap()).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(out: &[Output], conn: ConnId) -> Vec<&'static str> {
+    frames(out, conn).iter().map(|f| f.msg.kind()).collect()
+}
+
+fn error_code(out: &[Output], conn: ConnId) -> ErrorCode {
+    match frames(out, conn).last().map(|f| &f.msg) {
+        Some(ServerMsg::Error { code, .. }) => *code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn closes(out: &[Output]) -> Vec<(ConnId, u16)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Close { conn, code, .. } => Some((*conn, *code)),
+            Output::Send { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn joined_carries_the_session_fields_and_every_message_is_numbered() {
+    let mut w = World::new();
+    let a = w.open();
+    let out = w.text(a, r#"{"type":"invite","to":1}"#);
+    assert_eq!(error_code(&out, a), ErrorCode::NotJoined);
+    assert_eq!(
+        frames(&out, a)[0].sn,
+        Some(1),
+        "errors before join are numbered too"
+    );
+    let out = w.text(a, &join("Ann"));
+    let f = &frames(&out, a)[0];
+    assert_eq!(f.sn, Some(2));
+    let ServerMsg::Joined { session, .. } = &f.msg else {
+        panic!("{f:?}")
+    };
+    assert_eq!(
+        session.as_ref(),
+        Some(&SessionFields {
+            token: "t1".into(),
+            heartbeat_ms: 10_000,
+            resume_grace_ms: 30_000
+        })
+    );
+    let (b, _) = w.joined("Bob");
+    let out = w.text(b, r#"{"type":"chat","text":"hi"}"#);
+    assert_eq!(frames(&out, a)[0].sn, Some(4), "member_joined was 3");
+    assert_eq!(frames(&out, b)[0].sn, Some(2));
+}
+
+#[test]
+fn versions_other_than_1_are_refused_for_join_and_resume() {
+    let mut w = World::new();
+    let a = w.open();
+    let out = w.text(a, r#"{"type":"join","version":2,"room":"r","name":"A"}"#);
+    assert_eq!(error_code(&out, a), ErrorCode::UnsupportedVersion);
+    let out = w.text(a, r#"{"type":"resume","version":0,"token":"x","lastSn":0}"#);
+    assert_eq!(error_code(&out, a), ErrorCode::UnsupportedVersion);
+}
+
+#[test]
+fn a_dropped_session_resumes_with_the_replay_of_what_was_not_acknowledged() {
+    let mut w = World::new();
+    let (a, ann) = w.joined("Ann"); // sn 1: joined
+    let (b, _) = w.joined("Bob");
+    for i in 0..3 {
+        w.text(b, &format!(r#"{{"type":"chat","text":"m{i}"}}"#)); // to Ann: sn 3, 4, 5
+    }
+    w.text(a, r#"{"type":"pong","ack":3}"#);
+    let out = w.close(a, Ending::Dropped);
+    assert_eq!(kinds(&out, b), ["member_state"]);
+    // Held while detached: numbered 6, sent nowhere.
+    let out = w.text(b, r#"{"type":"chat","text":"m3"}"#);
+    assert!(frames(&out, a).is_empty());
+
+    let a2 = w.open();
+    let out = w.text(a2, &resume("t1", 4));
+    let got = frames(&out, a2);
+    assert_eq!(
+        got[0].msg,
+        ServerMsg::Resumed {
+            version: 1,
+            last_cn: 0
+        }
+    );
+    assert_eq!(got[0].sn, None);
+    let sns: Vec<_> = got[1..].iter().map(|f| f.sn.unwrap()).collect();
+    assert_eq!(sns, [5, 6], "everything above lastSn, in order");
+    let ServerMsg::MemberState { id, state } = &frames(&out, b)[0].msg else {
+        panic!()
+    };
+    assert_eq!((*id, *state), (ann, visavis_protocol::Presence::Online));
+    // Numbering goes on where it left off.
+    let out = w.text(b, r#"{"type":"chat","text":"m4"}"#);
+    assert_eq!(frames(&out, a2)[0].sn, Some(7));
+}
+
+#[test]
+fn client_messages_numbered_cn_are_processed_once_across_a_resume() {
+    let mut w = World::new();
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    let chat = |cn: u64| format!(r#"{{"cn":{cn},"type":"chat","text":"c{cn}"}}"#);
+    assert_eq!(kinds(&w.text(a, &chat(1)), b), ["chat"]);
+    assert_eq!(kinds(&w.text(a, &chat(2)), b), ["chat"]);
+    w.close(a, Ending::Dropped);
+    let a2 = w.open();
+    let out = w.text(a2, &resume("t1", 0));
+    assert_eq!(
+        frames(&out, a2)[0].msg,
+        ServerMsg::Resumed {
+            version: 1,
+            last_cn: 2
+        }
+    );
+    // The client re-sends what it is not sure about; only the new one goes through.
+    assert!(w.text(a2, &chat(2)).is_empty());
+    assert_eq!(kinds(&w.text(a2, &chat(3)), b), ["chat"]);
+    let out = w.advance(Duration::from_secs(4));
+    assert!(
+        frames(&out, a2).contains(&ServerFrame {
+            sn: None,
+            msg: ServerMsg::Ping { ack: 3 }
+        }),
+        "pings acknowledge the last cn"
+    );
+}
+
+#[test]
+fn tokens_are_refused_when_unknown_out_of_sequence_expired_or_left() {
+    let mut w = World::with(Config {
+        heartbeat: Duration::from_secs(600),
+        ..Config::default()
+    });
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    let c = w.open();
+    assert_eq!(
+        error_code(&w.text(c, &resume("nope", 0)), c),
+        ErrorCode::InvalidToken
+    );
+    assert_eq!(
+        error_code(&w.text(c, &resume("t1", 99)), c),
+        ErrorCode::InvalidToken
+    );
+    assert_eq!(
+        error_code(&w.text(b, &resume("t1", 0)), b),
+        ErrorCode::AlreadyJoined,
+        "a joined connection cannot take another session"
+    );
+
+    w.close(a, Ending::Dropped);
+    assert!(w.advance(Duration::from_secs(29)).is_empty());
+    let out = w.advance(Duration::from_secs(1));
+    assert_eq!(kinds(&out, b), ["member_left"], "grace over");
+    assert_eq!(
+        error_code(&w.text(c, &resume("t1", 0)), c),
+        ErrorCode::InvalidToken
+    );
+
+    w.text(b, r#"{"type":"leave"}"#);
+    w.close(b, Ending::Dropped);
+    assert_eq!(
+        error_code(&w.text(c, &resume("t2", 0)), c),
+        ErrorCode::InvalidToken,
+        "left the room"
+    );
+    assert_eq!(w.sig.counts().detached, 0);
+}
+
+#[test]
+fn a_resume_takes_over_a_connection_whose_drop_was_not_noticed() {
+    let mut w = World::new();
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    let a2 = w.open();
+    let out = w.text(a2, &resume("t1", 1));
+    assert_eq!(closes(&out), [(a, close::TAKEN_OVER)]);
+    assert!(
+        frames(&out, b).is_empty(),
+        "nobody saw it go, so nobody is told it is back"
+    );
+    // The old connection's late close changes nothing.
+    assert!(w.close(a, Ending::Goodbye).is_empty());
+    assert_eq!(kinds(&w.text(b, r#"{"type":"chat","text":"x"}"#), a2), ["chat"]);
+}
+
+#[test]
+fn a_goodbye_ends_the_session_at_once_and_unjoined_connections_leave_nothing() {
+    let mut w = World::new();
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    assert_eq!(kinds(&w.close(a, Ending::Goodbye), b), ["member_left"]);
+    let c = w.open();
+    w.close(c, Ending::Dropped);
+    assert_eq!(w.sig.sessions.len(), 1);
+}
+
+#[test]
+fn heartbeats_ping_every_third_and_a_silent_connection_is_detached() {
+    let mut w = World::with(Config {
+        heartbeat: Duration::from_secs(9),
+        ..Config::default()
+    });
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    assert_eq!(w.sig.poll_timeout(), Some(w.now.mono + Duration::from_secs(3)));
+    let out = w.advance(Duration::from_secs(3));
+    assert_eq!((kinds(&out, a), kinds(&out, b)), (vec!["ping"], vec!["ping"]));
+    // Bob keeps talking (a WebSocket ping frame counts), Ann goes silent.
+    for _ in 0..2 {
+        w.sig.handle_alive(w.now, b);
+        let out = w.advance(Duration::from_secs(3));
+        assert!(closes(&out).is_empty());
+    }
+    w.sig.handle_alive(w.now, b);
+    let out = w.advance(Duration::from_secs(3));
+    assert_eq!(closes(&out), [(a, close::AWAY)]);
+    assert_eq!(kinds(&out, b), ["ping", "member_state"]);
+    assert_eq!(w.sig.counts().detached, 1);
+}
+
+#[test]
+fn a_session_too_far_behind_to_resume_is_ended() {
+    let mut w = World::with(Config {
+        log_limit: 2000,
+        ..Config::default()
+    });
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    let chat = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(300));
+    let mut ended = None;
+    for i in 0..10 {
+        let out = w.text(b, &chat);
+        let bobs = frames(&out, b).last().and_then(|f| f.sn).unwrap();
+        w.text(b, &format!(r#"{{"type":"pong","ack":{bobs}}}"#));
+        if !closes(&out).is_empty() {
+            assert_eq!(closes(&out), [(a, close::POLICY)]);
+            assert_eq!(kinds(&out, b), ["chat", "member_left"]);
+            ended = Some(i);
+            break;
+        }
+    }
+    assert!(ended.is_some_and(|i| i > 2), "ended after a few: {ended:?}");
+    assert!(w.text(a, &chat).is_empty(), "the connection is forgotten");
+}
+
+#[test]
+fn acknowledged_messages_free_the_log() {
+    let mut w = World::with(Config {
+        log_limit: 2000,
+        ..Config::default()
+    });
+    let (a, _) = w.joined("Ann");
+    let (b, _) = w.joined("Bob");
+    let chat = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(300));
+    for _ in 0..30 {
+        let out = w.text(b, &chat);
+        for conn in [a, b] {
+            let last = frames(&out, conn).last().and_then(|f| f.sn).unwrap();
+            w.text(conn, &format!(r#"{{"type":"pong","ack":{last}}}"#));
+        }
+        assert!(closes(&out).is_empty());
+    }
+}
+
+#[test]
+fn oversized_binary_and_too_fast_messages_get_errors_and_the_connection_lives() {
+    let mut w = World::with(Config {
+        max_message: 100,
+        rate: 1.0,
+        burst: 3.0,
+        ..Config::default()
+    });
+    let a = w.open();
+    let big = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(100));
+    assert_eq!(error_code(&w.text(a, &big), a), ErrorCode::MessageTooLarge);
+    w.sig.handle_binary(w.now, a);
+    assert_eq!(error_code(&w.drain(), a), ErrorCode::BadMessage);
+    assert_eq!(error_code(&w.text(a, "{}"), a), ErrorCode::BadMessage);
+    assert_eq!(error_code(&w.text(a, "{}"), a), ErrorCode::BadMessage);
+    assert_eq!(error_code(&w.text(a, "{}"), a), ErrorCode::RateLimited);
+    w.now = w.now.after(Duration::from_secs(1));
+    assert_eq!(kinds(&w.text(a, &join("Ann")), a), ["joined"]);
+}
+
+#[test]
+fn shutdown_tells_every_connection_to_reconnect_and_closes_it() {
+    let mut w = World::new();
+    let (a, _) = w.joined("Ann");
+    let c = w.open();
+    w.sig.handle_shutdown(w.now);
+    let out = w.drain();
+    assert_eq!(
+        (kinds(&out, a), kinds(&out, c)),
+        (vec!["reconnect"], vec!["reconnect"])
+    );
+    assert_eq!(closes(&out), [(a, close::AWAY), (c, close::AWAY)]);
+    assert_eq!(w.sig.counts().connections, 0);
+}
+
+#[test]
+fn poll_timeout_is_the_soonest_of_heartbeats_grace_and_rings() {
+    let mut w = World::with(Config {
+        heartbeat: Duration::from_secs(30),
+        grace: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let start = w.now.mono;
+    let (a, _) = w.joined("Ann");
+    let (_, bob) = w.joined("Bob");
+    assert_eq!(w.sig.poll_timeout(), Some(start + Duration::from_secs(10)));
+    w.text(a, &format!(r#"{{"type":"invite","to":{bob}}}"#));
+    w.close(a, Ending::Dropped);
+    assert_eq!(
+        w.sig.poll_timeout(),
+        Some(start + Duration::from_secs(5)),
+        "grace"
+    );
+}
