@@ -141,6 +141,18 @@ impl App {
         })
     }
 
+    /// Where HTTP and WebSocket connections are served.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The HTTP routes with this app's state, for tests that call them without a socket
+    /// (`tower::ServiceExt::oneshot`). `/ws` needs `ConnectInfo<SocketAddr>`
+    /// (`axum::extract::connect_info::MockConnectInfo` in such tests).
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
     /// Where the embedded TURN server listens, if it runs.
     pub fn turn_addrs(&self) -> Option<TurnAddrs> {
         self.turn_addrs
