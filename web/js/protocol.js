@@ -40,7 +40,11 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number}
  *   | {type: 'reconnect', reason: string}} SessionMsg
  *
+ * Everything a client sends. `join`, `resume` and `pong` are about the session: this module
+ * sends them itself, unnumbered.
  * @typedef {{type: 'join', version: number, room: string, name: string}
+ *   | {type: 'resume', version: number, token: string, lastSn: number}
+ *   | {type: 'pong', ack: number}
  *   | {type: 'leave'}
  *   | {type: 'invite', to: number}
  *   | {type: 'cancel' | 'accept' | 'decline' | 'hangup', callId: number}
@@ -49,6 +53,15 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}
  *   | {type: 'group_join' | 'group_leave'}
  *   | {type: 'chat', text: string}} ClientMsg
+ *
+ * The envelope, written once per direction: on the wire a message is one JSON object with its
+ * `type`, its fields and, when numbered, a sequence number: `sn` from the server (on every
+ * message to a session but `ping` and `resumed`), `cn` from the client (on what `send` sends).
+ * ServerFrame and ClientFrame are everything each side sends;
+ * crates/visavis-protocol/tests/spec.rs checks that they name the same messages and fields as
+ * the Rust types and docs/protocol.md.
+ * @typedef {(ServerMsg | SessionMsg) & {sn?: number}} ServerFrame
+ * @typedef {ClientMsg & {cn?: number}} ClientFrame
  *
  * How the session is doing: `online`; `reconnecting` (the connection dropped, we are trying
  * again); `rejoined` (the old session could not be resumed — e.g. the server restarted — so
@@ -162,7 +175,7 @@ export class Signalling {
     ws.onclose = () => this.dropped(ws);
   }
 
-  /** @param {(ServerMsg | SessionMsg) & {sn?: number}} msg */
+  /** @param {ServerFrame} msg */
   receive(msg) {
     if (msg.type === 'ping') {
       this.acknowledged(msg.ack);
@@ -273,7 +286,7 @@ export class Signalling {
     if (this.phase === 'online' && this.ws?.readyState === WebSocket.OPEN) this.ws.send(text);
   }
 
-  /** Sends a session-level message (not numbered, not kept). @param {object} msg */
+  /** Sends a session-level message (not numbered, not kept). @param {ClientMsg} msg */
   raw(msg) {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
