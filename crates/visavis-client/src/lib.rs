@@ -9,8 +9,10 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -70,6 +72,10 @@ pub struct Client {
     unacked: VecDeque<(u64, String)>,
     token: Option<String>,
     you: Option<Member>,
+    /// A `ping` read by [`Client::read_received`] and not answered yet.
+    ping_unanswered: bool,
+    /// Whether a replayed duplicate is an error rather than skipped ([`Client::set_strict`]).
+    strict: bool,
 }
 
 impl Client {
@@ -81,7 +87,13 @@ impl Client {
     /// Opens a WebSocket to `url` from the local address `source` (port chosen by the kernel),
     /// so load tests can spread over several loopback addresses.
     pub async fn connect_from(url: &str, source: Option<IpAddr>) -> Result<Self> {
-        let request = url.into_client_request()?;
+        Self::connect_request(url.into_client_request()?, source).await
+    }
+
+    /// As [`Client::connect_from`], with a request of the caller's making: for headers a
+    /// browser would send, such as `Origin`, which the server checks before upgrading. A
+    /// refused upgrade is [`ClientError::Ws`] with the server's HTTP response.
+    pub async fn connect_request(request: Request, source: Option<IpAddr>) -> Result<Self> {
         let host = request.uri().host().unwrap_or_default().trim_matches(['[', ']']);
         let port = request.uri().port_u16().unwrap_or(80);
         let ip: IpAddr = if host == "localhost" {
@@ -117,6 +129,8 @@ impl Client {
             unacked: VecDeque::new(),
             token: None,
             you: None,
+            ping_unanswered: false,
+            strict: false,
         })
     }
 
@@ -159,6 +173,13 @@ impl Client {
         self.last_sn
     }
 
+    /// With `strict`, a message at or below the highest `sn` received is a
+    /// [`ClientError::Sequence`] instead of a replay overlap to skip: for tests, which check
+    /// that the server never sends a message twice. Carried over by [`Client::resume`].
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
     /// The WebSocket itself, for tests that need to misbehave.
     pub fn ws(&mut self) -> &mut Ws {
         &mut self.ws
@@ -195,16 +216,31 @@ impl Client {
     /// As [`Client::recv`], with the `sn` and the text as sent.
     pub async fn recv_received(&mut self) -> Result<Received> {
         loop {
+            let received = self.read_received().await?;
+            self.pong_if_due().await?;
+            if !matches!(received.msg, ServerMsg::Ping { .. }) {
+                return Ok(received);
+            }
+        }
+    }
+
+    /// The next message, read only, so it is cancel-safe: a load generator can `select!` over
+    /// several clients without losing a message that had already arrived. It writes nothing:
+    /// a `ping` is returned too (with its `sn` of `None`) and the `pong` it asks for, like the
+    /// acknowledgement due every [`ACK_EVERY`] messages, is left to [`Client::pong_if_due`],
+    /// which the caller must call soon after [`Client::pong_due`] turns true. Replayed
+    /// duplicates are skipped (unless strict) and `sn`s must count up by one.
+    pub async fn read_received(&mut self) -> Result<Received> {
+        loop {
             let text = self.next_text().await?;
             let ServerFrame { sn, msg } = decode_server(&text).map_err(ClientError::Decode)?;
             match (&msg, sn) {
                 (ServerMsg::Ping { ack }, _) => {
                     let ack = *ack;
                     self.unacked.retain(|(cn, _)| *cn > ack);
-                    self.pong().await?;
-                    continue;
+                    self.ping_unanswered = true;
                 }
-                (_, Some(sn)) if sn <= self.last_sn => continue, // a replay overlap
+                (_, Some(sn)) if sn <= self.last_sn && !self.strict => continue, // a replay overlap
                 (_, Some(sn)) if sn != self.last_sn + 1 => {
                     return Err(ClientError::Sequence {
                         expected: self.last_sn + 1,
@@ -222,11 +258,23 @@ impl Client {
                 ServerMsg::Left { .. } => self.token = None,
                 _ => {}
             }
-            if self.last_sn >= self.acked_sn + ACK_EVERY {
-                self.pong().await?;
-            }
             return Ok(Received { sn, msg, text });
         }
+    }
+
+    /// Whether a `pong` is owed: a `ping` read by [`Client::read_received`] is unanswered, or
+    /// [`ACK_EVERY`] messages are unacknowledged.
+    pub fn pong_due(&self) -> bool {
+        self.ping_unanswered || self.last_sn >= self.acked_sn + ACK_EVERY
+    }
+
+    /// Sends the `pong` that [`Client::pong_due`] says is owed, if any.
+    pub async fn pong_if_due(&mut self) -> Result<()> {
+        if !self.pong_due() {
+            return Ok(());
+        }
+        self.ping_unanswered = false;
+        self.pong().await
     }
 
     /// Acknowledges everything received so far.
@@ -259,11 +307,32 @@ impl Client {
         }
     }
 
+    /// Ends the connection without a close frame, as when the network goes away (the TCP
+    /// stream is shut down under the WebSocket): the server detaches the session and keeps
+    /// what it sends meanwhile. [`Client::resume`] then takes the session to a new connection;
+    /// apart, the two let a test watch the others see the drop before the resume.
+    pub async fn drop_connection(&mut self) -> Result<()> {
+        Ok(self.ws.get_mut().shutdown().await?)
+    }
+
     /// Takes the session to a new connection to `url`, as after a network drop (this
     /// connection is dropped without a close frame): sends `resume`, waits for `resumed`, and
     /// re-sends the numbered messages the server had not processed. The missed messages then
     /// arrive through [`Client::recv`]. Returns the new client and `lastCn`.
     pub async fn resume(self, url: &str) -> Result<(Self, u64)> {
+        let (client, resumed) = self.resume_received(url).await?;
+        match resumed.msg {
+            ServerMsg::Resumed { last_cn, .. } => Ok((client, last_cn)),
+            other => Err(ClientError::Unexpected {
+                expected: "resumed",
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// As [`Client::resume`], with the `resumed` message and its text as sent, for tests of
+    /// its exact shape.
+    pub async fn resume_received(self, url: &str) -> Result<(Self, Received)> {
         let Some(token) = self.token.clone() else {
             return Err(ClientError::Unexpected {
                 expected: "a joined session",
@@ -276,6 +345,7 @@ impl Client {
             next_cn,
             unacked,
             you,
+            strict,
             ..
         } = self;
         drop(ws);
@@ -288,7 +358,8 @@ impl Client {
             })
             .await?;
         let text = client.next_text().await?;
-        let last_cn = match decode_server(&text).map_err(ClientError::Decode)?.msg {
+        let ServerFrame { sn, msg } = decode_server(&text).map_err(ClientError::Decode)?;
+        let last_cn = match msg {
             ServerMsg::Resumed { last_cn, .. } => last_cn,
             ServerMsg::Error { code, message, .. } => return Err(ClientError::Refused { code, message }),
             other => {
@@ -303,11 +374,20 @@ impl Client {
         client.next_cn = next_cn;
         client.token = Some(token);
         client.you = you;
+        client.strict = strict;
         client.unacked = unacked.into_iter().filter(|(cn, _)| *cn > last_cn).collect();
         for (_, text) in client.unacked.clone() {
             client.send_text(text).await?;
         }
-        Ok((client, last_cn))
+        let resumed = Received {
+            sn,
+            msg: ServerMsg::Resumed {
+                version: PROTOCOL_VERSION,
+                last_cn,
+            },
+            text,
+        };
+        Ok((client, resumed))
     }
 
     /// The next text frame (control frames are handled by tungstenite).
@@ -329,4 +409,61 @@ fn encode(cn: Option<u64>, msg: ClientMsg) -> String {
     ClientFrame { cn, msg }.encode(&mut out);
     // serde_json writes UTF-8 only.
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+    use tokio::time::{timeout_at, Instant};
+    use tokio_util::sync::CancellationToken;
+    use visavis_protocol::RoomMsg;
+
+    use super::*;
+
+    /// [`Client::read_received`] writes nothing; the pongs it notes go out through
+    /// [`Client::pong_if_due`]: every [`ACK_EVERY`] messages, and for every `ping`, so that the
+    /// connection outlives several heartbeat timeouts.
+    #[tokio::test]
+    async fn read_received_leaves_pongs_to_pong_if_due() {
+        let settings =
+            visavis_server::Settings::parse_from(["visavis", "--no-turn", "--heartbeat-timeout", "2"]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let app = visavis_server::App::start(listener, settings, shutdown.clone())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/ws", app.local_addr().unwrap());
+        tokio::spawn(app.serve());
+
+        let (mut ann, _) = Client::join(&url, "r", "Ann").await.unwrap();
+        let chats = ACK_EVERY + 6;
+        for i in 0..chats {
+            ann.send(RoomMsg::Chat { text: i.to_string() }).await.unwrap();
+        }
+        let mut read = 0;
+        while read < chats {
+            if let ServerMsg::Chat(_) = ann.read_received().await.unwrap().msg {
+                read += 1;
+            }
+            if ann.last_sn() == ACK_EVERY {
+                assert!(ann.pong_due());
+            }
+            ann.pong_if_due().await.unwrap();
+            assert!(!ann.pong_due());
+        }
+        assert!(ann.acked_sn >= ACK_EVERY);
+
+        let (mut pings, until) = (0, Instant::now() + Duration::from_millis(4500));
+        while let Ok(received) = timeout_at(until, ann.read_received()).await {
+            if let ServerMsg::Ping { .. } = received.unwrap().msg {
+                assert!(ann.pong_due());
+                pings += 1;
+            }
+            ann.pong_if_due().await.unwrap();
+        }
+        assert!(pings >= 3, "{pings} pings in 4.5 s");
+        shutdown.cancel();
+    }
 }

@@ -8,19 +8,19 @@ use visavis_protocol::{ErrorCode, RoomMsg, ServerMsg};
 
 async fn server() -> (String, CancellationToken) {
     let settings = visavis_server::Settings::parse_from(["visavis", "--no-turn"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let shutdown = CancellationToken::new();
     let app = visavis_server::App::start(listener, settings, shutdown.clone())
         .await
-        .unwrap();
-    let url = format!("ws://{}/ws", app.local_addr().unwrap());
+        .expect("start");
+    let url = format!("ws://{}/ws", app.local_addr().expect("addr"));
     tokio::spawn(app.serve());
     (url, shutdown)
 }
 
 async fn next_chat(c: &mut Client) -> String {
     loop {
-        if let ServerMsg::Chat(entry) = c.recv().await.unwrap() {
+        if let ServerMsg::Chat(entry) = c.recv().await.expect("recv") {
             return entry.text;
         }
     }
@@ -53,7 +53,7 @@ async fn a_dropped_connection_resumes_with_nothing_lost_or_doubled() {
     // A message numbered at or below what the server processed is a duplicate: dropped.
     ann.send_text(r#"{"cn":2,"type":"chat","text":"two again"}"#.into())
         .await
-        .unwrap();
+        .expect("start");
     ann.send_numbered(chat("four")).await.unwrap();
     assert_eq!(next_chat(&mut bob).await, "four");
 }

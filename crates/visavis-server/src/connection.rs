@@ -1,6 +1,7 @@
-//! One WebSocket connection: frames in to the hub, its outbox out to the socket (several
-//! queued frames per write), and how the connection ended.
+//! One WebSocket connection: frames in to the hub, its outbox out to the socket (everything
+//! queued in one write), and how the connection ended.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +11,9 @@ use visavis_signal::Ending;
 
 use crate::hub::{Hub, Out};
 
-/// Frames written before one flush, so a burst shares a system call without delaying the
-/// first frame.
-const BATCH: usize = 32;
-
 /// Serves one upgraded connection until either side closes it.
 pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
-    let Some((conn, mut outbox)) = hub.connect() else {
+    let Some((conn, wake)) = hub.connect() else {
         let _ = close(&mut ws, close_code::AWAY, "server shutting down").await;
         return;
     };
@@ -25,12 +22,13 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
 
     let (ending, close_with) = loop {
         tokio::select! {
-            out = outbox.recv() => {
-                let Some(out) = out else {
-                    // The hub dropped our outbox: we could not keep up with what we were sent.
+            () = wake.notified() => {
+                let Some(batch) = hub.take(conn) else {
+                    // The hub took our outbox away: we could not keep up with what we were sent.
                     break (Ending::Dropped, Some((close_code::POLICY, "outbound queue full")));
                 };
-                let (written, then_close) = write_batch(&mut ws, out, &mut outbox, write_timeout).await;
+                // Boxed, so that an idle connection's task does not carry the write's state.
+                let (written, then_close) = Box::pin(write_batch(&mut ws, batch, write_timeout)).await;
                 match written {
                     Ok(()) => {}
                     Err(Stall::Broken) => break (Ending::Dropped, None),
@@ -58,7 +56,11 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
     };
     hub.closed(conn, ending);
     if let Some((code, reason)) = close_with {
-        let _ = tokio::time::timeout(Duration::from_secs(1), close(&mut ws, code, reason)).await;
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(1),
+            close(&mut ws, code, reason),
+        ))
+        .await;
     }
     tracing::debug!(conn, ?ending, "closed");
 }
@@ -69,29 +71,22 @@ enum Stall {
     NotReading,
 }
 
-/// Writes `first` and whatever else is already queued (up to [`BATCH`] frames), then flushes
-/// once. Returns the close the outbox asked for, if it reached one.
+/// Writes the frames of `batch`, then flushes once, so a burst shares a system call. Returns
+/// the close the outbox asked for, if it reached one.
 async fn write_batch(
     ws: &mut WebSocket,
-    first: Out,
-    outbox: &mut tokio::sync::mpsc::Receiver<Out>,
+    batch: VecDeque<Out>,
     timeout: Duration,
 ) -> (Result<(), Stall>, Option<(u16, &'static str)>) {
     let mut then_close = None;
     let write = async {
-        let mut next = Some(first);
-        let mut n = 0;
-        while let Some(out) = next.take() {
+        for out in batch {
             match out {
                 Out::Text(text) => ws.feed(Message::Text(text)).await?,
                 Out::Close(code, reason) => {
                     then_close = Some((code, reason));
                     break;
                 }
-            }
-            n += 1;
-            if n < BATCH {
-                next = outbox.try_recv().ok();
             }
         }
         ws.flush().await

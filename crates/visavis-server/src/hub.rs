@@ -3,13 +3,15 @@
 //!
 //! Every input takes the lock, feeds the state machine with the current time and hands its
 //! outputs to the connections' outboxes before the lock is released, so every connection sees
-//! events in the one order the state machine produced them.
+//! events in the one order the state machine produced them. An outbox is a queue under the
+//! same lock plus a `Notify`: its connection task takes the whole queue at once, so an idle
+//! connection holds no queue memory at all (a channel would hold a block of slots each).
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use visavis_sansio::Now;
 use visavis_signal::{ConnId, Ending, Output, Signalling, SignallingCounts};
@@ -28,43 +30,55 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Wakes the timer task when a deadline moved earlier.
     timer: Notify,
-    outbound_queue: usize,
 }
 
 #[derive(Debug)]
 struct Inner {
     sig: Signalling,
-    outboxes: HashMap<ConnId, mpsc::Sender<Out>>,
+    outboxes: HashMap<ConnId, Outbox>,
+    /// Most frames queued for one connection.
+    outbound_queue: usize,
     /// Set once shutdown began: new connections are turned away.
     stopping: bool,
+}
+
+/// What waits to be written to one connection.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Out>,
+    /// Wakes the connection's task when the queue goes from empty to not, or the outbox is
+    /// taken away.
+    wake: Arc<Notify>,
 }
 
 impl Inner {
     /// Carries out everything the state machine asked for.
     fn dispatch(&mut self, now: Now) {
         while let Some(out) = self.sig.poll_output() {
-            match out {
-                Output::Send { conn, frame } => {
-                    let Some(outbox) = self.outboxes.get(&conn) else {
-                        continue;
-                    };
-                    // The state machine writes JSON, which is UTF-8; the check is cheap.
-                    let Ok(text) = Utf8Bytes::try_from(frame) else {
-                        continue;
-                    };
-                    if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(Out::Text(text)) {
-                        // Dropping the outbox makes the connection's task close it (1008).
-                        tracing::warn!(conn, "outbound queue full; disconnecting slow client");
-                        self.outboxes.remove(&conn);
-                        self.sig.handle_close(now, conn, Ending::Dropped);
-                    }
+            let (conn, out) = match out {
+                // The state machine writes JSON, which is UTF-8; the check is cheap.
+                Output::Send { conn, frame } => match Utf8Bytes::try_from(frame) {
+                    Ok(text) => (conn, Out::Text(text)),
+                    Err(_) => continue,
+                },
+                Output::Close { conn, code, reason } => (conn, Out::Close(code, reason)),
+            };
+            let Some(outbox) = self.outboxes.get_mut(&conn) else {
+                continue;
+            };
+            if outbox.queue.len() >= self.outbound_queue {
+                // Taking the outbox away makes the connection's task close it (1008).
+                tracing::warn!(conn, "outbound queue full; disconnecting slow client");
+                if let Some(outbox) = self.outboxes.remove(&conn) {
+                    outbox.wake.notify_one();
                 }
-                Output::Close { conn, code, reason } => {
-                    if let Some(outbox) = self.outboxes.remove(&conn) {
-                        let _ = outbox.try_send(Out::Close(code, reason));
-                    }
-                }
+                self.sig.handle_close(now, conn, Ending::Dropped);
+                continue;
             }
+            if outbox.queue.is_empty() {
+                outbox.wake.notify_one();
+            }
+            outbox.queue.push_back(out);
         }
     }
 }
@@ -75,10 +89,10 @@ impl Hub {
             inner: Mutex::new(Inner {
                 sig,
                 outboxes: HashMap::new(),
+                outbound_queue,
                 stopping: false,
             }),
             timer: Notify::new(),
-            outbound_queue,
         }
     }
 
@@ -101,10 +115,9 @@ impl Hub {
         }
     }
 
-    /// Registers a new connection; the receiver yields what to send it. `None` once the
-    /// server is shutting down.
-    pub fn connect(&self) -> Option<(ConnId, mpsc::Receiver<Out>)> {
-        let (tx, rx) = mpsc::channel(self.outbound_queue);
+    /// Registers a new connection; the `Notify` wakes its task when [`Hub::take`] has
+    /// something for it. `None` once the server is shutting down.
+    pub fn connect(&self) -> Option<(ConnId, Arc<Notify>)> {
         let mut conn = None;
         self.with(|sig, now| conn = Some(sig.handle_open(now)));
         let conn = conn?;
@@ -113,8 +126,20 @@ impl Hub {
             inner.sig.handle_close(Now::system(), conn, Ending::Goodbye);
             return None;
         }
-        inner.outboxes.insert(conn, tx);
-        Some((conn, rx))
+        let outbox = Outbox::default();
+        let wake = outbox.wake.clone();
+        inner.outboxes.insert(conn, outbox);
+        Some((conn, wake))
+    }
+
+    /// Everything queued for `conn`, oldest first; `None` if its outbox was taken away
+    /// because it could not keep up.
+    pub fn take(&self, conn: ConnId) -> Option<VecDeque<Out>> {
+        let mut inner = self.lock();
+        inner
+            .outboxes
+            .get_mut(&conn)
+            .map(|o| std::mem::take(&mut o.queue))
     }
 
     pub fn text(&self, conn: ConnId, text: &str) {

@@ -1,13 +1,85 @@
-//! The real `visavis` binary: its help text, and shutdown on SIGTERM / SIGINT.
+//! The real `visavis` binary: starting it (the one helper, shared with the churn test), its
+//! help text, and shutdown on SIGTERM / SIGINT.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use visavis_client::Client;
+use visavis_protocol::ServerMsg;
 
-use super::Client;
+use super::{join, TestClient};
+
+/// A running `visavis` binary, killed when dropped.
+pub struct Binary {
+    pub child: Child,
+    /// The HTTP address it bound.
+    pub addr: String,
+}
+
+impl Binary {
+    /// Starts the binary on an ephemeral port with `args` and reads the address it bound from
+    /// its first log line, "visavis <version> serving http://ADDR": documented start-up output,
+    /// and the only way to learn an ephemeral port from outside the process.
+    pub async fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            // The start-up line is all the tests read; the server's own logs would only be
+            // drained (thousands of lines in the churn test).
+            .env("RUST_LOG", "visavis=info,visavis_server=warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn visavis");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("first log line");
+            // Keep draining, so later log lines do not hit a closed pipe.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            line
+        })
+        .await
+        .expect("log reader");
+        let addr = line
+            .split("serving http://")
+            .nth(1)
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    /// `ws://ADDR/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `/healthz` over a real socket (another process: there is no router to call).
+    pub async fn health(&self) -> Value {
+        let mut tcp = TcpStream::connect(&self.addr).await.expect("tcp");
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+        let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+        serde_json::from_str(body).expect("healthz json")
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 #[test]
 fn help_documents_every_option() {
@@ -33,49 +105,20 @@ fn help_documents_every_option() {
 #[tokio::test]
 async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_promptly() {
     for signal in ["-TERM", "-INT"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
-            .args(["--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "visavis=info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn visavis");
-        // The first log line names the address it bound.
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("read log");
-            // Keep draining, so later log lines do not hit a closed pipe.
-            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-            line
-        })
-        .await
-        .expect("log reader");
-        let addr = line
-            .split("serving http://")
-            .nth(1)
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("connect");
-        let mut client = Client { ws, last_sn: 0 };
-        client
-            .send(json!({"type": "join", "version": 1, "room": "r", "name": "A"}))
-            .await;
-        client.expect("joined").await;
+        let mut binary = Binary::start(&["--turn-listen", "127.0.0.1:0"]).await;
+        let mut client = TestClient::new(Client::connect(&binary.url()).await.expect("connect"));
+        client.send(join("r", "A")).await;
+        expect!(client, ServerMsg::Joined { .. });
 
         let started = Instant::now();
         let killed = Command::new("kill")
-            .args([signal, &child.id().to_string()])
+            .args([signal, &binary.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(killed.success());
         assert_eq!(client.expect_close().await, CloseCode::Away);
         let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
+            if let Some(status) = binary.child.try_wait().expect("wait") {
                 break status;
             }
             assert!(

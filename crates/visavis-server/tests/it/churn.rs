@@ -1,54 +1,17 @@
 //! Churn: 2,000 clients join, call, drop, resume, hang up and leave, in cycles, against the real
 //! binary; afterwards the server holds nothing and its memory has not grown from cycle to cycle.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use serde_json::Value;
+use visavis_client::Client;
+use visavis_protocol::{RoomMsg, ServerMsg};
+
+use super::binary::Binary;
 
 const PAIRS: usize = 1000;
 const CYCLES: usize = 4;
 const STEP: Duration = Duration::from_secs(20);
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct Binary {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_binary(args: &[&str]) -> Binary {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
-        .args(["--listen", "127.0.0.1:0", "--no-turn"])
-        .args(args)
-        .env("RUST_LOG", "visavis=info,visavis_server=warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn visavis");
-    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("first log line");
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let addr = line
-        .split("serving http://")
-        .nth(1)
-        .expect("address in log")
-        .trim()
-        .to_owned();
-    Binary { child, addr }
-}
 
 /// Resident memory of `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -61,91 +24,75 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-async fn connect(addr: &str) -> Ws {
+/// Reads `$client` until a message matches `$pattern`, which the step must see within
+/// [`STEP`]; no `error` may come first. Evaluates to `$value` with the pattern's bindings,
+/// or `()`.
+macro_rules! until {
+    ($client:expr, $pattern:pat $(=> $value:expr)?) => {
+        loop {
+            let msg = tokio::time::timeout(STEP, $client.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {}", stringify!($pattern)))
+                .expect("a message in sequence");
+            match msg {
+                $pattern => break $($value)?,
+                ServerMsg::Error { .. } => panic!("unexpected {msg:?}"),
+                _ => {}
+            }
+        }
+    };
+}
+
+/// A connected client; strict, as in every test here.
+async fn connect(url: &str) -> Client {
     for _ in 0..50 {
-        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
-            return ws;
+        if let Ok(mut client) = Client::connect(url).await {
+            client.set_strict(true);
+            return client;
         }
         tokio::time::sleep(Duration::from_millis(100)).await; // accept backlog full: retry
     }
-    panic!("cannot connect to {addr}");
+    panic!("cannot connect to {url}");
 }
 
-async fn send(ws: &mut Ws, msg: Value) {
-    ws.send(Message::text(msg.to_string())).await.expect("send");
-}
-
-/// Reads until a message of `kind`; returns it and the highest `sn` seen so far.
-async fn until(ws: &mut Ws, kind: &str, last_sn: &mut u64) -> Value {
-    loop {
-        let frame = tokio::time::timeout(STEP, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {kind}"))
-            .expect("connection ended")
-            .expect("websocket error");
-        if let Message::Text(text) = frame {
-            let msg: Value = serde_json::from_str(&text).expect("json");
-            if let Some(sn) = msg["sn"].as_u64() {
-                *last_sn = sn;
-            }
-            if msg["type"] == kind {
-                return msg;
-            }
-            assert_ne!(msg["type"], "error", "unexpected error: {msg}");
-        }
-    }
-}
-
-async fn join(addr: &str, room: &str, name: &str) -> (Ws, u64, String, u64) {
-    let mut ws = connect(addr).await;
-    send(
-        &mut ws,
-        json!({"type": "join", "version": 1, "room": room, "name": name}),
-    )
-    .await;
-    let mut sn = 0;
-    let joined = until(&mut ws, "joined", &mut sn).await;
-    let id = joined["you"]["id"].as_u64().expect("id");
-    (ws, id, joined["token"].as_str().expect("token").to_owned(), sn)
+async fn join(url: &str, room: &str, name: &str) -> (Client, u64) {
+    let mut client = connect(url).await;
+    client.send(super::join(room, name)).await.expect("send");
+    let id = until!(client, ServerMsg::Joined { you, .. } => you.id);
+    (client, id)
 }
 
 /// One pair's life: join, call, Bob's network drops, Bob resumes, hang-up, both leave.
-async fn pair_life(addr: String, room: String) {
-    let (mut alice, _, _, mut a_sn) = join(&addr, &room, "Alice").await;
-    let (mut bob, b, token, mut b_sn) = join(&addr, &room, "Bob").await;
-    send(&mut alice, json!({"type": "invite", "to": b})).await;
-    let call = until(&mut alice, "ringing", &mut a_sn).await["callId"].clone();
-    until(&mut bob, "incoming", &mut b_sn).await;
-    send(&mut bob, json!({"type": "accept", "callId": call})).await;
-    until(&mut alice, "accepted", &mut a_sn).await;
-    until(&mut bob, "accepted", &mut b_sn).await;
+async fn pair_life(url: String, room: String) {
+    let (mut alice, _) = join(&url, &room, "Alice").await;
+    let (mut bob, b) = join(&url, &room, "Bob").await;
+    alice.send(RoomMsg::Invite { to: b }).await.expect("send");
+    let call = until!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    until!(bob, ServerMsg::Incoming { .. });
+    bob.send(RoomMsg::Accept { call_id: call }).await.expect("send");
+    until!(alice, ServerMsg::Accepted { .. });
+    until!(bob, ServerMsg::Accepted { .. });
 
-    drop(bob); // no close frame
-    until(&mut alice, "member_state", &mut a_sn).await;
-    let mut bob = connect(&addr).await;
-    send(
-        &mut bob,
-        json!({"type": "resume", "version": 1, "token": token, "lastSn": b_sn}),
-    )
-    .await;
-    until(&mut bob, "resumed", &mut b_sn).await;
-    until(&mut alice, "member_state", &mut a_sn).await;
+    bob.drop_connection().await.expect("shutdown"); // no close frame
+    until!(alice, ServerMsg::MemberState { .. });
+    let (mut bob, _) = tokio::time::timeout(STEP, bob.resume(&url))
+        .await
+        .expect("resumed in time")
+        .expect("resumed");
+    until!(alice, ServerMsg::MemberState { .. });
 
-    send(&mut alice, json!({"type": "hangup", "callId": call})).await;
-    until(&mut alice, "call_ended", &mut a_sn).await;
-    until(&mut bob, "call_ended", &mut b_sn).await;
-    bob.close(None).await.expect("close");
-    until(&mut alice, "member_left", &mut a_sn).await;
-    alice.close(None).await.expect("close");
-}
-
-async fn health(addr: &str) -> Value {
-    serde_json::from_str(&super::http_get(addr, "/healthz").await.1).expect("healthz json")
+    alice.send(RoomMsg::Hangup { call_id: call }).await.expect("send");
+    until!(alice, ServerMsg::CallEnded { .. });
+    until!(bob, ServerMsg::CallEnded { .. });
+    bob.close(1000).await.expect("close");
+    until!(alice, ServerMsg::MemberLeft { .. });
+    alice.close(1000).await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_of_2000_clients_leaves_nothing_behind() {
-    let server = start_binary(&[
+    let server = Binary::start(&[
+        "--no-turn",
         "--room-capacity",
         "2",
         "--resume-grace",
@@ -154,14 +101,15 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
         "600",
         "--max-connections-per-ip",
         "100000",
-    ]);
+    ])
+    .await;
     let pid = server.child.id();
     let before = rss_kib(pid);
     let started = Instant::now();
     let mut rss = Vec::new();
     for cycle in 0..CYCLES {
         let pairs: Vec<_> = (0..PAIRS)
-            .map(|p| tokio::spawn(pair_life(server.addr.clone(), format!("c{cycle}-p{p}"))))
+            .map(|p| tokio::spawn(pair_life(server.url(), format!("c{cycle}-p{p}"))))
             .collect();
         for pair in pairs {
             tokio::time::timeout(Duration::from_secs(120), pair)
@@ -170,13 +118,13 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
                 .expect("pair ok");
         }
         // The last goodbyes are processed just after the clients send them.
-        let mut h = health(&server.addr).await;
+        let mut h = server.health().await;
         for _ in 0..50 {
             if h["sessions"] == 0 && h["members"] == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            h = health(&server.addr).await;
+            h = server.health().await;
         }
         let counts =
             |h: &Value| ["sessions", "reconnecting", "members", "rooms", "calls"].map(|k| h[k].as_u64());

@@ -1,8 +1,9 @@
 //! Group calls and room chat through the real server.
 
 use serde_json::json;
+use visavis_protocol::{Candidate, Description, ErrorCode, Presence, RoomMsg, SdpKind, ServerMsg};
 
-use super::Server;
+use super::{join, Server};
 
 #[tokio::test]
 async fn group_call_membership_and_pairwise_signalling() {
@@ -13,16 +14,16 @@ async fn group_call_membership_and_pairwise_signalling() {
     }
     let ids: Vec<u64> = people.iter().map(|(_, id)| *id).collect();
     for (c, _) in &mut people[..3] {
-        c.send(json!({"type": "group_join"})).await;
+        c.send(RoomMsg::GroupJoin).await;
     }
     // Everyone in the room, in the call or not, sees the three participants.
     let mut call_id = None;
     for (c, _) in &mut people {
         loop {
-            let msg = c.next_of("group_call").await;
-            if msg["participants"].as_array().map(Vec::len) == Some(3) {
-                assert_eq!(msg["participants"], json!(ids[..3]));
-                call_id = msg["callId"].as_u64();
+            let call = next_of!(c, ServerMsg::GroupCall(call) => call);
+            if call.participants.len() == 3 {
+                assert_eq!(call.participants, ids[..3]);
+                call_id = Some(call.call_id);
                 break;
             }
         }
@@ -30,38 +31,40 @@ async fn group_call_membership_and_pairwise_signalling() {
     let call_id = call_id.expect("group call id");
     assert_eq!(server.health().await["calls"], 1);
     // The mesh limit refuses a fourth.
-    people[3].0.send(json!({"type": "group_join"})).await;
-    people[3].0.expect_error("call_full").await;
+    people[3].0.send(RoomMsg::GroupJoin).await;
+    people[3].0.expect_error(ErrorCode::CallFull).await;
 
     // Ann's offer reaches Cy only, stamped with Ann's id; Di (not in the call) cannot send.
-    let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
+    let offer = Description::new(SdpKind::Offer, "v=0\r\n");
     people[0]
         .0
-        .send(json!({"type": "description", "callId": call_id, "to": ids[2], "description": offer}))
+        .send(RoomMsg::Description {
+            call_id,
+            to: Some(ids[2]),
+            description: offer.clone(),
+        })
         .await;
-    let got = people[2].0.next_of("description").await;
-    assert_eq!(
-        (got["from"].as_u64(), &got["description"]),
-        (Some(ids[0]), &offer)
-    );
+    let got = next_of!(people[2].0, ServerMsg::Description { from, description, .. } => (from, description));
+    assert_eq!(got, (ids[0], offer));
     people[1].0.expect_silence().await;
     people[3]
         .0
-        .send(json!({"type": "candidate", "callId": call_id, "to": ids[0], "candidate": null}))
+        .send(RoomMsg::Candidate {
+            call_id,
+            to: Some(ids[0]),
+            candidate: Candidate::end(),
+        })
         .await;
-    people[3].0.expect_error("unknown_call").await;
+    people[3].0.expect_error(ErrorCode::UnknownCall).await;
 
     // Ann drops out (no goodbye): she is reconnecting, and once her grace period is over she
     // leaves the call; the other two stay in it.
     let (ann, _) = people.remove(0);
     drop(ann);
-    let state = people[0].0.next_of("member_state").await;
-    assert_eq!(
-        (state["id"].as_u64(), state["state"].as_str()),
-        (Some(ids[0]), Some("reconnecting"))
-    );
-    let msg = people[0].0.next_of("group_call").await;
-    assert_eq!(msg["participants"], json!(ids[1..3]));
+    let state = next_of!(people[0].0, ServerMsg::MemberState { id, state } => (id, state));
+    assert_eq!(state, (ids[0], Presence::Reconnecting));
+    let call = next_of!(people[0].0, ServerMsg::GroupCall(call) => call);
+    assert_eq!(call.participants, ids[1..3]);
 }
 
 #[tokio::test]
@@ -74,20 +77,18 @@ async fn chat_arrives_in_one_order_for_everyone_even_when_all_send_at_once() {
     // Every message is on the wire before anyone reads.
     for round in 0..20 {
         for (i, (c, _)) in people.iter_mut().enumerate() {
-            c.send(json!({"type": "chat", "text": format!("{i}:{round}")}))
-                .await;
+            c.send(RoomMsg::Chat {
+                text: format!("{i}:{round}"),
+            })
+            .await;
         }
     }
     let mut seen = Vec::new();
     for (c, _) in &mut people {
         let mut mine = Vec::new();
         while mine.len() < 100 {
-            let msg = c.next_of("chat").await;
-            mine.push((
-                msg["seq"].as_u64().expect("seq"),
-                msg["from"].clone(),
-                msg["text"].clone(),
-            ));
+            let entry = next_of!(c, ServerMsg::Chat(entry) => entry);
+            mine.push((entry.seq, entry.from, entry.text));
         }
         seen.push(mine);
     }
@@ -98,10 +99,10 @@ async fn chat_arrives_in_one_order_for_everyone_even_when_all_send_at_once() {
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
     // Each sender's messages keep the order they were sent in.
     for (i, (_, id)) in people.iter().enumerate() {
-        let rounds: Vec<String> = seen[0]
+        let rounds: Vec<&str> = seen[0]
             .iter()
-            .filter(|(_, from, _)| from.as_u64() == Some(*id))
-            .map(|(_, _, text)| text.as_str().unwrap_or_default().to_owned())
+            .filter(|(_, from, _)| from == id)
+            .map(|(_, _, text)| text.as_str())
             .collect();
         let expected: Vec<String> = (0..20).map(|r| format!("{i}:{r}")).collect();
         assert_eq!(rounds, expected);
@@ -109,20 +110,19 @@ async fn chat_arrives_in_one_order_for_everyone_even_when_all_send_at_once() {
 
     // A latecomer gets the last 100, and a 5 KiB message is refused.
     let mut late = server.client().await;
-    late.send(json!({"type": "join", "version": 1, "room": "chat", "name": "late"}))
+    late.send(join("chat", "late")).await;
+    let chat = expect!(late, ServerMsg::Joined { chat, .. } => chat);
+    assert_eq!(chat.len(), 100);
+    assert_eq!(chat[99].seq, 100);
+    late.send(RoomMsg::Chat {
+        text: "x".repeat(5 * 1024),
+    })
+    .await;
+    late.expect_error(ErrorCode::InvalidChat).await;
+    // Fields only the server may stamp are ignored.
+    late.send_json(json!({"type": "chat", "text": "from: forged", "from": 1, "name": "Boss", "at": 0}))
         .await;
-    let joined = late.expect("joined").await;
-    assert_eq!(joined["chat"].as_array().map(Vec::len), Some(100));
-    assert_eq!(joined["chat"][99]["seq"], 100);
-    late.send(json!({"type": "chat", "text": "x".repeat(5 * 1024)}))
-        .await;
-    late.expect_error("invalid_chat").await;
-    late.send(json!({"type": "chat", "text": "from: forged", "from": 1, "name": "Boss", "at": 0}))
-        .await;
-    let mine = late.next_of("chat").await;
-    assert_eq!(
-        (mine["name"].as_str(), mine["text"].as_str()),
-        (Some("late"), Some("from: forged"))
-    );
-    assert!(mine["at"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+    let mine = next_of!(late, ServerMsg::Chat(entry) => entry);
+    assert_eq!((mine.name.as_str(), mine.text.as_str()), ("late", "from: forged"));
+    assert!(mine.at > 1_700_000_000_000);
 }

@@ -1,19 +1,53 @@
-//! Integration tests: real WebSocket clients against the real server on an ephemeral port.
+//! Integration tests: `visavis_client` clients against the real server on an ephemeral port,
+//! and its HTTP routes called through `App::router()`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use visavis_client::{Client, Received};
+use visavis_protocol::{
+    Candidate, ClientMsg, Description, EndReason, ErrorCode, Presence, RoomMsg, SdpKind, ServerMsg,
+    SessionMsg, PROTOCOL_VERSION,
+};
 use visavis_server::Settings;
+
+// Defined before the modules so that they can use them too.
+
+/// The next message of `$client` (a [`TestClient`]) must match `$pattern` (a [`ServerMsg`]
+/// pattern, with an optional guard); evaluates to `$value` with the pattern's bindings, or `()`.
+macro_rules! expect {
+    ($client:expr, $pattern:pat $(if $guard:expr)? $(=> $value:expr)?) => {
+        match $client.recv().await {
+            $pattern $(if $guard)? => { $($value)? }
+            other => panic!("expected {}, got {other:?}", stringify!($pattern $(if $guard)?)),
+        }
+    };
+}
+
+/// Reads `$client` until a message matches `$pattern`, skipping presence and other chatter;
+/// evaluates as [`expect!`]. Match on the kind only and assert on the fields afterwards, so
+/// that no message of that kind is skipped.
+macro_rules! next_of {
+    ($client:expr, $pattern:pat $(=> $value:expr)?) => {
+        loop {
+            if let $pattern = $client.recv().await {
+                break $($value)?;
+            }
+        }
+    };
+}
 
 mod binary;
 mod churn;
@@ -25,6 +59,10 @@ const WAIT: Duration = Duration::from_secs(5);
 
 struct Server {
     addr: SocketAddr,
+    /// `ws://ADDR/ws`.
+    url: String,
+    /// The served app's routes, sharing its state: HTTP tests call them without a socket.
+    router: Router,
     turn: Option<visavis_server::TurnAddrs>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
@@ -48,179 +86,169 @@ impl Server {
                 .chain(args.iter().copied()),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let app = visavis_server::App::start(listener, settings, shutdown.clone())
             .await
             .expect("start");
-        let turn = app.turn_addrs();
+        let addr = app.local_addr().expect("addr");
+        let (router, turn) = (app.router(), app.turn_addrs());
         let task = tokio::spawn(app.serve());
         Self {
             addr,
+            url: format!("ws://{addr}/ws"),
+            router,
             turn,
             shutdown,
             task,
         }
     }
 
-    async fn client(&self) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
-            .await
-            .expect("connect");
-        Client { ws, last_sn: 0 }
+    async fn client(&self) -> TestClient {
+        TestClient::new(Client::connect(&self.url).await.expect("connect"))
     }
 
     /// A client joined to `room` as `name`; returns it with its member id.
-    async fn joined(&self, room: &str, name: &str) -> (Client, u64) {
+    async fn joined(&self, room: &str, name: &str) -> (TestClient, u64) {
         let mut c = self.client().await;
-        c.send(json!({"type": "join", "version": 1, "room": room, "name": name}))
-            .await;
-        let joined = c.expect("joined").await;
-        let id = joined["you"]["id"].as_u64().expect("member id");
+        c.send(join(room, name)).await;
+        let id = expect!(c, ServerMsg::Joined { you, .. } => you.id);
         (c, id)
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
-        http_get(&self.addr.to_string(), path).await
+    /// GET `path` through the app's routes: status and body.
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, String::from_utf8(body.to_vec()).expect("UTF-8 body"))
     }
 
     async fn health(&self) -> Value {
         let (status, body) = self.get("/healthz").await;
-        assert_eq!(status, 200);
+        assert_eq!(status, StatusCode::OK);
         serde_json::from_str(&body).expect("healthz json")
     }
 }
 
-/// A plain HTTP/1.1 GET: status and body.
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = String::new();
-    tcp.read_to_string(&mut buf).await.expect("read");
-    let status = buf[9..12].parse().expect("status");
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+/// `join` with this protocol version.
+fn join(room: &str, name: &str) -> SessionMsg {
+    SessionMsg::Join {
+        version: PROTOCOL_VERSION,
+        room: room.into(),
+        name: name.into(),
+    }
 }
 
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// The last session sequence number received.
-    last_sn: u64,
+/// A [`visavis_client::Client`] for tests: every read has a timeout, every failure panics, and
+/// `sn`s must count up by one with no message twice (the client is strict).
+struct TestClient {
+    client: Client,
 }
 
-impl Client {
-    async fn send(&mut self, msg: Value) {
+impl TestClient {
+    fn new(mut client: Client) -> Self {
+        client.set_strict(true);
+        Self { client }
+    }
+
+    async fn send(&mut self, msg: impl Into<ClientMsg>) {
+        self.client.send(msg).await.expect("send");
+    }
+
+    /// Sends `msg` numbered with the next `cn`, which it returns.
+    async fn send_numbered(&mut self, msg: impl Into<ClientMsg>) -> u64 {
+        self.client.send_numbered(msg).await.expect("send")
+    }
+
+    /// Sends JSON the typed messages cannot express: fields a client may not set, bad input.
+    async fn send_json(&mut self, msg: Value) {
         self.send_text(msg.to_string()).await;
     }
 
     async fn send_text(&mut self, text: String) {
-        self.ws.send(Message::text(text)).await.expect("send");
+        self.client.send_text(text).await.expect("send");
     }
 
-    /// The next JSON message (skipping control frames and heartbeats), without its session
-    /// sequence number `sn` (checked to count up by one).
-    async fn recv(&mut self) -> Value {
-        loop {
-            let mut msg = self.recv_raw().await;
-            if msg["type"] == "ping" {
-                let ack = self.last_sn;
-                self.send(json!({"type": "pong", "ack": ack})).await;
-                continue;
-            }
-            if let Some(sn) = msg.as_object_mut().and_then(|m| m.remove("sn")) {
-                let sn = sn.as_u64().expect("sn is a number");
-                assert_eq!(sn, self.last_sn + 1, "sequence numbers count up by one: {msg}");
-                self.last_sn = sn;
-                // Acknowledge every 64 messages, as clients do.
-                if sn % 64 == 0 {
-                    self.send(json!({"type": "pong", "ack": sn})).await;
-                }
-            }
-            return msg;
-        }
+    /// The next message, with its text as sent (`ping` is answered and not returned).
+    async fn recv_received(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.client.recv_received())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("a message in sequence")
     }
 
-    /// The next JSON message exactly as sent.
-    async fn recv_raw(&mut self) -> Value {
-        loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for a message")
-                .expect("connection ended")
-                .expect("websocket error");
-            if let Message::Text(text) = frame {
-                return serde_json::from_str(&text).expect("server sent JSON");
-            }
-        }
+    async fn recv(&mut self) -> ServerMsg {
+        self.recv_received().await.msg
     }
 
-    /// Reads until a message of `kind` arrives, skipping presence and other chatter.
-    async fn next_of(&mut self, kind: &str) -> Value {
-        loop {
-            let msg = self.recv().await;
-            if msg["type"] == kind {
-                return msg;
-            }
-        }
-    }
-
-    async fn expect(&mut self, kind: &str) -> Value {
-        let msg = self.recv().await;
+    /// The next message, which must be of `kind`, as JSON without its `sn`: for checks of the
+    /// exact wire shape.
+    async fn expect_json(&mut self, kind: &str) -> Value {
+        let received = self.recv_received().await;
+        let mut msg: Value = serde_json::from_str(received.text.as_str()).expect("JSON");
+        msg.as_object_mut().expect("an object").remove("sn");
         assert_eq!(msg["type"], kind, "got {msg}");
         msg
     }
 
-    async fn expect_error(&mut self, code: &str) -> Value {
-        let msg = self.expect("error").await;
-        assert_eq!(msg["code"], code, "got {msg}");
-        assert!(msg["message"].as_str().is_some_and(|m| !m.is_empty()));
-        msg
+    /// The next message is an `error` with `code` and a message for people; returns its
+    /// `request`.
+    async fn expect_error(&mut self, code: ErrorCode) -> Option<String> {
+        let (got, message, request) =
+            expect!(self, ServerMsg::Error { code: got, message, request } => (got, message, request));
+        assert_eq!(got, code, "{message}");
+        assert!(!message.is_empty());
+        request
     }
 
     /// Nothing arrives for a short while.
     async fn expect_silence(&mut self) {
-        if let Ok(Some(Ok(Message::Text(t)))) =
-            tokio::time::timeout(Duration::from_millis(200), self.ws.next()).await
-        {
-            panic!("expected nothing, got {t}");
+        if let Ok(got) = tokio::time::timeout(Duration::from_millis(200), self.client.recv()).await {
+            panic!("expected nothing, got {got:?}");
         }
     }
 
     /// The close frame the server ends the connection with.
     async fn expect_close(&mut self) -> CloseCode {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for close")
-            {
-                Some(Ok(Message::Close(Some(frame)))) => return frame.code,
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
+        let code = tokio::time::timeout(WAIT, self.client.closed())
+            .await
+            .expect("timed out waiting for close")
+            .expect("a clean close");
+        CloseCode::from(code.expect("a close frame with a code"))
+    }
+
+    /// Ends the connection without a close frame, as when the network goes away.
+    async fn drop_connection(&mut self) {
+        self.client.drop_connection().await.expect("shutdown");
+    }
+
+    /// Takes the session to a new connection to `url`; returns the new client and `resumed`
+    /// exactly as sent.
+    async fn resume(self, url: &str) -> (Self, Value) {
+        let (client, resumed) = tokio::time::timeout(WAIT, self.client.resume_received(url))
+            .await
+            .expect("timed out resuming")
+            .expect("resumed");
+        let resumed = serde_json::from_str(resumed.text.as_str()).expect("JSON");
+        (Self { client }, resumed)
     }
 }
 
 /// Alice and Bob in `room`, with an accepted call; returns (alice, a, bob, b, call id).
-async fn call_pair(server: &Server, room: &str) -> (Client, u64, Client, u64, u64) {
+async fn call_pair(server: &Server, room: &str) -> (TestClient, u64, TestClient, u64, u64) {
     let (mut alice, a) = server.joined(room, "Alice").await;
     let (mut bob, b) = server.joined(room, "Bob").await;
-    alice.expect("member_joined").await;
-    alice.send(json!({"type": "invite", "to": b})).await;
-    let ringing = alice.expect("ringing").await;
-    let call = ringing["callId"].as_u64().expect("call id");
-    let incoming = bob.expect("incoming").await;
-    assert_eq!(
-        (incoming["from"].as_u64(), incoming["name"].as_str()),
-        (Some(a), Some("Alice"))
-    );
-    bob.send(json!({"type": "accept", "callId": call})).await;
-    assert_eq!(alice.expect("accepted").await["polite"], false);
-    assert_eq!(bob.expect("accepted").await["polite"], true);
+    expect!(alice, ServerMsg::MemberJoined { .. });
+    alice.send(RoomMsg::Invite { to: b }).await;
+    let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    let incoming = expect!(bob, ServerMsg::Incoming { from, name, .. } => (from, name));
+    assert_eq!(incoming, (a, "Alice".to_owned()));
+    bob.send(RoomMsg::Accept { call_id: call }).await;
+    expect!(alice, ServerMsg::Accepted { polite: false, .. });
+    expect!(bob, ServerMsg::Accepted { polite: true, .. });
     (alice, a, bob, b, call)
 }
 
@@ -229,9 +257,9 @@ async fn join_presence_and_leave() {
     let server = Server::start(&[]).await;
     let (mut alice, a) = server.joined("room-1", "Alice").await;
     let mut bob = server.client().await;
-    bob.send(json!({"type": "join", "version": 1, "room": "room-1", "name": " 鲍勃 "}))
-        .await;
-    let joined = bob.expect("joined").await;
+    bob.send(join("room-1", " 鲍勃 ")).await;
+    // The wire shape of `joined`, field by field.
+    let joined = bob.expect_json("joined").await;
     assert_eq!(joined["version"], 1);
     assert_eq!(joined["you"]["name"], "鲍勃");
     assert_eq!(joined["members"], json!([{"id": a, "name": "Alice"}]));
@@ -244,7 +272,7 @@ async fn join_presence_and_leave() {
     assert_eq!(joined["ringTimeoutMs"], 30_000);
     let b = joined["you"]["id"].as_u64().expect("id");
     assert_eq!(
-        alice.expect("member_joined").await["member"],
+        alice.expect_json("member_joined").await["member"],
         json!({"id": b, "name": "鲍勃"})
     );
     assert_eq!(
@@ -252,11 +280,12 @@ async fn join_presence_and_leave() {
         json!({"status": "ok", "sessions": 2, "reconnecting": 0, "members": 2, "rooms": 1, "calls": 0, "turnAllocations": 0})
     );
 
-    // Closing the connection (a close frame: the person left) removes the member at once.
-    bob.ws.close(None).await.expect("close");
-    assert_eq!(alice.expect("member_left").await["id"], b);
-    alice.send(json!({"type": "leave"})).await;
-    assert_eq!(alice.expect("left").await["room"], "room-1");
+    // Closing the connection (a close frame, here without a code: the person left) removes
+    // the member at once.
+    bob.client.ws().close(None).await.expect("close");
+    assert_eq!(expect!(alice, ServerMsg::MemberLeft { id } => id), b);
+    alice.send(RoomMsg::Leave).await;
+    assert_eq!(expect!(alice, ServerMsg::Left { room } => room), "room-1");
     let health = server.health().await;
     assert_eq!(
         (health["members"].as_u64(), health["rooms"].as_u64()),
@@ -272,29 +301,39 @@ async fn full_call_relays_signalling_with_from_stamped() {
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
     // The client tries to forge `from`; the server stamps the truth.
     alice
-        .send(json!({"type": "description", "callId": call, "description": offer, "from": 999}))
+        .send_json(json!({"type": "description", "callId": call, "description": offer, "from": 999}))
         .await;
-    let got = bob.expect("description").await;
+    let got = bob.expect_json("description").await;
     assert_eq!((got["from"].as_u64(), &got["description"]), (Some(a), &offer));
 
-    let cand = json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0});
-    bob.send(json!({"type": "candidate", "callId": call, "candidate": cand}))
-        .await;
-    let got = alice.expect("candidate").await;
-    assert_eq!((got["from"].as_u64(), &got["candidate"]), (Some(b), &cand));
+    let cand: Candidate = serde_json::from_str(
+        r#"{"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}"#,
+    )
+    .expect("candidate");
+    bob.send(RoomMsg::Candidate {
+        call_id: call,
+        to: None,
+        candidate: cand.clone(),
+    })
+    .await;
+    // Relayed as it was written, to the byte.
+    let got = expect!(alice, ServerMsg::Candidate { from, candidate, .. } => (from, candidate));
+    assert_eq!(got, (b, cand));
 
-    bob.send(json!({"type": "media", "callId": call, "audio": false, "video": true}))
-        .await;
-    let got = alice.expect("media").await;
-    assert_eq!(
-        (got["audio"].as_bool(), got["video"].as_bool()),
-        (Some(false), Some(true))
-    );
+    bob.send(RoomMsg::Media {
+        call_id: call,
+        audio: false,
+        video: true,
+        screen: false,
+    })
+    .await;
+    let got = expect!(alice, ServerMsg::Media { audio, video, .. } => (audio, video));
+    assert_eq!(got, (false, true));
     assert_eq!(server.health().await["calls"], 1);
 
-    bob.send(json!({"type": "hangup", "callId": call})).await;
+    bob.send(RoomMsg::Hangup { call_id: call }).await;
     for (client, peer) in [(&mut alice, b), (&mut bob, a)] {
-        let ended = client.expect("call_ended").await;
+        let ended = client.expect_json("call_ended").await;
         assert_eq!(
             ended,
             json!({"type": "call_ended", "callId": call, "peer": peer, "reason": "hangup", "by": b})
@@ -308,17 +347,11 @@ async fn peer_vanishing_mid_call_ends_it_for_the_other_after_the_grace_period() 
     let server = Server::start(&["--resume-grace", "1"]).await;
     let (mut alice, _a, bob, b, call) = call_pair(&server, "r").await;
     drop(bob); // no close frame: as if the network went away
-    let state = alice.expect("member_state").await;
-    assert_eq!(
-        (state["id"].as_u64(), state["state"].as_str()),
-        (Some(b), Some("reconnecting"))
-    );
-    let ended = alice.expect("call_ended").await;
-    assert_eq!(
-        (ended["callId"].as_u64(), ended["reason"].as_str()),
-        (Some(call), Some("left"))
-    );
-    assert_eq!(alice.expect("member_left").await["id"], b);
+    let state = expect!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    assert_eq!(state, (b, Presence::Reconnecting));
+    let ended = expect!(alice, ServerMsg::CallEnded { call_id, reason, .. } => (call_id, reason));
+    assert_eq!(ended, (call, EndReason::Left));
+    assert_eq!(expect!(alice, ServerMsg::MemberLeft { id } => id), b);
 }
 
 #[tokio::test]
@@ -326,12 +359,18 @@ async fn ring_timeout_ends_as_no_answer_for_both() {
     let server = Server::start(&["--ring-timeout", "1"]).await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
-    alice.expect("member_joined").await;
-    alice.send(json!({"type": "invite", "to": b})).await;
-    alice.expect("ringing").await;
-    bob.expect("incoming").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
+    alice.send(RoomMsg::Invite { to: b }).await;
+    expect!(alice, ServerMsg::Ringing { .. });
+    expect!(bob, ServerMsg::Incoming { .. });
     for client in [&mut alice, &mut bob] {
-        assert_eq!(client.expect("call_ended").await["reason"], "no_answer");
+        expect!(
+            client,
+            ServerMsg::CallEnded {
+                reason: EndReason::NoAnswer,
+                ..
+            }
+        );
     }
 }
 
@@ -341,31 +380,52 @@ async fn decline_cancel_and_busy() {
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     let (mut carol, _c) = server.joined("r", "Carol").await;
-    alice.expect("member_joined").await;
-    alice.expect("member_joined").await;
-    bob.expect("member_joined").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
+    expect!(alice, ServerMsg::MemberJoined { .. });
+    expect!(bob, ServerMsg::MemberJoined { .. });
 
-    alice.send(json!({"type": "invite", "to": b})).await;
-    let call = alice.expect("ringing").await["callId"].clone();
-    bob.expect("incoming").await;
+    alice.send(RoomMsg::Invite { to: b }).await;
+    let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    expect!(bob, ServerMsg::Incoming { .. });
     // Carol calls Bob while he rings: busy, and only Carol hears of it.
-    carol.send(json!({"type": "invite", "to": b})).await;
-    let busy = carol.expect("call_ended").await;
-    assert_eq!(
-        (busy["reason"].as_str(), busy["peer"].as_u64()),
-        (Some("busy"), Some(b))
+    carol.send(RoomMsg::Invite { to: b }).await;
+    let busy = expect!(carol, ServerMsg::CallEnded { reason, peer, .. } => (reason, peer));
+    assert_eq!(busy, (EndReason::Busy, b));
+    bob.send(RoomMsg::Decline { call_id: call }).await;
+    expect!(
+        alice,
+        ServerMsg::CallEnded {
+            reason: EndReason::Declined,
+            ..
+        }
     );
-    bob.send(json!({"type": "decline", "callId": call})).await;
-    assert_eq!(alice.expect("call_ended").await["reason"], "declined");
-    assert_eq!(bob.expect("call_ended").await["reason"], "declined");
+    expect!(
+        bob,
+        ServerMsg::CallEnded {
+            reason: EndReason::Declined,
+            ..
+        }
+    );
     bob.expect_silence().await;
 
-    alice.send(json!({"type": "invite", "to": b})).await;
-    let call = alice.expect("ringing").await["callId"].clone();
-    bob.expect("incoming").await;
-    alice.send(json!({"type": "cancel", "callId": call})).await;
-    assert_eq!(alice.expect("call_ended").await["reason"], "cancelled");
-    assert_eq!(bob.expect("call_ended").await["reason"], "cancelled");
+    alice.send(RoomMsg::Invite { to: b }).await;
+    let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    expect!(bob, ServerMsg::Incoming { .. });
+    alice.send(RoomMsg::Cancel { call_id: call }).await;
+    expect!(
+        alice,
+        ServerMsg::CallEnded {
+            reason: EndReason::Cancelled,
+            ..
+        }
+    );
+    expect!(
+        bob,
+        ServerMsg::CallEnded {
+            reason: EndReason::Cancelled,
+            ..
+        }
+    );
 }
 
 #[tokio::test]
@@ -373,21 +433,20 @@ async fn both_calling_each_other_at_once_gives_one_call() {
     let server = Server::start(&[]).await;
     let (mut alice, a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
-    alice.expect("member_joined").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
     // Both invites are on the wire before either side has read anything.
-    alice.send(json!({"type": "invite", "to": b})).await;
-    bob.send(json!({"type": "invite", "to": a})).await;
+    alice.send(RoomMsg::Invite { to: b }).await;
+    bob.send(RoomMsg::Invite { to: a }).await;
     let mut accepted = Vec::new();
     for client in [&mut alice, &mut bob] {
         loop {
-            let msg = client.recv().await;
-            match msg["type"].as_str() {
-                Some("ringing" | "incoming") => continue,
-                Some("accepted") => {
-                    accepted.push(msg["callId"].clone());
+            match client.recv().await {
+                ServerMsg::Ringing { .. } | ServerMsg::Incoming { .. } => continue,
+                ServerMsg::Accepted { call_id, .. } => {
+                    accepted.push(call_id);
                     break;
                 }
-                _ => panic!("unexpected {msg}"),
+                other => panic!("unexpected {other:?}"),
             }
         }
     }
@@ -405,17 +464,18 @@ async fn capacity_race_admits_exactly_one_for_the_last_seat() {
     }
     // Send every join before reading any reply.
     for (i, c) in racers.iter_mut().enumerate() {
-        c.send(json!({"type": "join", "version": 1, "room": "r", "name": format!("racer {i}")}))
-            .await;
+        c.send(join("r", &format!("racer {i}"))).await;
     }
     let mut joined = 0;
     let mut full = 0;
     for c in &mut racers {
-        let msg = c.recv().await;
-        match (msg["type"].as_str(), msg["code"].as_str()) {
-            (Some("joined"), _) => joined += 1,
-            (Some("error"), Some("room_full")) => full += 1,
-            _ => panic!("unexpected {msg}"),
+        match c.recv().await {
+            ServerMsg::Joined { .. } => joined += 1,
+            ServerMsg::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            } => full += 1,
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!((joined, full), (1, 39));
@@ -428,63 +488,84 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     let (_xi, x) = server.joined("other-room", "Xi").await;
-    alice.expect("member_joined").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
 
     alice.send_text("{not json".into()).await;
-    alice.expect_error("bad_message").await;
-    alice.send(json!({"type": "teleport"})).await;
-    assert_eq!(alice.expect_error("unknown_type").await["request"], "teleport");
-    alice.send(json!({"type": "invite"})).await;
-    alice.expect_error("bad_message").await;
+    alice.expect_error(ErrorCode::BadMessage).await;
+    alice.send_json(json!({"type": "teleport"})).await;
+    assert_eq!(
+        alice.expect_error(ErrorCode::UnknownType).await.as_deref(),
+        Some("teleport")
+    );
+    alice.send_json(json!({"type": "invite"})).await;
+    alice.expect_error(ErrorCode::BadMessage).await;
     alice
         .send_text(format!(
             r#"{{"type":"invite","pad":"{}"}}"#,
             "x".repeat(100 * 1024)
         ))
         .await;
-    alice.expect_error("message_too_large").await;
-    alice.ws.send(Message::binary(vec![1, 2, 3])).await.expect("send");
-    alice.expect_error("bad_message").await;
-    alice.send(json!({"type": "invite", "to": x})).await;
-    alice.expect_error("unknown_member").await;
+    alice.expect_error(ErrorCode::MessageTooLarge).await;
     alice
-        .send(json!({"type": "description", "callId": 1, "description": {"type": "offer", "sdp": ""}}))
-        .await;
-    alice.expect_error("unknown_call").await;
+        .client
+        .ws()
+        .send(Message::binary(vec![1, 2, 3]))
+        .await
+        .expect("send");
+    alice.expect_error(ErrorCode::BadMessage).await;
+    alice.send(RoomMsg::Invite { to: x }).await;
+    alice.expect_error(ErrorCode::UnknownMember).await;
+    let offer = || Description::new(SdpKind::Offer, "");
     alice
-        .send(json!({"type": "join", "version": 1, "room": "r", "name": "again"}))
+        .send(RoomMsg::Description {
+            call_id: 1,
+            to: None,
+            description: offer(),
+        })
         .await;
-    alice.expect_error("already_joined").await;
+    alice.expect_error(ErrorCode::UnknownCall).await;
+    alice.send(join("r", "again")).await;
+    alice.expect_error(ErrorCode::AlreadyJoined).await;
 
     // An offer while the call only rings is refused too.
-    alice.send(json!({"type": "invite", "to": b})).await;
-    let call = alice.expect("ringing").await["callId"].clone();
-    bob.expect("incoming").await;
+    alice.send(RoomMsg::Invite { to: b }).await;
+    let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    expect!(bob, ServerMsg::Incoming { .. });
     alice
-        .send(json!({"type": "description", "callId": call, "description": {"type": "offer", "sdp": ""}}))
+        .send(RoomMsg::Description {
+            call_id: call,
+            to: None,
+            description: offer(),
+        })
         .await;
-    alice.expect_error("invalid_call_state").await;
+    alice.expect_error(ErrorCode::InvalidCallState).await;
     bob.expect_silence().await;
 
     // After all that, the connection still works.
-    alice.send(json!({"type": "cancel", "callId": call})).await;
-    assert_eq!(alice.expect("call_ended").await["reason"], "cancelled");
+    alice.send(RoomMsg::Cancel { call_id: call }).await;
+    expect!(
+        alice,
+        ServerMsg::CallEnded {
+            reason: EndReason::Cancelled,
+            ..
+        }
+    );
 
     let mut fresh = server.client().await;
-    fresh.send(json!({"type": "invite", "to": b})).await;
-    fresh.expect_error("not_joined").await;
+    fresh.send(RoomMsg::Invite { to: b }).await;
+    fresh.expect_error(ErrorCode::NotJoined).await;
     fresh
-        .send(json!({"type": "join", "version": 2, "room": "r", "name": "n"}))
+        .send(SessionMsg::Join {
+            version: 2,
+            room: "r".into(),
+            name: "n".into(),
+        })
         .await;
-    fresh.expect_error("unsupported_version").await;
-    fresh
-        .send(json!({"type": "join", "version": 1, "room": "a/b", "name": "n"}))
-        .await;
-    fresh.expect_error("invalid_room").await;
-    fresh
-        .send(json!({"type": "join", "version": 1, "room": "r", "name": "   "}))
-        .await;
-    fresh.expect_error("invalid_name").await;
+    fresh.expect_error(ErrorCode::UnsupportedVersion).await;
+    fresh.send(join("a/b", "n")).await;
+    fresh.expect_error(ErrorCode::InvalidRoom).await;
+    fresh.send(join("r", "   ")).await;
+    fresh.expect_error(ErrorCode::InvalidName).await;
 }
 
 #[tokio::test]
@@ -492,13 +573,13 @@ async fn abusive_frame_closes_only_that_connection() {
     let server = Server::start(&["--max-message-size", "1024", "--resume-grace", "1"]).await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
-    alice.expect("member_joined").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
     // 64 KiB is over 16 × the 1 KiB limit: the connection is dropped.
-    let _ = bob.ws.send(Message::text("x".repeat(64 * 1024))).await;
-    assert_eq!(alice.expect("member_state").await["id"], b);
-    assert_eq!(alice.expect("member_left").await["id"], b);
-    alice.send(json!({"type": "leave"})).await;
-    alice.expect("left").await;
+    let _ = bob.client.send_text("x".repeat(64 * 1024)).await;
+    assert_eq!(expect!(alice, ServerMsg::MemberState { id, .. } => id), b);
+    assert_eq!(expect!(alice, ServerMsg::MemberLeft { id } => id), b);
+    alice.send(RoomMsg::Leave).await;
+    expect!(alice, ServerMsg::Left { .. });
 }
 
 #[tokio::test]
@@ -519,14 +600,14 @@ async fn shutdown_closes_sessions_with_1001_and_returns() {
 
 #[tokio::test]
 async fn serves_the_web_app_and_json_errors() {
-    let server = Server::start(&[]).await;
+    let server = Server::start(&["--no-turn"]).await;
     let (status, index) = server.get("/").await;
-    assert_eq!(status, 200);
+    assert_eq!(status, StatusCode::OK);
     assert!(index.contains("<title>visavis</title>"), "{index}");
     let (status, room_page) = server.get("/r/consult-42").await;
-    assert_eq!((status, room_page), (200, index));
+    assert_eq!((status, room_page), (StatusCode::OK, index));
     let (status, body) = server.get("/no/such/file.js").await;
-    assert_eq!(status, 404);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let body: Value = serde_json::from_str(&body).expect("json error body");
     assert_eq!(body["error"], "not_found");
 }
@@ -534,10 +615,10 @@ async fn serves_the_web_app_and_json_errors() {
 #[tokio::test]
 async fn no_turn_means_no_ice_servers_and_turn_url_hands_out_external_ones() {
     let server = Server::start(&["--no-turn"]).await;
-    let (mut c, _) = (server.client().await, 0);
-    c.send(json!({"type": "join", "version": 1, "room": "r", "name": "A"}))
-        .await;
-    assert_eq!(c.expect("joined").await["iceServers"], json!([]));
+    let mut c = server.client().await;
+    c.send(join("r", "A")).await;
+    let ice = expect!(c, ServerMsg::Joined { ice_servers, .. } => ice_servers);
+    assert!(ice.is_empty(), "{ice:?}");
 
     let server = Server::start(&[
         "--turn-url",
@@ -547,14 +628,13 @@ async fn no_turn_means_no_ice_servers_and_turn_url_hands_out_external_ones() {
     ])
     .await;
     let mut c = server.client().await;
-    c.send(json!({"type": "join", "version": 1, "room": "r", "name": "A"}))
-        .await;
-    let ice = c.expect("joined").await["iceServers"][0].clone();
-    assert_eq!(ice["urls"], json!(["turn:turn.example.org:3478?transport=udp"]));
-    let username = ice["username"].as_str().expect("username");
+    c.send(join("r", "A")).await;
+    let ice = expect!(c, ServerMsg::Joined { ice_servers, .. } => ice_servers);
+    assert_eq!(ice[0].urls, ["turn:turn.example.org:3478?transport=udp"]);
+    let username = ice[0].username.as_deref().expect("username");
     assert_eq!(
-        ice["credential"],
-        visavis_turn::RestSecret::new("shh").password(username)
+        ice[0].credential.as_deref(),
+        Some(visavis_turn::RestSecret::new("shh").password(username).as_str())
     );
     assert_eq!(
         server.health().await["turnAllocations"],

@@ -2,24 +2,42 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::Message;
+use visavis_client::{Client, ClientError};
+use visavis_protocol::{
+    Description, EndReason, ErrorCode, Presence, RoomMsg, SdpKind, ServerMsg, SessionFields, SessionMsg,
+    PROTOCOL_VERSION,
+};
 
-use super::{Client, Server};
+use super::{join, Server, TestClient};
 
 /// Joins and returns the client, its member id and its resume token.
-async fn join_with_token(server: &Server, room: &str, name: &str) -> (Client, u64, String) {
+async fn join_with_token(server: &Server, room: &str, name: &str) -> (TestClient, u64, String) {
     let mut c = server.client().await;
-    c.send(json!({"type": "join", "version": 1, "room": room, "name": name}))
-        .await;
-    let joined = c.expect("joined").await;
-    assert!(joined["heartbeatMs"].as_u64().is_some() && joined["resumeGraceMs"].as_u64().is_some());
-    let token = joined["token"].as_str().expect("token").to_owned();
+    c.send(join(room, name)).await;
+    // The session fields are all there, numbers where they should be.
+    let (id, token) = expect!(c, ServerMsg::Joined {
+        you,
+        session: Some(SessionFields { token, .. }),
+        ..
+    } => (you.id, token));
     assert_eq!(token.len(), 32, "128 random bits");
-    (c, joined["you"]["id"].as_u64().expect("id"), token)
+    (c, id, token)
+}
+
+/// A `resume` by hand, for tokens that are not the client's own.
+fn resume(token: &str, last_sn: u64) -> SessionMsg {
+    SessionMsg::Resume {
+        version: PROTOCOL_VERSION,
+        token: token.into(),
+        last_sn,
+    }
+}
+
+fn chat(text: &str) -> RoomMsg {
+    RoomMsg::Chat { text: text.into() }
 }
 
 #[tokio::test]
@@ -27,14 +45,11 @@ async fn a_silent_client_is_declared_reconnecting_within_the_heartbeat_timeout()
     let server = Server::start(&["--heartbeat-timeout", "2", "--resume-grace", "30"]).await;
     let (mut alice, _, _) = join_with_token(&server, "r", "Alice").await;
     let (_bob, bob_id, _) = join_with_token(&server, "r", "Bob").await; // never answers again
-    alice.expect("member_joined").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
     let silent_since = Instant::now();
-    let state = alice.next_of("member_state").await;
+    let state = next_of!(alice, ServerMsg::MemberState { id, state } => (id, state));
     let detected = silent_since.elapsed();
-    assert_eq!(
-        (state["id"].as_u64(), state["state"].as_str()),
-        (Some(bob_id), Some("reconnecting"))
-    );
+    assert_eq!(state, (bob_id, Presence::Reconnecting));
     println!(
         "detection: silent client declared reconnecting after {} ms",
         detected.as_millis()
@@ -54,80 +69,65 @@ async fn a_silent_client_is_declared_reconnecting_within_the_heartbeat_timeout()
 async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     let server = Server::start(&["--resume-grace", "10"]).await;
     let (mut alice, a, _) = join_with_token(&server, "r", "Alice").await;
-    let (mut bob, b, token) = join_with_token(&server, "r", "Bob").await;
-    alice.expect("member_joined").await;
-    alice.send(json!({"type": "invite", "to": b, "cn": 1})).await;
-    let call = alice.expect("ringing").await["callId"].clone();
-    bob.expect("incoming").await;
-    bob.send(json!({"type": "accept", "callId": call, "cn": 1})).await;
-    alice.expect("accepted").await;
-    bob.expect("accepted").await;
-    bob.send(json!({"type": "chat", "text": "before", "cn": 2})).await;
-    assert_eq!(alice.next_of("chat").await["text"], "before");
-    let bob_seen = bob.next_of("chat").await;
-    assert_eq!(bob_seen["text"], "before");
-    let last_sn = bob.last_sn;
+    let (mut bob, b, _) = join_with_token(&server, "r", "Bob").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
+    assert_eq!(alice.send_numbered(RoomMsg::Invite { to: b }).await, 1);
+    let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    expect!(bob, ServerMsg::Incoming { .. });
+    assert_eq!(bob.send_numbered(RoomMsg::Accept { call_id: call }).await, 1);
+    expect!(alice, ServerMsg::Accepted { .. });
+    expect!(bob, ServerMsg::Accepted { .. });
+    assert_eq!(bob.send_numbered(chat("before")).await, 2);
+    assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "before");
+    assert_eq!(next_of!(bob, ServerMsg::Chat(entry) => entry.text), "before");
 
     // Bob's network goes away: no close frame.
-    drop(bob);
-    let state = alice.next_of("member_state").await;
-    assert_eq!(
-        (state["id"].as_u64(), state["state"].as_str()),
-        (Some(b), Some("reconnecting"))
-    );
+    bob.drop_connection().await;
+    let state = next_of!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    assert_eq!(state, (b, Presence::Reconnecting));
     // Meanwhile Alice talks to him.
+    let offer = Description::new(SdpKind::Offer, "v=0\r\n");
+    alice.send_numbered(chat("missed 1")).await;
     alice
-        .send(json!({"type": "chat", "text": "missed 1", "cn": 2}))
+        .send_numbered(RoomMsg::Description {
+            call_id: call,
+            to: None,
+            description: offer.clone(),
+        })
         .await;
-    let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
-    alice
-        .send(json!({"type": "description", "callId": call, "description": offer, "cn": 3}))
-        .await;
-    alice
-        .send(json!({"type": "chat", "text": "missed 2", "cn": 4}))
-        .await;
-    assert_eq!(alice.next_of("chat").await["text"], "missed 1");
-    assert_eq!(alice.next_of("chat").await["text"], "missed 2");
+    assert_eq!(alice.send_numbered(chat("missed 2")).await, 4);
+    assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "missed 1");
+    assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "missed 2");
     assert_eq!(server.health().await["reconnecting"], 1);
 
-    // Bob comes back on a new connection with his token and what he last received.
-    let mut bob = server.client().await;
-    bob.send(json!({"type": "resume", "version": 1, "token": token, "lastSn": last_sn}))
-        .await;
-    let resumed = bob.recv_raw().await;
+    // Bob comes back on a new connection with his token and what he last received; he had
+    // nothing unprocessed to send again.
+    let last_sn = bob.client.last_sn();
+    let (mut bob, resumed) = bob.resume(&server.url).await;
     assert_eq!(resumed, json!({"type": "resumed", "version": 1, "lastCn": 2}));
-    bob.last_sn = last_sn;
-    // Exactly what he missed, in order, numbered on from where he was.
-    let got: Vec<Value> = vec![bob.recv().await, bob.recv().await, bob.recv().await];
-    assert_eq!(
-        (got[0]["type"].as_str(), got[0]["text"].as_str()),
-        (Some("chat"), Some("missed 1"))
-    );
-    assert_eq!(
-        (got[1]["type"].as_str(), got[1]["from"].as_u64()),
-        (Some("description"), Some(a))
-    );
-    assert_eq!(
-        (got[2]["type"].as_str(), got[2]["text"].as_str()),
-        (Some("chat"), Some("missed 2"))
-    );
+    // Exactly what he missed, in order, numbered on from where he was (the client is strict).
+    expect!(bob, ServerMsg::Chat(entry) if entry.text == "missed 1");
+    let got = expect!(bob, ServerMsg::Description { from, description, .. } => (from, description));
+    assert_eq!(got, (a, offer));
+    expect!(bob, ServerMsg::Chat(entry) if entry.text == "missed 2");
+    assert_eq!(bob.client.last_sn(), last_sn + 3);
     bob.expect_silence().await;
-    let state = alice.next_of("member_state").await;
-    assert_eq!(
-        (state["id"].as_u64(), state["state"].as_str()),
-        (Some(b), Some("online"))
-    );
+    let state = next_of!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    assert_eq!(state, (b, Presence::Online));
 
     // Bob re-sends what the server had already processed (cn 2) and one new message: the
     // replayed one is not delivered twice.
-    bob.send(json!({"type": "chat", "text": "before", "cn": 2})).await;
-    bob.send(json!({"type": "chat", "text": "after", "cn": 3})).await;
-    assert_eq!(alice.next_of("chat").await["text"], "after");
+    bob.send_text(r#"{"type":"chat","text":"before","cn":2}"#.into())
+        .await;
+    assert_eq!(bob.send_numbered(chat("after")).await, 3);
+    assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "after");
 
     // The call survived: hang-up still ends it on both sides.
-    bob.send(json!({"type": "hangup", "callId": call, "cn": 4})).await;
-    assert_eq!(alice.next_of("call_ended").await["reason"], "hangup");
-    assert_eq!(bob.next_of("call_ended").await["reason"], "hangup");
+    assert_eq!(bob.send_numbered(RoomMsg::Hangup { call_id: call }).await, 4);
+    let reason = next_of!(alice, ServerMsg::CallEnded { reason, .. } => reason);
+    assert_eq!(reason, EndReason::Hangup);
+    let reason = next_of!(bob, ServerMsg::CallEnded { reason, .. } => reason);
+    assert_eq!(reason, EndReason::Hangup);
     assert_eq!(server.health().await["reconnecting"], 0);
 }
 
@@ -138,31 +138,21 @@ async fn resume_with_a_wrong_or_expired_token_is_refused() {
     let (bob, _, token) = join_with_token(&server, "r", "Bob").await;
 
     let mut stranger = server.client().await;
-    stranger
-        .send(json!({"type": "resume", "version": 1, "token": "0".repeat(32), "lastSn": 0}))
-        .await;
-    stranger.expect_error("invalid_token").await;
-    stranger
-        .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 10_000}))
-        .await;
-    stranger.expect_error("invalid_token").await;
+    stranger.send(resume(&"0".repeat(32), 0)).await;
+    stranger.expect_error(ErrorCode::InvalidToken).await;
+    stranger.send(resume(&token, 10_000)).await;
+    stranger.expect_error(ErrorCode::InvalidToken).await;
     // A connection that has its own session cannot take another one's.
-    alice
-        .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0}))
-        .await;
-    alice.next_of("error").await;
+    alice.send(resume(&token, 0)).await;
+    next_of!(alice, ServerMsg::Error { .. });
 
     drop(bob);
-    alice.next_of("member_left").await; // after the 1 s grace period
-    stranger
-        .send(json!({"type": "resume", "version": 1, "token": token, "lastSn": 0}))
-        .await;
-    stranger.expect_error("invalid_token").await;
+    next_of!(alice, ServerMsg::MemberLeft { .. }); // after the 1 s grace period
+    stranger.send(resume(&token, 0)).await;
+    stranger.expect_error(ErrorCode::InvalidToken).await;
     // The refused connection can still join normally.
-    stranger
-        .send(json!({"type": "join", "version": 1, "room": "r", "name": "Bob again"}))
-        .await;
-    stranger.expect("joined").await;
+    stranger.send(join("r", "Bob again")).await;
+    expect!(stranger, ServerMsg::Joined { .. });
 }
 
 #[tokio::test]
@@ -170,16 +160,15 @@ async fn messages_over_the_rate_are_refused_and_the_connection_survives() {
     let server = Server::start(&["--rate-limit", "5", "--rate-burst", "5"]).await;
     let (mut alice, _, _) = join_with_token(&server, "r", "Alice").await;
     for i in 0..20 {
-        alice.send(json!({"type": "chat", "text": format!("m{i}")})).await;
+        alice.send(chat(&format!("m{i}"))).await;
     }
     let mut delivered = 0;
     let mut limited = 0;
     while delivered + limited < 20 {
-        let msg = alice.recv().await;
-        match msg["type"].as_str() {
-            Some("chat") => delivered += 1,
-            Some("error") => {
-                assert_eq!(msg["code"], "rate_limited");
+        match alice.recv().await {
+            ServerMsg::Chat(_) => delivered += 1,
+            ServerMsg::Error { code, .. } => {
+                assert_eq!(code, ErrorCode::RateLimited);
                 limited += 1;
             }
             _ => {}
@@ -191,8 +180,8 @@ async fn messages_over_the_rate_are_refused_and_the_connection_survives() {
         "the burst passed, the rest was refused: {delivered}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    alice.send(json!({"type": "chat", "text": "later"})).await;
-    assert_eq!(alice.next_of("chat").await["text"], "later");
+    alice.send(chat("later")).await;
+    assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "later");
 }
 
 #[tokio::test]
@@ -211,14 +200,10 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
     let text = "x".repeat(4000);
     let started = Instant::now();
     for i in 0..3000 {
-        reader
-            .send(json!({"type": "chat", "text": format!("{i} {text}")}))
-            .await;
+        reader.send(chat(&format!("{i} {text}"))).await;
         // The reader keeps up and gets every message (its own, as everyone does), in order.
-        let msg = reader.next_of("chat").await;
-        assert!(msg["text"]
-            .as_str()
-            .is_some_and(|t| t.starts_with(&format!("{i} "))));
+        let got = next_of!(reader, ServerMsg::Chat(entry) => entry.text);
+        assert!(got.starts_with(&format!("{i} ")));
     }
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
@@ -239,6 +224,20 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
     );
 }
 
+/// The JSON body of a refused WebSocket upgrade, after checking its status.
+fn refused(result: visavis_client::Result<Client>, status: StatusCode) -> Value {
+    match result {
+        Err(ClientError::Ws(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), status);
+            serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body")
+        }
+        other => panic!("expected HTTP {status}, got {:?}", other.map(|_| ())),
+    }
+}
+
+// The upgrade is refused before the WebSocket exists, but these need live connections (held
+// slots, a real upgrade), so they go over sockets rather than through `App::router()`.
+
 #[tokio::test]
 async fn connections_per_address_are_limited() {
     let server = Server::start(&["--max-connections-per-ip", "3"]).await;
@@ -246,19 +245,11 @@ async fn connections_per_address_are_limited() {
     for _ in 0..3 {
         held.push(server.client().await);
     }
-    let url = format!("ws://{}/ws", server.addr);
-    match tokio_tungstenite::connect_async(url.as_str()).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-            let body: Value =
-                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
-            assert_eq!(body["error"], "too_many_connections");
-        }
-        other => panic!("expected HTTP 429, got {:?}", other.map(|_| ())),
-    }
+    let body = refused(Client::connect(&server.url).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"], "too_many_connections");
     // A slot frees up when a connection closes.
     let mut first = held.remove(0);
-    first.ws.close(None).await.expect("close");
+    first.client.close(1000).await.expect("close");
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
     held.push(server.client().await);
@@ -269,43 +260,34 @@ async fn the_number_of_rooms_is_limited() {
     let server = Server::start(&["--max-rooms", "1"]).await;
     let _first = join_with_token(&server, "one", "A").await;
     let mut c = server.client().await;
-    c.send(json!({"type": "join", "version": 1, "room": "two", "name": "B"}))
-        .await;
-    c.expect_error("too_many_rooms").await;
-    c.send(json!({"type": "join", "version": 1, "room": "one", "name": "B"}))
-        .await;
-    c.expect("joined").await;
+    c.send(join("two", "B")).await;
+    c.expect_error(ErrorCode::TooManyRooms).await;
+    c.send(join("one", "B")).await;
+    expect!(c, ServerMsg::Joined { .. });
 }
 
 #[tokio::test]
 async fn pages_from_other_origins_cannot_open_sessions() {
     let server = Server::start(&["--allowed-origin", "https://app.example.org"]).await;
-    let url = format!("ws://{}/ws", server.addr);
     let with_origin = |origin: &str| {
-        let mut request = url.as_str().into_client_request().expect("request");
+        let mut request = server.url.as_str().into_client_request().expect("request");
         request
             .headers_mut()
             .insert("Origin", origin.parse().expect("header"));
         request
     };
-    match tokio_tungstenite::connect_async(with_origin("https://evil.example")).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::FORBIDDEN);
-            let body: Value =
-                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("json body");
-            assert_eq!(body["error"], "origin_not_allowed");
-        }
-        other => panic!("expected HTTP 403, got {:?}", other.map(|_| ())),
-    }
+    let body = refused(
+        Client::connect_request(with_origin("https://evil.example"), None).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(body["error"], "origin_not_allowed");
     let same = format!("http://{}", server.addr);
     for origin in [same.as_str(), "https://app.example.org"] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(origin))
+        let client = Client::connect_request(with_origin(origin), None)
             .await
             .expect(origin);
-        ws.send(Message::text(
-            json!({"type": "join", "version": 1, "room": "r", "name": "A"}).to_string(),
-        ))
-        .await
-        .expect("send");
+        let mut c = TestClient::new(client);
+        c.send(join("r", "A")).await;
+        expect!(c, ServerMsg::Joined { .. });
     }
 }

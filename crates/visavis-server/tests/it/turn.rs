@@ -5,6 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use visavis_protocol::ServerMsg;
 use visavis_turn::stun::{attr, method, Class, Message, MessageBuilder};
 use visavis_turn::{long_term_key, RestSecret};
 
@@ -224,20 +225,18 @@ async fn join_hands_out_ice_servers_whose_credentials_the_turn_server_accepts() 
     let (server, port) = turn_server("127.0.0.1", &["--turn-credential-lifetime", "600"]).await;
     let (_c, _) = server.joined("r", "A").await;
     let mut c = server.client().await;
-    c.send(serde_json::json!({"type": "join", "version": 1, "room": "r2", "name": "B"}))
-        .await;
-    let joined = c.expect("joined").await;
-    let ice = &joined["iceServers"][0];
+    c.send(super::join("r2", "B")).await;
+    let ice = expect!(c, ServerMsg::Joined { ice_servers, .. } => ice_servers);
     assert_eq!(
-        ice["urls"],
-        serde_json::json!([
+        ice[0].urls,
+        [
             format!("stun:127.0.0.1:{port}"),
             format!("turn:127.0.0.1:{port}?transport=udp"),
             format!("turn:127.0.0.1:{port}?transport=tcp"),
-        ])
+        ]
     );
-    let username = ice["username"].as_str().expect("username").to_owned();
-    let password = ice["credential"].as_str().expect("credential").to_owned();
+    let username = ice[0].username.clone().expect("username");
+    let password = ice[0].credential.clone().expect("credential");
     let expiry: u64 = username.split(':').next().unwrap().parse().unwrap();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert!((now + 590..=now + 600).contains(&expiry), "{username}");
