@@ -5,27 +5,30 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
-use futures_util::SinkExt;
-use visavis_signal::Ending;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use visavis_signal::{close, Ending};
 
 use crate::hub::{Hub, Out};
+use crate::websocket::WebSocket;
 
 /// Serves one upgraded connection until either side closes it.
 pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
     let Some((conn, wake)) = hub.connect() else {
-        let _ = close(&mut ws, close_code::AWAY, "server shutting down").await;
+        let _ = close_with(&mut ws, close::AWAY, "server shutting down").await;
         return;
     };
     tracing::debug!(conn, "connected");
     let write_timeout = hub.write_timeout();
 
-    let (ending, close_with) = loop {
+    let (ending, closing) = loop {
         tokio::select! {
             () = wake.notified() => {
                 let Some(batch) = hub.take(conn) else {
                     // The hub took our outbox away: we could not keep up with what we were sent.
-                    break (Ending::Dropped, Some((close_code::POLICY, "outbound queue full")));
+                    break (Ending::Dropped, Some((close::POLICY, "outbound queue full")));
                 };
                 // Boxed, so that an idle connection's task does not carry the write's state.
                 let (written, then_close) = Box::pin(write_batch(&mut ws, batch, write_timeout)).await;
@@ -33,20 +36,24 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
                     Ok(()) => {}
                     Err(Stall::Broken) => break (Ending::Dropped, None),
                     // A reader that stops reading must not hold this task forever.
-                    Err(Stall::NotReading) => break (Ending::Dropped, Some((close_code::POLICY, "not reading"))),
+                    Err(Stall::NotReading) => break (Ending::Dropped, Some((close::POLICY, "not reading"))),
                 }
                 if let Some(code_reason) = then_close {
                     break (Ending::Dropped, Some(code_reason));
                 }
             }
-            frame = ws.recv() => match frame {
+            frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => hub.text(conn, &text),
                 Some(Ok(Message::Binary(_))) => hub.binary(conn),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => hub.alive(conn),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => hub.alive(conn),
                 // A close frame is a goodbye unless its code says the client will be back
                 // (4000-4999, its own choice), as a network drop never sends one.
-                Some(Ok(Message::Close(frame))) if frame.as_ref().is_none_or(|f| f.code < 4000) => {
+                Some(Ok(Message::Close(frame))) if frame.as_ref().is_none_or(|f| u16::from(f.code) < 4000) => {
                     break (Ending::Goodbye, None);
+                }
+                // A frame far over the message limit is abuse, not a message to answer.
+                Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                    break (Ending::Dropped, Some((close::TOO_BIG, "frame too large")));
                 }
                 // A "be right back" close code, no close frame at all, or a broken socket:
                 // the client may come back and resume.
@@ -55,10 +62,10 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
         }
     };
     hub.closed(conn, ending);
-    if let Some((code, reason)) = close_with {
+    if let Some((code, reason)) = closing {
         let _ = Box::pin(tokio::time::timeout(
             Duration::from_secs(1),
-            close(&mut ws, code, reason),
+            close_with(&mut ws, code, reason),
         ))
         .await;
     }
@@ -99,9 +106,13 @@ async fn write_batch(
     (result, then_close)
 }
 
-async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), axum::Error> {
+async fn close_with(
+    ws: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let frame = CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: reason.into(),
     };
     ws.send(Message::Close(Some(frame))).await

@@ -1,6 +1,6 @@
 //! The one JSON error body every HTTP error shares: `{ "error": code, "message": text }`.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug)]
@@ -8,6 +8,7 @@ pub struct HttpError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl HttpError {
@@ -16,13 +17,24 @@ impl HttpError {
             status,
             code,
             message,
+            header: None,
         }
+    }
+
+    /// The response also carries this header (e.g. what a 426 asks for).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.header = Some((name, value));
+        self
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.code, "message": self.message });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

@@ -11,13 +11,14 @@ mod http_error;
 mod hub;
 mod ice;
 mod turn;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -34,9 +35,6 @@ use http_error::HttpError;
 use hub::Hub;
 use turn::Turn;
 pub use turn::TurnAddrs;
-
-/// WebSocket read buffer per connection.
-const READ_BUFFER: usize = 4096;
 
 /// How long shutdown waits for sessions to close before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -213,9 +211,13 @@ fn router(state: AppState) -> Router {
 async fn ws_upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let (response, upgrading) = match websocket::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(err) => return err.into_response(),
+    };
+    let headers = request.headers();
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     if !origin_allowed(
         header(header::ORIGIN),
@@ -235,19 +237,13 @@ async fn ws_upgrade(
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
     let hard_cap = hub.max_message().saturating_mul(16);
-    upgrade
-        // tungstenite zero-fills the free part of its read buffer before every read: at its
-        // 128 KiB default that was most of the CPU per message and ~130 KiB of RSS per idle
-        // connection (docs/benchmarks.md, "Profile"); messages are small, so read 4 KiB at a time.
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .on_upgrade(move |ws| {
-            sessions.track_future(async move {
-                connection::serve(ws, hub).await;
-                drop(slot);
-            })
-        })
+    sessions.spawn(async move {
+        if let Some(ws) = upgrading.websocket(hard_cap).await {
+            connection::serve(ws, hub).await;
+        }
+        drop(slot);
+    });
+    response
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

@@ -44,6 +44,8 @@ pub mod close {
     pub const AWAY: u16 = 1001;
     /// Too slow: the outbound queue overflowed, or too far behind to resume.
     pub const POLICY: u16 = 1008;
+    /// A frame far over the message limit.
+    pub const TOO_BIG: u16 = 1009;
     /// The session was resumed on another connection.
     pub const TAKEN_OVER: u16 = 4009;
 }
@@ -568,7 +570,9 @@ impl Signalling {
 fn encode(msg: &ServerMsg, sn: Option<u64>) -> Bytes {
     let mut buf = Vec::with_capacity(msg.size_hint());
     msg.encode(sn, &mut buf);
-    Bytes::from(buf)
+    // Exactly sized (usually a shrink in place): `Bytes` then needs no separate header, and
+    // the replay log holds no slack.
+    Bytes::from(buf.into_boxed_slice())
 }
 
 #[cfg(test)]
