@@ -574,8 +574,9 @@ async fn abusive_frame_closes_only_that_connection() {
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     expect!(alice, ServerMsg::MemberJoined { .. });
-    // 64 KiB is over 16 × the 1 KiB limit: the connection is dropped.
+    // 64 KiB is over 16 × the 1 KiB limit: the connection is closed with 1009.
     let _ = bob.client.send_text("x".repeat(64 * 1024)).await;
+    assert_eq!(bob.expect_close().await, CloseCode::Size);
     assert_eq!(expect!(alice, ServerMsg::MemberState { id, .. } => id), b);
     assert_eq!(expect!(alice, ServerMsg::MemberLeft { id } => id), b);
     alice.send(RoomMsg::Leave).await;
@@ -610,6 +611,49 @@ async fn serves_the_web_app_and_json_errors() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let body: Value = serde_json::from_str(&body).expect("json error body");
     assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn requests_that_are_not_websocket_handshakes_get_json_errors() {
+    let server = Server::start(&["--no-turn"]).await;
+    let ws = |version: &str| {
+        Request::get("/ws")
+            .header("connection", "keep-alive, Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", version)
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let cases = [
+        (
+            Request::get("/ws").body(Body::empty()).expect("request"),
+            StatusCode::BAD_REQUEST,
+            "not_a_websocket",
+        ),
+        (
+            ws("8"),
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported_websocket_version",
+        ),
+        // Without a connection to take over (no hyper upgrade), nothing can be switched.
+        (ws("13"), StatusCode::UPGRADE_REQUIRED, "cannot_upgrade"),
+    ];
+    // `/ws` needs the peer's address, which a socketless request does not have.
+    let peer = axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1)));
+    let router = server.router.clone().layer(peer);
+    for (request, status, code) in cases {
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), status, "{code}");
+        if status == StatusCode::UPGRADE_REQUIRED && code != "cannot_upgrade" {
+            assert_eq!(response.headers()["sec-websocket-version"], "13");
+        }
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: Value = serde_json::from_slice(&body).expect("json error body");
+        assert_eq!(body["error"], code);
+    }
 }
 
 #[tokio::test]
