@@ -355,7 +355,7 @@ const body = [
     `SIZE=${env.SIZE} B, RATE=${env.RATE} msg/s over ${env.RATE_PAIRS} pairs with 3072/1024/200-byte offer/answer/candidate messages, ` +
     `IDLE=${env.IDLE}, IDLE_MAX=${env.IDLE_MAX} from ${env.PROCS} load-generator processes).`,
   '',
-  `Machine: Debian 12 VM, 2 cores, 24 GiB. Date: ${new Date().toISOString().slice(0, 10)}. Every server ran alone on core 0 (`taskset -c 0`; ' +
+  'Machine: Debian 12 VM, 2 cores, 24 GiB. Date: ' + new Date().toISOString().slice(0, 10) + '. Every server ran alone on core 0 (`taskset -c 0`; ' +
     'visavis therefore with one Tokio worker, Node with its one event loop), the load generator on core 1; ' +
     'a fresh server for every measurement; loopback only.',
   '',

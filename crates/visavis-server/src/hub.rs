@@ -102,34 +102,34 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Feeds one input to the state machine and carries out its outputs.
-    fn with(&self, input: impl FnOnce(&mut Signalling, Now)) {
+    /// Feeds one input to the state machine (and the edge's tables) and carries out the
+    /// outputs, all under one lock.
+    fn with<R>(&self, input: impl FnOnce(&mut Inner, Now) -> R) -> R {
         let mut inner = self.lock();
         let now = Now::system();
         let before = inner.sig.poll_timeout();
-        input(&mut inner.sig, now);
+        let result = input(&mut inner, now);
         inner.dispatch(now);
         let after = inner.sig.poll_timeout();
         if after.is_some() && (before.is_none() || after < before) {
             self.timer.notify_one();
         }
+        result
     }
 
     /// Registers a new connection; the `Notify` wakes its task when [`Hub::take`] has
     /// something for it. `None` once the server is shutting down.
     pub fn connect(&self) -> Option<(ConnId, Arc<Notify>)> {
-        let mut conn = None;
-        self.with(|sig, now| conn = Some(sig.handle_open(now)));
-        let conn = conn?;
-        let mut inner = self.lock();
-        if inner.stopping {
-            inner.sig.handle_close(Now::system(), conn, Ending::Goodbye);
-            return None;
-        }
-        let outbox = Outbox::default();
-        let wake = outbox.wake.clone();
-        inner.outboxes.insert(conn, outbox);
-        Some((conn, wake))
+        self.with(|inner, now| {
+            if inner.stopping {
+                return None;
+            }
+            let conn = inner.sig.handle_open(now);
+            let outbox = Outbox::default();
+            let wake = outbox.wake.clone();
+            inner.outboxes.insert(conn, outbox);
+            Some((conn, wake))
+        })
     }
 
     /// Everything queued for `conn`, oldest first; `None` if its outbox was taken away
@@ -143,22 +143,24 @@ impl Hub {
     }
 
     pub fn text(&self, conn: ConnId, text: &str) {
-        self.with(|sig, now| sig.handle_text(now, conn, text));
+        self.with(|inner, now| inner.sig.handle_text(now, conn, text));
     }
 
     pub fn binary(&self, conn: ConnId) {
-        self.with(|sig, now| sig.handle_binary(now, conn));
+        self.with(|inner, now| inner.sig.handle_binary(now, conn));
     }
 
     /// A WebSocket ping or pong frame: a sign of life.
     pub fn alive(&self, conn: ConnId) {
-        self.with(|sig, now| sig.handle_alive(now, conn));
+        self.with(|inner, now| inner.sig.handle_alive(now, conn));
     }
 
     /// The connection ended (nothing happens if the server had already closed it).
     pub fn closed(&self, conn: ConnId, ending: Ending) {
-        self.with(|sig, now| sig.handle_close(now, conn, ending));
-        self.lock().outboxes.remove(&conn);
+        self.with(|inner, now| {
+            inner.outboxes.remove(&conn);
+            inner.sig.handle_close(now, conn, ending);
+        });
     }
 
     pub fn counts(&self) -> SignallingCounts {
@@ -189,10 +191,12 @@ impl Hub {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.timer.notified() => {}
-                () = sleep => self.with(|sig, now| sig.handle_timeout(now)),
+                () = sleep => self.with(|inner, now| inner.sig.handle_timeout(now)),
             }
         }
-        self.with(|sig, now| sig.handle_shutdown(now));
-        self.lock().stopping = true;
+        self.with(|inner, now| {
+            inner.stopping = true;
+            inner.sig.handle_shutdown(now);
+        });
     }
 }

@@ -481,7 +481,10 @@ impl Signalling {
         };
         let sn = s.number();
         let frame = encode(&msg, Some(sn));
-        if s.token.is_some() && !s.log(sn, frame.clone(), self.config.log_limit) {
+        // `joined` itself is never replayed: a client can only resume with the token it
+        // carried, so it has it.
+        let keep = s.token.is_some() && !matches!(msg, ServerMsg::Joined { .. });
+        if keep && !s.log(sn, frame.clone(), self.config.log_limit) {
             if let Some(conn) = s.conn {
                 self.close(conn, close::POLICY, "too far behind");
                 self.conns.remove(&conn);

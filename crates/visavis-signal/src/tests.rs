@@ -318,8 +318,9 @@ fn heartbeats_ping_every_third_and_a_silent_connection_is_detached() {
     assert_eq!(w.sig.counts().detached, 1);
 }
 
-#[test]
-fn a_session_too_far_behind_to_resume_is_ended() {
+/// Ann and Bob in a room whose sessions keep at most 2,000 unacknowledged bytes, and a chat
+/// message of about 330 bytes.
+fn chatty_pair() -> (World, ConnId, ConnId, String) {
     let mut w = World::with(Config {
         log_limit: 2000,
         ..Config::default()
@@ -327,11 +328,35 @@ fn a_session_too_far_behind_to_resume_is_ended() {
     let (a, _) = w.joined("Ann");
     let (b, _) = w.joined("Bob");
     let chat = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(300));
+    (w, a, b, chat)
+}
+
+/// Acknowledges everything `out` sent to `conn`.
+fn ack_all(w: &mut World, out: &[Output], conn: ConnId) {
+    if let Some(last) = frames(out, conn).last().and_then(|f| f.sn) {
+        w.text(conn, &format!(r#"{{"type":"pong","ack":{last}}}"#));
+    }
+}
+
+#[test]
+fn acknowledged_messages_free_the_log() {
+    let (mut w, a, b, chat) = chatty_pair();
+    for _ in 0..30 {
+        let out = w.text(b, &chat);
+        assert!(closes(&out).is_empty());
+        ack_all(&mut w, &out, a);
+        ack_all(&mut w, &out, b);
+    }
+}
+
+#[test]
+fn a_session_too_far_behind_to_resume_is_ended() {
+    let (mut w, a, b, chat) = chatty_pair();
     let mut ended = None;
     for i in 0..10 {
+        // Bob acknowledges, Ann never does.
         let out = w.text(b, &chat);
-        let bobs = frames(&out, b).last().and_then(|f| f.sn).unwrap();
-        w.text(b, &format!(r#"{{"type":"pong","ack":{bobs}}}"#));
+        ack_all(&mut w, &out, b);
         if !closes(&out).is_empty() {
             assert_eq!(closes(&out), [(a, close::POLICY)]);
             assert_eq!(kinds(&out, b), ["chat", "member_left"]);
@@ -341,25 +366,6 @@ fn a_session_too_far_behind_to_resume_is_ended() {
     }
     assert!(ended.is_some_and(|i| i > 2), "ended after a few: {ended:?}");
     assert!(w.text(a, &chat).is_empty(), "the connection is forgotten");
-}
-
-#[test]
-fn acknowledged_messages_free_the_log() {
-    let mut w = World::with(Config {
-        log_limit: 2000,
-        ..Config::default()
-    });
-    let (a, _) = w.joined("Ann");
-    let (b, _) = w.joined("Bob");
-    let chat = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(300));
-    for _ in 0..30 {
-        let out = w.text(b, &chat);
-        for conn in [a, b] {
-            let last = frames(&out, conn).last().and_then(|f| f.sn).unwrap();
-            w.text(conn, &format!(r#"{{"type":"pong","ack":{last}}}"#));
-        }
-        assert!(closes(&out).is_empty());
-    }
 }
 
 #[test]
