@@ -40,8 +40,9 @@ export default defineConfig({
   },
   webServer: [
     {
-      // Short ring timeout so the no-answer test takes seconds, not 30.
-      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --mesh-limit 4 --turn-listen 127.0.0.1:${TURN_PORT}`,
+      // Short ring timeout and redial delay so those tests take seconds, not 30; every browser
+      // here comes from 127.0.0.1, so that address may fill a room (--max-seats-per-ip).
+      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --redial-delay 2 --mesh-limit 4 --max-seats-per-ip 100 --turn-listen 127.0.0.1:${TURN_PORT}`,
       url: `http://127.0.0.1:${PORT}/healthz`,
       reuseExistingServer: false,
       timeout: 600_000,

@@ -82,6 +82,14 @@ test('declined, cancelled and unanswered calls each say so', async ({ browser })
   await expect(incoming).toBeHidden();
   expect(await bob.evaluate(() => window.visavis.ringing)).toBe(false);
 
+  // Ringing straight back after a decline is refused (the test server's --redial-delay is 2 s),
+  // and says so; nothing is left calling.
+  await alice.getByRole('button', { name: 'Call Bob' }).click();
+  await expect(alice.getByText('Too many attempts in a short time.')).toBeVisible();
+  await expect(alice.getByRole('dialog')).toHaveCount(0);
+  await expect(incoming).toBeHidden();
+  await alice.waitForTimeout(2_000);
+
   await alice.getByRole('button', { name: 'Call Bob' }).click();
   await expect(incoming).toBeVisible();
   await alice.getByRole('dialog', { name: 'Calling Bob…' }).getByRole('button', { name: 'Cancel' }).click();

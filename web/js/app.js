@@ -233,6 +233,16 @@ function onError(msg) {
     state.notice = { key: 'err.call_full' };
     return;
   }
+  // A refused invite never rang: nothing is calling any more.
+  const pending = state.pending;
+  if (msg.request === 'invite' && pending?.direction === 'outgoing' && pending.id === null) {
+    releaseMedia(pending.media);
+    state.pending = null;
+  }
+  if (msg.code === 'rate_limited') {
+    state.notice = { key: 'err.rate_limited' };
+    return;
+  }
   // Errors about a call that has just ended race harmlessly with its call_ended.
   if (msg.code !== 'unknown_call') state.notice = { key: 'err.generic', params: { message: msg.message } };
 }

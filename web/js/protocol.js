@@ -37,7 +37,7 @@ export const PROTOCOL_VERSION = 1;
  *           GroupCallMsg | ChatMsg | ErrorMsg} ServerMsg
  *
  * Session-level messages, handled here and never passed on:
- * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number}
+ * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}
  *   | {type: 'reconnect', reason: string}} SessionMsg
  *
  * Everything a client sends. `join`, `resume` and `pong` are about the session: this module
@@ -184,6 +184,8 @@ export class Signalling {
     }
     if (msg.type === 'reconnect') return; // the close follows; we come back by ourselves
     if (msg.type === 'resumed') {
+      // Tokens are single-use: the one just used no longer works.
+      this.token = msg.token;
       this.phase = 'online';
       this.attempt = 0;
       this.acknowledged(msg.lastCn);

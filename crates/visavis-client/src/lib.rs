@@ -359,8 +359,8 @@ impl Client {
             .await?;
         let text = client.next_text().await?;
         let ServerFrame { sn, msg } = decode_server(&text).map_err(ClientError::Decode)?;
-        let last_cn = match msg {
-            ServerMsg::Resumed { last_cn, .. } => last_cn,
+        let (last_cn, token) = match msg {
+            ServerMsg::Resumed { last_cn, token, .. } => (last_cn, token),
             ServerMsg::Error { code, message, .. } => return Err(ClientError::Refused { code, message }),
             other => {
                 return Err(ClientError::Unexpected {
@@ -372,7 +372,8 @@ impl Client {
         client.last_sn = last_sn;
         client.acked_sn = last_sn;
         client.next_cn = next_cn;
-        client.token = Some(token);
+        // Tokens are single-use: keep the next one.
+        client.token = Some(token.clone());
         client.you = you;
         client.strict = strict;
         client.unacked = unacked.into_iter().filter(|(cn, _)| *cn > last_cn).collect();
@@ -384,6 +385,7 @@ impl Client {
             msg: ServerMsg::Resumed {
                 version: PROTOCOL_VERSION,
                 last_cn,
+                token,
             },
             text,
         };

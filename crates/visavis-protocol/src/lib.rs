@@ -145,7 +145,12 @@ pub enum ServerMsg {
     },
     /// Reply to `resume`: the session is back; messages it missed follow (their `sn`s continue
     /// where it left off). The client re-sends its own messages numbered above `last_cn`.
-    Resumed { version: u32, last_cn: u64 },
+    /// `token` replaces the one just used, which no longer works.
+    Resumed {
+        version: u32,
+        last_cn: u64,
+        token: String,
+    },
     /// Heartbeat; answer with `pong`. `ack` is the highest client `cn` processed.
     Ping { ack: u64 },
     /// The server is about to restart: reconnect (with backoff) and join again.
@@ -335,6 +340,8 @@ pub enum ErrorCode {
     InvalidChat,
     /// Joining would create a room beyond the server's limit of rooms.
     TooManyRooms,
+    /// Your address already holds its share of seats in that room.
+    TooManySeats,
     /// More messages than the per-connection rate allows; the message was dropped.
     RateLimited,
     /// `resume` with a token that is unknown, expired, or not this session's.

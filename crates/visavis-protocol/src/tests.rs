@@ -219,6 +219,7 @@ fn every_server_message_round_trips_through_the_client_decoder() {
         ServerMsg::Resumed {
             version: 1,
             last_cn: 4,
+            token: "u".into(),
         },
         ServerMsg::Ping { ack: 3 },
         ServerMsg::Left { room: "r".into() },

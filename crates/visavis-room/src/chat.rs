@@ -19,10 +19,22 @@ impl Core {
                 text.len()
             )));
         }
-        let state = &self.members[&me];
+        let state = self.members.get_mut(&me).ok_or(RoomError::NotJoined)?;
+        if !state.chats.take(now.mono, 1.0) {
+            return Err(RoomError::RateLimited(format!(
+                "at most {} chat messages a second; this one was not sent",
+                self.config.chat_member_rate
+            )));
+        }
         let (room_id, name) = (state.room.clone(), state.name.clone());
         let history = self.config.chat_history;
         let room = self.rooms.get_mut(&room_id).ok_or(RoomError::NotJoined)?;
+        if !room.chat_bucket.take(now.mono, 1.0) {
+            return Err(RoomError::RateLimited(format!(
+                "the room takes at most {} chat messages a second from everyone; this one was not sent",
+                self.config.chat_rate
+            )));
+        }
         room.chat_seq += 1;
         let entry = ChatEntry {
             seq: room.chat_seq,

@@ -22,7 +22,7 @@ use visavis_protocol::{
     CallId, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence, RoomMsg,
     ServerMsg, PROTOCOL_VERSION,
 };
-use visavis_sansio::{Deadlines, Now};
+use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
 
@@ -47,6 +47,18 @@ pub struct Config {
     pub chat_max_bytes: usize,
     /// Most rooms the server holds at once.
     pub max_rooms: usize,
+    /// Invites per second one member may send, and the burst above it.
+    pub invite_rate: f64,
+    pub invite_burst: f64,
+    /// After a decline, how long the caller may not ring the same member again.
+    pub redial_delay: Duration,
+    /// Chat messages per second one member may send, and the burst above it.
+    pub chat_member_rate: f64,
+    pub chat_member_burst: f64,
+    /// Chat messages per second one room takes from everyone together, and the burst above
+    /// it: a flood slows the flooders instead of filling everyone's connection.
+    pub chat_rate: f64,
+    pub chat_burst: f64,
 }
 
 impl Default for Config {
@@ -59,6 +71,13 @@ impl Default for Config {
             chat_history: 100,
             chat_max_bytes: 4096,
             max_rooms: 10_000,
+            invite_rate: 0.2,
+            invite_burst: 5.0,
+            redial_delay: Duration::from_secs(30),
+            chat_member_rate: 2.0,
+            chat_member_burst: 10.0,
+            chat_rate: 10.0,
+            chat_burst: 30.0,
         }
     }
 }
@@ -125,6 +144,8 @@ pub enum RoomError {
     InvalidChat(String),
     #[error("the server holds its maximum of {0} rooms; join an existing room or try later")]
     TooManyRooms(usize),
+    #[error("{0}")]
+    RateLimited(String),
 }
 
 impl RoomError {
@@ -144,6 +165,7 @@ impl RoomError {
             Self::CallFull(_) => ErrorCode::CallFull,
             Self::InvalidChat(_) => ErrorCode::InvalidChat,
             Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
         }
     }
 }
@@ -172,6 +194,9 @@ struct MemberState {
     call: Option<CallId>,
     /// In the room's group call.
     in_group: bool,
+    /// Invites and chat messages this member may still send.
+    invites: TokenBucket,
+    chats: TokenBucket,
 }
 
 impl MemberState {
@@ -182,12 +207,13 @@ impl MemberState {
 }
 
 /// A room: its members in join order, its group call and its recent chat.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Room {
     members: Vec<MemberId>,
     group: Option<GroupCall>,
     chat: VecDeque<ChatEntry>,
     chat_seq: u64,
+    chat_bucket: TokenBucket,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +257,8 @@ pub struct Core {
     calls: HashMap<CallId, Call>,
     /// When each ringing call times out.
     ring_deadlines: Deadlines<CallId>,
+    /// (caller, callee) → until when the caller may not ring that callee again (it declined).
+    no_redial: HashMap<(MemberId, MemberId), Instant>,
     next_member: MemberId,
     next_call: CallId,
     out: VecDeque<Output>,
@@ -245,6 +273,7 @@ impl Core {
             rooms: HashMap::new(),
             calls: HashMap::new(),
             ring_deadlines: Deadlines::default(),
+            no_redial: HashMap::new(),
             next_member: 1,
             next_call: 1,
             out: VecDeque::new(),
@@ -253,8 +282,8 @@ impl Core {
 
     /// `session` asks to enter `room` as `name` (the session layer has checked the protocol
     /// version). Refusals become an `error` output to that session.
-    pub fn handle_join(&mut self, session: SessionId, room: &str, name: &str) {
-        if let Err(err) = self.join(session, room, name) {
+    pub fn handle_join(&mut self, now: Now, session: SessionId, room: &str, name: &str) {
+        if let Err(err) = self.join(now, session, room, name) {
             self.refuse(session, &err, "join");
         }
     }
@@ -331,6 +360,14 @@ impl Core {
         self.sessions.get(&session).copied()
     }
 
+    /// The sessions of the members of `room` (as a client names it), in join order.
+    pub fn sessions_in(&self, room: &str) -> impl Iterator<Item = SessionId> + '_ {
+        let room = validate_room(room).ok().and_then(|r| self.rooms.get(r));
+        room.into_iter()
+            .flat_map(|r| r.members.iter())
+            .filter_map(|m| self.members.get(m).map(|m| m.session))
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             members: self.members.len(),
@@ -355,6 +392,10 @@ impl Core {
             }
             RoomMsg::Decline { call_id } => {
                 self.ringing_call_as(me, call_id, Role::Callee, "decline")?;
+                // The caller may not ring straight back.
+                let caller = self.calls[&call_id].caller;
+                self.no_redial
+                    .insert((caller, me), now.mono + self.config.redial_delay);
                 self.end_call(call_id, EndReason::Declined, Some(me));
                 Ok(())
             }
@@ -418,7 +459,7 @@ impl Core {
         }
     }
 
-    fn join(&mut self, session: SessionId, room: &str, name: &str) -> Result<(), RoomError> {
+    fn join(&mut self, now: Now, session: SessionId, room: &str, name: &str) -> Result<(), RoomError> {
         if let Some(member) = self.sessions.get(&session) {
             return Err(RoomError::AlreadyJoined(self.members[member].room.clone()));
         }
@@ -437,7 +478,14 @@ impl Core {
 
         let id = self.next_member;
         self.next_member += 1;
-        let entry = self.rooms.entry(room.to_owned()).or_default();
+        let (chat_rate, chat_burst) = (self.config.chat_rate, self.config.chat_burst);
+        let entry = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+            members: Vec::new(),
+            group: None,
+            chat: VecDeque::new(),
+            chat_seq: 0,
+            chat_bucket: TokenBucket::new(chat_rate, chat_burst, now.mono),
+        });
         let members: Vec<Member> = entry
             .members
             .iter()
@@ -458,6 +506,12 @@ impl Core {
                 room: room.to_owned(),
                 call: None,
                 in_group: false,
+                invites: TokenBucket::new(self.config.invite_rate, self.config.invite_burst, now.mono),
+                chats: TokenBucket::new(
+                    self.config.chat_member_rate,
+                    self.config.chat_member_burst,
+                    now.mono,
+                ),
             },
         );
         let you = Member {
@@ -494,6 +548,24 @@ impl Core {
         if to == me {
             return Err(RoomError::InvalidTarget);
         }
+        let callee_busy = callee.busy();
+        if let Some(&until) = self.no_redial.get(&(me, to)) {
+            if now < until {
+                let secs = until.saturating_duration_since(now).as_secs() + 1;
+                return Err(RoomError::RateLimited(format!(
+                    "{} declined your call; you can call again in {secs} s",
+                    callee.name
+                )));
+            }
+            self.no_redial.remove(&(me, to));
+        }
+        let invites = &mut self.members.get_mut(&me).ok_or(RoomError::NotJoined)?.invites;
+        if !invites.take(now, 1.0) {
+            return Err(RoomError::RateLimited(format!(
+                "too many calls; at most {} every minute",
+                self.config.invite_rate * 60.0
+            )));
+        }
         if let Some(existing) = self.members[&me].call {
             let call = &self.calls[&existing];
             // Glare: they are ringing me right now, so my invite answers theirs.
@@ -509,7 +581,7 @@ impl Core {
 
         let call_id = self.next_call;
         self.next_call += 1;
-        if callee.busy() {
+        if callee_busy {
             self.send_member(
                 me,
                 ServerMsg::CallEnded {
@@ -664,6 +736,8 @@ impl Core {
 
     /// Takes `member` out of its room (ending its call) and tells the others. Returns the room.
     fn remove_member(&mut self, member: MemberId) -> String {
+        self.no_redial
+            .retain(|(caller, callee), _| *caller != member && *callee != member);
         if let Some(call) = self.members.get(&member).and_then(|m| m.call) {
             self.end_call(call, EndReason::Left, Some(member));
         }

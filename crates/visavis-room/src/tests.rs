@@ -73,7 +73,9 @@ impl World {
 /// What the session layer hands the core for a client message.
 pub(crate) fn feed(core: &mut Core, now: Now, session: SessionId, msg: ClientMsg) {
     match msg {
-        ClientMsg::Session(SessionMsg::Join { room, name, .. }) => core.handle_join(session, &room, &name),
+        ClientMsg::Session(SessionMsg::Join { room, name, .. }) => {
+            core.handle_join(now, session, &room, &name)
+        }
         ClientMsg::Session(_) => {}
         ClientMsg::Room(msg) => core.handle_message(now, session, msg),
     }
@@ -242,7 +244,7 @@ fn last_seat_goes_to_exactly_one() {
     w.join(2, "r", "B");
     let mut admitted = 0;
     for session in 10..60 {
-        w.core.handle_join(session, "r", "racer");
+        w.core.handle_join(w.now, session, "r", "racer");
         for o in w.drain() {
             if o.to == session && matches!(o.msg, ServerMsg::Joined { .. }) {
                 admitted += 1;
@@ -900,4 +902,75 @@ fn the_number_of_rooms_is_limited() {
     w.core.handle_disconnect(2);
     w.drain();
     w.join(4, "r3", "D");
+}
+
+// ---- limits that stop harassment and floods --------------------------------------------------
+
+#[test]
+fn a_declined_caller_cannot_ring_straight_back() {
+    let (mut w, _a, b, call) = World::ringing_pair();
+    w.send(2, RoomMsg::Decline { call_id: call });
+    assert_eq!(
+        error_code(&w.send(1, RoomMsg::Invite { to: b })),
+        ErrorCode::RateLimited
+    );
+    // Someone else may still be called, and after the delay the callee may be called again.
+    let c = w.join(3, "r", "Cy");
+    assert!(matches!(
+        w.send(1, RoomMsg::Invite { to: c })[0].msg,
+        ServerMsg::Ringing { .. }
+    ));
+    w.send(1, RoomMsg::Hangup { call_id: 2 });
+    w.advance(Duration::from_secs(30));
+    assert!(matches!(
+        w.send(1, RoomMsg::Invite { to: b })[0].msg,
+        ServerMsg::Ringing { .. }
+    ));
+}
+
+#[test]
+fn invites_are_limited_per_caller() {
+    let (mut w, _a, b, call) = World::ringing_pair(); // one invite spent
+    w.send(1, RoomMsg::Cancel { call_id: call });
+    for call_id in 2..=5 {
+        assert!(matches!(
+            w.send(1, RoomMsg::Invite { to: b })[0].msg,
+            ServerMsg::Ringing { .. }
+        ));
+        w.send(1, RoomMsg::Cancel { call_id });
+    }
+    assert_eq!(
+        error_code(&w.send(1, RoomMsg::Invite { to: b })),
+        ErrorCode::RateLimited
+    );
+    w.advance(Duration::from_secs(5)); // one more every 5 s
+    assert!(matches!(
+        w.send(1, RoomMsg::Invite { to: b })[0].msg,
+        ServerMsg::Ringing { .. }
+    ));
+}
+
+#[test]
+fn a_chat_flood_slows_the_flooders_not_the_room() {
+    let (mut w, _a, _b, _c) = trio();
+    for i in 0..10 {
+        assert_eq!(
+            w.send(1, chat(&format!("{i}"))).len(),
+            3,
+            "the burst goes to everyone"
+        );
+    }
+    // One member's budget is spent; the others still talk.
+    assert_eq!(error_code(&w.send(1, chat("more"))), ErrorCode::RateLimited);
+    assert_eq!(w.send(2, chat("hi")).len(), 3);
+    // Flooders together spend the room's budget; then nothing more reaches the readers.
+    for i in 0..9 {
+        w.send(2, chat(&format!("{i}")));
+    }
+    for i in 0..10 {
+        w.send(3, chat(&format!("{i}")));
+    }
+    assert_eq!(error_code(&w.send(3, chat("more"))), ErrorCode::RateLimited);
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.send(1, chat("later")).len(), 3);
 }

@@ -1,9 +1,6 @@
-//! Who may open a WebSocket session: the page's `Origin` (so another site cannot open sessions
-//! from a visitor's browser), and how many connections one IP address may hold.
-
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+//! Which pages may open a WebSocket session: the page's `Origin`, so that another site cannot
+//! open sessions from a visitor's browser. (How many sessions an address may hold is the
+//! signalling state machine's business.)
 
 /// Whether a WebSocket upgrade with this `Origin` may proceed. Without an Origin (not a
 /// browser) it may; a browser page may when it was served by this server (same host and port
@@ -21,55 +18,6 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
     }
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
-}
-
-/// Counts open connections per client IP.
-#[derive(Debug, Clone)]
-pub struct IpSlots {
-    max: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// One connection's slot; freed when dropped.
-#[derive(Debug)]
-pub struct Slot {
-    ip: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl IpSlots {
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            open: Arc::default(),
-        }
-    }
-
-    /// A slot for `ip`, or None when it already holds the maximum.
-    pub fn acquire(&self, ip: IpAddr) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_default();
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            ip,
-            open: self.open.clone(),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -93,17 +41,5 @@ mod tests {
             &allowed
         ));
         assert!(!origin_allowed(Some("null"), Some("h:8080"), &allowed));
-    }
-
-    #[test]
-    fn slots_are_counted_per_ip_and_freed() {
-        let slots = IpSlots::new(2);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let a = slots.acquire(ip).unwrap();
-        let _b = slots.acquire(ip).unwrap();
-        assert!(slots.acquire(ip).is_none());
-        assert!(slots.acquire("127.0.0.2".parse().unwrap()).is_some());
-        drop(a);
-        assert!(slots.acquire(ip).is_some());
     }
 }

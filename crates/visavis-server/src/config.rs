@@ -67,10 +67,72 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_burst: u32,
 
-    /// WebSocket connections one client IP address may hold; more get HTTP 429.
-    #[arg(long, env = "VISAVIS_MAX_CONNECTIONS_PER_IP", default_value_t = 200,
+    /// Messages per second one client address may send, all its connections together; more
+    /// get a `rate_limited` error.
+    #[arg(long, env = "VISAVIS_IP_RATE_LIMIT", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections_per_ip: u32,
+    pub ip_rate_limit: u32,
+
+    /// Messages one client address may send in a burst above --ip-rate-limit.
+    #[arg(long, env = "VISAVIS_IP_RATE_BURST", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ip_rate_burst: u32,
+
+    /// Sessions one client address may hold: open connections plus members waiting to
+    /// reconnect; more get HTTP 429 `too_many_sessions`.
+    #[arg(long, alias = "max-connections-per-ip", env = "VISAVIS_MAX_SESSIONS_PER_IP", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_sessions_per_ip: u32,
+
+    /// Sessions the server holds in all; more get HTTP 503 `server_full`.
+    #[arg(long, env = "VISAVIS_MAX_SESSIONS", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_sessions: u32,
+
+    /// Members one client address may have in one room (reconnecting ones included);
+    /// one more gets `too_many_seats`.
+    #[arg(long, env = "VISAVIS_MAX_SEATS_PER_IP", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_seats_per_ip: u32,
+
+    /// Seconds a connection may stay open without joining a room (or resuming); then it is
+    /// closed (1008).
+    #[arg(long, env = "VISAVIS_JOIN_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub join_timeout: u64,
+
+    /// Bytes of messages kept for one session until its client acknowledges them (for replay
+    /// after a reconnect); a client further behind is disconnected (1008).
+    #[arg(long, env = "VISAVIS_RESUME_LOG_LIMIT", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..=1024 * 1024 * 1024))]
+    pub resume_log_limit: u64,
+
+    /// Bytes of such messages kept for all sessions together.
+    #[arg(long, env = "VISAVIS_RESUME_LOG_TOTAL", default_value_t = 512 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024 * 1024..=64 * 1024 * 1024 * 1024))]
+    pub resume_log_total: u64,
+
+    /// Calls one member may start per minute (in bursts of up to 5); more get `rate_limited`.
+    #[arg(long, env = "VISAVIS_INVITE_RATE_LIMIT", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub invite_rate_limit: u32,
+
+    /// Seconds after a declined call before the caller may ring the same member again.
+    #[arg(long, env = "VISAVIS_REDIAL_DELAY", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub redial_delay: u64,
+
+    /// Chat messages one member may send per second (in bursts of five times that); more get
+    /// `rate_limited`.
+    #[arg(long, env = "VISAVIS_CHAT_RATE_LIMIT", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub chat_rate_limit: u32,
+
+    /// Chat messages one room takes per second from everyone together (in bursts of three
+    /// times that); more get `rate_limited`, so a flood never fills the readers' connections.
+    #[arg(long, env = "VISAVIS_ROOM_CHAT_RATE_LIMIT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub room_chat_rate_limit: u32,
 
     /// Rooms the server holds at once; joining a new room beyond it gets `too_many_rooms`.
     #[arg(long, env = "VISAVIS_MAX_ROOMS", default_value_t = 10_000,

@@ -2,6 +2,7 @@
 //! queued in one write), and how the connection ended.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,13 @@ use crate::hub::{Hub, Out};
 use crate::websocket::WebSocket;
 
 /// Serves one upgraded connection until either side closes it.
-pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
-    let Some((conn, wake)) = hub.connect() else {
-        let _ = close_with(&mut ws, close::AWAY, "server shutting down").await;
-        return;
+pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, ip: IpAddr) {
+    let (conn, wake) = match hub.connect(ip) {
+        Ok(connected) => connected,
+        Err((code, reason)) => {
+            let _ = close_with(&mut ws, code, reason).await;
+            return;
+        }
     };
     tracing::debug!(conn, "connected");
     let write_timeout = hub.write_timeout();

@@ -8,13 +8,14 @@
 //! connection holds no queue memory at all (a channel would hold a block of slots each).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use visavis_sansio::Now;
-use visavis_signal::{ConnId, Ending, Output, Signalling, SignallingCounts};
+use visavis_signal::{close, ConnId, Ending, Output, Refusal, Signalling, SignallingCounts};
 
 /// What a connection task is told to do.
 #[derive(Debug)]
@@ -117,18 +118,27 @@ impl Hub {
         result
     }
 
-    /// Registers a new connection; the `Notify` wakes its task when [`Hub::take`] has
-    /// something for it. `None` once the server is shutting down.
-    pub fn connect(&self) -> Option<(ConnId, Arc<Notify>)> {
+    /// Whether a connection from `ip` would be taken now.
+    pub fn admits(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.lock().sig.admits(ip)
+    }
+
+    /// Registers a new connection from `ip`; the `Notify` wakes its task when [`Hub::take`]
+    /// has something for it. Refused (with the close code and reason to send) once the server
+    /// is shutting down, or if `ip` or the server reached its sessions since it was admitted.
+    pub fn connect(&self, ip: IpAddr) -> Result<(ConnId, Arc<Notify>), (u16, &'static str)> {
         self.with(|inner, now| {
             if inner.stopping {
-                return None;
+                return Err((close::AWAY, "server shutting down"));
             }
-            let conn = inner.sig.handle_open(now);
+            let conn = inner
+                .sig
+                .handle_open(now, ip)
+                .map_err(|_| (close::TRY_LATER, "too many sessions"))?;
             let outbox = Outbox::default();
             let wake = outbox.wake.clone();
             inner.outboxes.insert(conn, outbox);
-            Some((conn, wake))
+            Ok((conn, wake))
         })
     }
 

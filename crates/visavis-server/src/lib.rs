@@ -27,9 +27,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use visavis_room::{Config, Core};
-use visavis_signal::Signalling;
+use visavis_signal::{Refusal, Signalling};
 
-use admission::{origin_allowed, IpSlots};
+use admission::origin_allowed;
 pub use config::Settings;
 use http_error::HttpError;
 use hub::Hub;
@@ -45,7 +45,6 @@ struct AppState {
     turn: Option<Arc<Turn>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
-    slots: IpSlots,
     allowed_origins: Arc<[String]>,
 }
 
@@ -111,16 +110,30 @@ impl App {
             chat_history: settings.chat_history as usize,
             chat_max_bytes: 4096,
             max_rooms: settings.max_rooms as usize,
+            invite_rate: f64::from(settings.invite_rate_limit) / 60.0,
+            invite_burst: 5.0,
+            redial_delay: Duration::from_secs(settings.redial_delay),
+            chat_member_rate: f64::from(settings.chat_rate_limit),
+            chat_member_burst: 5.0 * f64::from(settings.chat_rate_limit),
+            chat_rate: f64::from(settings.room_chat_rate_limit),
+            chat_burst: 3.0 * f64::from(settings.room_chat_rate_limit),
         });
         let signalling = Signalling::new(
             core,
             visavis_signal::Config {
                 heartbeat: Duration::from_secs(settings.heartbeat_timeout),
                 grace: Duration::from_secs(settings.resume_grace),
+                log_limit: usize::try_from(settings.resume_log_limit).unwrap_or(usize::MAX),
+                log_total: usize::try_from(settings.resume_log_total).unwrap_or(usize::MAX),
                 max_message: settings.max_message_size(),
                 rate: f64::from(settings.rate_limit),
                 burst: f64::from(settings.rate_burst),
-                ..visavis_signal::Config::default()
+                ip_rate: f64::from(settings.ip_rate_limit),
+                ip_burst: f64::from(settings.ip_rate_burst),
+                sessions_per_ip: settings.max_sessions_per_ip as usize,
+                max_sessions: settings.max_sessions as usize,
+                seats_per_ip: settings.max_seats_per_ip as usize,
+                join_timeout: Duration::from_secs(settings.join_timeout),
             },
             Box::new(new_token),
         );
@@ -129,7 +142,6 @@ impl App {
             turn,
             sessions: TaskTracker::new(),
             shutdown,
-            slots: IpSlots::new(settings.max_connections_per_ip as usize),
             allowed_origins: settings.allowed_origins.clone().into(),
         };
         Ok(Self {
@@ -228,20 +240,21 @@ async fn ws_upgrade(
         let message = format!("pages from {origin} may not open sessions here (see --allowed-origin)");
         return HttpError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
     }
-    let Some(slot) = state.slots.acquire(peer.ip()) else {
-        let message = format!("{} holds the most connections one address may", peer.ip());
-        return HttpError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message)
-            .into_response();
-    };
+    if let Err(refusal) = state.hub.admits(peer.ip()) {
+        let status = match refusal {
+            Refusal::SessionsPerIp(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return HttpError::new(status, refusal.code(), refusal.to_string()).into_response();
+    }
     let AppState { hub, sessions, .. } = state;
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
     let hard_cap = hub.max_message().saturating_mul(16);
     sessions.spawn(async move {
         if let Some(ws) = upgrading.websocket(hard_cap).await {
-            connection::serve(ws, hub).await;
+            connection::serve(ws, hub, peer.ip()).await;
         }
-        drop(slot);
     });
     response
 }

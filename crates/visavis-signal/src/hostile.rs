@@ -74,7 +74,8 @@ fn serde_json_string(text: &str) -> String {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Open,
+    /// A connection from 127.0.0.n.
+    Open(u8),
     /// A frame on the n-th connection opened (modulo how many there are).
     Text(usize, String),
     Binary(usize),
@@ -86,7 +87,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     let conn = 0usize..8;
     prop_oneof![
-        2 => Just(Step::Open),
+        2 => (1u8..4).prop_map(Step::Open),
         8 => (conn.clone(), frame()).prop_map(|(c, f)| Step::Text(c, f)),
         1 => conn.clone().prop_map(Step::Binary),
         2 => (conn, any::<bool>()).prop_map(|(c, goodbye)| Step::Close(c, goodbye)),
@@ -111,9 +112,16 @@ proptest! {
             heartbeat: Duration::from_secs(9),
             grace: Duration::from_secs(20),
             log_limit: 3000,
+            log_total: 8000,
             max_message: 400,
             rate: 5.0,
             burst: 10.0,
+            ip_rate: 8.0,
+            ip_burst: 16.0,
+            sessions_per_ip: 3,
+            max_sessions: 7,
+            seats_per_ip: 2,
+            join_timeout: Duration::from_secs(5),
         };
         let mut n = 0;
         let tokens: TokenSource = Box::new(move || { n += 1; format!("t{n}") });
@@ -123,7 +131,11 @@ proptest! {
         let pick = |conns: &[ConnId], i: usize| (!conns.is_empty()).then(|| conns[i % conns.len()]);
         for step in steps {
             match step {
-                Step::Open => conns.push(sig.handle_open(now)),
+                Step::Open(n) => {
+                    if let Ok(conn) = sig.handle_open(now, [127, 0, 0, n].into()) {
+                        conns.push(conn);
+                    }
+                }
                 Step::Text(i, text) => if let Some(c) = pick(&conns, i) { sig.handle_text(now, c, &text) },
                 Step::Binary(i) => if let Some(c) = pick(&conns, i) { sig.handle_binary(now, c) },
                 Step::Close(i, goodbye) => if let Some(c) = pick(&conns, i) {

@@ -13,16 +13,21 @@
 //!   [`handle_shutdown`](Signalling::handle_shutdown), each with the current [`Now`];
 //! - outputs: [`Output::Send`] (a finished text frame for a connection) and [`Output::Close`];
 //! - per connection: message size and rate limits, heartbeats (`ping` every third of the
-//!   timeout, closed when silent for the whole timeout);
+//!   timeout, closed when silent for the whole timeout), a deadline to join;
+//! - per source address ([`sources`]): sessions, connected or waiting to resume, and one
+//!   message budget shared by all its connections;
 //! - per session: sequence numbers (`sn`), the replay log bounded in bytes, acknowledgements,
-//!   duplicate suppression of client messages (`cn`), token minting, resume and grace.
+//!   duplicate suppression of client messages (`cn`), token minting (a fresh token with every
+//!   resume), resume and grace; replay-log bytes in total.
 //!
 //! Every server message is serialised once, with its `sn`, into the buffer that is sent and
 //! kept for replay.
 
 mod session;
+mod sources;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,6 +39,7 @@ use visavis_room::{Core, Counts};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use session::Session;
+use sources::Sources;
 
 /// One WebSocket connection, numbered by [`Signalling::handle_open`].
 pub type ConnId = u64;
@@ -42,10 +48,13 @@ pub type ConnId = u64;
 pub mod close {
     /// Shutting down, or the heartbeat timed out.
     pub const AWAY: u16 = 1001;
-    /// Too slow: the outbound queue overflowed, or too far behind to resume.
+    /// Too slow (the outbound queue overflowed, or too far behind to resume), or did not
+    /// join in time.
     pub const POLICY: u16 = 1008;
     /// A frame far over the message limit.
     pub const TOO_BIG: u16 = 1009;
+    /// The server holds as many sessions as it may; try again later.
+    pub const TRY_LATER: u16 = 1013;
     /// The session was resumed on another connection.
     pub const TAKEN_OVER: u16 = 4009;
 }
@@ -59,11 +68,26 @@ pub struct Config {
     pub grace: Duration,
     /// Unacknowledged bytes kept per session; a session further behind is ended.
     pub log_limit: usize,
+    /// Unacknowledged bytes kept by all sessions together; a session whose message would go
+    /// over it is ended, as if it were too far behind.
+    pub log_total: usize,
     /// Largest text frame accepted (larger ones get `message_too_large`).
     pub max_message: usize,
     /// Messages per second per connection, and the burst allowed above it.
     pub rate: f64,
     pub burst: f64,
+    /// Messages per second per source address, all its connections together, and the burst.
+    pub ip_rate: f64,
+    pub ip_burst: f64,
+    /// Sessions (connected, or detached and waiting to resume) per source address.
+    pub sessions_per_ip: usize,
+    /// Sessions in all.
+    pub max_sessions: usize,
+    /// Members one source address may have in one room, so that one address cannot fill a
+    /// room (its members stay seated while they wait to resume).
+    pub seats_per_ip: usize,
+    /// How long a connection may stay without joining a room (or resuming).
+    pub join_timeout: Duration,
 }
 
 impl Default for Config {
@@ -71,10 +95,17 @@ impl Default for Config {
         Self {
             heartbeat: Duration::from_secs(10),
             grace: Duration::from_secs(30),
-            log_limit: 4 * 1024 * 1024,
+            log_limit: 1024 * 1024,
+            log_total: 512 * 1024 * 1024,
             max_message: 64 * 1024,
             rate: 50.0,
             burst: 200.0,
+            ip_rate: 400.0,
+            ip_burst: 1000.0,
+            sessions_per_ip: 64,
+            max_sessions: 16_384,
+            seats_per_ip: 4,
+            join_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -105,12 +136,50 @@ pub enum Ending {
 /// Makes resume tokens: 128 random bits as 32 hex digits in the server, a counter in tests.
 pub type TokenSource = Box<dyn FnMut() -> String + Send>;
 
+/// Why a new connection is turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address holds its share of sessions (connected or waiting to resume).
+    SessionsPerIp(usize),
+    /// The server holds as many sessions as it may.
+    Sessions(usize),
+}
+
+impl Refusal {
+    /// A stable code, as in the protocol's HTTP errors.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SessionsPerIp(_) => "too_many_sessions",
+            Self::Sessions(_) => "server_full",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SessionsPerIp(n) => write!(
+                f,
+                "this address holds {n} sessions (open or reconnecting), the most one address may"
+            ),
+            Self::Sessions(n) => write!(
+                f,
+                "the server holds {n} sessions, the most it may; try again later"
+            ),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Conn {
     session: SessionId,
+    ip: IpAddr,
     /// Last frame of any kind from the client.
     heard: Instant,
     bucket: TokenBucket,
+    /// When this connection was last told it is over its rate: once a second at most, so
+    /// that refusing a flood costs less than serving it.
+    limited_at: Option<Instant>,
 }
 
 /// The room core and every session and connection of one server.
@@ -124,6 +193,11 @@ pub struct Signalling {
     grace: Deadlines<SessionId>,
     /// When each connection's next heartbeat check is due.
     beats: Deadlines<ConnId>,
+    /// When each connection whose session has not joined must have joined.
+    joins: Deadlines<ConnId>,
+    sources: Sources,
+    /// Bytes in every session's replay log.
+    log_total: usize,
     next_conn: ConnId,
     next_session: SessionId,
     tokens: TokenSource,
@@ -152,16 +226,19 @@ impl Signalling {
     pub fn new(core: Core, config: Config, tokens: TokenSource) -> Self {
         Self {
             core,
-            config,
             conns: HashMap::new(),
             sessions: HashMap::new(),
             by_token: HashMap::new(),
             grace: Deadlines::default(),
             beats: Deadlines::default(),
+            joins: Deadlines::default(),
+            sources: Sources::new(config.sessions_per_ip, config.ip_rate, config.ip_burst),
+            log_total: 0,
             next_conn: 1,
             next_session: 1,
             tokens,
             out: VecDeque::new(),
+            config,
         }
     }
 
@@ -169,28 +246,56 @@ impl Signalling {
         &self.config
     }
 
-    /// A new connection, with a fresh session.
-    pub fn handle_open(&mut self, now: Now) -> ConnId {
+    /// Whether a connection from `ip` would be taken now (the edge asks before it upgrades).
+    pub fn admits(&self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.sessions.len() >= self.config.max_sessions {
+            return Err(Refusal::Sessions(self.config.max_sessions));
+        }
+        if !self.sources.admits(ip) {
+            return Err(Refusal::SessionsPerIp(self.config.sessions_per_ip));
+        }
+        Ok(())
+    }
+
+    /// A new connection from `ip`, with a fresh session.
+    pub fn handle_open(&mut self, now: Now, ip: IpAddr) -> Result<ConnId, Refusal> {
+        self.admits(ip)?;
         let conn = self.next_conn;
         self.next_conn += 1;
-        let session = self.new_session(conn);
+        let session = self.new_session(now, conn, ip);
         self.conns.insert(
             conn,
             Conn {
                 session,
+                ip,
                 heard: now.mono,
                 bucket: TokenBucket::new(self.config.rate, self.config.burst, now.mono),
+                limited_at: None,
             },
         );
         self.beats.insert(conn, now.mono + self.config.heartbeat / 3);
-        conn
+        self.joins.insert(conn, now.mono + self.config.join_timeout);
+        Ok(conn)
     }
 
-    fn new_session(&mut self, conn: ConnId) -> SessionId {
+    fn new_session(&mut self, now: Now, conn: ConnId, ip: IpAddr) -> SessionId {
         let session = self.next_session;
         self.next_session += 1;
-        self.sessions.insert(session, Session::new(conn));
+        self.sessions.insert(session, Session::new(conn, ip));
+        self.sources.add_session(now.mono, ip);
         session
+    }
+
+    /// Removes a session from every table but the room core's.
+    fn forget_session(&mut self, now: Now, session: SessionId) -> Option<Session> {
+        let s = self.sessions.remove(&session)?;
+        if let Some(token) = &s.token {
+            self.by_token.remove(token);
+        }
+        self.grace.remove(session);
+        self.sources.remove_session(now.mono, s.ip);
+        self.log_total -= s.log_bytes();
+        Some(s)
     }
 
     /// A text frame from `conn`.
@@ -198,14 +303,9 @@ impl Signalling {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.heard = now.mono;
         let session = c.session;
-        if !c.bucket.take(now.mono, 1.0) {
-            let message = format!(
-                "more than {} messages per second; this one was dropped",
-                self.config.rate
-            );
-            return self.error(session, ErrorCode::RateLimited, message, None);
+        if !self.charge(now, conn) {
+            return;
         }
         if text.len() > self.config.max_message {
             let message = format!(
@@ -213,23 +313,23 @@ impl Signalling {
                 text.len(),
                 self.config.max_message
             );
-            return self.error(session, ErrorCode::MessageTooLarge, message, None);
+            return self.error(now, session, ErrorCode::MessageTooLarge, message, None);
         }
         let frame = match decode_client(text) {
             Ok(frame) => frame,
-            Err(err) => return self.send(session, err.into_msg()),
+            Err(err) => return self.send(now, session, err.into_msg()),
         };
         match frame.msg {
             ClientMsg::Session(SessionMsg::Pong { ack }) => {
                 if let Some(s) = self.sessions.get_mut(&session) {
-                    s.ack(ack);
+                    self.log_total -= s.ack(ack);
                 }
             }
             ClientMsg::Session(SessionMsg::Resume {
                 version,
                 token,
                 last_sn,
-            }) => self.resume(conn, session, version, &token, last_sn),
+            }) => self.resume(now, conn, session, version, &token, last_sn),
             msg => {
                 // Messages the client numbers are processed once, even when it sends them
                 // again after a resume.
@@ -242,26 +342,61 @@ impl Signalling {
                 }
                 match msg {
                     ClientMsg::Session(SessionMsg::Join { version, room, name }) => {
-                        if self.check_version(session, version, "join") {
-                            self.core.handle_join(session, &room, &name);
+                        if self.check_version(now, session, version, "join")
+                            && self.has_seat(now, session, &room)
+                        {
+                            self.core.handle_join(now, session, &room, &name);
                         }
                     }
                     ClientMsg::Room(msg) => self.core.handle_message(now, session, msg),
                     ClientMsg::Session(_) => {}
                 }
-                self.deliver();
+                self.deliver(now);
             }
         }
     }
 
-    /// A binary frame from `conn`: not part of the protocol.
+    /// A binary frame from `conn`: not part of the protocol, and charged like any message.
     pub fn handle_binary(&mut self, now: Now, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.heard = now.mono;
-            let session = c.session;
+        let Some(session) = self.conns.get(&conn).map(|c| c.session) else {
+            return;
+        };
+        if self.charge(now, conn) {
             let message = "binary frames are not part of the protocol; send JSON text".into();
-            self.error(session, ErrorCode::BadMessage, message, None);
+            self.error(now, session, ErrorCode::BadMessage, message, None);
         }
+    }
+
+    /// Takes a message from `conn`'s budget and its address's; false (after telling the
+    /// client, at most once a second) if either is spent.
+    fn charge(&mut self, now: Now, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        c.heard = now.mono;
+        // Both are charged, so a connection's flood also spends its address's budget.
+        let own = c.bucket.take(now.mono, 1.0);
+        let shared = self.sources.take(now.mono, c.ip);
+        if own && shared {
+            return true;
+        }
+        if c.limited_at
+            .is_some_and(|at| now.mono.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        c.limited_at = Some(now.mono);
+        let session = c.session;
+        let message = if own {
+            format!(
+                "more than {} messages per second from your address; dropped",
+                self.config.ip_rate
+            )
+        } else {
+            format!("more than {} messages per second; dropped", self.config.rate)
+        };
+        self.error(now, session, ErrorCode::RateLimited, message, None);
+        false
     }
 
     /// Any other sign of life from `conn` (a WebSocket ping or pong frame).
@@ -273,15 +408,14 @@ impl Signalling {
 
     /// `conn` ended. A goodbye ends its session; a drop detaches a joined session.
     pub fn handle_close(&mut self, now: Now, conn: ConnId, ending: Ending) {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(c) = self.forget_conn(conn) else {
             return;
         };
-        self.beats.remove(conn);
         match ending {
-            Ending::Goodbye => self.end_session(c.session),
+            Ending::Goodbye => self.end_session(now, c.session),
             Ending::Dropped => self.detach(now, c.session),
         }
-        self.deliver();
+        self.deliver(now);
     }
 
     /// Time has passed: heartbeats, grace periods and the room core's timers.
@@ -293,7 +427,7 @@ impl Signalling {
             if now.mono.saturating_duration_since(heard) > self.config.heartbeat {
                 // Gone quiet: as good as a dropped network.
                 self.close(conn, close::AWAY, "heartbeat timeout");
-                self.conns.remove(&conn);
+                self.forget_conn(conn);
                 self.detach(now, session);
                 continue;
             }
@@ -302,11 +436,26 @@ impl Signalling {
             self.out.push_back(Output::Send { conn, frame });
             self.beats.insert(conn, now.mono + self.config.heartbeat / 3);
         }
-        while let Some(session) = self.grace.pop_due(now.mono) {
-            self.end_session(session);
+        while let Some(conn) = self.joins.pop_due(now.mono) {
+            // Neither joined nor resumed in time: it holds a connection for nothing.
+            self.close(conn, close::POLICY, "join timeout");
+            if let Some(c) = self.forget_conn(conn) {
+                self.forget_session(now, c.session);
+            }
         }
+        while let Some(session) = self.grace.pop_due(now.mono) {
+            self.end_session(now, session);
+        }
+        self.sources.handle_timeout(now.mono);
         self.core.handle_timeout(now);
-        self.deliver();
+        self.deliver(now);
+    }
+
+    /// Removes a connection from every table; returns it.
+    fn forget_conn(&mut self, conn: ConnId) -> Option<Conn> {
+        self.beats.remove(conn);
+        self.joins.remove(conn);
+        self.conns.remove(&conn)
     }
 
     /// The server is stopping: every connection is told to reconnect and closed. Joined
@@ -326,15 +475,14 @@ impl Signalling {
                 frame: reconnect.clone(),
             });
             self.close(conn, close::AWAY, "server shutting down");
-            if let Some(c) = self.conns.remove(&conn) {
-                self.beats.remove(conn);
+            if let Some(c) = self.forget_conn(conn) {
                 match self.sessions.get_mut(&c.session) {
                     Some(s) if s.token.is_some() => {
                         s.conn = None;
                         self.grace.insert(c.session, now.mono + self.config.grace);
                     }
                     _ => {
-                        self.sessions.remove(&c.session);
+                        self.forget_session(now, c.session);
                     }
                 }
             }
@@ -348,10 +496,16 @@ impl Signalling {
 
     /// When [`Signalling::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.beats.next(), self.grace.next(), self.core.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.beats.next(),
+            self.joins.next(),
+            self.grace.next(),
+            self.sources.poll_timeout(),
+            self.core.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn counts(&self) -> SignallingCounts {
@@ -362,23 +516,56 @@ impl Signalling {
         }
     }
 
-    fn check_version(&mut self, session: SessionId, version: u32, request: &str) -> bool {
+    /// Whether `session`'s address may take one more seat in `room`.
+    fn has_seat(&mut self, now: Now, session: SessionId, room: &str) -> bool {
+        let Some(ip) = self.sessions.get(&session).map(|s| s.ip) else {
+            return false;
+        };
+        let seated = self
+            .core
+            .sessions_in(room)
+            .filter(|s| self.sessions.get(s).is_some_and(|s| s.ip == ip))
+            .count();
+        if seated < self.config.seats_per_ip {
+            return true;
+        }
+        let message =
+            format!("your address already holds {seated} seats in this room, the most one address may");
+        self.error(now, session, ErrorCode::TooManySeats, message, Some("join"));
+        false
+    }
+
+    fn check_version(&mut self, now: Now, session: SessionId, version: u32, request: &str) -> bool {
         if version == PROTOCOL_VERSION {
             return true;
         }
         let message =
             format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}");
-        self.error(session, ErrorCode::UnsupportedVersion, message, Some(request));
+        self.error(
+            now,
+            session,
+            ErrorCode::UnsupportedVersion,
+            message,
+            Some(request),
+        );
         false
     }
 
-    fn resume(&mut self, conn: ConnId, current: SessionId, version: u32, token: &str, last_sn: u64) {
-        if !self.check_version(current, version, "resume") {
+    fn resume(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        current: SessionId,
+        version: u32,
+        token: &str,
+        last_sn: u64,
+    ) {
+        if !self.check_version(now, current, version, "resume") {
             return;
         }
         if self.sessions.get(&current).is_some_and(|s| s.token.is_some()) {
             let message = "this connection already has a session".into();
-            return self.error(current, ErrorCode::AlreadyJoined, message, Some("resume"));
+            return self.error(now, current, ErrorCode::AlreadyJoined, message, Some("resume"));
         }
         let Some((&session, s)) = self
             .by_token
@@ -386,18 +573,31 @@ impl Signalling {
             .and_then(|id| self.sessions.get_key_value(id))
         else {
             let message = "unknown or expired session token; join again".into();
-            return self.error(current, ErrorCode::InvalidToken, message, Some("resume"));
+            return self.error(now, current, ErrorCode::InvalidToken, message, Some("resume"));
         };
         if last_sn > s.last_sn() {
             let message = "that sequence number was never sent; join again".into();
-            return self.error(current, ErrorCode::InvalidToken, message, Some("resume"));
+            return self.error(now, current, ErrorCode::InvalidToken, message, Some("resume"));
         }
+        let old_ip = s.ip;
+        let Some(ip) = self.conns.get(&conn).map(|c| c.ip) else {
+            return;
+        };
         // The connection's own fresh session had not joined: nothing else knows it.
-        self.sessions.remove(&current);
+        self.forget_session(now, current);
+        // The session now counts against the address it came back from.
+        self.sources.remove_session(now.mono, old_ip);
+        self.sources.add_session(now.mono, ip);
+        // Tokens are single-use: whoever resumes gets the only one that works from now on.
+        let fresh = (self.tokens)();
+        self.by_token.remove(token);
+        self.by_token.insert(fresh.clone(), session);
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
-        s.ack(last_sn);
+        s.ip = ip;
+        s.token = Some(fresh.clone());
+        self.log_total -= s.ack(last_sn);
         // A connection still holding the session (its drop not noticed yet) gives way.
         let previous = s.conn.replace(conn);
         let last_cn = s.last_cn;
@@ -405,11 +605,11 @@ impl Signalling {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = session;
         }
+        self.joins.remove(conn);
         match previous {
             Some(old) => {
                 self.close(old, close::TAKEN_OVER, "resumed on another connection");
-                self.conns.remove(&old);
-                self.beats.remove(old);
+                self.forget_conn(old);
             }
             None => {
                 self.grace.remove(session);
@@ -418,6 +618,7 @@ impl Signalling {
         let resumed = ServerMsg::Resumed {
             version: PROTOCOL_VERSION,
             last_cn,
+            token: fresh,
         };
         self.out.push_back(Output::Send {
             conn,
@@ -429,21 +630,21 @@ impl Signalling {
         if previous.is_none() {
             self.core.handle_reattach(session);
         }
-        self.deliver();
+        self.deliver(now);
     }
 
     /// Hands every output of the room core to its session.
-    fn deliver(&mut self) {
+    fn deliver(&mut self, now: Now) {
         while let Some(out) = self.core.poll_output() {
             let mut msg = out.msg;
             match &mut msg {
                 ServerMsg::Joined { session, .. } => {
                     *session = Some(self.issue_token(out.to));
                 }
-                ServerMsg::Left { .. } => self.revoke_token(out.to),
+                ServerMsg::Left { .. } => self.revoke_token(now, out.to),
                 _ => {}
             }
-            self.send(out.to, msg);
+            self.send(now, out.to, msg);
         }
     }
 
@@ -454,6 +655,9 @@ impl Signalling {
                 self.by_token.remove(&old);
             }
             self.by_token.insert(token.clone(), session);
+            if let Some(conn) = s.conn {
+                self.joins.remove(conn);
+            }
         }
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         SessionFields {
@@ -463,19 +667,23 @@ impl Signalling {
         }
     }
 
-    /// The session left its room: its token resumes nothing, and nothing is kept for replay.
-    fn revoke_token(&mut self, session: SessionId) {
+    /// The session left its room: its token resumes nothing, nothing is kept for replay, and
+    /// its connection must join again in time.
+    fn revoke_token(&mut self, now: Now, session: SessionId) {
         if let Some(s) = self.sessions.get_mut(&session) {
             if let Some(token) = s.token.take() {
                 self.by_token.remove(&token);
             }
-            s.clear_log();
+            self.log_total -= s.clear_log();
+            if let Some(conn) = s.conn {
+                self.joins.insert(conn, now.mono + self.config.join_timeout);
+            }
         }
     }
 
     /// Numbers `msg` for `session`, keeps it for replay if the session can resume, and sends it
     /// if the session is attached.
-    fn send(&mut self, session: SessionId, msg: ServerMsg) {
+    fn send(&mut self, now: Now, session: SessionId, msg: ServerMsg) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -484,22 +692,33 @@ impl Signalling {
         // `joined` itself is never replayed: a client can only resume with the token it
         // carried, so it has it.
         let keep = s.token.is_some() && !matches!(msg, ServerMsg::Joined { .. });
-        if keep && !s.log(sn, frame.clone(), self.config.log_limit) {
-            if let Some(conn) = s.conn {
-                self.close(conn, close::POLICY, "too far behind");
-                self.conns.remove(&conn);
-                self.beats.remove(conn);
+        if keep {
+            let fits = self.log_total + frame.len() <= self.config.log_total
+                && s.log(sn, frame.clone(), self.config.log_limit);
+            if !fits {
+                if let Some(conn) = s.conn {
+                    self.close(conn, close::POLICY, "too far behind");
+                    self.forget_conn(conn);
+                }
+                self.end_session(now, session);
+                return;
             }
-            self.end_session(session);
-            return;
+            self.log_total += frame.len();
         }
         if let Some(conn) = s.conn {
             self.out.push_back(Output::Send { conn, frame });
         }
     }
 
-    fn error(&mut self, session: SessionId, code: ErrorCode, message: String, request: Option<&str>) {
-        self.send(session, ServerMsg::error(code, message, request));
+    fn error(
+        &mut self,
+        now: Now,
+        session: SessionId,
+        code: ErrorCode,
+        message: String,
+        request: Option<&str>,
+    ) {
+        self.send(now, session, ServerMsg::error(code, message, request));
     }
 
     fn close(&mut self, conn: ConnId, code: u16, reason: &'static str) {
@@ -512,7 +731,7 @@ impl Signalling {
             return;
         };
         if s.token.is_none() {
-            self.sessions.remove(&session);
+            self.forget_session(now, session);
             return;
         }
         s.conn = None;
@@ -521,13 +740,8 @@ impl Signalling {
     }
 
     /// The session is over: it leaves its room (ending its call) and is forgotten.
-    fn end_session(&mut self, session: SessionId) {
-        if let Some(s) = self.sessions.remove(&session) {
-            if let Some(token) = s.token {
-                self.by_token.remove(&token);
-            }
-        }
-        self.grace.remove(session);
+    fn end_session(&mut self, now: Now, session: SessionId) {
+        self.forget_session(now, session);
         self.core.handle_disconnect(session);
     }
 
@@ -539,7 +753,23 @@ impl Signalling {
         for (conn, c) in &self.conns {
             let s = &self.sessions[&c.session];
             assert_eq!(s.conn, Some(*conn), "connection and session point at each other");
+            assert_eq!(s.ip, c.ip, "a session counts against its connection's address");
+            assert_eq!(
+                self.joins.get(*conn).is_some(),
+                s.token.is_none(),
+                "a join deadline exactly while not joined"
+            );
         }
+        let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+        for s in self.sessions.values() {
+            *per_ip.entry(s.ip).or_default() += 1;
+        }
+        self.sources.assert_consistent(&per_ip);
+        assert_eq!(
+            self.log_total,
+            self.sessions.values().map(Session::log_bytes).sum::<usize>(),
+            "replay-log bytes in total"
+        );
         for (id, s) in &self.sessions {
             s.assert_consistent();
             match s.conn {
@@ -566,6 +796,11 @@ impl Signalling {
             self.sessions.values().filter(|s| s.token.is_some()).count()
         );
         assert!(self.grace.len() <= self.sessions.len());
+        assert!(self.sessions.len() <= self.config.max_sessions, "sessions in all");
+        assert!(
+            per_ip.values().all(|n| *n <= self.config.sessions_per_ip),
+            "sessions per address"
+        );
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 
 use crate::ConnId;
@@ -11,6 +13,8 @@ use crate::ConnId;
 pub(crate) struct Session {
     /// The connection carrying it; `None` while detached (waiting for a resume).
     pub conn: Option<ConnId>,
+    /// The address it counts against: its connection's, or its last one's while detached.
+    pub ip: IpAddr,
     /// Set once it joins a room: resuming needs it.
     pub token: Option<String>,
     /// The `sn` of the next message.
@@ -23,9 +27,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(conn: ConnId) -> Self {
+    pub fn new(conn: ConnId, ip: IpAddr) -> Self {
         Self {
             conn: Some(conn),
+            ip,
             token: None,
             next_sn: 1,
             log: VecDeque::new(),
@@ -57,17 +62,24 @@ impl Session {
         true
     }
 
-    /// The client has everything up to `sn`.
-    pub fn ack(&mut self, sn: u64) {
+    /// The client has everything up to `sn`; returns the bytes this frees.
+    pub fn ack(&mut self, sn: u64) -> usize {
+        let before = self.log_bytes;
         while let Some((_, frame)) = self.log.front().filter(|(n, _)| *n <= sn) {
             self.log_bytes -= frame.len();
             self.log.pop_front();
         }
+        before - self.log_bytes
     }
 
-    pub fn clear_log(&mut self) {
+    /// Drops the whole log; returns the bytes this frees.
+    pub fn clear_log(&mut self) -> usize {
         self.log.clear();
-        self.log_bytes = 0;
+        std::mem::take(&mut self.log_bytes)
+    }
+
+    pub fn log_bytes(&self) -> usize {
+        self.log_bytes
     }
 
     /// Logged messages numbered above `sn`, in order.

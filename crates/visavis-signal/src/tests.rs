@@ -43,7 +43,11 @@ impl World {
     }
 
     fn open(&mut self) -> ConnId {
-        let conn = self.sig.handle_open(self.now);
+        self.open_from([127, 0, 0, 1])
+    }
+
+    fn open_from(&mut self, ip: [u8; 4]) -> ConnId {
+        let conn = self.sig.handle_open(self.now, ip.into()).expect("admitted");
         assert!(self.drain().is_empty());
         conn
     }
@@ -178,7 +182,8 @@ fn a_dropped_session_resumes_with_the_replay_of_what_was_not_acknowledged() {
         got[0].msg,
         ServerMsg::Resumed {
             version: 1,
-            last_cn: 0
+            last_cn: 0,
+            token: "t3".into()
         }
     );
     assert_eq!(got[0].sn, None);
@@ -208,7 +213,8 @@ fn client_messages_numbered_cn_are_processed_once_across_a_resume() {
         frames(&out, a2)[0].msg,
         ServerMsg::Resumed {
             version: 1,
-            last_cn: 2
+            last_cn: 2,
+            token: "t3".into()
         }
     );
     // The client re-sends what it is not sure about; only the new one goes through.
@@ -228,6 +234,7 @@ fn client_messages_numbered_cn_are_processed_once_across_a_resume() {
 fn tokens_are_refused_when_unknown_out_of_sequence_expired_or_left() {
     let mut w = World::with(Config {
         heartbeat: Duration::from_secs(600),
+        join_timeout: Duration::from_secs(600),
         ..Config::default()
     });
     let (a, _) = w.joined("Ann");
@@ -379,13 +386,118 @@ fn oversized_binary_and_too_fast_messages_get_errors_and_the_connection_lives() 
     let a = w.open();
     let big = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(100));
     assert_eq!(error_code(&w.text(a, &big), a), ErrorCode::MessageTooLarge);
+    // Binary frames are refused, and charged like any message.
     w.sig.handle_binary(w.now, a);
     assert_eq!(error_code(&w.drain(), a), ErrorCode::BadMessage);
     assert_eq!(error_code(&w.text(a, "{}"), a), ErrorCode::BadMessage);
-    assert_eq!(error_code(&w.text(a, "{}"), a), ErrorCode::BadMessage);
     assert_eq!(error_code(&w.text(a, "{}"), a), ErrorCode::RateLimited);
+    // Refusing a flood costs less than serving it: one error a second at most.
+    assert!(w.text(a, "{}").is_empty());
+    w.sig.handle_binary(w.now, a);
+    assert!(w.drain().is_empty());
     w.now = w.now.after(Duration::from_secs(1));
     assert_eq!(kinds(&w.text(a, &join("Ann")), a), ["joined"]);
+}
+
+#[test]
+fn an_address_shares_one_message_budget_across_its_connections() {
+    let mut w = World::with(Config {
+        ip_rate: 1.0,
+        ip_burst: 4.0,
+        ..Config::default()
+    });
+    let (a, b) = (w.open(), w.open());
+    let other = w.open_from([127, 0, 0, 2]);
+    for conn in [a, b, a, b] {
+        assert_eq!(error_code(&w.text(conn, "{}"), conn), ErrorCode::BadMessage);
+    }
+    // A fifth message from the same address is over, whichever connection it comes on, and
+    // a fresh connection starts with nothing either.
+    assert_eq!(error_code(&w.text(b, "{}"), b), ErrorCode::RateLimited);
+    let c = w.open();
+    assert_eq!(error_code(&w.text(c, "{}"), c), ErrorCode::RateLimited);
+    // Another address is not affected.
+    assert_eq!(error_code(&w.text(other, "{}"), other), ErrorCode::BadMessage);
+}
+
+#[test]
+fn sessions_waiting_to_resume_count_against_their_address() {
+    let mut w = World::with(Config {
+        sessions_per_ip: 3,
+        ..Config::default()
+    });
+    // Join and drop, as one attacker connection at a time can.
+    for name in ["A", "B", "C"] {
+        let (conn, _) = w.joined(name);
+        w.close(conn, Ending::Dropped);
+    }
+    assert_eq!(w.sig.counts().detached, 3);
+    assert_eq!(
+        w.sig.handle_open(w.now, [127, 0, 0, 1].into()),
+        Err(Refusal::SessionsPerIp(3))
+    );
+    assert_eq!(
+        w.sig.admits([127, 0, 0, 1].into()),
+        Err(Refusal::SessionsPerIp(3))
+    );
+    // Someone else is still let in; and once the grace ends the address is free again.
+    w.open_from([127, 0, 0, 2]);
+    w.advance(Duration::from_secs(30));
+    assert!(w.sig.admits([127, 0, 0, 1].into()).is_ok());
+}
+
+#[test]
+fn the_server_refuses_sessions_beyond_its_total() {
+    let mut w = World::with(Config {
+        max_sessions: 2,
+        ..Config::default()
+    });
+    w.open();
+    w.open_from([127, 0, 0, 2]);
+    assert_eq!(
+        w.sig.handle_open(w.now, [127, 0, 0, 3].into()),
+        Err(Refusal::Sessions(2))
+    );
+}
+
+#[test]
+fn a_connection_that_does_not_join_in_time_is_closed() {
+    let mut w = World::with(Config {
+        join_timeout: Duration::from_secs(5),
+        heartbeat: Duration::from_secs(600),
+        ..Config::default()
+    });
+    let idle = w.open();
+    let (joined, _) = w.joined("Ann");
+    w.sig.handle_alive(w.now, idle); // WebSocket pings do not count as joining
+    let out = w.advance(Duration::from_secs(5));
+    assert_eq!(closes(&out), [(idle, close::POLICY)]);
+    // After `leave` the clock starts again.
+    w.text(joined, r#"{"type":"leave"}"#);
+    let out = w.advance(Duration::from_secs(5));
+    assert_eq!(closes(&out), [(joined, close::POLICY)]);
+    assert_eq!(w.sig.counts().connections, 0);
+}
+
+#[test]
+fn a_resume_token_works_once_and_the_next_one_comes_with_resumed() {
+    let mut w = World::new();
+    let (a, _) = w.joined("Ann");
+    w.close(a, Ending::Dropped);
+    let a2 = w.open();
+    let out = w.text(a2, &resume("t1", 1));
+    let ServerMsg::Resumed { token, .. } = &frames(&out, a2)[0].msg else {
+        panic!("{out:?}")
+    };
+    assert_eq!(token, "t2");
+    w.close(a2, Ending::Dropped);
+    let thief = w.open();
+    assert_eq!(
+        error_code(&w.text(thief, &resume("t1", 1)), thief),
+        ErrorCode::InvalidToken
+    );
+    let a3 = w.open();
+    assert_eq!(kinds(&w.text(a3, &resume("t2", 1)), a3), ["resumed"]);
 }
 
 #[test]
@@ -421,4 +533,22 @@ fn poll_timeout_is_the_soonest_of_heartbeats_grace_and_rings() {
         Some(start + Duration::from_secs(5)),
         "grace"
     );
+}
+
+#[test]
+fn one_address_cannot_fill_a_room() {
+    let mut w = World::with(Config {
+        seats_per_ip: 2,
+        ..Config::default()
+    });
+    w.joined("A");
+    let (b, _) = w.joined("B");
+    w.close(b, Ending::Dropped); // still seated while it may resume
+    let c = w.open();
+    assert_eq!(error_code(&w.text(c, &join("C")), c), ErrorCode::TooManySeats);
+    // Another room, or another address, is fine.
+    let other = w.open_from([127, 0, 0, 2]);
+    assert_eq!(kinds(&w.text(other, &join("D")), other), ["joined"]);
+    let elsewhere = r#"{"type":"join","version":1,"room":"s","name":"C"}"#;
+    assert_eq!(kinds(&w.text(c, elsewhere), c), ["joined"]);
 }

@@ -99,8 +99,13 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
         "5",
         "--heartbeat-timeout",
         "600",
-        "--max-connections-per-ip",
+        // One test address plays 2,000 clients.
+        "--max-sessions-per-ip",
         "100000",
+        "--ip-rate-limit",
+        "1000000",
+        "--ip-rate-burst",
+        "1000000",
     ])
     .await;
     let pid = server.child.id();

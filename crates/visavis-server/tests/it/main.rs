@@ -49,6 +49,7 @@ macro_rules! next_of {
     };
 }
 
+mod attack;
 mod binary;
 mod churn;
 mod group;
@@ -80,9 +81,17 @@ impl Server {
         } else {
             &["--turn-listen", "127.0.0.1:0"][..]
         };
+        // Most tests seat several members from this one test address in a room; the attack
+        // tests, which are about that limit, set it themselves.
+        let default_seats = if args.contains(&"--max-seats-per-ip") {
+            &[][..]
+        } else {
+            &["--max-seats-per-ip", "1000"][..]
+        };
         let settings = Settings::parse_from(
             std::iter::once("visavis")
                 .chain(default_turn.iter().copied())
+                .chain(default_seats.iter().copied())
                 .chain(args.iter().copied()),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -376,7 +385,7 @@ async fn ring_timeout_ends_as_no_answer_for_both() {
 
 #[tokio::test]
 async fn decline_cancel_and_busy() {
-    let server = Server::start(&[]).await;
+    let server = Server::start(&["--redial-delay", "0"]).await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     let (mut carol, _c) = server.joined("r", "Carol").await;

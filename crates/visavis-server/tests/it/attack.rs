@@ -1,0 +1,301 @@
+//! Attacks from one address (127.0.0.1) with default limits, each bounded in count and time:
+//! what the attacker can no longer do, and that people on other addresses (127.0.0.2,
+//! 127.0.0.3) are served throughout.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use visavis_client::{Client, ClientError};
+use visavis_protocol::{ErrorCode, RoomMsg, ServerMsg};
+
+use super::{join, Server, TestClient, WAIT};
+
+const ATTACKER: [u8; 4] = [127, 0, 0, 1];
+const DOCTOR: [u8; 4] = [127, 0, 0, 2];
+const PATIENT: [u8; 4] = [127, 0, 0, 3];
+
+async fn connect_from(server: &Server, ip: [u8; 4]) -> Result<Client, ClientError> {
+    Client::connect_from(&server.url, Some(IpAddr::from(ip))).await
+}
+
+/// A client from `ip` joined to `room` as `name`.
+async fn joined_from(server: &Server, ip: [u8; 4], room: &str, name: &str) -> TestClient {
+    let mut c = TestClient::new(connect_from(server, ip).await.expect("connect"));
+    c.send(join(room, name)).await;
+    next_of!(c, ServerMsg::Joined { .. });
+    c
+}
+
+/// Reads `c` until the chat message `text` arrives (others' messages may come first).
+async fn chat_until(c: &mut TestClient, text: &str) {
+    loop {
+        if next_of!(c, ServerMsg::Chat(entry) => entry.text) == text {
+            return;
+        }
+    }
+}
+
+/// The HTTP status of a refused WebSocket upgrade.
+fn refused_status(result: Result<Client, ClientError>) -> Option<StatusCode> {
+    match result {
+        Err(ClientError::Ws(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            Some(response.status())
+        }
+        _ => None,
+    }
+}
+
+/// Finding 1: sessions waiting to resume used to escape the per-address cap (one address held
+/// 1,000 members through a single connection at a time). Now they count.
+#[tokio::test]
+async fn dropped_sessions_count_against_the_address() {
+    let server = Server::start(&["--no-turn", "--max-seats-per-ip", "4"]).await;
+    let mut held = 0;
+    let started = Instant::now();
+    // Join and vanish, one connection at a time, as often as the server lets us (bounded).
+    while held < 200 && started.elapsed() < Duration::from_secs(20) {
+        let Ok(mut c) = connect_from(&server, ATTACKER).await else {
+            break;
+        };
+        c.join_room(&format!("flood{held}"), "x").await.expect("join");
+        c.drop_connection().await.expect("drop");
+        held += 1;
+    }
+    assert_eq!(
+        held, 64,
+        "the default cap of sessions per address (--max-sessions-per-ip)"
+    );
+    assert_eq!(
+        refused_status(connect_from(&server, ATTACKER).await),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
+    // Someone on another address is not affected.
+    let mut doctor = joined_from(&server, DOCTOR, "consult", "Dr. Zhang").await;
+    doctor.send(RoomMsg::Leave).await;
+}
+
+/// Finding 6: reconnecting used to buy a full burst each time (54,339 chat messages a second
+/// from one client against a limit of 50), and binary frames were free. Now an address has one
+/// budget, and a room takes chat at its own pace, so the readers are never cut off.
+#[tokio::test]
+async fn floods_from_one_address_reach_nobody_and_cut_nobody_off() {
+    let server = Server::start(&["--no-turn", "--max-seats-per-ip", "4"]).await;
+    let mut reader = joined_from(&server, PATIENT, "r", "Patient").await;
+    let started = Instant::now();
+    let mut sent = 0;
+    // Five rounds of: connect, join, flood 300 chat messages and 300 binary frames, vanish.
+    // Later rounds may not even get to join: the address's budget is spent, or its seats in
+    // the room are taken by the earlier rounds, which wait to resume.
+    for round in 0..5 {
+        let mut c = connect_from(&server, ATTACKER).await.expect("connect");
+        match c.join_room("r", &format!("flood{round}")).await {
+            Ok(_) => {}
+            Err(ClientError::Refused { code, .. }) => {
+                assert!(
+                    matches!(code, ErrorCode::RateLimited | ErrorCode::TooManySeats),
+                    "{code:?}"
+                );
+                c.drop_connection().await.expect("drop");
+                continue;
+            }
+            Err(err) => panic!("{err}"),
+        }
+        for i in 0..300 {
+            c.send(RoomMsg::Chat {
+                text: format!("{round}-{i}"),
+            })
+            .await
+            .expect("send");
+            c.ws().send(Message::binary(vec![0u8; 64])).await.expect("send");
+            sent += 1;
+        }
+        c.drop_connection().await.expect("drop");
+    }
+    let flood_time = started.elapsed();
+    // What reached the reader: at most the room's burst plus its rate over the flood.
+    let mut chats = 0;
+    while let Ok(msg) = tokio::time::timeout(Duration::from_millis(500), reader.client.recv()).await {
+        if let ServerMsg::Chat(_) = msg.expect("the reader stays connected") {
+            chats += 1;
+        }
+    }
+    let allowed = 30 + (10.0 * (flood_time.as_secs_f64() + 1.0)) as usize;
+    assert!(
+        chats <= allowed,
+        "{chats} of {sent} chat messages reached the reader (allowed {allowed})"
+    );
+    assert!(chats > 0, "the room still works");
+    // The reader was never cut off, and still talks.
+    reader
+        .send(RoomMsg::Chat {
+            text: "still here".into(),
+        })
+        .await;
+    chat_until(&mut reader, "still here").await;
+}
+
+/// Finding 7: anyone could keep a member ringing and re-ring at once after each decline
+/// (100 rings in 0.05 s).
+#[tokio::test]
+async fn a_declined_caller_cannot_keep_a_member_ringing() {
+    let server = Server::start(&["--no-turn", "--max-seats-per-ip", "4"]).await;
+    let mut victim = joined_from(&server, PATIENT, "r", "Patient").await;
+    let mut pest = joined_from(&server, ATTACKER, "r", "Pest").await;
+    let victim_id = victim.client.you().expect("joined").id;
+    let mut rang = 0;
+    for _ in 0..100 {
+        pest.send(RoomMsg::Invite { to: victim_id }).await;
+        match pest.recv().await {
+            ServerMsg::Ringing { call_id, .. } => {
+                rang += 1;
+                let call = next_of!(victim, ServerMsg::Incoming { call_id: c, .. } => c);
+                assert_eq!(call, call_id);
+                victim.send(RoomMsg::Decline { call_id }).await;
+                next_of!(pest, ServerMsg::CallEnded { .. });
+            }
+            ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::RateLimited),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        rang, 1,
+        "after a decline, the same caller is refused for --redial-delay"
+    );
+    // The victim heard the one call end, and nothing rang again.
+    while let Ok(msg) = tokio::time::timeout(Duration::from_millis(300), victim.client.recv()).await {
+        let msg = msg.expect("a message");
+        assert!(!matches!(msg, ServerMsg::Incoming { .. }), "rang again: {msg:?}");
+    }
+}
+
+/// Finding 10: a resume token worked forever, so a stolen one took over the session and kept
+/// working. Now each works once.
+#[tokio::test]
+async fn a_stolen_token_works_at_most_once() {
+    let server = Server::start(&["--no-turn", "--max-seats-per-ip", "4"]).await;
+    let mut patient = joined_from(&server, PATIENT, "r", "Patient").await;
+    let stolen = patient.client.token().expect("joined").to_owned();
+    patient.drop_connection().await;
+    // The thief resumes with it once...
+    let mut thief = connect_from(&server, ATTACKER).await.expect("connect");
+    let resume = |token: &str| visavis_protocol::SessionMsg::Resume {
+        version: 1,
+        token: token.into(),
+        last_sn: 1,
+    };
+    thief.send(resume(&stolen)).await.expect("send");
+    let got = tokio::time::timeout(WAIT, thief.recv())
+        .await
+        .expect("answer")
+        .expect("message");
+    assert!(matches!(got, ServerMsg::Resumed { .. }), "{got:?}");
+    thief.drop_connection().await.expect("drop");
+    // ...and never again.
+    let mut again = connect_from(&server, ATTACKER).await.expect("connect");
+    again.send(resume(&stolen)).await.expect("send");
+    let got = tokio::time::timeout(WAIT, again.recv())
+        .await
+        .expect("answer")
+        .expect("message");
+    assert!(
+        matches!(
+            got,
+            ServerMsg::Error {
+                code: ErrorCode::InvalidToken,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+}
+
+/// Finding 3, in part: a WebSocket that never joins used to live forever if it sent ping
+/// frames. Now it must join within --join-timeout.
+#[tokio::test]
+async fn a_connection_that_never_joins_is_closed() {
+    let server = Server::start(&["--no-turn", "--max-seats-per-ip", "4", "--join-timeout", "1"]).await;
+    let mut idle = TestClient::new(connect_from(&server, ATTACKER).await.expect("connect"));
+    let started = Instant::now();
+    for _ in 0..5 {
+        idle.client
+            .ws()
+            .send(Message::Ping(vec![1].into()))
+            .await
+            .expect("ping");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(idle.expect_close().await, CloseCode::Policy);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// Everything above at once from one address, while a doctor and a patient on two others
+/// join, call, chat and hang up: every step of theirs succeeds.
+#[tokio::test]
+async fn a_consultation_goes_ahead_during_an_attack() {
+    let server = Server::start(&["--no-turn", "--max-seats-per-ip", "4"]).await;
+    let url = server.url.clone();
+    let attack = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut round = 0;
+        // Bounded: at most 8 s or 500 rounds.
+        while started.elapsed() < Duration::from_secs(8) && round < 500 {
+            round += 1;
+            let Ok(mut c) = Client::connect_from(&url, Some(IpAddr::from(ATTACKER))).await else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            if c.join_room("consult", &format!("pest{round}")).await.is_err() {
+                let _ = c.join_room(&format!("own{round}"), "pest").await;
+            }
+            for i in 0..50 {
+                let _ = c
+                    .send(RoomMsg::Chat {
+                        text: format!("spam {i}"),
+                    })
+                    .await;
+                let _ = c.send(RoomMsg::Invite { to: i }).await;
+            }
+            let _ = c.drop_connection().await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut doctor = joined_from(&server, DOCTOR, "consult", "Dr. Zhang").await;
+    let mut patient = joined_from(&server, PATIENT, "consult", "Patient Li").await;
+    let patient_id = patient.client.you().expect("joined").id;
+    doctor.send(RoomMsg::Invite { to: patient_id }).await;
+    let call = next_of!(doctor, ServerMsg::Ringing { call_id, .. } => call_id);
+    assert_eq!(
+        next_of!(patient, ServerMsg::Incoming { call_id, .. } => call_id),
+        call
+    );
+    patient.send(RoomMsg::Accept { call_id: call }).await;
+    next_of!(doctor, ServerMsg::Accepted { .. });
+    let offer = visavis_protocol::Description::new(visavis_protocol::SdpKind::Offer, "v=0\r\n");
+    doctor
+        .send(RoomMsg::Description {
+            call_id: call,
+            to: None,
+            description: offer.clone(),
+        })
+        .await;
+    let got = next_of!(patient, ServerMsg::Description { description, .. } => description);
+    assert_eq!(got, offer);
+    doctor
+        .send(RoomMsg::Chat {
+            text: "How are you feeling?".into(),
+        })
+        .await;
+    chat_until(&mut patient, "How are you feeling?").await;
+    patient.send(RoomMsg::Hangup { call_id: call }).await;
+    next_of!(doctor, ServerMsg::CallEnded { .. });
+    attack.await.expect("attacker task");
+    // Neither was cut off along the way.
+    doctor.send(RoomMsg::Leave).await;
+    next_of!(doctor, ServerMsg::Left { .. });
+    patient.send(RoomMsg::Leave).await;
+    next_of!(patient, ServerMsg::Left { .. });
+}
