@@ -80,7 +80,8 @@ fi
 # visavis protects itself from single clients that send too much or hold too many connections;
 # a benchmark is such a client, so lift those limits when this build has them.
 VISAVIS_FLAGS=(--no-turn --room-capacity 2)
-for flag in rate-limit rate-burst max-connections-per-ip max-rooms; do
+for flag in rate-limit rate-burst ip-rate-limit ip-rate-burst max-connections-per-ip max-sessions-per-ip \
+    max-sessions max-rooms; do
     if "$VISAVIS" --help | grep -q -- "--$flag "; then
         VISAVIS_FLAGS+=("--$flag" 1000000)
     fi

@@ -9,9 +9,18 @@ use visavis_server::{App, Settings};
 async fn quick_run_relays_messages_without_errors() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
-    // A benchmark sends far faster than a person: lift the per-connection message rate limit
-    // on servers that have one.
-    let unlimited = ["--rate-limit", "1000000", "--rate-burst", "1000000"];
+    // A benchmark sends far faster than a person, from one address: lift the message rate
+    // limits on servers that have them.
+    let unlimited = [
+        "--rate-limit",
+        "1000000",
+        "--rate-burst",
+        "1000000",
+        "--ip-rate-limit",
+        "1000000",
+        "--ip-rate-burst",
+        "1000000",
+    ];
     let settings = Settings::try_parse_from(
         ["visavis", "--no-turn", "--room-capacity", "2"]
             .iter()
