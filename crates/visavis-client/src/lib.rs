@@ -429,8 +429,17 @@ mod tests {
     /// connection outlives several heartbeat timeouts.
     #[tokio::test]
     async fn read_received_leaves_pongs_to_pong_if_due() {
-        let settings =
-            visavis_server::Settings::parse_from(["visavis", "--no-turn", "--heartbeat-timeout", "2"]);
+        let settings = visavis_server::Settings::parse_from([
+            "visavis",
+            "--no-turn",
+            "--heartbeat-timeout",
+            "2",
+            // Far more chat than a person sends, which is not what this test is about.
+            "--chat-rate-limit",
+            "1000",
+            "--room-chat-rate-limit",
+            "1000",
+        ]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
         let app = visavis_server::App::start(listener, settings, shutdown.clone())

@@ -41,10 +41,13 @@ impl Core {
         }
         let room_id = state.room.clone();
         let mesh_limit = self.config.mesh_limit;
-        let next_call = self.next_call;
+        let new_call = match self.rooms.get(&room_id) {
+            Some(room) if room.group.is_none() => self.fresh_call_id(),
+            _ => 0,
+        };
         let room = self.rooms.get_mut(&room_id).ok_or(RoomError::NotJoined)?;
         let group = room.group.get_or_insert_with(|| GroupCall {
-            call_id: next_call,
+            call_id: new_call,
             participants: Vec::new(),
         });
         if group.participants.contains(&me) {
@@ -52,9 +55,6 @@ impl Core {
         }
         if group.participants.len() >= mesh_limit {
             return Err(RoomError::CallFull(mesh_limit));
-        }
-        if group.call_id == next_call {
-            self.next_call += 1;
         }
         group.participants.push(me);
         let msg = ServerMsg::GroupCall(group.clone());

@@ -52,6 +52,8 @@ pub struct Config {
     pub invite_burst: f64,
     /// After a decline, how long the caller may not ring the same member again.
     pub redial_delay: Duration,
+    /// Where member and call ids come from.
+    pub ids: IdSource,
     /// Chat messages per second one member may send, and the burst above it.
     pub chat_member_rate: f64,
     pub chat_member_burst: f64,
@@ -74,6 +76,7 @@ impl Default for Config {
             invite_rate: 0.2,
             invite_burst: 5.0,
             redial_delay: Duration::from_secs(30),
+            ids: IdSource::counter(),
             chat_member_rate: 2.0,
             chat_member_burst: 10.0,
             chat_rate: 10.0,
@@ -106,6 +109,39 @@ impl IceServerSource {
 impl std::fmt::Debug for IceServerSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IceServerSource")
+    }
+}
+
+/// Makes member and call ids. The server draws them at random below 2^53 (unpredictable, so
+/// nobody can count members or calls from them, and exact as JavaScript numbers); by default
+/// they count up from 1, which tests read more easily. The core skips ids that are in use and
+/// zero, so a source must not keep repeating itself.
+#[derive(Clone)]
+pub struct IdSource(std::sync::Arc<dyn Fn(IdKind) -> u64 + Send + Sync>);
+
+/// What an id is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Member,
+    Call,
+}
+
+impl IdSource {
+    pub fn new(f: impl Fn(IdKind) -> u64 + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+
+    /// 1, 2, 3, ... for members and, separately, for calls.
+    pub fn counter() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let next = [AtomicU64::new(1), AtomicU64::new(1)];
+        Self::new(move |kind| next[kind as usize].fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Debug for IdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdSource")
     }
 }
 
@@ -259,8 +295,6 @@ pub struct Core {
     ring_deadlines: Deadlines<CallId>,
     /// (caller, callee) → until when the caller may not ring that callee again (it declined).
     no_redial: HashMap<(MemberId, MemberId), Instant>,
-    next_member: MemberId,
-    next_call: CallId,
     out: VecDeque<Output>,
 }
 
@@ -274,8 +308,6 @@ impl Core {
             calls: HashMap::new(),
             ring_deadlines: Deadlines::default(),
             no_redial: HashMap::new(),
-            next_member: 1,
-            next_call: 1,
             out: VecDeque::new(),
         }
     }
@@ -353,6 +385,27 @@ impl Core {
     /// When [`Core::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.ring_deadlines.next()
+    }
+
+    /// An id of `kind` from the configured source that is not zero and not `taken`.
+    fn fresh_id(&self, kind: IdKind, taken: impl Fn(&Self, u64) -> bool) -> u64 {
+        loop {
+            let id = (self.config.ids.0)(kind);
+            if id != 0 && !taken(self, id) {
+                return id;
+            }
+        }
+    }
+
+    /// An id for a new 1:1 or group call.
+    pub(crate) fn fresh_call_id(&self) -> CallId {
+        self.fresh_id(IdKind::Call, |core, id| {
+            core.calls.contains_key(&id)
+                || core
+                    .rooms
+                    .values()
+                    .any(|r| r.group.as_ref().is_some_and(|g| g.call_id == id))
+        })
     }
 
     /// The member `session` is, if it has joined a room.
@@ -476,8 +529,7 @@ impl Core {
             });
         }
 
-        let id = self.next_member;
-        self.next_member += 1;
+        let id = self.fresh_id(IdKind::Member, |core, id| core.members.contains_key(&id));
         let (chat_rate, chat_burst) = (self.config.chat_rate, self.config.chat_burst);
         let entry = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             members: Vec::new(),
@@ -579,8 +631,7 @@ impl Core {
             return Err(RoomError::AlreadyInCall(group.call_id));
         }
 
-        let call_id = self.next_call;
-        self.next_call += 1;
+        let call_id = self.fresh_call_id();
         if callee_busy {
             self.send_member(
                 me,

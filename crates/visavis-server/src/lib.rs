@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use visavis_room::{Config, Core};
+use visavis_room::{Config, Core, IdSource};
 use visavis_signal::{Refusal, Signalling};
 
 use admission::origin_allowed;
@@ -110,6 +110,7 @@ impl App {
             chat_history: settings.chat_history as usize,
             chat_max_bytes: 4096,
             max_rooms: settings.max_rooms as usize,
+            ids: IdSource::new(|_| random_id()),
             invite_rate: f64::from(settings.invite_rate_limit) / 60.0,
             invite_burst: 5.0,
             redial_delay: Duration::from_secs(settings.redial_delay),
@@ -274,15 +275,27 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// A resume token: 128 random bits, hex.
 fn new_token() -> String {
-    let mut bytes = [0u8; 16];
+    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A member or call id: random, below 2^53 so that JavaScript holds it exactly.
+fn random_id() -> u64 {
+    u64::from_le_bytes(random_bytes::<8>()) & ((1 << 53) - 1)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     if let Err(err) = getrandom::fill(&mut bytes) {
-        // Linux always has randomness; should it ever fail, the token is the clock's, which is
+        // Linux always has randomness; should it ever fail, the value is the clock's, which is
         // guessable, so say so loudly rather than fail the join.
-        tracing::error!("no randomness for a resume token ({err}); using the clock");
+        tracing::error!("no randomness ({err}); using the clock");
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&nanos.to_le_bytes());
+            .map_or(0, |d| d.as_nanos())
+            .to_le_bytes();
+        for (b, n) in bytes.iter_mut().zip(nanos.iter().cycle()) {
+            *b = *n;
+        }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
 }

@@ -275,9 +275,12 @@ async fn join_presence_and_leave() {
     // STUN + TURN over UDP and TCP, with a credential of this member's own.
     let urls = joined["iceServers"][0]["urls"].as_array().expect("urls");
     assert_eq!(urls.len(), 3, "{urls:?}");
+    let id = joined["you"]["id"].as_u64().expect("an id");
     assert!(joined["iceServers"][0]["username"]
         .as_str()
-        .is_some_and(|u| u.ends_with(":m2")));
+        .is_some_and(|u| u.ends_with(&format!(":m{id}"))));
+    // Ids are unpredictable, and exact as JavaScript numbers.
+    assert!(id < 1 << 53 && a < 1 << 53 && id != a + 1, "{a} then {id}");
     assert_eq!(joined["ringTimeoutMs"], 30_000);
     let b = joined["you"]["id"].as_u64().expect("id");
     assert_eq!(
