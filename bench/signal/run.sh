@@ -81,7 +81,7 @@ fi
 # a benchmark is such a client, so lift those limits when this build has them.
 VISAVIS_FLAGS=(--no-turn --room-capacity 2)
 for flag in rate-limit rate-burst ip-rate-limit ip-rate-burst max-connections-per-ip max-sessions-per-ip \
-    max-sessions max-rooms; do
+    max-sessions max-pending-per-ip max-rooms; do
     if "$VISAVIS" --help | grep -q -- "--$flag "; then
         VISAVIS_FLAGS+=("--$flag" 1000000)
     fi

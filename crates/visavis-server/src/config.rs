@@ -95,6 +95,18 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_seats_per_ip: u32,
 
+    /// Seconds a client may take to send a request's headers (the first, or the next on a
+    /// kept-alive connection) before the connection is closed.
+    #[arg(long, env = "VISAVIS_HTTP_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout: u64,
+
+    /// HTTP connections one client address may hold that are not WebSockets (yet); more are
+    /// closed at once.
+    #[arg(long, env = "VISAVIS_MAX_PENDING_PER_IP", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_pending_per_ip: u32,
+
     /// Seconds a connection may stay open without joining a room (or resuming); then it is
     /// closed (1008).
     #[arg(long, env = "VISAVIS_JOIN_TIMEOUT", default_value_t = 10,

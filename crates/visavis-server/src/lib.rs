@@ -7,6 +7,7 @@ mod admission;
 mod assets;
 mod config;
 mod connection;
+mod http;
 mod http_error;
 mod hub;
 mod ice;
@@ -21,7 +22,6 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ use visavis_signal::{Refusal, Signalling};
 
 use admission::origin_allowed;
 pub use config::Settings;
+use http::HttpLimits;
 use http_error::HttpError;
 use hub::Hub;
 use turn::Turn;
@@ -46,6 +47,7 @@ struct AppState {
     sessions: TaskTracker,
     shutdown: CancellationToken,
     allowed_origins: Arc<[String]>,
+    http_limits: HttpLimits,
 }
 
 /// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
@@ -144,6 +146,10 @@ impl App {
             sessions: TaskTracker::new(),
             shutdown,
             allowed_origins: settings.allowed_origins.clone().into(),
+            http_limits: HttpLimits {
+                header_timeout: Duration::from_secs(settings.http_header_timeout),
+                per_ip: settings.max_pending_per_ip as usize,
+            },
         };
         Ok(Self {
             listener,
@@ -179,18 +185,10 @@ impl App {
         });
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
-        // Signalling messages are small and latency matters more than packing: no Nagle delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-        // axum does not wait for upgraded connections; the tracker does. The timer task has
-        // told every connection to reconnect and close (`Hub::run_timers`).
+        let limits = state.http_limits;
+        // HTTP connections and WebSocket sessions are tracked alike; the timer task has told
+        // every WebSocket to reconnect and close (`Hub::run_timers`).
+        http::serve(listener, router(state), limits, shutdown, sessions.clone()).await;
         sessions.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
             .await

@@ -299,3 +299,68 @@ async fn a_consultation_goes_ahead_during_an_attack() {
     patient.send(RoomMsg::Leave).await;
     next_of!(patient, ServerMsg::Left { .. });
 }
+
+/// Finding 3: half-sent HTTP requests used to be held forever (axum ran hyper without a timer),
+/// so 1,100 of them exhausted a server with 1,024 file descriptors. Now headers must arrive
+/// within --http-header-timeout, and one address holds at most --max-pending-per-ip
+/// connections that are not WebSockets.
+#[tokio::test]
+async fn half_sent_requests_are_closed_and_bounded_per_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpSocket;
+
+    let server = Server::start(&[
+        "--no-turn",
+        "--http-header-timeout",
+        "1",
+        "--max-pending-per-ip",
+        "8",
+    ])
+    .await;
+    let connect = |ip: [u8; 4]| async move {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.bind((IpAddr::from(ip), 0).into()).expect("bind");
+        socket.connect(server.addr).await.expect("connect")
+    };
+    // Half a request: the server gives up on it after the timeout.
+    let mut slow = connect(ATTACKER).await;
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(WAIT, slow.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(n, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408"),
+        "{n:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Eight idle connections are all one address may hold; the ninth is closed at once...
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(connect(ATTACKER).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ninth = connect(ATTACKER).await;
+    let n = tokio::time::timeout(Duration::from_millis(500), ninth.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0) | Err(_))), "{n:?}");
+    // ...while another address is served as usual.
+    let mut other = connect(DOCTOR).await;
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, other.read_to_string(&mut body))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    drop(idle);
+}

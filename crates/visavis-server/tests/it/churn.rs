@@ -102,6 +102,8 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
         // One test address plays 2,000 clients.
         "--max-sessions-per-ip",
         "100000",
+        "--max-pending-per-ip",
+        "100000",
         "--ip-rate-limit",
         "1000000",
         "--ip-rate-burst",
