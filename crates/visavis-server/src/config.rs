@@ -160,6 +160,23 @@ pub struct Settings {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// The origins people open this server's pages under, e.g. https://consult.example.org;
+    /// repeatable. Without it, only pages opened by IP address or as localhost may open
+    /// sessions: a domain name must be listed (else a site whose name an attacker re-points to
+    /// this server could open sessions from visitors' browsers).
+    #[arg(long = "public-origin", env = "VISAVIS_PUBLIC_ORIGINS", value_delimiter = ',')]
+    pub public_origins: Vec<String>,
+
+    /// Reverse proxies (address or range, e.g. 10.0.0.0/8; repeatable) whose
+    /// X-Forwarded-For / Forwarded headers name the client. From anyone else those headers are
+    /// ignored, and every per-address limit applies to the TCP peer.
+    #[arg(
+        long = "trusted-proxy",
+        env = "VISAVIS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+
     /// Messages queued for one slow client before it is disconnected (close code 1008).
     #[arg(long, env = "VISAVIS_OUTBOUND_QUEUE", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(8..=65_536))]

@@ -22,13 +22,16 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// Limits of HTTP connections before any upgrade.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// How long a client may take to send a request's headers, the first or the next one on
     /// a kept-alive connection.
     pub header_timeout: Duration,
     /// Connections one address may hold that are not (yet) WebSockets.
     pub per_ip: usize,
+    /// Reverse proxies, which carry many clients' connections: not limited per address here
+    /// (what they forward is, once the request is read).
+    pub trusted_proxies: Arc<[visavis_turn::Cidr]>,
 }
 
 /// Serves `router` on `listener` until `shutdown`; then lets requests in flight finish.
@@ -55,15 +58,22 @@ pub async fn serve(
                 }
             },
         };
-        let Some(slot) = pending.acquire(peer.ip(), limits.per_ip) else {
-            // Closing at once costs the least; the address already holds its share.
-            drop(stream);
-            continue;
+        let proxy = limits.trusted_proxies.iter().any(|c| c.contains(peer.ip()));
+        let slot = if proxy {
+            None
+        } else {
+            let Some(slot) = pending.acquire(peer.ip(), limits.per_ip) else {
+                // Closing at once costs the least; the address already holds its share.
+                drop(stream);
+                continue;
+            };
+            Some(slot)
         };
         // Signalling messages are small and latency matters more than packing: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let header_timeout = limits.header_timeout;
         tasks.spawn(async move {
             let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
@@ -79,7 +89,7 @@ pub async fn serve(
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(connection);

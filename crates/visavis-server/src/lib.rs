@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use visavis_room::{Config, Core, IdSource};
 use visavis_signal::{Refusal, Signalling};
+use visavis_turn::Cidr;
 
-use admission::origin_allowed;
+use admission::{client_ip, origin_allowed};
 pub use config::Settings;
 use http::HttpLimits;
 use http_error::HttpError;
@@ -46,7 +47,11 @@ struct AppState {
     turn: Option<Arc<Turn>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
+    /// `--public-origin` and `--allowed-origin` together.
     allowed_origins: Arc<[String]>,
+    /// Whether `--public-origin` was given.
+    public_origin_configured: bool,
+    trusted_proxies: Arc<[Cidr]>,
     http_limits: HttpLimits,
 }
 
@@ -145,10 +150,18 @@ impl App {
             turn,
             sessions: TaskTracker::new(),
             shutdown,
-            allowed_origins: settings.allowed_origins.clone().into(),
+            allowed_origins: settings
+                .public_origins
+                .iter()
+                .chain(&settings.allowed_origins)
+                .cloned()
+                .collect(),
+            public_origin_configured: !settings.public_origins.is_empty(),
+            trusted_proxies: settings.trusted_proxies.clone().into(),
             http_limits: HttpLimits {
                 header_timeout: Duration::from_secs(settings.http_header_timeout),
                 per_ip: settings.max_pending_per_ip as usize,
+                trusted_proxies: settings.trusted_proxies.clone().into(),
             },
         };
         Ok(Self {
@@ -185,7 +198,7 @@ impl App {
         });
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
-        let limits = state.http_limits;
+        let limits = state.http_limits.clone();
         // HTTP connections and WebSocket sessions are tracked alike; the timer task has told
         // every WebSocket to reconnect and close (`Hub::run_timers`).
         http::serve(listener, router(state), limits, shutdown, sessions.clone()).await;
@@ -234,12 +247,16 @@ async fn ws_upgrade(
         header(header::ORIGIN),
         header(header::HOST),
         &state.allowed_origins,
+        state.public_origin_configured,
     ) {
         let origin = header(header::ORIGIN).unwrap_or_default();
-        let message = format!("pages from {origin} may not open sessions here (see --allowed-origin)");
+        let message = format!(
+            "pages from {origin} may not open sessions here (see --public-origin and --allowed-origin)"
+        );
         return HttpError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
     }
-    if let Err(refusal) = state.hub.admits(peer.ip()) {
+    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
+    if let Err(refusal) = state.hub.admits(ip) {
         let status = match refusal {
             Refusal::SessionsPerIp(_) => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -252,7 +269,7 @@ async fn ws_upgrade(
     let hard_cap = hub.max_message().saturating_mul(16);
     sessions.spawn(async move {
         if let Some(ws) = upgrading.websocket(hard_cap).await {
-            connection::serve(ws, hub, peer.ip()).await;
+            connection::serve(ws, hub, ip).await;
         }
     });
     response

@@ -364,3 +364,84 @@ async fn half_sent_requests_are_closed_and_bounded_per_address() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     drop(idle);
 }
+
+/// A WebSocket request to `server` with these extra headers.
+fn request_with(
+    server: &Server,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server.url.as_str().into_client_request().expect("request");
+    for (name, value) in headers {
+        let name = axum::http::HeaderName::from_bytes(name.as_bytes()).expect("name");
+        request.headers_mut().insert(name, value.parse().expect("value"));
+    }
+    request
+}
+
+/// Finding 9, the Origin half: the check compared Origin with the unvalidated Host, so a page
+/// on a domain the attacker re-points at this server (DNS rebinding) passed.
+#[tokio::test]
+async fn a_rebound_domain_cannot_open_sessions() {
+    let server = Server::start(&["--no-turn"]).await;
+    let rebound = [
+        ("Host", "rebind.evil.example:8080"),
+        ("Origin", "http://rebind.evil.example:8080"),
+    ];
+    assert_eq!(
+        refused_status(Client::connect_request(request_with(&server, &rebound), None).await),
+        Some(StatusCode::FORBIDDEN)
+    );
+    // Configured, the domain works (and only it).
+    let server = Server::start(&["--no-turn", "--public-origin", "https://consult.example.org"]).await;
+    let ours = [("Origin", "https://consult.example.org")];
+    assert!(Client::connect_request(request_with(&server, &ours), None)
+        .await
+        .is_ok());
+    let rebound = [("Origin", "https://rebind.evil.example")];
+    assert_eq!(
+        refused_status(Client::connect_request(request_with(&server, &rebound), None).await),
+        Some(StatusCode::FORBIDDEN)
+    );
+}
+
+/// Finding 9, the proxy half: behind a reverse proxy every client had the proxy's address, so
+/// the per-address cap became a global one. With --trusted-proxy, the forwarded address counts;
+/// from anyone else, the header is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget() {
+    let server = Server::start(&[
+        "--no-turn",
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--max-sessions-per-ip",
+        "1",
+    ])
+    .await;
+    let from = |client: &str| [("X-Forwarded-For", client.to_owned())];
+    let connect = |client: &str| {
+        let headers = from(client);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        Client::connect_request(request_with(&server, &headers), Some(IpAddr::from(ATTACKER)))
+    };
+    let _a = connect("203.0.113.1").await.expect("first client");
+    let _b = connect("203.0.113.2")
+        .await
+        .expect("another client behind the same proxy");
+    assert_eq!(
+        refused_status(connect("203.0.113.1").await),
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        "the first client's own cap"
+    );
+    // Not from the proxy: the header is the client's own claim and changes nothing.
+    let _c = Client::connect_from(&server.url, Some(IpAddr::from(DOCTOR)))
+        .await
+        .expect("connect");
+    let spoof = [("X-Forwarded-For", "203.0.113.9")];
+    assert_eq!(
+        refused_status(
+            Client::connect_request(request_with(&server, &spoof), Some(IpAddr::from(DOCTOR))).await
+        ),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
+}
