@@ -274,6 +274,22 @@ pub struct Settings {
     )]
     pub turn_bandwidth: u64,
 
+    /// Seconds a TURN client over TCP or TLS may send nothing before it is disconnected.
+    #[arg(long, env = "VISAVIS_TURN_TCP_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "STUN/TURN")]
+    pub turn_tcp_idle_timeout: u64,
+
+    /// Bytes queued for one TURN client over TCP or TLS before it is disconnected as not
+    /// reading.
+    #[arg(long, env = "VISAVIS_TURN_TCP_OUTBOX", default_value_t = 256 * 1024,
+          value_parser = clap::value_parser!(u64).range(4096..=64 * 1024 * 1024), help_heading = "STUN/TURN")]
+    pub turn_tcp_outbox: u64,
+
+    /// TURN TCP and TLS connections one client address may hold; more are closed at once.
+    #[arg(long, env = "VISAVIS_TURN_TCP_PER_IP", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "STUN/TURN")]
+    pub turn_tcp_per_ip: u32,
+
     /// Unauthenticated or failing TURN requests answered per second per client IP (twice as
     /// many in a burst); beyond that they are dropped unanswered. Every allocation starts with
     /// one (the 401 challenge), so many people behind one NAT need some headroom.

@@ -5,10 +5,9 @@
 //! axum's own `serve` runs hyper without a timer, so its header-read timeout never fires and
 //! half-sent requests held the server's file descriptors for as long as the sender liked.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -20,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::per_ip::PerIp;
 
 /// Limits of HTTP connections before any upgrade.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let pending = Pending::default();
+    let pending = PerIp::new(limits.per_ip);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -62,7 +63,7 @@ pub async fn serve(
         let slot = if proxy {
             None
         } else {
-            let Some(slot) = pending.acquire(peer.ip(), limits.per_ip) else {
+            let Some(slot) = pending.acquire(peer.ip()) else {
                 // Closing at once costs the least; the address already holds its share.
                 drop(stream);
                 continue;
@@ -104,60 +105,5 @@ pub async fn serve(
             // signalling budgets count from here on).
             drop(slot);
         });
-    }
-}
-
-/// Connections per address that have not become WebSockets.
-#[derive(Debug, Clone, Default)]
-struct Pending(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-/// One connection's place; freed when dropped.
-#[derive(Debug)]
-struct Slot {
-    ip: IpAddr,
-    pending: Pending,
-}
-
-impl Pending {
-    fn acquire(&self, ip: IpAddr, max: usize) -> Option<Slot> {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_default();
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            ip,
-            pending: self.clone(),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.pending.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn places_are_counted_per_address_and_freed() {
-        let pending = Pending::default();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let a = pending.acquire(ip, 2).unwrap();
-        let _b = pending.acquire(ip, 2).unwrap();
-        assert!(pending.acquire(ip, 2).is_none());
-        assert!(pending.acquire("127.0.0.2".parse().unwrap(), 2).is_some());
-        drop(a);
-        assert!(pending.acquire(ip, 2).is_some());
     }
 }

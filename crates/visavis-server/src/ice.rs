@@ -10,7 +10,7 @@ use visavis_protocol::IceServer;
 use visavis_room::IceServerSource;
 use visavis_turn::{Nonces, PeerPolicy, RestSecret, TurnConfig};
 
-use crate::turn::{TurnAddrs, TurnSetup};
+use crate::turn::{TcpLimits, TurnAddrs, TurnSetup};
 use crate::Settings;
 
 /// The TURN REST secret: configured, or random for this run.
@@ -54,6 +54,11 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
         bind_ip: listen.ip(),
         public_ip,
         relay_ports: settings.turn_relay_ports,
+        tcp: TcpLimits {
+            idle: Duration::from_secs(settings.turn_tcp_idle_timeout),
+            outbox_bytes: usize::try_from(settings.turn_tcp_outbox).unwrap_or(usize::MAX),
+            per_ip: settings.turn_tcp_per_ip as usize,
+        },
         core: TurnConfig {
             realm: settings.turn_realm.clone(),
             secret: RestSecret::new(secret),

@@ -11,6 +11,7 @@ mod http;
 mod http_error;
 mod hub;
 mod ice;
+mod per_ip;
 mod turn;
 mod websocket;
 

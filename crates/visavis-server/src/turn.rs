@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,10 +23,15 @@ use tokio_util::task::TaskTracker;
 use visavis_sansio::Now;
 use visavis_turn::{stun, ClientAddr, Output, Transport, TurnConfig, TurnCounts, TurnServer};
 
+use crate::per_ip::PerIp;
+
 /// Socket buffers as coturn asks for them, so bursts are not dropped by the kernel.
 const UDP_BUFFER: usize = 2 * 1024 * 1024;
-/// Frames queued for one TCP/TLS client before it is disconnected.
+/// Frames queued for one TCP/TLS client before it is disconnected (bytes are bounded too, by
+/// [`TcpLimits::outbox_bytes`]).
 const STREAM_QUEUE: usize = 1024;
+/// How long writing one frame to a TCP/TLS client may take before it counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest STUN message or ChannelData frame accepted over TCP.
 const MAX_FRAME: usize = 64 * 1024;
 
@@ -40,6 +46,19 @@ pub struct TurnSetup {
     pub public_ip: IpAddr,
     pub relay_ports: (u16, u16),
     pub core: TurnConfig,
+    pub tcp: TcpLimits,
+}
+
+/// Limits of TURN clients over TCP and TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// A client that sends nothing for this long is disconnected (WebRTC's consent checks
+    /// go out every few seconds while a relay is in use).
+    pub idle: Duration,
+    /// Bytes queued for one client before it is disconnected as not reading.
+    pub outbox_bytes: usize,
+    /// Connections one address may hold.
+    pub per_ip: usize,
 }
 
 /// The running server's shared state.
@@ -54,6 +73,31 @@ pub struct Turn {
     shutdown: CancellationToken,
     /// Wakes `run_timers` when an input moved the core's next deadline earlier.
     timer: Notify,
+    tcp: TcpLimits,
+    /// TCP and TLS connections per client address.
+    tcp_per_ip: PerIp,
+}
+
+/// What waits to be written to one TCP/TLS client: frames, and their bytes, which the writer
+/// gives back as it writes them.
+#[derive(Debug)]
+struct Outbox {
+    frames: mpsc::Sender<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// Queues `frame`, unless that would go over `limit` bytes or the frame count: then the
+    /// client is not reading and must go.
+    fn push(&self, frame: Vec<u8>, limit: usize) -> bool {
+        let len = frame.len();
+        let queued = self.bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > limit || self.frames.try_send(frame).is_err() {
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -62,7 +106,7 @@ struct Inner {
     /// Relay sockets by their advertised address.
     relays: HashMap<SocketAddr, Relay>,
     /// TCP and TLS clients' outboxes.
-    streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    streams: HashMap<SocketAddr, Outbox>,
     next_port: u16,
 }
 
@@ -144,6 +188,8 @@ impl Turn {
             tasks: TaskTracker::new(),
             shutdown,
             timer: Notify::new(),
+            tcp: setup.tcp,
+            tcp_per_ip: PerIp::new(setup.tcp.per_ip),
         });
         turn.tasks.spawn(turn.clone().serve_udp());
         turn.tasks.spawn(turn.clone().accept(tcp, None));
@@ -187,10 +233,12 @@ impl Turn {
                     Output::ToClient { client, data } => match client.transport {
                         Transport::Udp => sends.push((self.udp.clone(), client.addr, data)),
                         Transport::Tcp | Transport::Tls => {
-                            let full = inner.streams.get(&client.addr).is_some_and(|tx| {
-                                matches!(tx.try_send(data), Err(mpsc::error::TrySendError::Full(_)))
-                            });
-                            if full {
+                            let limit = self.tcp.outbox_bytes;
+                            let stalled = inner
+                                .streams
+                                .get(&client.addr)
+                                .is_some_and(|o| !o.push(data, limit));
+                            if stalled {
                                 // Dropping the outbox makes its writer close the connection.
                                 inner.streams.remove(&client.addr);
                             }
@@ -293,17 +341,22 @@ impl Turn {
                     }
                 },
             };
+            let Some(slot) = self.tcp_per_ip.acquire(from.ip()) else {
+                // The address holds its share of connections: closing at once costs least.
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let turn = self.clone();
             match tls.clone() {
                 None => {
-                    self.tasks.spawn(turn.serve_stream(
-                        stream,
-                        ClientAddr {
-                            transport: Transport::Tcp,
-                            addr: from,
-                        },
-                    ));
+                    let client = ClientAddr {
+                        transport: Transport::Tcp,
+                        addr: from,
+                    };
+                    self.tasks.spawn(async move {
+                        turn.serve_stream(stream, client).await;
+                        drop(slot);
+                    });
                 }
                 Some(acceptor) => {
                     self.tasks.spawn(async move {
@@ -318,6 +371,7 @@ impl Turn {
                             Ok(Err(err)) => tracing::debug!("TURN TLS handshake with {from}: {err}"),
                             Err(_) => tracing::debug!("TURN TLS handshake with {from} timed out"),
                         }
+                        drop(slot);
                     });
                 }
             }
@@ -327,20 +381,38 @@ impl Turn {
     /// One TCP or TLS client: frames in, its outbox out.
     async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(self: Arc<Self>, stream: S, client: ClientAddr) {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
-        self.lock().streams.insert(client.addr, tx);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox {
+            frames: tx,
+            bytes: bytes.clone(),
+        };
+        self.lock().streams.insert(client.addr, outbox);
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = vec![0u8; 16 * 1024];
+        let idle = tokio::time::sleep(self.tcp.idle);
+        tokio::pin!(idle);
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
+                () = &mut idle => {
+                    tracing::debug!("TURN {client:?} sent nothing for {:?}; closing", self.tcp.idle);
+                    break;
+                }
                 out = rx.recv() => match out {
-                    Some(frame) => if writer.write_all(&frame).await.is_err() { break },
-                    None => break, // outbox dropped: too slow
+                    Some(frame) => {
+                        // A reader that stops reading must not hold this task (and its frames).
+                        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await {
+                            Ok(Ok(())) => bytes.fetch_sub(frame.len(), Ordering::Relaxed),
+                            Ok(Err(_)) | Err(_) => break,
+                        };
+                    }
+                    None => break, // outbox dropped: not reading
                 },
                 read = reader.read(&mut chunk) => match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + self.tcp.idle);
                         buf.extend_from_slice(&chunk[..n]);
                         if !self.consume_frames(client, &mut buf) {
                             break;
@@ -390,5 +462,29 @@ impl Turn {
                 () = sleep => self.process(|core| core.handle_timeout(Now::system())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_is_bounded_in_bytes_and_the_writer_gives_them_back() {
+        let (frames, mut written) = mpsc::channel(STREAM_QUEUE);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox {
+            frames,
+            bytes: bytes.clone(),
+        };
+        assert!(outbox.push(vec![0; 600], 1000));
+        assert!(
+            !outbox.push(vec![0; 600], 1000),
+            "1,200 bytes queued is over 1,000"
+        );
+        // The writer writes the first frame and gives its bytes back.
+        let frame = written.try_recv().unwrap();
+        bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+        assert!(outbox.push(vec![0; 900], 1000));
     }
 }

@@ -445,3 +445,46 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_budget() {
         Some(StatusCode::TOO_MANY_REQUESTS)
     );
 }
+
+/// Findings 3 and 5, TURN over TCP: idle connections had no timeout and no cap per address.
+#[tokio::test]
+async fn turn_tcp_connections_are_capped_per_address_and_closed_when_idle() {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpSocket;
+
+    let server = Server::start(&[
+        "--turn-listen",
+        "127.0.0.1:0",
+        "--turn-tcp-per-ip",
+        "2",
+        "--turn-tcp-idle-timeout",
+        "1",
+    ])
+    .await;
+    let turn = server.turn.expect("TURN runs").tcp;
+    let connect = |ip: [u8; 4]| async move {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.bind((IpAddr::from(ip), 0).into()).expect("bind");
+        socket.connect(turn).await.expect("connect")
+    };
+    let mut buf = [0u8; 64];
+    let (mut a, _b) = (connect(ATTACKER).await, connect(ATTACKER).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = connect(ATTACKER).await;
+    let n = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0) | Err(_))),
+        "the third is closed at once: {n:?}"
+    );
+    // Another address is not affected...
+    let mut other = connect(DOCTOR).await;
+    // ...and a connection that sends nothing is closed after the idle timeout.
+    let started = Instant::now();
+    for conn in [&mut a, &mut other] {
+        let n = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
