@@ -90,7 +90,7 @@ server_cmd() {
         visavis)
             echo "$VISAVIS" --listen "127.0.0.1:$HTTP_PORT" --turn-listen "127.0.0.1:$port" \
                 --turn-secret "$SECRET" --turn-realm "$REALM" --turn-relay-ports 61000-61999 \
-                --turn-bandwidth 10000000 --turn-user-quota 10000 --turn-total-quota 10000 \
+                --turn-bandwidth 10000000 --turn-user-quota 10000 --turn-total-quota 10000 --turn-ip-quota 10000 \
                 "${VISAVIS_EXTRA[@]}"
             ;;
         coturn | coturn-1t)

@@ -70,6 +70,8 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
             max_lifetime: Duration::from_secs(settings.turn_max_lifetime),
             user_quota: settings.turn_user_quota,
             total_quota: settings.turn_total_quota,
+            ip_quota: settings.turn_ip_quota,
+            max_permissions: settings.turn_max_permissions,
             bandwidth: settings.turn_bandwidth * 1000 / 8,
             unauth_rate: (
                 settings.turn_unauth_rate,

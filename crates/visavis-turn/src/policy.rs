@@ -95,7 +95,14 @@ pub const DENIED: &[Cidr] = &[
     Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96),          // ::, ::1 and deprecated IPv4-compatible
     Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),  // local-use NAT64
     Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+    Cidr::v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),     // IPv4-translated (SIIT)
+    Cidr::v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32),     // Teredo (tunnels to any IPv4 address)
     Cidr::v6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48),   // benchmarking
+    Cidr::v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28),  // ORCHID (deprecated)
+    Cidr::v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28),  // ORCHIDv2
+    Cidr::v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),     // 6to4 (embeds any IPv4 address)
+    Cidr::v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),     // documentation (RFC 9637)
+    Cidr::v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),     // SRv6 SIDs
     Cidr::v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
     Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),      // unique local
     Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),     // link-local

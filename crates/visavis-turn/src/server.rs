@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use crate::auth::{long_term_key, CredentialError, Nonces, RestSecret};
-use crate::policy::PeerPolicy;
+use crate::policy::{normalise, PeerPolicy};
 use crate::stun::{self, attr, method, Class, Message, MessageBuilder};
 
 /// How a client reaches the server; part of the allocation's 5-tuple.
@@ -50,6 +50,11 @@ pub struct TurnConfig {
     pub user_quota: usize,
     /// Allocations the whole server may hold.
     pub total_quota: usize,
+    /// Allocations the clients of one IP address may hold, whatever users they present
+    /// (credentials are handed to everyone who joins, so users alone bound nothing).
+    pub ip_quota: usize,
+    /// Permissions, and channels, one allocation may hold.
+    pub max_permissions: usize,
     /// Relayed bytes per second per allocation, both directions together; excess is dropped.
     pub bandwidth: u64,
     /// Unauthenticated (or failing) requests per second per client IP, and the burst allowed.
@@ -116,6 +121,37 @@ struct Allocation {
     bucket: TokenBucket,
 }
 
+impl Allocation {
+    /// Whether `peers` fit in the permission table (at most `max` IPs), after dropping the
+    /// expired ones, which are otherwise only forgotten when used.
+    fn has_room_for_permissions(&mut self, now: Instant, peers: &[(SocketAddr, bool)], max: usize) -> bool {
+        self.permissions.retain(|_, (expires, _)| *expires > now);
+        let new = peers
+            .iter()
+            .filter(|(p, _)| !self.permissions.contains_key(&p.ip()))
+            .map(|(p, _)| p.ip())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        self.permissions.len() + new <= max
+    }
+
+    /// Whether one more channel fits (at most `max`), after dropping the expired ones.
+    fn has_room_for_channel(&mut self, now: Instant, max: usize) -> bool {
+        let expired: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, (_, expires))| *expires <= now)
+            .map(|(ch, _)| *ch)
+            .collect();
+        for ch in expired {
+            if let Some((peer, _)) = self.channels.remove(&ch) {
+                self.channel_of_peer.remove(&peer);
+            }
+        }
+        self.channels.len() < max
+    }
+}
+
 #[derive(Debug)]
 struct PendingAllocate {
     tid: stun::TransactionId,
@@ -144,6 +180,10 @@ pub struct TurnServer {
     /// When each allocation (by relay address) expires.
     expiries: Deadlines<SocketAddr>,
     users: HashMap<String, usize>,
+    /// Allocations per client IP.
+    by_ip: HashMap<IpAddr, usize>,
+    /// The server's own addresses: a peer there is refused but for exact relay addresses.
+    own_ips: Vec<IpAddr>,
     pending: HashMap<ClientAddr, PendingAllocate>,
     unauth: HashMap<IpAddr, TokenBucket>,
     /// When idle `unauth` buckets are next swept; set only while there are too many of them.
@@ -186,6 +226,8 @@ impl TurnServer {
             by_client: HashMap::new(),
             expiries: Deadlines::default(),
             users: HashMap::new(),
+            by_ip: HashMap::new(),
+            own_ips: relay_ips.iter().copied().map(normalise).collect(),
             pending: HashMap::new(),
             unauth: HashMap::new(),
             unauth_sweep: None,
@@ -339,6 +381,7 @@ impl TurnServer {
         self.by_client.insert(client, relay);
         self.expiries.insert(relay, now.mono + p.lifetime);
         *self.users.entry(p.user).or_default() += 1;
+        *self.by_ip.entry(client.addr.ip()).or_default() += 1;
         let resp = allocate_success(p.tid, relay, client.addr, p.lifetime, &p.key);
         self.send(client, resp);
     }
@@ -350,7 +393,9 @@ impl TurnServer {
                     .xor_address(attr::XOR_MAPPED_ADDRESS, client.addr)
                     .fingerprint()
                     .finish();
-                self.send(client, resp);
+                // Anyone may ask, with a forged source address too: answered within the
+                // unauthenticated budget, so the server cannot be used to amplify a flood.
+                self.refuse(now, client, resp);
             }
             (Class::Indication, method::SEND) => self.send_indication(now, client, msg),
             (Class::Request, m)
@@ -369,7 +414,7 @@ impl TurnServer {
                         .attr(attr::UNKNOWN_ATTRIBUTES, &list)
                         .fingerprint()
                         .finish();
-                    return self.send(client, resp);
+                    return self.refuse(now, client, resp);
                 }
                 let Some(auth) = self.authenticate(now, client, msg) else {
                     return;
@@ -514,6 +559,12 @@ impl TurnServer {
         if self.users.get(&auth.user).copied().unwrap_or(0) >= self.config.user_quota {
             return self.send(client, fail(486, "Allocation Quota Reached"));
         }
+        let ip = client.addr.ip();
+        let from_ip = self.by_ip.get(&ip).copied().unwrap_or(0)
+            + self.pending.keys().filter(|c| c.addr.ip() == ip).count();
+        if from_ip >= self.config.ip_quota {
+            return self.send(client, fail(486, "Allocation Quota Reached"));
+        }
         if self.allocations.len() + self.pending.len() >= self.config.total_quota {
             return self.send(client, fail(508, "Insufficient Capacity"));
         }
@@ -591,7 +642,8 @@ impl TurnServer {
         if peer.is_ipv4() != relay.is_ipv4() {
             return Err((443, "Peer Address Family Mismatch"));
         }
-        if self.config.policy.permits(peer.ip()) {
+        let ours = self.own_ips.contains(&normalise(peer.ip()));
+        if !ours && self.config.policy.permits(peer.ip()) {
             Ok((peer, false))
         } else if self.allocations.contains_key(&peer) {
             // Another client of this server: two people relayed here can reach each other.
@@ -611,6 +663,18 @@ impl TurnServer {
         } else {
             peers.into_iter().map(|p| self.check_peer(relay, p)).collect()
         };
+        let max = self.config.max_permissions;
+        let checked = checked.and_then(|peers| {
+            let room = self
+                .allocations
+                .get_mut(&relay)
+                .is_some_and(|alloc| alloc.has_room_for_permissions(now.mono, &peers, max));
+            if room {
+                Ok(peers)
+            } else {
+                Err((508, "Insufficient Capacity"))
+            }
+        });
         let resp = match checked {
             Ok(peers) => {
                 if let Some(alloc) = self.allocations.get_mut(&relay) {
@@ -638,14 +702,22 @@ impl TurnServer {
             Some(ch) if stun::is_channel_number(ch) => self
                 .check_peer(relay, msg.xor_address(attr::XOR_PEER_ADDRESS))
                 .and_then(|(peer, exact)| {
-                    let alloc = &self.allocations[&relay];
+                    let max = self.config.max_permissions;
+                    let alloc = self
+                        .allocations
+                        .get_mut(&relay)
+                        .ok_or((437, "Allocation Mismatch"))?;
                     let other_peer = alloc.channels.get(&ch).is_some_and(|(p, _)| *p != peer);
                     let other_channel = alloc.channel_of_peer.get(&peer).is_some_and(|c| *c != ch);
                     if other_peer || other_channel {
-                        Err((400, "Bad Request"))
-                    } else {
-                        Ok((ch, peer, exact))
+                        return Err((400, "Bad Request"));
                     }
+                    let new_channel = !alloc.channels.contains_key(&ch);
+                    let full = new_channel && !alloc.has_room_for_channel(now.mono, max);
+                    if full || !alloc.has_room_for_permissions(now.mono, &[(peer, exact)], max) {
+                        return Err((508, "Insufficient Capacity"));
+                    }
+                    Ok((ch, peer, exact))
                 }),
             _ => Err((400, "Bad Request")),
         };
@@ -723,6 +795,13 @@ impl TurnServer {
             *n -= 1;
             if *n == 0 {
                 self.users.remove(&alloc.user);
+            }
+        }
+        let ip = alloc.client.addr.ip();
+        if let Some(n) = self.by_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_ip.remove(&ip);
             }
         }
         self.out.push_back(Output::CloseRelay { relay });

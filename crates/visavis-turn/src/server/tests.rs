@@ -22,6 +22,8 @@ fn config() -> TurnConfig {
         max_lifetime: Duration::from_secs(3600),
         user_quota: 3,
         total_quota: 5,
+        ip_quota: 100,
+        max_permissions: 8,
         bandwidth: 100_000,
         unauth_rate: (5, 10),
     }
@@ -380,6 +382,14 @@ fn ipv6_peers_including_mapped_loopback_are_refused() {
             "::ffff:10.0.0.1",
             "::ffff:0.0.0.0",
             "64:ff9b::a00:1",
+            // Forms that embed or tunnel to IPv4, and other special-purpose ranges.
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "::ffff:0:a00:1",
+            "2001:10::1",
+            "2001:20::1",
+            "3fff::1",
+            "5f00::1",
         ],
     );
     // An IPv4 peer on an IPv6 relay is a family mismatch.
@@ -703,4 +713,123 @@ mod hostile {
             }
         }
     }
+}
+
+#[test]
+fn the_servers_own_addresses_are_refused_but_for_exact_relays() {
+    let mut config = config();
+    // Even where the policy allows its range, the server's own address is not a peer: its
+    // other ports are the server's own services.
+    config
+        .policy
+        .allow
+        .push("198.51.100.0/24".parse::<Cidr>().unwrap());
+    let mut w = World::new(config);
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    allocate(&mut w, c, &mut creds);
+    let own = SocketAddr::from(([198, 51, 100, 1], 8080));
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(50, own))).code(),
+        Some(403)
+    );
+    let neighbour = SocketAddr::from(([198, 51, 100, 2], 8080));
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(51, neighbour)))
+            .msg()
+            .class,
+        Class::Success
+    );
+}
+
+#[test]
+fn allocations_are_limited_per_client_address_whatever_the_user() {
+    let mut config = config();
+    config.ip_quota = 2;
+    config.user_quota = 10;
+    config.total_quota = 10;
+    let mut w = World::new(config);
+    // Everyone who joins gets credentials: an attacker has as many users as it likes.
+    for (port, user) in [(1, "u1"), (2, "u2")] {
+        let mut creds = Creds::new(user, w.now, 3600);
+        allocate(&mut w, client(port), &mut creds);
+    }
+    let mut third = Creds::new("u3", w.now, 3600);
+    third.nonce = w.request(client(3), &allocate_req(1).finish()).nonce();
+    assert_eq!(
+        w.request(client(3), &third.sign(allocate_req(2))).code(),
+        Some(486)
+    );
+    // Another address is not affected.
+    let elsewhere = ClientAddr {
+        addr: SocketAddr::from(([203, 0, 113, 11], 1)),
+        ..client(1)
+    };
+    allocate(&mut w, elsewhere, &mut third);
+}
+
+#[test]
+fn binding_requests_are_answered_within_the_unauthenticated_budget() {
+    let mut w = World::new(config());
+    let c = client(1000);
+    let mut answered = 0;
+    for n in 0..50 {
+        let binding = MessageBuilder::new(Class::Request, method::BINDING, tid(n)).finish();
+        w.turn.handle_client(w.now, c, &binding);
+        while w.turn.poll_output().is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, 10,
+        "a forged source address cannot make it answer a flood"
+    );
+}
+
+#[test]
+fn an_allocation_holds_a_bounded_number_of_permissions_and_channels() {
+    let mut w = World::new(config()); // at most 8
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    allocate(&mut w, c, &mut creds);
+    for i in 0..8u8 {
+        let peer = SocketAddr::from(([8, 8, 8, i], 1));
+        assert_eq!(
+            w.request(c, &creds.sign(permission_req(10 + i, peer)))
+                .msg()
+                .class,
+            Class::Success
+        );
+    }
+    let ninth = SocketAddr::from(([8, 8, 8, 100], 1));
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(30, ninth))).code(),
+        Some(508)
+    );
+    // Renewing one it has is fine; so is a channel to a peer it has a permission for.
+    let known = SocketAddr::from(([8, 8, 8, 0], 1));
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(31, known))).msg().class,
+        Class::Success
+    );
+    assert_eq!(
+        w.request(c, &creds.sign(channel_bind_req(32, 0x4000, known)))
+            .msg()
+            .class,
+        Class::Success
+    );
+    assert_eq!(
+        w.request(c, &creds.sign(channel_bind_req(33, 0x4001, ninth)))
+            .code(),
+        Some(508)
+    );
+    // Expired permissions make room (after a fresh nonce: the old one went stale meanwhile).
+    w.advance(Duration::from_secs(301));
+    let stale = w.request(c, &creds.sign(permission_req(34, ninth)));
+    assert_eq!(stale.code(), Some(438));
+    creds.nonce = stale.nonce();
+    assert_eq!(
+        w.request(c, &creds.sign(permission_req(35, ninth))).msg().class,
+        Class::Success
+    );
 }
