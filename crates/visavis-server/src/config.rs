@@ -262,11 +262,21 @@ pub struct Settings {
 
     /// Relay allocations the clients of one IP address may hold, whatever credentials they
     /// present; more get 486.
-    #[arg(long, env = "VISAVIS_TURN_IP_QUOTA", default_value_t = 32, help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_IP_QUOTA",
+        default_value_t = 32,
+        help_heading = "STUN/TURN"
+    )]
     pub turn_ip_quota: usize,
 
     /// Permissions (peer addresses), and channels, one allocation may hold; more get 508.
-    #[arg(long, env = "VISAVIS_TURN_MAX_PERMISSIONS", default_value_t = 128, help_heading = "STUN/TURN")]
+    #[arg(
+        long,
+        env = "VISAVIS_TURN_MAX_PERMISSIONS",
+        default_value_t = 128,
+        help_heading = "STUN/TURN"
+    )]
     pub turn_max_permissions: usize,
 
     /// Longest allocation lifetime granted, in seconds (clients refresh before it ends).
