@@ -116,6 +116,10 @@ struct Allocation {
     /// was one of our own relay addresses, so data may go to those addresses alone (the
     /// permission would otherwise open every port of, say, the server's loopback).
     permissions: HashMap<IpAddr, (Instant, bool)>,
+    /// Under an exact permission, the relay addresses it was granted for: every relay shares
+    /// the server's IP, so another client's relay must not pass as the permitted one (it would
+    /// inject data and spend this allocation's bandwidth).
+    exact_peers: std::collections::HashSet<SocketAddr>,
     channels: HashMap<u16, (SocketAddr, Instant)>,
     channel_of_peer: HashMap<SocketAddr, u16>,
     bucket: TokenBucket,
@@ -126,6 +130,11 @@ impl Allocation {
     /// expired ones, which are otherwise only forgotten when used.
     fn has_room_for_permissions(&mut self, now: Instant, peers: &[(SocketAddr, bool)], max: usize) -> bool {
         self.permissions.retain(|_, (expires, _)| *expires > now);
+        let permissions = &self.permissions;
+        self.exact_peers.retain(|p| permissions.contains_key(&p.ip()));
+        if self.exact_peers.len() + peers.len() > max {
+            return false;
+        }
         let new = peers
             .iter()
             .filter(|(p, _)| !self.permissions.contains_key(&p.ip()))
@@ -133,6 +142,24 @@ impl Allocation {
             .collect::<std::collections::HashSet<_>>()
             .len();
         self.permissions.len() + new <= max
+    }
+
+    /// Permits `peer` (exactly that address if `exact`) for the permission lifetime. An exact
+    /// permission never narrows an open one for the same IP, nor widens into one.
+    fn grant(&mut self, now: Instant, peer: SocketAddr, exact: bool) {
+        let exact = exact && self.permissions.get(&peer.ip()).is_none_or(|(_, e)| *e);
+        if exact {
+            self.exact_peers.insert(peer);
+        }
+        self.permissions
+            .insert(peer.ip(), (now + PERMISSION_LIFETIME, exact));
+    }
+
+    /// Whether data from or to `peer` is permitted at `now`.
+    fn permits(&self, now: Instant, peer: SocketAddr) -> bool {
+        self.permissions
+            .get(&peer.ip())
+            .is_some_and(|(expires, exact)| *expires > now && (!exact || self.exact_peers.contains(&peer)))
     }
 
     /// Whether one more channel fits (at most `max`), after dropping the expired ones.
@@ -317,11 +344,8 @@ impl TurnServer {
         let Some(alloc) = self.allocations.get_mut(&relay) else {
             return;
         };
-        let permitted = alloc
-            .permissions
-            .get(&peer.ip())
-            .is_some_and(|(exp, _)| *exp > now.mono);
-        if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
+        // Only permitted traffic is charged: a stranger cannot spend this allocation's budget.
+        if !alloc.permits(now.mono, peer) || !alloc.bucket.take(now.mono, data.len() as f64) {
             self.dropped += 1;
             return;
         }
@@ -373,6 +397,7 @@ impl TurnServer {
                 key: p.key,
                 created_by: p.tid,
                 permissions: HashMap::new(),
+                exact_peers: std::collections::HashSet::new(),
                 channels: HashMap::new(),
                 channel_of_peer: HashMap::new(),
                 bucket: TokenBucket::new(bandwidth, bandwidth.max(64.0 * 1024.0), now.mono),
@@ -679,9 +704,7 @@ impl TurnServer {
             Ok(peers) => {
                 if let Some(alloc) = self.allocations.get_mut(&relay) {
                     for (peer, exact) in peers {
-                        alloc
-                            .permissions
-                            .insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
+                        alloc.grant(now.mono, peer, exact);
                     }
                 }
                 MessageBuilder::new(Class::Success, method::CREATE_PERMISSION, msg.transaction_id)
@@ -726,11 +749,7 @@ impl TurnServer {
                 if let Some(alloc) = self.allocations.get_mut(&relay) {
                     alloc.channels.insert(ch, (peer, now.mono + CHANNEL_LIFETIME));
                     alloc.channel_of_peer.insert(peer, ch);
-                    // An exact permission must not widen an open one for the same IP.
-                    let exact = exact && alloc.permissions.get(&peer.ip()).is_none_or(|(_, e)| *e);
-                    alloc
-                        .permissions
-                        .insert(peer.ip(), (now.mono + PERMISSION_LIFETIME, exact));
+                    alloc.grant(now.mono, peer, exact);
                 }
                 MessageBuilder::new(Class::Success, method::CHANNEL_BIND, msg.transaction_id)
             }
@@ -766,14 +785,17 @@ impl TurnServer {
             self.dropped += 1;
             return;
         };
-        let permitted = match self.allocations[&relay].permissions.get(&peer.ip()) {
-            Some((exp, exact)) => *exp > now.mono && (!exact || self.allocations.contains_key(&peer)),
-            None => false,
-        };
+        // An exact permission is for a relay of this server that still exists (its port may be
+        // handed to someone else once it is gone).
+        let gone = !self.allocations.contains_key(&peer);
         let Some(alloc) = self.allocations.get_mut(&relay) else {
             return;
         };
-        if !permitted || !alloc.bucket.take(now.mono, data.len() as f64) {
+        let exact = alloc.permissions.get(&peer.ip()).is_some_and(|(_, e)| *e);
+        if (exact && gone)
+            || !alloc.permits(now.mono, peer)
+            || !alloc.bucket.take(now.mono, data.len() as f64)
+        {
             self.dropped += 1;
             return;
         }

@@ -833,3 +833,24 @@ fn an_allocation_holds_a_bounded_number_of_permissions_and_channels() {
         Class::Success
     );
 }
+
+#[test]
+fn another_clients_relay_cannot_pass_for_the_permitted_one() {
+    let mut w = World::new(config());
+    let (victim, a, stranger) = (client(1000), client(2000), client(3000));
+    let mut creds = Creds::new("victim", w.now, 3600);
+    let victim_relay = allocate(&mut w, victim, &mut creds);
+    let (mut creds_a, mut creds_b) = (Creds::new("a", w.now, 3600), Creds::new("b", w.now, 3600));
+    let relay_a = allocate(&mut w, a, &mut creds_a);
+    let relay_b = allocate(&mut w, stranger, &mut creds_b);
+    // The victim talks to A's relay: an exact permission for that address.
+    let ok = w.request(victim, &creds.sign(permission_req(40, relay_a)));
+    assert_eq!(ok.msg().class, Class::Success);
+    let counts = w.turn.counts();
+    // B's relay shares the server's IP, but is not the permitted address: dropped, uncharged.
+    w.turn.handle_peer(w.now, victim_relay, relay_b, &[0u8; 1000]);
+    assert!(w.turn.poll_output().is_none());
+    assert_eq!(w.turn.counts().dropped_packets, counts.dropped_packets + 1);
+    w.turn.handle_peer(w.now, victim_relay, relay_a, &[0u8; 1000]);
+    assert!(matches!(w.turn.poll_output(), Some(Output::ToClient { client, .. }) if client == victim));
+}
