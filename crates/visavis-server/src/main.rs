@@ -19,6 +19,12 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!("visavis {} serving http://{addr}", env!("CARGO_PKG_VERSION"));
+    // Every connection and relay socket takes a file descriptor; the soft limit is often 1,024
+    // while the hard one is far higher, so take what the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!("up to {limit} open files"),
+        Err(err) => tracing::warn!("cannot raise the open-file limit: {err}"),
+    }
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

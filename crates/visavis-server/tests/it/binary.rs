@@ -130,3 +130,40 @@ async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_promptly() {
         assert!(status.success(), "{signal}: exit status {status}");
     }
 }
+
+/// Every connection and relay takes a file descriptor: started with the common soft limit of
+/// 1,024, the binary raises it to the hard one.
+#[test]
+fn the_binary_takes_every_file_descriptor_the_system_allows() {
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 1024 && exec \"$0\" --listen 127.0.0.1:0 --no-turn",
+        ])
+        .arg(env!("CARGO_BIN_EXE_visavis"))
+        .env("RUST_LOG", "visavis=info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn visavis");
+    // Its second log line says it raised the limit; by then /proc shows it.
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    for _ in 0..2 {
+        line.clear();
+        reader.read_line(&mut line).expect("log");
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a line for open files");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers.len(), 2, "{open_files}");
+    assert_ne!(numbers[0], "1024", "{open_files} ({line})");
+    assert_eq!(
+        numbers[0], numbers[1],
+        "soft limit raised to the hard one: {open_files}"
+    );
+}
