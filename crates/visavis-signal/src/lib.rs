@@ -14,8 +14,8 @@
 //! - outputs: [`Output::Send`] (a finished text frame for a connection) and [`Output::Close`];
 //! - per connection: message size and rate limits, heartbeats (`ping` every third of the
 //!   timeout, closed when silent for the whole timeout), a deadline to join;
-//! - per source address ([`sources`]): sessions, connected or waiting to resume, and one
-//!   message budget shared by all its connections;
+//! - per source address ([`sources`]): sessions, connected or waiting to resume, one message
+//!   budget shared by all its connections, and seats in a room;
 //! - per session: sequence numbers (`sn`), the replay log bounded in bytes, acknowledgements,
 //!   duplicate suppression of client messages (`cn`), token minting (a fresh token with every
 //!   resume), resume and grace; replay-log bytes in total.
