@@ -397,15 +397,11 @@ impl Core {
         }
     }
 
-    /// An id for a new 1:1 or group call.
+    /// An id for a new 1:1 or group call. Only live 1:1 calls are checked: the source never
+    /// repeats (counter) or practically never (random, 53 bits), and a 1:1 call is only ever
+    /// looked up among its own parties' calls, so it cannot be mistaken for a group call.
     pub(crate) fn fresh_call_id(&self) -> CallId {
-        self.fresh_id(IdKind::Call, |core, id| {
-            core.calls.contains_key(&id)
-                || core
-                    .rooms
-                    .values()
-                    .any(|r| r.group.as_ref().is_some_and(|g| g.call_id == id))
-        })
+        self.fresh_id(IdKind::Call, |core, id| core.calls.contains_key(&id))
     }
 
     /// The member `session` is, if it has joined a room.

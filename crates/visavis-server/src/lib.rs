@@ -29,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use visavis_room::{Config, Core, IdSource};
 use visavis_signal::{Refusal, Signalling};
-use visavis_turn::Cidr;
 
 use admission::{client_ip, origin_allowed};
 pub use config::Settings;
@@ -52,7 +51,6 @@ struct AppState {
     allowed_origins: Arc<[String]>,
     /// Whether `--public-origin` was given.
     public_origin_configured: bool,
-    trusted_proxies: Arc<[Cidr]>,
     http_limits: HttpLimits,
 }
 
@@ -158,7 +156,6 @@ impl App {
                 .cloned()
                 .collect(),
             public_origin_configured: !settings.public_origins.is_empty(),
-            trusted_proxies: settings.trusted_proxies.clone().into(),
             http_limits: HttpLimits {
                 header_timeout: Duration::from_secs(settings.http_header_timeout),
                 per_ip: settings.max_pending_per_ip as usize,
@@ -256,7 +253,7 @@ async fn ws_upgrade(
         );
         return HttpError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
     }
-    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
+    let ip = client_ip(peer.ip(), headers, &state.http_limits.trusted_proxies);
     if let Err(refusal) = state.hub.admits(ip) {
         let status = match refusal {
             Refusal::SessionsPerIp(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -300,10 +300,9 @@ impl Signalling {
 
     /// A text frame from `conn`.
     pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(session) = self.conns.get(&conn).map(|c| c.session) else {
             return;
         };
-        let session = c.session;
         if !self.charge(now, conn) {
             return;
         }
@@ -808,8 +807,7 @@ impl Signalling {
 fn encode(msg: &ServerMsg, sn: Option<u64>) -> Bytes {
     let mut buf = Vec::with_capacity(msg.size_hint());
     msg.encode(sn, &mut buf);
-    // Exactly sized (usually a shrink in place): `Bytes` then needs no separate header, and
-    // the replay log holds no slack.
+    // Exactly sized (usually a shrink in place), so the replay log holds no slack.
     Bytes::from(buf.into_boxed_slice())
 }
 
