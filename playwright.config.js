@@ -9,6 +9,8 @@ export const COTURN_APP_PORT = PORT + 1;
 const TURN_PORT = PORT - 4602; // 13478 by default
 const COTURN_PORT = TURN_PORT + 1;
 const COTURN_SECRET = 'e2e-coturn-secret';
+/** Where the first visavis serves its metrics. */
+export const METRICS_PORT = PORT + 2;
 
 export default defineConfig({
   testDir: './e2e',
@@ -42,7 +44,7 @@ export default defineConfig({
     {
       // Short ring timeout and redial delay so those tests take seconds, not 30; every browser
       // here comes from 127.0.0.1, so that address may fill a room (--max-seats-per-ip).
-      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --redial-delay 2 --mesh-limit 4 --max-seats-per-ip 100 --turn-listen 127.0.0.1:${TURN_PORT}`,
+      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --redial-delay 2 --mesh-limit 4 --max-seats-per-ip 100 --turn-listen 127.0.0.1:${TURN_PORT} --metrics-listen 127.0.0.1:${METRICS_PORT}`,
       url: `http://127.0.0.1:${PORT}/healthz`,
       reuseExistingServer: false,
       timeout: 600_000,

@@ -2,7 +2,7 @@
 //! Calls forced through TURN (`?relay` makes the page use iceTransportPolicy 'relay'): through
 //! visavis's embedded TURN server, and through a real coturn with credentials minted by visavis.
 import { test, expect } from '@playwright/test';
-import { COTURN_APP_PORT } from '../playwright.config.js';
+import { COTURN_APP_PORT, METRICS_PORT } from '../playwright.config.js';
 import { closeContexts, expectDecoding, joinRoom, roomName, selectedPair, startCall } from './support.js';
 
 test.afterEach(closeContexts);
@@ -33,8 +33,9 @@ test('a relay-only call connects through the embedded TURN server', async ({ bro
   const { alice, pairs } = await relayedCall(browser, '/?relay');
   const turnPort = Number(new URL(/** @type {string} */ (baseURL)).port) - 4602;
   for (const pair of pairs) expect(pair?.url).toContain(`127.0.0.1:${turnPort}`);
-  const health = await (await alice.request.get('/healthz')).json();
-  expect(health.turnAllocations).toBeGreaterThanOrEqual(2);
+  const metrics = await (await alice.request.get(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+  const allocations = Number(/^visavis_turn_allocations (\d+)$/m.exec(metrics)?.[1]);
+  expect(allocations).toBeGreaterThanOrEqual(2);
 });
 
 test('a relay-only call connects through coturn with credentials minted by visavis', async ({ browser }) => {

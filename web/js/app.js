@@ -174,6 +174,11 @@ function resetToLanding(error) {
 /** @param {ServerMsg} msg */
 function onMessage(msg) {
   switch (msg.type) {
+    case 'ice_servers':
+      // Fresh TURN credentials: the ones from `joined` stop working for new relays.
+      state.iceServers = msg.iceServers;
+      state.call?.setIceServers(msg.iceServers);
+      return;
     case 'member_joined':
       state.members.set(msg.member.id, msg.member.name);
       break;

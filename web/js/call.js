@@ -81,6 +81,15 @@ export class CallView {
   }
 
   /**
+   * Fresh TURN credentials, for the peers to come and those open (for their ICE restarts).
+   * @param {RTCIceServer[]} iceServers
+   */
+  setIceServers(iceServers) {
+    this.iceServers = iceServers;
+    for (const remote of this.remotes.values()) remote.peer.setIceServers(iceServers);
+  }
+
+  /**
    * Connects to another person of the call. In a group call the one with the lower member id
    * is polite, so every pair agrees on its roles without asking the server.
    * @param {number} id

@@ -216,6 +216,16 @@ export class PeerCall {
     }
   }
 
+  /**
+   * New TURN credentials: the connection keeps its relays (the server refreshes them while we
+   * stay); an ICE restart later allocates new ones with these.
+   * @param {RTCIceServer[]} iceServers
+   */
+  setIceServers(iceServers) {
+    if (this.pc.signalingState === 'closed') return;
+    this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+  }
+
   close() {
     clearTimeout(this.iceTimer);
     this.pc.oniceconnectionstatechange = null;

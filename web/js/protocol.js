@@ -17,6 +17,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
  *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
  *            chat: ChatEntry[], token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
+ * @typedef {{type: 'ice_servers', iceServers: IceServer[]}} IceServersMsg
  * @typedef {{type: 'left', room: string}} LeftMsg
  * @typedef {{type: 'member_joined', member: Member}} MemberJoinedMsg
  * @typedef {{type: 'member_left', id: number}} MemberLeftMsg
@@ -32,9 +33,9 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
- * @typedef {JoinedMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | MemberStateMsg | RingingMsg |
- *           IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg | MediaMsg |
- *           GroupCallMsg | ChatMsg | ErrorMsg} ServerMsg
+ * @typedef {JoinedMsg | IceServersMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | MemberStateMsg |
+ *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
+ *           MediaMsg | GroupCallMsg | ChatMsg | ErrorMsg} ServerMsg
  *
  * Session-level messages, handled here and never passed on:
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}

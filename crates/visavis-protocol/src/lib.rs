@@ -153,6 +153,10 @@ pub enum ServerMsg {
     },
     /// Heartbeat; answer with `pong`. `ack` is the highest client `cn` processed.
     Ping { ack: u64 },
+    /// Fresh TURN credentials, sent while the member stays, before the previous ones expire:
+    /// use them for every peer connection from now on (the ones in `joined` then stop
+    /// allocating new relays).
+    IceServers { ice_servers: Vec<IceServer> },
     /// The server is about to restart: reconnect (with backoff) and join again.
     Reconnect { reason: String },
     /// Reply to `leave`.

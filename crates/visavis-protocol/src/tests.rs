@@ -222,6 +222,13 @@ fn every_server_message_round_trips_through_the_client_decoder() {
             token: "u".into(),
         },
         ServerMsg::Ping { ack: 3 },
+        ServerMsg::IceServers {
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:h:3478".into()],
+                username: Some("1:m1".into()),
+                credential: Some("c".into()),
+            }],
+        },
         ServerMsg::Left { room: "r".into() },
         ServerMsg::MemberState {
             id: 1,
@@ -306,5 +313,5 @@ fn kinds_are_listed_once_per_scope_and_named_by_kind() {
     assert_eq!(RoomMsg::Chat { text: "x".into() }.kind(), "chat");
     assert_eq!(ClientMsg::from(SessionMsg::Pong { ack: 1 }).kind(), "pong");
     assert_eq!(ServerMsg::Ping { ack: 0 }.kind(), "ping");
-    assert_eq!(ServerMsg::kinds().len(), 18);
+    assert_eq!(ServerMsg::kinds().len(), 19);
 }

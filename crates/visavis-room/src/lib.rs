@@ -85,24 +85,44 @@ impl Default for Config {
     }
 }
 
-/// Gives the ICE servers (with fresh TURN credentials) for a member who joins. Minting
-/// credentials needs a secret and the wall clock, which belong to the edge, so the edge
-/// supplies this function.
+/// Gives the ICE servers (with fresh TURN credentials) for a member: when it joins and, if
+/// the credentials expire, again every `renew_every` while it stays. Minting credentials needs
+/// a secret, which belongs to the edge, so the edge supplies the function; the core gives it
+/// the member and the current Unix time in seconds.
 #[derive(Clone)]
-pub struct IceServerSource(std::sync::Arc<dyn Fn(MemberId) -> Vec<IceServer> + Send + Sync>);
+pub struct IceServerSource {
+    mint: std::sync::Arc<dyn Fn(MemberId, u64) -> Vec<IceServer> + Send + Sync>,
+    renew_every: Option<Duration>,
+}
 
 impl IceServerSource {
-    pub fn new(f: impl Fn(MemberId) -> Vec<IceServer> + Send + Sync + 'static) -> Self {
-        Self(std::sync::Arc::new(f))
+    /// Servers whose credentials do not expire while a member stays.
+    pub fn new(f: impl Fn(MemberId, u64) -> Vec<IceServer> + Send + Sync + 'static) -> Self {
+        Self {
+            mint: std::sync::Arc::new(f),
+            renew_every: None,
+        }
+    }
+
+    /// Servers whose credentials are minted again every `every` (before they expire) and
+    /// sent in an `ice_servers` message.
+    pub fn renewed(
+        every: Duration,
+        f: impl Fn(MemberId, u64) -> Vec<IceServer> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            renew_every: Some(every),
+            ..Self::new(f)
+        }
     }
 
     /// No ICE servers: host candidates only.
     pub fn none() -> Self {
-        Self::new(|_| Vec::new())
+        Self::new(|_, _| Vec::new())
     }
 
-    pub fn for_member(&self, member: MemberId) -> Vec<IceServer> {
-        (self.0)(member)
+    pub fn for_member(&self, member: MemberId, now: Now) -> Vec<IceServer> {
+        (self.mint)(member, now.unix_secs())
     }
 }
 
@@ -213,6 +233,13 @@ pub struct Output {
     pub msg: ServerMsg,
 }
 
+/// A member came or went, for what else the edge ties to members (TURN credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberEvent {
+    Joined(MemberId),
+    Left(MemberId),
+}
+
 /// How much the core holds, for health and metrics endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -295,7 +322,10 @@ pub struct Core {
     ring_deadlines: Deadlines<CallId>,
     /// (caller, callee) → until when the caller may not ring that callee again (it declined).
     no_redial: HashMap<(MemberId, MemberId), Instant>,
+    /// When each member's ICE servers are next renewed (if their credentials expire).
+    renewals: Deadlines<MemberId>,
     out: VecDeque<Output>,
+    events: VecDeque<MemberEvent>,
 }
 
 impl Core {
@@ -308,7 +338,9 @@ impl Core {
             calls: HashMap::new(),
             ring_deadlines: Deadlines::default(),
             no_redial: HashMap::new(),
+            renewals: Deadlines::default(),
             out: VecDeque::new(),
+            events: VecDeque::new(),
         }
     }
 
@@ -370,10 +402,14 @@ impl Core {
         }
     }
 
-    /// Time has passed: ring timeouts up to `now` fire.
+    /// Time has passed: ring timeouts up to `now` fire; members whose credentials are due
+    /// get fresh ones.
     pub fn handle_timeout(&mut self, now: Now) {
         while let Some(call) = self.ring_deadlines.pop_due(now.mono) {
             self.end_call(call, EndReason::NoAnswer, None);
+        }
+        while let Some(member) = self.renewals.pop_due(now.mono) {
+            self.renew_ice_servers(now, member);
         }
     }
 
@@ -382,9 +418,27 @@ impl Core {
         self.out.pop_front()
     }
 
+    /// The next member who joined or left, if any.
+    pub fn poll_member_event(&mut self) -> Option<MemberEvent> {
+        self.events.pop_front()
+    }
+
     /// When [`Core::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.ring_deadlines.next()
+        match (self.ring_deadlines.next(), self.renewals.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends `member` fresh ICE servers and schedules the next renewal.
+    fn renew_ice_servers(&mut self, now: Now, member: MemberId) {
+        let Some(every) = self.config.ice_servers.renew_every else {
+            return;
+        };
+        let ice_servers = self.config.ice_servers.for_member(member, now);
+        self.send_member(member, ServerMsg::IceServers { ice_servers });
+        self.renewals.insert(member, now.mono + every);
     }
 
     /// An id of `kind` from the configured source that is not zero and not `taken`.
@@ -574,7 +628,7 @@ impl Core {
                 room: room.to_owned(),
                 you: you.clone(),
                 members,
-                ice_servers: self.config.ice_servers.for_member(id),
+                ice_servers: self.config.ice_servers.for_member(id, now),
                 ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
                 group,
                 chat,
@@ -583,6 +637,10 @@ impl Core {
         for other in others_now {
             self.send_member(other, ServerMsg::MemberJoined { member: you.clone() });
         }
+        if let Some(every) = self.config.ice_servers.renew_every {
+            self.renewals.insert(id, now.mono + every);
+        }
+        self.events.push_back(MemberEvent::Joined(id));
         Ok(())
     }
 
@@ -794,6 +852,8 @@ impl Core {
         let Some(state) = self.members.remove(&member) else {
             return String::new();
         };
+        self.renewals.remove(member);
+        self.events.push_back(MemberEvent::Left(member));
         self.sessions.remove(&state.session);
         if let Some(room) = self.rooms.get_mut(&state.room) {
             room.members.retain(|m| *m != member);

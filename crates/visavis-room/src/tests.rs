@@ -157,22 +157,52 @@ fn join_gets_member_list_and_others_are_told() {
 }
 
 #[test]
-fn each_member_gets_its_own_ice_servers() {
+fn each_member_gets_its_own_ice_servers_renewed_while_it_stays() {
     let mut w = World::with(Config {
-        ice_servers: IceServerSource::new(|member| {
+        ice_servers: IceServerSource::renewed(Duration::from_secs(300), |member, unix_now| {
             vec![IceServer {
                 urls: vec!["turn:example.org:3478".into()],
-                username: Some(format!("9999:{member}")),
+                username: Some(format!("{}:{member}", unix_now + 600)),
                 credential: Some("pw".into()),
             }]
         }),
         ..Config::default()
     });
+    let unix = w.now.unix_secs();
     let got = w.send(1, join("r", "Ann"));
     let ServerMsg::Joined { you, ice_servers, .. } = &got[0].msg else {
         panic!()
     };
-    assert_eq!(ice_servers[0].username, Some(format!("9999:{}", you.id)));
+    let ann = you.id;
+    assert_eq!(ice_servers[0].username, Some(format!("{}:{ann}", unix + 600)));
+    let bob = w.join(2, "r", "Bob");
+    assert!(w.advance(Duration::from_secs(299)).is_empty());
+    // Both joined at the same instant: their fresh credentials come at the same time.
+    let renewed = w.advance(Duration::from_secs(1));
+    let [Output {
+        to: 1,
+        msg: ServerMsg::IceServers { ice_servers },
+    }, Output { to: 2, .. }] = &renewed[..]
+    else {
+        panic!("{renewed:?}")
+    };
+    assert_eq!(ice_servers[0].username, Some(format!("{}:{ann}", unix + 900)));
+    let members = [ann, bob].map(MemberEvent::Joined).to_vec();
+    assert_eq!(
+        std::iter::from_fn(|| w.core.poll_member_event()).collect::<Vec<_>>(),
+        members
+    );
+    w.core.handle_disconnect(1);
+    assert_eq!(w.core.poll_member_event(), Some(MemberEvent::Left(ann)));
+    // Ann left: Bob alone keeps getting them.
+    let later = w.advance(Duration::from_secs(300));
+    assert!(
+        later.iter().all(|o| o.to == 2)
+            && later
+                .iter()
+                .any(|o| matches!(o.msg, ServerMsg::IceServers { .. })),
+        "{later:?}"
+    );
 }
 
 #[test]

@@ -107,6 +107,18 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_pending_per_ip: u32,
 
+    /// HTTP and WebSocket connections held at once, all together; more get HTTP 503
+    /// `server_full` [default: three quarters of the open-file limit after 64 spare, the rest
+    /// being the embedded TURN server's; all of it without TURN].
+    #[arg(long, env = "VISAVIS_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// Address to serve Prometheus metrics on (`/metrics`, and `/healthz`); off unless given.
+    /// Keep it private: the counts tell how busy the server is.
+    #[arg(long, env = "VISAVIS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Seconds a connection may stay open without joining a room (or resuming); then it is
     /// closed (1008).
     #[arg(long, env = "VISAVIS_JOIN_TIMEOUT", default_value_t = 10,
@@ -221,10 +233,13 @@ pub struct Settings {
     )]
     pub turn_urls: Vec<String>,
 
-    /// Seconds a TURN credential handed out on join stays valid.
-    #[arg(long, env = "VISAVIS_TURN_CREDENTIAL_LIFETIME", default_value_t = 12 * 3600,
-          value_parser = clap::value_parser!(u64).range(60..=7 * 24 * 3600), help_heading = "STUN/TURN")]
-    pub turn_credential_lifetime: u64,
+    /// Seconds a TURN credential stays valid for new allocations; members get fresh ones over
+    /// signalling every half of it while they stay [default: 600 for the embedded server,
+    /// whose relays end when the member leaves; 43200 for a --turn-url server, which refuses
+    /// to refresh a relay once its credential has expired].
+    #[arg(long, env = "VISAVIS_TURN_CREDENTIAL_LIFETIME",
+          value_parser = clap::value_parser!(u64).range(10..=7 * 24 * 3600), help_heading = "STUN/TURN")]
+    pub turn_credential_lifetime: Option<u64>,
 
     /// UDP ports relays are bound on, LOW-HIGH; keep them clear of the kernel's ephemeral
     /// ports (/proc/sys/net/ipv4/ip_local_port_range).
@@ -370,6 +385,12 @@ impl Settings {
             self.turn_listen
                 .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))
         })
+    }
+
+    /// `--turn-credential-lifetime`, or its default for the TURN server in use.
+    pub fn turn_credential_lifetime(&self) -> Duration {
+        let default = if self.turn_urls.is_empty() { 600 } else { 12 * 3600 };
+        Duration::from_secs(self.turn_credential_lifetime.unwrap_or(default))
     }
 
     pub fn max_message_size(&self) -> usize {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::fd_budget::FdPool;
 use crate::per_ip::PerIp;
 
 /// Limits of HTTP connections before any upgrade.
@@ -33,6 +34,26 @@ pub struct HttpLimits {
     /// Reverse proxies, which carry many clients' connections: not limited per address here
     /// (what they forward is, once the request is read).
     pub trusted_proxies: Arc<[visavis_turn::Cidr]>,
+    /// Descriptors HTTP and WebSocket connections may hold, all together.
+    pub fds: Arc<FdPool>,
+}
+
+/// What a connection over the descriptor share is told, in one write, before it is closed.
+fn server_full() -> &'static [u8] {
+    static RESPONSE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let body = serde_json::json!({
+            "error": "server_full",
+            "message": "the server holds all the connections it can; try again shortly",
+        })
+        .to_string();
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    &RESPONSE
 }
 
 /// Serves `router` on `listener` until `shutdown`; then lets requests in flight finish.
@@ -70,6 +91,12 @@ pub async fn serve(
             };
             Some(slot)
         };
+        let Some(fd) = limits.fds.try_take() else {
+            let _ = stream.try_write(server_full());
+            continue;
+        };
+        // The descriptor stays counted as long as the socket lives: a WebSocket takes it over.
+        let fd = Arc::new(fd);
         // Signalling messages are small and latency matters more than packing: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -78,6 +105,7 @@ pub async fn serve(
         tasks.spawn(async move {
             let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                request.extensions_mut().insert(fd.clone());
                 let router = router.clone();
                 async move {
                     Ok::<_, Infallible>(

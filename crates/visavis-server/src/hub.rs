@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use visavis_sansio::Now;
-use visavis_signal::{close, ConnId, Ending, Output, Refusal, Signalling, SignallingCounts};
+use visavis_signal::{close, ConnId, Ending, MemberEvent, Output, Refusal, Signalling, SignallingCounts};
 
 /// What a connection task is told to do.
 #[derive(Debug)]
@@ -41,6 +41,17 @@ struct Inner {
     outbound_queue: usize,
     /// Set once shutdown began: new connections are turned away.
     stopping: bool,
+    /// Told of every member who joins or leaves, in order, under the lock.
+    on_member: MemberHook,
+}
+
+/// What else must know who is a member: the TURN server, which relays only for members.
+pub struct MemberHook(pub Box<dyn Fn(MemberEvent) + Send + Sync>);
+
+impl std::fmt::Debug for MemberHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemberHook")
+    }
 }
 
 /// What waits to be written to one connection.
@@ -63,6 +74,10 @@ impl Inner {
                     Err(_) => continue,
                 },
                 Output::Close { conn, code, reason } => (conn, Out::Close(code, reason)),
+                Output::Member(event) => {
+                    (self.on_member.0)(event);
+                    continue;
+                }
             };
             let Some(outbox) = self.outboxes.get_mut(&conn) else {
                 continue;
@@ -85,13 +100,14 @@ impl Inner {
 }
 
 impl Hub {
-    pub fn new(sig: Signalling, outbound_queue: usize) -> Self {
+    pub fn new(sig: Signalling, outbound_queue: usize, on_member: MemberHook) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 sig,
                 outboxes: HashMap::new(),
                 outbound_queue,
                 stopping: false,
+                on_member,
             }),
             timer: Notify::new(),
         }

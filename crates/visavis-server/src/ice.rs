@@ -1,5 +1,6 @@
-//! What clients are told about STUN/TURN: the ICE servers with fresh REST credentials on each
-//! join, for the embedded server or an external coturn; and the embedded server's setup.
+//! What clients are told about STUN/TURN: the ICE servers with REST credentials minted for each
+//! member on join and renewed while it stays, for the embedded server or an external coturn;
+//! and the embedded server's setup.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use visavis_protocol::IceServer;
 use visavis_room::IceServerSource;
-use visavis_turn::{Nonces, PeerPolicy, RestSecret, TurnConfig};
+use visavis_turn::{member_user, Nonces, PeerPolicy, RestSecret, TurnConfig};
 
+use crate::fd_budget::FdPool;
 use crate::turn::{TcpLimits, TurnAddrs, TurnSetup};
 use crate::Settings;
 
@@ -29,7 +31,12 @@ pub fn secret(settings: &Settings) -> anyhow::Result<String> {
 }
 
 /// The embedded server's setup from the settings. `listen` is `settings.turn_listen()`.
-pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyhow::Result<TurnSetup> {
+pub fn turn_setup(
+    settings: &Settings,
+    listen: SocketAddr,
+    secret: &str,
+    fds: Arc<FdPool>,
+) -> anyhow::Result<TurnSetup> {
     let public_ip = match settings.public_ip {
         Some(ip) => ip,
         None if !listen.ip().is_unspecified() => listen.ip(),
@@ -54,6 +61,7 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
         bind_ip: listen.ip(),
         public_ip,
         relay_ports: settings.turn_relay_ports,
+        fds,
         tcp: TcpLimits {
             idle: Duration::from_secs(settings.turn_tcp_idle_timeout),
             outbox_bytes: usize::try_from(settings.turn_tcp_outbox).unwrap_or(usize::MAX),
@@ -77,6 +85,7 @@ pub fn turn_setup(settings: &Settings, listen: SocketAddr, secret: &str) -> anyh
                 settings.turn_unauth_rate,
                 settings.turn_unauth_rate.saturating_mul(2),
             ),
+            members: true,
         },
     })
 }
@@ -146,13 +155,10 @@ pub fn ice_source(
         return IceServerSource::none();
     }
     let secret = RestSecret::new(secret);
-    let lifetime = settings.turn_credential_lifetime;
-    IceServerSource::new(move |member| {
-        let (username, credential) = secret.mint(
-            &format!("m{member}"),
-            visavis_sansio::Now::system().unix_secs(),
-            lifetime,
-        );
+    let lifetime = settings.turn_credential_lifetime();
+    // Renewed at half-life, so a member always holds credentials with time left.
+    IceServerSource::renewed(lifetime / 2, move |member, unix_now| {
+        let (username, credential) = secret.mint(&member_user(member), unix_now, lifetime.as_secs());
         vec![IceServer {
             urls: urls.clone(),
             username: Some(username),

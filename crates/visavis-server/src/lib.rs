@@ -7,10 +7,12 @@ mod admission;
 mod assets;
 mod config;
 mod connection;
+mod fd_budget;
 mod http;
 mod http_error;
 mod hub;
 mod ice;
+mod metrics;
 mod per_ip;
 mod turn;
 mod websocket;
@@ -32,9 +34,10 @@ use visavis_signal::{Refusal, Signalling};
 
 use admission::{client_ip, origin_allowed};
 pub use config::Settings;
+use fd_budget::{FdPool, FdSlot};
 use http::HttpLimits;
 use http_error::HttpError;
-use hub::Hub;
+use hub::{Hub, MemberHook};
 use turn::Turn;
 pub use turn::TurnAddrs;
 
@@ -69,6 +72,7 @@ pub async fn run(
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     state: AppState,
     turn_addrs: Option<TurnAddrs>,
 }
@@ -80,10 +84,22 @@ impl App {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
         let secret = ice::secret(&settings)?;
+        let (http_fds, turn_fds) = fd_budget::split(
+            open_file_limit(),
+            settings.turn_listen().is_some(),
+            settings.max_connections,
+        );
+        tracing::info!(
+            "file descriptors: {http_fds} for HTTP and WebSocket connections, {turn_fds} for TURN"
+        );
         let (turn, turn_addrs, ice_servers) = match settings.turn_listen() {
             Some(listen) => {
-                let setup = ice::turn_setup(&settings, listen, &secret)?;
+                let setup = ice::turn_setup(&settings, listen, &secret, FdPool::new(turn_fds))?;
                 let (turn, addrs) = Turn::start(setup.clone(), shutdown.clone()).await?;
                 tracing::info!(
                     "STUN/TURN on udp+tcp {}{}; relay candidates advertise {} ports {}-{}",
@@ -144,8 +160,15 @@ impl App {
             },
             Box::new(new_token),
         );
+        let on_member = MemberHook(match &turn {
+            Some(turn) => {
+                let turn = turn.clone();
+                Box::new(move |event| turn.handle_member(event))
+            }
+            None => Box::new(|_| {}),
+        });
         let state = AppState {
-            hub: Arc::new(Hub::new(signalling, settings.outbound_queue as usize)),
+            hub: Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_member)),
             turn,
             sessions: TaskTracker::new(),
             shutdown,
@@ -160,10 +183,12 @@ impl App {
                 header_timeout: Duration::from_secs(settings.http_header_timeout),
                 per_ip: settings.max_pending_per_ip as usize,
                 trusted_proxies: settings.trusted_proxies.clone().into(),
+                fds: FdPool::new(http_fds),
             },
         };
         Ok(Self {
             listener,
+            metrics,
             state,
             turn_addrs,
         })
@@ -181,6 +206,17 @@ impl App {
         router(self.state.clone())
     }
 
+    /// The metrics routes with this app's state (what `--metrics-listen` serves), for tests
+    /// that call them without a socket.
+    pub fn metrics_router(&self) -> Router {
+        metrics::router(self.state.hub.clone(), self.state.turn.clone())
+    }
+
+    /// Where metrics are served (`--metrics-listen`), if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
     /// Where the embedded TURN server listens, if it runs.
     pub fn turn_addrs(&self) -> Option<TurnAddrs> {
         self.turn_addrs
@@ -188,7 +224,12 @@ impl App {
 
     /// Serves until the shutdown token is cancelled, then closes every session (code 1001).
     pub async fn serve(self) -> anyhow::Result<()> {
-        let Self { listener, state, .. } = self;
+        let Self {
+            listener,
+            metrics,
+            state,
+            ..
+        } = self;
         let shutdown = state.shutdown.clone();
         let timers = tokio::spawn({
             let (hub, shutdown) = (state.hub.clone(), shutdown.clone());
@@ -197,6 +238,16 @@ impl App {
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
         let limits = state.http_limits.clone();
+        if let Some(metrics) = metrics {
+            let router = metrics::router(state.hub.clone(), turn.clone());
+            sessions.spawn(http::serve(
+                metrics,
+                router,
+                limits.clone(),
+                shutdown.clone(),
+                sessions.clone(),
+            ));
+        }
         // HTTP connections and WebSocket sessions are tracked alike; the timer task has told
         // every WebSocket to reconnect and close (`Hub::run_timers`).
         http::serve(listener, router(state), limits, shutdown, sessions.clone()).await;
@@ -262,6 +313,8 @@ async fn ws_upgrade(
         return HttpError::new(status, refusal.code(), refusal.to_string()).into_response();
     }
     let AppState { hub, sessions, .. } = state;
+    // The socket's descriptor stays counted while the WebSocket lives.
+    let fd = request.extensions().get::<Arc<FdSlot>>().cloned();
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
     let hard_cap = hub.max_message().saturating_mul(16);
@@ -269,21 +322,20 @@ async fn ws_upgrade(
         if let Some(ws) = upgrading.websocket(hard_cap).await {
             connection::serve(ws, hub, ip).await;
         }
+        drop(fd);
     });
     response
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let counts = state.hub.counts();
-    Json(serde_json::json!({
-        "status": "ok",
-        "sessions": counts.connections + counts.detached,
-        "reconnecting": counts.detached,
-        "members": counts.core.members,
-        "rooms": counts.core.rooms,
-        "calls": counts.core.calls,
-        "turnAllocations": state.turn.as_ref().map(|t| t.counts().allocations),
-    }))
+/// Says only that the server is up: live counts would let anyone meter activity (they are in
+/// the metrics, on `--metrics-listen`).
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The soft limit of open files (the binary raises it to the hard one at start).
+fn open_file_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
 /// A resume token: 128 random bits, hex.

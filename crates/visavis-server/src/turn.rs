@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use visavis_signal::MemberEvent;
 
 use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use visavis_sansio::Now;
 use visavis_turn::{stun, ClientAddr, Output, Transport, TurnConfig, TurnCounts, TurnServer};
 
+use crate::fd_budget::{FdPool, FdSlot};
 use crate::per_ip::PerIp;
 
 /// Socket buffers as coturn asks for them, so bursts are not dropped by the kernel.
@@ -47,6 +49,8 @@ pub struct TurnSetup {
     pub relay_ports: (u16, u16),
     pub core: TurnConfig,
     pub tcp: TcpLimits,
+    /// Descriptors the TURN server may hold: relay sockets and TCP/TLS clients.
+    pub fds: Arc<FdPool>,
 }
 
 /// Limits of TURN clients over TCP and TLS.
@@ -74,6 +78,7 @@ pub struct Turn {
     /// Wakes `run_timers` when an input moved the core's next deadline earlier.
     timer: Notify,
     tcp: TcpLimits,
+    fds: Arc<FdPool>,
     /// TCP and TLS connections per client address.
     tcp_per_ip: PerIp,
 }
@@ -114,6 +119,7 @@ struct Inner {
 struct Relay {
     socket: Arc<UdpSocket>,
     task: AbortHandle,
+    _fd: FdSlot,
 }
 
 /// The local addresses the server ended up on (port 0 resolved), for logs and tests.
@@ -190,6 +196,7 @@ impl Turn {
             timer: Notify::new(),
             tcp: setup.tcp,
             tcp_per_ip: PerIp::new(setup.tcp.per_ip),
+            fds: setup.fds,
         });
         turn.tasks.spawn(turn.clone().serve_udp());
         turn.tasks.spawn(turn.clone().accept(tcp, None));
@@ -211,6 +218,14 @@ impl Turn {
     /// Waits until every TURN task has stopped (after `shutdown`).
     pub async fn stopped(&self) {
         self.tasks.wait().await;
+    }
+
+    /// A signalling member joined or left: the core relays for members only while they stay.
+    pub fn handle_member(self: &Arc<Self>, event: MemberEvent) {
+        self.process(|core| match event {
+            MemberEvent::Joined(member) => core.handle_member_joined(member),
+            MemberEvent::Left(member) => core.handle_member_left(member),
+        });
     }
 
     pub fn counts(&self) -> TurnCounts {
@@ -276,6 +291,10 @@ impl Turn {
         if ipv6 != self.bind_ip.is_ipv6() {
             return Err(());
         }
+        let Some(fd) = self.fds.try_take() else {
+            tracing::warn!("TURN holds its share of file descriptors; refusing a relay");
+            return Err(());
+        };
         let (low, high) = self.relay_ports;
         for _ in 0..=(high - low) {
             let port = inner.next_port;
@@ -289,7 +308,14 @@ impl Turn {
             let advertised = SocketAddr::new(self.public_ip, port);
             let socket = Arc::new(socket);
             let task = tokio::spawn(self.clone().serve_relay(socket.clone(), advertised)).abort_handle();
-            inner.relays.insert(advertised, Relay { socket, task });
+            inner.relays.insert(
+                advertised,
+                Relay {
+                    socket,
+                    task,
+                    _fd: fd,
+                },
+            );
             return Ok(advertised);
         }
         tracing::warn!("TURN relay port range {low}-{high} is exhausted");
@@ -341,10 +367,15 @@ impl Turn {
                     }
                 },
             };
+            // The address holds its share of connections, or TURN its share of descriptors:
+            // closing at once costs least.
             let Some(slot) = self.tcp_per_ip.acquire(from.ip()) else {
-                // The address holds its share of connections: closing at once costs least.
                 continue;
             };
+            let Some(fd) = self.fds.try_take() else {
+                continue;
+            };
+            let slot = (slot, fd);
             let _ = stream.set_nodelay(true);
             let turn = self.clone();
             match tls.clone() {

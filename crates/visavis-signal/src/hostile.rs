@@ -129,6 +129,8 @@ proptest! {
         let mut now = Now { mono: Instant::now(), unix_ms: 0 };
         let mut conns: Vec<ConnId> = Vec::new();
         let pick = |conns: &[ConnId], i: usize| (!conns.is_empty()).then(|| conns[i % conns.len()]);
+        // The members as the edge learns of them: every join told once, every leave once.
+        let mut members = std::collections::HashSet::new();
         for step in steps {
             match step {
                 Step::Open(n) => {
@@ -148,13 +150,19 @@ proptest! {
                 Step::Shutdown => sig.handle_shutdown(now),
             }
             while let Some(out) = sig.poll_output() {
-                if let Output::Send { frame, .. } = out {
-                    // Every frame is one JSON object the client decoder understands.
-                    let text = std::str::from_utf8(&frame).expect("UTF-8");
-                    prop_assert!(visavis_protocol::decode_server(text).is_ok(), "{}", text);
+                match out {
+                    Output::Send { frame, .. } => {
+                        // Every frame is one JSON object the client decoder understands.
+                        let text = std::str::from_utf8(&frame).expect("UTF-8");
+                        prop_assert!(visavis_protocol::decode_server(text).is_ok(), "{}", text);
+                    }
+                    Output::Member(MemberEvent::Joined(id)) => prop_assert!(members.insert(id)),
+                    Output::Member(MemberEvent::Left(id)) => prop_assert!(members.remove(&id)),
+                    Output::Close { .. } => {}
                 }
             }
             sig.assert_consistent();
+            prop_assert_eq!(members.len(), sig.counts().core.members);
         }
     }
 }

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use visavis_protocol::{
     decode_client, ClientMsg, ErrorCode, ServerMsg, SessionFields, SessionMsg, PROTOCOL_VERSION,
 };
+pub use visavis_room::MemberEvent;
 pub use visavis_room::SessionId;
 use visavis_room::{Core, Counts};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
@@ -121,6 +122,8 @@ pub enum Output {
         code: u16,
         reason: &'static str,
     },
+    /// A member joined or left (for the TURN credentials the edge ties to members).
+    Member(MemberEvent),
 }
 
 /// How a connection ended, as the edge saw it.
@@ -644,6 +647,9 @@ impl Signalling {
                 _ => {}
             }
             self.send(now, out.to, msg);
+        }
+        while let Some(event) = self.core.poll_member_event() {
+            self.out.push_back(Output::Member(event));
         }
     }
 

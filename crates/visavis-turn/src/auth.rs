@@ -33,13 +33,15 @@ impl std::fmt::Debug for RestSecret {
     }
 }
 
-/// Why a username was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialError {
-    /// Not `<unix-expiry>:<id>`.
-    Malformed,
-    /// The expiry has passed.
-    Expired,
+/// The REST user id of a signalling member's credentials: `m<member id>`. The embedded
+/// server relays for such users only while the member is in a room.
+pub fn member_user(member: u64) -> String {
+    format!("m{member}")
+}
+
+/// The member id in a user id made by [`member_user`].
+pub fn member_of(user: &str) -> Option<u64> {
+    user.strip_prefix('m')?.parse().ok()
 }
 
 impl RestSecret {
@@ -61,14 +63,10 @@ impl RestSecret {
         hmac_sha1_base64(&self.secret, username.as_bytes())
     }
 
-    /// Checks the expiry in `username`; returns the user id part (used for quotas).
-    pub fn check_username<'a>(&self, username: &'a str, unix_now: u64) -> Result<&'a str, CredentialError> {
-        let (expiry, id) = username.split_once(':').ok_or(CredentialError::Malformed)?;
-        let expiry: u64 = expiry.parse().map_err(|_| CredentialError::Malformed)?;
-        if expiry <= unix_now {
-            return Err(CredentialError::Expired);
-        }
-        Ok(id)
+    /// The expiry (Unix seconds) and the user id in `username`, if it is `<unix-expiry>:<id>`.
+    pub fn parse_username(username: &str) -> Option<(u64, &str)> {
+        let (expiry, id) = username.split_once(':')?;
+        Some((expiry.parse().ok()?, id))
     }
 }
 
@@ -129,16 +127,16 @@ mod tests {
         assert_eq!(password, secret.password("4600:alice"));
         assert_eq!(password.len(), 28, "base64 of 20 bytes");
         assert_ne!(password, RestSecret::new("other").password("4600:alice"));
-        assert_eq!(secret.check_username(&username, 4_599), Ok("alice"));
-        assert_eq!(
-            secret.check_username(&username, 4_600),
-            Err(CredentialError::Expired)
-        );
-        assert_eq!(secret.check_username("alice", 0), Err(CredentialError::Malformed));
-        assert_eq!(
-            secret.check_username("soon:alice", 0),
-            Err(CredentialError::Malformed)
-        );
+        assert_eq!(RestSecret::parse_username(&username), Some((4600, "alice")));
+        assert_eq!(RestSecret::parse_username("alice"), None);
+        assert_eq!(RestSecret::parse_username("soon:alice"), None);
+    }
+
+    #[test]
+    fn member_users_name_their_member() {
+        assert_eq!(member_of(&member_user(42)), Some(42));
+        assert_eq!(member_of("alice"), None);
+        assert_eq!(member_of("m"), None);
     }
 
     #[test]

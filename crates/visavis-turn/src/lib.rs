@@ -14,6 +14,6 @@ pub mod policy;
 pub mod server;
 pub mod stun;
 
-pub use auth::{long_term_key, Nonces, RestSecret};
+pub use auth::{long_term_key, member_user, Nonces, RestSecret};
 pub use policy::{Cidr, PeerPolicy};
 pub use server::{ClientAddr, Output, Transport, TurnConfig, TurnCounts, TurnServer};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
-use crate::auth::{long_term_key, CredentialError, Nonces, RestSecret};
+use crate::auth::{long_term_key, member_of, Nonces, RestSecret};
 use crate::policy::{normalise, PeerPolicy};
 use crate::stun::{self, attr, method, Class, Message, MessageBuilder};
 
@@ -59,6 +59,12 @@ pub struct TurnConfig {
     pub bandwidth: u64,
     /// Unauthenticated (or failing) requests per second per client IP, and the burst allowed.
     pub unauth_rate: (u32, u32),
+    /// Whether the signalling server reports its members (`handle_member_joined/left`). If so,
+    /// credentials of member users (`m<id>`, see `auth::member_user`) work only while that
+    /// member is in a room, and its allocations end when it leaves; they may be refreshed past
+    /// the credential's expiry meanwhile (a call outlasts it), but new allocations need an
+    /// unexpired credential. Other users' credentials work until they expire.
+    pub members: bool,
 }
 
 const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -206,7 +212,10 @@ pub struct TurnServer {
     by_client: HashMap<ClientAddr, SocketAddr>,
     /// When each allocation (by relay address) expires.
     expiries: Deadlines<SocketAddr>,
-    users: HashMap<String, usize>,
+    /// Each user's allocations (by relay address).
+    users: HashMap<String, Vec<SocketAddr>>,
+    /// Members in a room, when the signalling server reports them (`TurnConfig::members`).
+    members: std::collections::HashSet<u64>,
     /// Allocations per client IP.
     by_ip: HashMap<IpAddr, usize>,
     /// The server's own addresses: a peer there is refused but for exact relay addresses.
@@ -253,6 +262,7 @@ impl TurnServer {
             by_client: HashMap::new(),
             expiries: Deadlines::default(),
             users: HashMap::new(),
+            members: std::collections::HashSet::new(),
             by_ip: HashMap::new(),
             own_ips: relay_ips.iter().copied().map(normalise).collect(),
             pending: HashMap::new(),
@@ -315,6 +325,22 @@ impl TurnServer {
             }
             _ => None,
         };
+    }
+
+    /// A member of the signalling server joined a room: its credentials work from now on.
+    pub fn handle_member_joined(&mut self, member: u64) {
+        self.members.insert(member);
+    }
+
+    /// A member left its room: its credentials stop working and its allocations (and any it
+    /// is still being given) end now.
+    pub fn handle_member_left(&mut self, member: u64) {
+        self.members.remove(&member);
+        let user = crate::auth::member_user(member);
+        self.pending.retain(|_, p| p.user != user);
+        for relay in self.users.get(&user).cloned().unwrap_or_default() {
+            self.remove_allocation(relay);
+        }
     }
 
     /// The client's connection closed (TCP/TLS): its allocation goes with it.
@@ -405,7 +431,7 @@ impl TurnServer {
         );
         self.by_client.insert(client, relay);
         self.expiries.insert(relay, now.mono + p.lifetime);
-        *self.users.entry(p.user).or_default() += 1;
+        self.users.entry(p.user).or_default().push(relay);
         *self.by_ip.entry(client.addr.ip()).or_default() += 1;
         let resp = allocate_success(p.tid, relay, client.addr, p.lifetime, &p.key);
         self.send(client, resp);
@@ -482,13 +508,20 @@ impl TurnServer {
             self.challenge(now, client, m, tid, 438, "Stale Nonce");
             return None;
         }
-        let user = match self.config.secret.check_username(username, unix) {
-            Ok(user) => user.to_owned(),
-            Err(CredentialError::Expired | CredentialError::Malformed) => {
-                self.challenge(now, client, m, tid, 401, "Unauthorized");
-                return None;
-            }
+        let Some((expiry, user)) = RestSecret::parse_username(username) else {
+            self.challenge(now, client, m, tid, 401, "Unauthorized");
+            return None;
         };
+        let fresh = expiry > unix;
+        let valid = match member_of(user).filter(|_| self.config.members) {
+            Some(member) => self.members.contains(&member) && (fresh || m != method::ALLOCATE),
+            None => fresh,
+        };
+        if !valid {
+            self.challenge(now, client, m, tid, 401, "Unauthorized");
+            return None;
+        }
+        let user = user.to_owned();
         let key = long_term_key(username, realm, &self.config.secret.password(username));
         if !msg.verify_integrity(&key) {
             self.challenge(now, client, m, tid, 401, "Unauthorized");
@@ -581,7 +614,7 @@ impl TurnServer {
         if (ipv6 && !self.relay_v6) || (!ipv6 && !self.relay_v4) {
             return self.send(client, fail(440, "Address Family not Supported"));
         }
-        if self.users.get(&auth.user).copied().unwrap_or(0) >= self.config.user_quota {
+        if self.users.get(&auth.user).map_or(0, Vec::len) >= self.config.user_quota {
             return self.send(client, fail(486, "Allocation Quota Reached"));
         }
         let ip = client.addr.ip();
@@ -813,9 +846,9 @@ impl TurnServer {
         };
         self.expiries.remove(relay);
         self.by_client.remove(&alloc.client);
-        if let Some(n) = self.users.get_mut(&alloc.user) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(relays) = self.users.get_mut(&alloc.user) {
+            relays.retain(|r| *r != relay);
+            if relays.is_empty() {
                 self.users.remove(&alloc.user);
             }
         }

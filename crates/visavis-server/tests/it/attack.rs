@@ -488,3 +488,102 @@ async fn turn_tcp_connections_are_capped_per_address_and_closed_when_idle() {
     }
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A port free for both UDP and TCP on 127.0.0.1 (for a TURN server started as a binary).
+fn free_turn_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The open-file limit is shared out: a flood of HTTP connections leaves TURN the descriptors
+/// for its relays (and the surplus is told 503 `server_full`), and a flood of TURN TCP
+/// connections leaves HTTP its own. Before, either flood took every descriptor: relays failed
+/// with 508 and the page stopped answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_turn_each_keep_their_share_of_file_descriptors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let turn_port = free_turn_port();
+    let turn_listen = format!("127.0.0.1:{turn_port}");
+    // 256 descriptors: 64 spare, 144 for HTTP and WebSockets, 48 for TURN. Per-address caps are
+    // lifted: many addresses would do the same.
+    let server = super::binary::Binary::start_with_open_files(
+        Some(256),
+        &[
+            "--turn-listen",
+            &turn_listen,
+            "--turn-secret",
+            "fd-secret",
+            "--max-pending-per-ip",
+            "1000",
+            "--turn-tcp-per-ip",
+            "1000",
+        ],
+    )
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        flood.push(TcpStream::connect(&server.addr).await.expect("connect"));
+    }
+    // The connections over the share are told why, and closed.
+    for late in flood.iter_mut().rev().take(100) {
+        let mut answer = String::new();
+        tokio::time::timeout(WAIT, late.read_to_string(&mut answer))
+            .await
+            .expect("answered at once")
+            .expect("read");
+        assert!(
+            answer.starts_with("HTTP/1.1 503") && answer.contains(r#""error":"server_full""#),
+            "{answer}"
+        );
+    }
+    // TURN still has descriptors for a relay.
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (username, password) = visavis_turn::RestSecret::new("fd-secret").mint("backend", unix, 600);
+    let allocated = tokio::task::spawn_blocking(move || {
+        let mut turn = super::turn::RawClient::new(turn_port);
+        let nonce = turn.challenge();
+        turn.allocate(&username, &password, &nonce)
+    })
+    .await
+    .expect("allocate");
+    assert_eq!(allocated.0, visavis_turn::stun::Class::Success, "{allocated:?}");
+    drop(flood);
+
+    // Now TURN is flooded: 300 TCP connections. The page is still served.
+    let mut turn_flood = Vec::new();
+    for _ in 0..300 {
+        turn_flood.push(TcpStream::connect(&turn_listen).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let local = std::net::SocketAddr::from((DOCTOR, 0));
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(local).expect("bind 127.0.0.2");
+    let mut page = socket
+        .connect(server.addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    page.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, page.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    drop(turn_flood);
+}

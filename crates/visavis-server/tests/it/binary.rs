@@ -12,47 +12,75 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use visavis_client::Client;
 use visavis_protocol::ServerMsg;
 
-use super::{join, TestClient};
+use super::{counts_from_metrics, join, TestClient};
 
 /// A running `visavis` binary, killed when dropped.
 pub struct Binary {
     pub child: Child,
     /// The HTTP address it bound.
     pub addr: String,
+    /// Where it serves metrics.
+    pub metrics: String,
 }
 
 impl Binary {
-    /// Starts the binary on an ephemeral port with `args` and reads the address it bound from
-    /// its first log line, "visavis <version> serving http://ADDR": documented start-up output,
-    /// and the only way to learn an ephemeral port from outside the process.
+    /// Starts the binary on ephemeral ports with `args` and reads the addresses it bound from
+    /// its log: the first line, "visavis <version> serving http://ADDR", and "metrics on
+    /// http://ADDR/metrics": documented start-up output, and the only way to learn an
+    /// ephemeral port from outside the process.
     pub async fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
-            .args(["--listen", "127.0.0.1:0"])
+        Self::start_with_open_files(None, args).await
+    }
+
+    /// As [`Binary::start`], with its open-file limit (soft and hard) set to `limit`.
+    pub async fn start_with_open_files(limit: Option<u32>, args: &[&str]) -> Self {
+        let ulimit = limit.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{ulimit}exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_visavis"))
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(args)
-            // The start-up line is all the tests read; the server's own logs would only be
+            // The start-up lines are all the tests read; the server's other logs would only be
             // drained (thousands of lines in the churn test).
-            .env("RUST_LOG", "visavis=info,visavis_server=warn")
+            .env(
+                "RUST_LOG",
+                "visavis=info,visavis_server=warn,visavis_server::metrics=info",
+            )
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn visavis");
         let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
+        let (first, metrics) = tokio::task::spawn_blocking(move || {
             let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("first log line");
+            let mut lines = Vec::new();
+            while !lines
+                .last()
+                .is_some_and(|l: &String| l.contains("metrics on http://"))
+            {
+                let mut line = String::new();
+                if reader.read_line(&mut line).expect("log line") == 0 || lines.len() > 20 {
+                    panic!("no metrics address in {lines:?}");
+                }
+                lines.push(line);
+            }
             // Keep draining, so later log lines do not hit a closed pipe.
             std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-            line
+            (lines[0].clone(), lines.pop().unwrap_or_default())
         })
         .await
         .expect("log reader");
-        let addr = line
-            .split("serving http://")
-            .nth(1)
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Self { child, addr }
+        let after = |line: &str, marker: &str| {
+            line.split(marker)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no {marker} in {line:?}"))
+                .trim_end_matches("/metrics")
+                .to_owned()
+        };
+        let addr = after(&first, "serving http://");
+        let metrics = after(&metrics, "metrics on http://");
+        Self { child, addr, metrics }
     }
 
     /// `ws://ADDR/ws`.
@@ -60,17 +88,18 @@ impl Binary {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// `/healthz` over a real socket (another process: there is no router to call).
-    pub async fn health(&self) -> Value {
-        let mut tcp = TcpStream::connect(&self.addr).await.expect("tcp");
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    /// The live counts from `/metrics` over a real socket (another process: there is no
+    /// router to call); see [`counts_from_metrics`].
+    pub async fn counts(&self) -> Value {
+        let mut tcp = TcpStream::connect(&self.metrics).await.expect("tcp");
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .expect("write");
         let mut response = String::new();
         tcp.read_to_string(&mut response).await.expect("read");
         assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
         let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-        serde_json::from_str(body).expect("healthz json")
+        counts_from_metrics(body)
     }
 }
 

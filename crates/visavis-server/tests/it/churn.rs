@@ -125,13 +125,13 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
                 .expect("pair ok");
         }
         // The last goodbyes are processed just after the clients send them.
-        let mut h = server.health().await;
+        let mut h = server.counts().await;
         for _ in 0..50 {
             if h["sessions"] == 0 && h["members"] == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            h = server.health().await;
+            h = server.counts().await;
         }
         let counts =
             |h: &Value| ["sessions", "reconnecting", "members", "rooms", "calls"].map(|k| h[k].as_u64());

@@ -29,7 +29,7 @@ async fn group_call_membership_and_pairwise_signalling() {
         }
     }
     let call_id = call_id.expect("group call id");
-    assert_eq!(server.health().await["calls"], 1);
+    assert_eq!(server.counts().await["calls"], 1);
     // The mesh limit refuses a fourth.
     people[3].0.send(RoomMsg::GroupJoin).await;
     people[3].0.expect_error(ErrorCode::CallFull).await;

@@ -64,6 +64,8 @@ struct Server {
     url: String,
     /// The served app's routes, sharing its state: HTTP tests call them without a socket.
     router: Router,
+    /// The metrics routes (`--metrics-listen`), likewise.
+    metrics: Router,
     turn: Option<visavis_server::TurnAddrs>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
@@ -100,12 +102,13 @@ impl Server {
             .await
             .expect("start");
         let addr = app.local_addr().expect("addr");
-        let (router, turn) = (app.router(), app.turn_addrs());
+        let (router, metrics, turn) = (app.router(), app.metrics_router(), app.turn_addrs());
         let task = tokio::spawn(app.serve());
         Self {
             addr,
             url: format!("ws://{addr}/ws"),
             router,
+            metrics,
             turn,
             shutdown,
             task,
@@ -126,20 +129,53 @@ impl Server {
 
     /// GET `path` through the app's routes: status and body.
     async fn get(&self, path: &str) -> (StatusCode, String) {
-        let request = Request::get(path).body(Body::empty()).expect("request");
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (status, String::from_utf8(body.to_vec()).expect("UTF-8 body"))
+        get(&self.router, path).await
     }
 
-    async fn health(&self) -> Value {
-        let (status, body) = self.get("/healthz").await;
+    /// The live counts, from the metrics (see [`counts_from_metrics`]).
+    async fn counts(&self) -> Value {
+        let (status, body) = get(&self.metrics, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        serde_json::from_str(&body).expect("healthz json")
+        counts_from_metrics(&body)
     }
+}
+
+/// GET `path` through `router`: status and body.
+async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+    let request = Request::get(path).body(Body::empty()).expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, String::from_utf8(body.to_vec()).expect("UTF-8 body"))
+}
+
+/// The counts in Prometheus text `metrics`, under short names: `sessions` (connected and
+/// detached), `reconnecting` (detached), `members`, `rooms`, `calls`, `turnAllocations` (null
+/// when the embedded TURN server is off).
+fn counts_from_metrics(metrics: &str) -> Value {
+    let values: std::collections::HashMap<&str, u64> = metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name, value.parse().ok()?))
+        })
+        .collect();
+    let get = |name: &str| values.get(name).copied();
+    let (connected, detached) = (
+        get("visavis_sessions{state=\"connected\"}").expect("connected sessions"),
+        get("visavis_sessions{state=\"detached\"}").expect("detached sessions"),
+    );
+    json!({
+        "sessions": connected + detached,
+        "reconnecting": detached,
+        "members": get("visavis_members"),
+        "rooms": get("visavis_rooms"),
+        "calls": get("visavis_calls"),
+        "turnAllocations": get("visavis_turn_allocations"),
+    })
 }
 
 /// `join` with this protocol version.
@@ -262,6 +298,29 @@ async fn call_pair(server: &Server, room: &str) -> (TestClient, u64, TestClient,
 }
 
 #[tokio::test]
+async fn health_says_only_up_and_counts_are_metrics_on_their_own_port() {
+    let server = Server::start(&[]).await;
+    let (_alice, _) = server.joined("room-1", "Alice").await;
+    // Anyone may probe health; nobody learns from it how busy the server is.
+    assert_eq!(
+        server.get("/healthz").await,
+        (StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+    );
+    assert_eq!(server.get("/metrics").await.0, StatusCode::NOT_FOUND);
+    let (status, text) = get(&server.metrics, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "visavis_members 1",
+        "visavis_rooms 1",
+        "visavis_sessions{state=\"connected\"} 1",
+        "# TYPE visavis_turn_relayed_packets counter",
+        "visavis_turn_allocations 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn join_presence_and_leave() {
     let server = Server::start(&[]).await;
     let (mut alice, a) = server.joined("room-1", "Alice").await;
@@ -288,8 +347,8 @@ async fn join_presence_and_leave() {
         json!({"id": b, "name": "鲍勃"})
     );
     assert_eq!(
-        server.health().await,
-        json!({"status": "ok", "sessions": 2, "reconnecting": 0, "members": 2, "rooms": 1, "calls": 0, "turnAllocations": 0})
+        server.counts().await,
+        json!({"sessions": 2, "reconnecting": 0, "members": 2, "rooms": 1, "calls": 0, "turnAllocations": 0})
     );
 
     // Closing the connection (a close frame, here without a code: the person left) removes
@@ -298,9 +357,9 @@ async fn join_presence_and_leave() {
     assert_eq!(expect!(alice, ServerMsg::MemberLeft { id } => id), b);
     alice.send(RoomMsg::Leave).await;
     assert_eq!(expect!(alice, ServerMsg::Left { room } => room), "room-1");
-    let health = server.health().await;
+    let counts = server.counts().await;
     assert_eq!(
-        (health["members"].as_u64(), health["rooms"].as_u64()),
+        (counts["members"].as_u64(), counts["rooms"].as_u64()),
         (Some(0), Some(0))
     );
 }
@@ -341,7 +400,7 @@ async fn full_call_relays_signalling_with_from_stamped() {
     .await;
     let got = expect!(alice, ServerMsg::Media { audio, video, .. } => (audio, video));
     assert_eq!(got, (false, true));
-    assert_eq!(server.health().await["calls"], 1);
+    assert_eq!(server.counts().await["calls"], 1);
 
     bob.send(RoomMsg::Hangup { call_id: call }).await;
     for (client, peer) in [(&mut alice, b), (&mut bob, a)] {
@@ -351,7 +410,7 @@ async fn full_call_relays_signalling_with_from_stamped() {
             json!({"type": "call_ended", "callId": call, "peer": peer, "reason": "hangup", "by": b})
         );
     }
-    assert_eq!(server.health().await["calls"], 0);
+    assert_eq!(server.counts().await["calls"], 0);
 }
 
 #[tokio::test]
@@ -463,7 +522,7 @@ async fn both_calling_each_other_at_once_gives_one_call() {
         }
     }
     assert_eq!(accepted[0], accepted[1], "one call id for both");
-    assert_eq!(server.health().await["calls"], 1);
+    assert_eq!(server.counts().await["calls"], 1);
 }
 
 #[tokio::test]
@@ -491,7 +550,7 @@ async fn capacity_race_admits_exactly_one_for_the_last_seat() {
         }
     }
     assert_eq!((joined, full), (1, 39));
-    assert_eq!(server.health().await["members"], 2);
+    assert_eq!(server.counts().await["members"], 2);
 }
 
 #[tokio::test]
@@ -693,7 +752,7 @@ async fn no_turn_means_no_ice_servers_and_turn_url_hands_out_external_ones() {
         Some(visavis_turn::RestSecret::new("shh").password(username).as_str())
     );
     assert_eq!(
-        server.health().await["turnAllocations"],
+        server.counts().await["turnAllocations"],
         Value::Null,
         "embedded server off"
     );

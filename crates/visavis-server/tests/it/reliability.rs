@@ -62,7 +62,7 @@ async fn a_silent_client_is_declared_reconnecting_within_the_heartbeat_timeout()
         detected >= Duration::from_millis(1_900),
         "not before the timeout: {detected:?}"
     );
-    assert_eq!(server.health().await["reconnecting"], 1);
+    assert_eq!(server.counts().await["reconnecting"], 1);
 }
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     assert_eq!(alice.send_numbered(chat("missed 2")).await, 4);
     assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "missed 1");
     assert_eq!(next_of!(alice, ServerMsg::Chat(entry) => entry.text), "missed 2");
-    assert_eq!(server.health().await["reconnecting"], 1);
+    assert_eq!(server.counts().await["reconnecting"], 1);
 
     // Bob comes back on a new connection with his token and what he last received; he had
     // nothing unprocessed to send again.
@@ -136,7 +136,7 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     assert_eq!(reason, EndReason::Hangup);
     let reason = next_of!(bob, ServerMsg::CallEnded { reason, .. } => reason);
     assert_eq!(reason, EndReason::Hangup);
-    assert_eq!(server.health().await["reconnecting"], 0);
+    assert_eq!(server.counts().await["reconnecting"], 0);
 }
 
 #[tokio::test]
@@ -227,18 +227,18 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
     // The slow one was cut off, not waited for: its outbox overflowed, and with nothing
     // acknowledged its replay log passed 1 MiB, which ends the session.
-    let mut health = server.health().await;
+    let mut counts = server.counts().await;
     for _ in 0..50 {
-        if health["members"] == 1 {
+        if counts["members"] == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        health = server.health().await;
+        counts = server.counts().await;
     }
     assert_eq!(
-        (health["members"].as_u64(), health["sessions"].as_u64()),
+        (counts["members"].as_u64(), counts["sessions"].as_u64()),
         (Some(1), Some(1)),
-        "{health}"
+        "{counts}"
     );
 }
 

@@ -78,8 +78,8 @@ async fn uclient_relays_over_udp_and_tcp_with_zero_loss() {
     }
     // TCP clients' allocations end with their connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let health = server.health().await;
-    assert!(health["turnAllocations"].as_u64().is_some(), "{health}");
+    let counts = server.counts().await;
+    assert!(counts["turnAllocations"].as_u64().is_some(), "{counts}");
 }
 
 /// uclient, through a TURN server on `ip`, asks to reach each of `peers`: each gets 403 and
@@ -221,8 +221,8 @@ async fn uclient_relays_over_tls() {
 
 // The raw client blocks on its socket, so the server needs threads of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn join_hands_out_ice_servers_whose_credentials_the_turn_server_accepts() {
-    let (server, port) = turn_server("127.0.0.1", &["--turn-credential-lifetime", "600"]).await;
+async fn members_get_credentials_renewed_while_they_stay_and_their_relays_end_when_they_leave() {
+    let (server, port) = turn_server("127.0.0.1", &["--turn-credential-lifetime", "10"]).await;
     let (_c, _) = server.joined("r", "A").await;
     let mut c = server.client().await;
     c.send(super::join("r2", "B")).await;
@@ -237,9 +237,9 @@ async fn join_hands_out_ice_servers_whose_credentials_the_turn_server_accepts() 
     );
     let username = ice[0].username.clone().expect("username");
     let password = ice[0].credential.clone().expect("credential");
-    let expiry: u64 = username.split(':').next().unwrap().parse().unwrap();
+    let expiry = |username: &str| -> u64 { username.split(':').next().unwrap().parse().unwrap() };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    assert!((now + 590..=now + 600).contains(&expiry), "{username}");
+    assert!((now + 9..=now + 10).contains(&expiry(&username)), "{username}");
     assert_eq!(password, RestSecret::new(SECRET).password(&username));
 
     // That credential allocates on the real server.
@@ -247,6 +247,29 @@ async fn join_hands_out_ice_servers_whose_credentials_the_turn_server_accepts() 
     let nonce = turn.challenge();
     let resp = turn.allocate(&username, &password, &nonce);
     assert_eq!(resp.0, Class::Success, "code {:?}", resp.1);
+
+    // Half-way through its lifetime, fresh credentials come over signalling.
+    let renewed = tokio::time::timeout(Duration::from_secs(8), async {
+        next_of!(c, ServerMsg::IceServers { ice_servers } => ice_servers)
+    })
+    .await
+    .expect("ice_servers within 8 s");
+    let fresh = renewed[0].username.clone().expect("username");
+    assert!(expiry(&fresh) >= expiry(&username) + 4, "{username} then {fresh}");
+    assert_eq!(renewed[0].urls, ice[0].urls);
+
+    // B leaves: its relay ends at once and its (still unexpired) credentials stop working.
+    assert_eq!(server.counts().await["turnAllocations"], 1);
+    c.send(visavis_protocol::RoomMsg::Leave).await;
+    next_of!(c, ServerMsg::Left { .. });
+    assert_eq!(server.counts().await["turnAllocations"], 0);
+    let mut again = RawClient::new(port);
+    let nonce = again.challenge();
+    let fresh_password = renewed[0].credential.clone().expect("credential");
+    assert_eq!(
+        again.allocate(&fresh, &fresh_password, &nonce),
+        (Class::Error, Some(401))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,14 +320,14 @@ async fn expired_and_forged_credentials_get_401_and_binding_works_unauthenticate
 }
 
 /// Just enough of a TURN client over a real UDP socket to check error codes exactly.
-struct RawClient {
+pub struct RawClient {
     socket: UdpSocket,
     local: SocketAddr,
     next: u8,
 }
 
 impl RawClient {
-    fn new(port: u16) -> Self {
+    pub fn new(port: u16) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket.connect(("127.0.0.1", port)).expect("connect");
         socket
@@ -341,7 +364,7 @@ impl RawClient {
     }
 
     /// An unauthenticated Allocate: the 401 challenge's nonce.
-    fn challenge(&mut self) -> String {
+    pub fn challenge(&mut self) -> String {
         let req = self.allocate_request().finish();
         let reply = self.roundtrip(&req);
         let msg = Message::parse(&reply).expect("stun");
@@ -349,7 +372,7 @@ impl RawClient {
         msg.text(attr::NONCE).expect("nonce").to_owned()
     }
 
-    fn allocate(&mut self, username: &str, password: &str, nonce: &str) -> (Class, Option<u16>) {
+    pub fn allocate(&mut self, username: &str, password: &str, nonce: &str) -> (Class, Option<u16>) {
         let key = long_term_key(username, "visavis", password);
         let req = self
             .allocate_request()

@@ -26,6 +26,7 @@ fn config() -> TurnConfig {
         max_permissions: 8,
         bandwidth: 100_000,
         unauth_rate: (5, 10),
+        members: false,
     }
 }
 
@@ -411,6 +412,49 @@ fn expired_and_forged_credentials_get_401() {
     forged.nonce = expired.nonce.clone();
     assert_eq!(w.request(c, &forged.sign(allocate_req(3))).code(), Some(401));
     assert_eq!(w.turn.counts().allocations, 0);
+}
+
+#[test]
+fn member_credentials_work_while_the_member_stays_and_its_relays_end_when_it_leaves() {
+    let mut w = World::new(TurnConfig {
+        members: true,
+        ..config()
+    });
+    let (c, other) = (client(1000), client(1001));
+    let mut creds = Creds::new(&crate::auth::member_user(7), w.now, 60);
+    // Not (yet) a member: even a fresh, correctly signed credential is refused.
+    creds.nonce = w.request(c, &allocate_req(1).finish()).nonce();
+    assert_eq!(w.request(c, &creds.sign(allocate_req(2))).code(), Some(401));
+
+    w.turn.handle_member_joined(7);
+    let relay = allocate(&mut w, c, &mut creds);
+    // A call outlasts the credential: once it has expired, the member's allocation is still
+    // refreshed and given permissions...
+    w.now = w.now.after(Duration::from_secs(300));
+    let refresh = MessageBuilder::new(Class::Request, method::REFRESH, tid(20)).u32(attr::LIFETIME, 600);
+    let stale = w.request(c, &creds.sign(refresh));
+    creds.nonce = stale.nonce();
+    let refresh = MessageBuilder::new(Class::Request, method::REFRESH, tid(21)).u32(attr::LIFETIME, 600);
+    assert_eq!(w.request(c, &creds.sign(refresh)).msg().class, Class::Success);
+    let permission = w.request(c, &creds.sign(permission_req(22, public_peer(9))));
+    assert_eq!(permission.msg().class, Class::Success);
+    // ...but it allocates nothing new (the member gets fresh credentials for that).
+    let mut late = Creds::new(&crate::auth::member_user(7), w.now, 0);
+    late.password = creds.password.clone();
+    late.username = creds.username.clone();
+    late.nonce = w.request(other, &allocate_req(23).finish()).nonce();
+    assert_eq!(w.request(other, &late.sign(allocate_req(24))).code(), Some(401));
+
+    // The member leaves: its relay closes at once and its credentials stop working.
+    w.turn.handle_member_left(7);
+    assert_eq!(w.turn.poll_output(), Some(Output::CloseRelay { relay }));
+    assert_eq!(w.turn.counts().allocations, 0);
+    let mut fresh = Creds::new(&crate::auth::member_user(7), w.now, 600);
+    fresh.nonce = creds.nonce.clone();
+    assert_eq!(w.request(c, &fresh.sign(allocate_req(25))).code(), Some(401));
+    // Credentials minted by the operator for other users keep working by expiry alone.
+    let mut operator = Creds::new("backend", w.now, 600);
+    allocate(&mut w, c, &mut operator);
 }
 
 #[test]
