@@ -114,6 +114,16 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
+    /// An origin whose pages may embed visavis in a frame and give it the camera and
+    /// microphone (e.g. `https://clinic.example.org`); repeatable. By default only visavis's
+    /// own pages may frame it.
+    #[arg(
+        long = "frame-ancestors",
+        env = "VISAVIS_FRAME_ANCESTORS",
+        value_delimiter = ','
+    )]
+    pub frame_ancestors: Vec<String>,
+
     /// Address to serve Prometheus metrics on (`/metrics`, and `/healthz`); off unless given.
     /// Keep it private: the counts tell how busy the server is.
     #[arg(long, env = "VISAVIS_METRICS_LISTEN")]

@@ -8,6 +8,7 @@ mod assets;
 mod config;
 mod connection;
 mod fd_budget;
+mod headers;
 mod http;
 mod http_error;
 mod hub;
@@ -35,6 +36,7 @@ use visavis_signal::{Refusal, Signalling};
 use admission::{client_ip, origin_allowed};
 pub use config::Settings;
 use fd_budget::{FdPool, FdSlot};
+use headers::SecurityHeaders;
 use http::HttpLimits;
 use http_error::HttpError;
 use hub::{Hub, MemberHook};
@@ -55,6 +57,7 @@ struct AppState {
     /// Whether `--public-origin` was given.
     public_origin_configured: bool,
     http_limits: HttpLimits,
+    headers: SecurityHeaders,
 }
 
 /// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
@@ -185,6 +188,7 @@ impl App {
                 trusted_proxies: settings.trusted_proxies.clone().into(),
                 fds: FdPool::new(http_fds),
             },
+            headers: SecurityHeaders::new(&settings.frame_ancestors, false)?,
         };
         Ok(Self {
             listener,
@@ -278,6 +282,10 @@ fn router(state: AppState) -> Router {
         .fallback(get(|uri: axum::http::Uri| async move {
             assets::file(uri.path().trim_start_matches('/'))
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.headers.clone(),
+            headers::add,
+        ))
         .with_state(state)
 }
 

@@ -298,6 +298,60 @@ async fn call_pair(server: &Server, room: &str) -> (TestClient, u64, TestClient,
 }
 
 #[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let server = Server::start(&["--frame-ancestors", "https://clinic.example.org"]).await;
+    for path in [
+        "/",
+        "/r/room-1",
+        "/js/app.js",
+        "/style.css",
+        "/healthz",
+        "/no-such-file",
+        "/ws",
+    ] {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let response = server.router.clone().oneshot(request).await.expect("infallible");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{path}: no {name}"))
+                .to_owned()
+        };
+        let csp = header("content-security-policy");
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert!(
+            csp.contains("frame-ancestors 'self' https://clinic.example.org"),
+            "{csp}"
+        );
+        let permissions = header("permissions-policy");
+        assert!(
+            permissions.contains(r#"camera=(self "https://clinic.example.org")"#),
+            "{permissions}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        // Plain HTTP: no HSTS (it would pin a host to HTTPS that does not serve it).
+        assert!(response.headers().get("strict-transport-security").is_none());
+    }
+}
+
+#[tokio::test]
+async fn frame_ancestors_must_be_origins() {
+    for bad in ["https://x.org; script-src *", "clinic.example.org", "https://"] {
+        let settings = Settings::parse_from(["visavis", "--no-turn", "--frame-ancestors", bad]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let started = visavis_server::App::start(listener, settings, CancellationToken::new()).await;
+        assert!(started.is_err(), "{bad} accepted");
+    }
+}
+
+#[tokio::test]
 async fn health_says_only_up_and_counts_are_metrics_on_their_own_port() {
     let server = Server::start(&[]).await;
     let (_alice, _) = server.joined("room-1", "Alice").await;
