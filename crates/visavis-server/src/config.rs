@@ -7,6 +7,17 @@ use std::time::Duration;
 use clap::Parser;
 use visavis_turn::Cidr;
 
+/// How `--listen` is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Https {
+    /// Plain HTTP: on loopback (browsers trust `localhost`), or with `--insecure-http`.
+    Off,
+    /// HTTPS with `--tls-cert` and `--tls-key`.
+    Files { cert: PathBuf, key: PathBuf },
+    /// HTTPS with a self-signed certificate kept in `--data-dir`.
+    SelfSigned,
+}
+
 /// visavis: self-hosted audio/video calls in the browser.
 ///
 /// Serves the web app and the WebSocket signalling endpoint `/ws`. Every option can also be
@@ -17,6 +28,25 @@ pub struct Settings {
     /// Address and port to serve HTTP and WebSocket on.
     #[arg(long, env = "VISAVIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Certificate chain (PEM) to serve HTTPS with; reloaded when the file changes or on
+    /// SIGHUP. Needs --tls-key.
+    #[arg(long, env = "VISAVIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "VISAVIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP on a non-loopback --listen address (behind a TLS reverse proxy).
+    /// Without it, and without --tls-cert, such an address serves HTTPS with a self-signed
+    /// certificate: browsers give the camera only to https pages (or localhost).
+    #[arg(long, env = "VISAVIS_INSECURE_HTTP")]
+    pub insecure_http: bool,
+
+    /// Where visavis keeps what must outlive a run (the self-signed certificate).
+    #[arg(long, env = "VISAVIS_DATA_DIR", default_value = "visavis-data")]
+    pub data_dir: PathBuf,
 
     /// Most members one room may hold; one more gets a `room_full` error.
     #[arg(long, env = "VISAVIS_ROOM_CAPACITY", default_value_t = 16,
@@ -397,6 +427,18 @@ impl Settings {
         })
     }
 
+    /// Whether and how `--listen` serves HTTPS.
+    pub fn https(&self) -> Https {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Https::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ if self.insecure_http || self.listen.ip().is_loopback() => Https::Off,
+            _ => Https::SelfSigned,
+        }
+    }
+
     /// `--turn-credential-lifetime`, or its default for the TURN server in use.
     pub fn turn_credential_lifetime(&self) -> Duration {
         let default = if self.turn_urls.is_empty() { 600 } else { 12 * 3600 };
@@ -405,5 +447,37 @@ impl Settings {
 
     pub fn max_message_size(&self) -> usize {
         usize::try_from(self.max_message_size).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn https(args: &[&str]) -> Https {
+        Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied())).https()
+    }
+
+    #[test]
+    fn https_unless_on_loopback_or_told_otherwise() {
+        assert_eq!(https(&[]), Https::Off, "localhost is a secure context already");
+        assert_eq!(https(&["--listen", "[::1]:8080"]), Https::Off);
+        assert_eq!(https(&["--listen", "0.0.0.0:8443"]), Https::SelfSigned);
+        assert_eq!(https(&["--listen", "192.0.2.4:8443"]), Https::SelfSigned);
+        assert_eq!(
+            https(&["--listen", "0.0.0.0:8080", "--insecure-http"]),
+            Https::Off
+        );
+        assert_eq!(
+            https(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]),
+            Https::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            }
+        );
+        assert!(
+            Settings::try_parse_from(["visavis", "--tls-cert", "c.pem"]).is_err(),
+            "needs the key"
+        );
     }
 }

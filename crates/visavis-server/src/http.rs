@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -56,11 +57,12 @@ fn server_full() -> &'static [u8] {
     &RESPONSE
 }
 
-/// Serves `router` on `listener` until `shutdown`; then lets requests in flight finish.
-/// Connection tasks are tracked by `tasks`, which the caller waits for.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`; then lets requests
+/// in flight finish. Connection tasks are tracked by `tasks`, which the caller waits for.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<TlsAcceptor>,
     limits: HttpLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -102,6 +104,7 @@ pub async fn serve(
         let router = router.clone();
         let shutdown = shutdown.clone();
         let header_timeout = limits.header_timeout;
+        let tls = tls.clone();
         tasks.spawn(async move {
             let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
@@ -116,22 +119,45 @@ pub async fn serve(
                     )
                 }
             });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            match tls {
+                None => serve_connection(stream, service, header_timeout, &shutdown).await,
+                // The handshake gets the same time as a request's headers.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, service, header_timeout, &shutdown).await,
+                    Ok(Err(err)) => tracing::debug!("TLS handshake with {peer}: {err}"),
+                    Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                },
             }
             // The HTTP part is over (closed, or handed over as a WebSocket, which the
             // signalling budgets count from here on).
             drop(slot);
         });
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes, is upgraded, or
+/// `shutdown` asks it to finish.
+async fn serve_connection<IO, S>(io: IO, service: S, header_timeout: Duration, shutdown: &CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+        hyper::Request<Incoming>,
+        Response = axum::response::Response,
+        Error = Infallible,
+    >,
+    S::Future: Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

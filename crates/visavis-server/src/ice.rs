@@ -107,24 +107,7 @@ fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> anyhow::Result<Arc<tokio_rustls::rustls::ServerConfig>> {
-    use tokio_rustls::rustls;
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("cannot open {}", cert.display()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .with_context(|| format!("bad certificate PEM in {}", cert.display()))?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("cannot open {}", key.display()))?,
-    ))
-    .with_context(|| format!("bad key PEM in {}", key.display()))?
-    .with_context(|| format!("no private key in {}", key.display()))?;
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .context("certificate and key do not match")?;
-    Ok(Arc::new(config))
+    crate::tls::server_config(crate::tls::CertStore::new(crate::tls::load(cert, key)?), &[])
 }
 
 /// The ICE servers every joining member is given, with credentials minted for them.

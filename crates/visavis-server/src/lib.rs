@@ -15,6 +15,7 @@ mod hub;
 mod ice;
 mod metrics;
 mod per_ip;
+mod tls;
 mod turn;
 mod websocket;
 
@@ -34,7 +35,7 @@ use visavis_room::{Config, Core, IdSource};
 use visavis_signal::{Refusal, Signalling};
 
 use admission::{client_ip, origin_allowed};
-pub use config::Settings;
+pub use config::{Https, Settings};
 use fd_budget::{FdPool, FdSlot};
 use headers::SecurityHeaders;
 use http::HttpLimits;
@@ -75,6 +76,7 @@ pub async fn run(
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     metrics: Option<TcpListener>,
     state: AppState,
     turn_addrs: Option<TurnAddrs>,
@@ -87,6 +89,7 @@ impl App {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let tls = https(&listener, &settings, &shutdown)?;
         let metrics = match settings.metrics_listen {
             Some(addr) => Some(metrics::bind(addr).await?),
             None => None,
@@ -188,10 +191,11 @@ impl App {
                 trusted_proxies: settings.trusted_proxies.clone().into(),
                 fds: FdPool::new(http_fds),
             },
-            headers: SecurityHeaders::new(&settings.frame_ancestors, false)?,
+            headers: SecurityHeaders::new(&settings.frame_ancestors, tls.is_some())?,
         };
         Ok(Self {
             listener,
+            tls,
             metrics,
             state,
             turn_addrs,
@@ -230,6 +234,7 @@ impl App {
     pub async fn serve(self) -> anyhow::Result<()> {
         let Self {
             listener,
+            tls,
             metrics,
             state,
             ..
@@ -247,6 +252,7 @@ impl App {
             sessions.spawn(http::serve(
                 metrics,
                 router,
+                None,
                 limits.clone(),
                 shutdown.clone(),
                 sessions.clone(),
@@ -254,7 +260,15 @@ impl App {
         }
         // HTTP connections and WebSocket sessions are tracked alike; the timer task has told
         // every WebSocket to reconnect and close (`Hub::run_timers`).
-        http::serve(listener, router(state), limits, shutdown, sessions.clone()).await;
+        http::serve(
+            listener,
+            router(state),
+            tls.map(tokio_rustls::TlsAcceptor::from),
+            limits,
+            shutdown,
+            sessions.clone(),
+        )
+        .await;
         sessions.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
             .await
@@ -339,6 +353,37 @@ async fn ws_upgrade(
 /// the metrics, on `--metrics-listen`).
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The TLS configuration for `--listen`, if it serves HTTPS (see [`Settings::https`]); a
+/// certificate from files is watched for changes until `shutdown`.
+fn https(
+    listener: &TcpListener,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
+    let store = match settings.https() {
+        Https::Off => return Ok(None),
+        Https::Files { cert, key } => {
+            let store = tls::CertStore::new(tls::load(&cert, &key)?);
+            tokio::spawn(tls::watch(store.clone(), cert, key, shutdown.clone()));
+            store
+        }
+        Https::SelfSigned => {
+            let addr = listener.local_addr()?;
+            let names = tls::self_signed_names(addr.ip(), settings.public_ip);
+            let (cert, key) = tls::self_signed(&settings.data_dir, &names)?;
+            let loaded = tls::load(&cert, &key)?;
+            tracing::info!(
+                "HTTPS with the self-signed certificate {} (SHA-256 {}): browsers warn once; \
+                 for a trusted one use --tls-cert/--tls-key",
+                cert.display(),
+                tls::fingerprint(&loaded),
+            );
+            tls::CertStore::new(loaded)
+        }
+    };
+    Ok(Some(tls::server_config(store, &[b"http/1.1"])?))
 }
 
 /// The soft limit of open files (the binary raises it to the hard one at start).

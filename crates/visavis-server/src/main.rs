@@ -18,7 +18,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!("visavis {} serving http://{addr}", env!("CARGO_PKG_VERSION"));
+    let scheme = match settings.https() {
+        visavis_server::Https::Off => "http",
+        _ => "https",
+    };
+    tracing::info!("visavis {} serving {scheme}://{addr}", env!("CARGO_PKG_VERSION"));
     // Every connection and relay socket takes a file descriptor; the soft limit is often 1,024
     // while the hard one is far higher, so take what the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {

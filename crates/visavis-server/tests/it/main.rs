@@ -53,6 +53,7 @@ mod attack;
 mod binary;
 mod churn;
 mod group;
+mod https;
 mod reliability;
 mod turn;
 
