@@ -88,7 +88,9 @@ test('a network drop (the link cut for several seconds) triggers an ICE restart 
   test.setTimeout(120_000);
   const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
   createNetwork();
-  const server = await startServer(`${HOST_IP}:18095`, ['--heartbeat-timeout', '3']);
+  // Plain HTTP on the namespace's address (this test is about ICE, not TLS): the browsers are
+  // told to treat that origin as secure.
+  const server = await startServer(`${HOST_IP}:18095`, ['--heartbeat-timeout', '3', '--insecure-http']);
   const secure = `--unsafely-treat-insecure-origin-as-secure=${server.url}`;
   const here = await playwright.chromium.launch({ ...launch, args: [...(launch.args ?? []), secure] });
   const away = await playwright.chromium.launch(chromiumInNamespace({ ...launch, args: [...(launch.args ?? []), secure] }));
