@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use visavis_client::{Client, ClientError};
 use visavis_protocol::{ErrorCode, RoomMsg, ServerMsg};
 
-use super::{join, Server, TestClient, WAIT};
+use super::{get_over_socket, join, Server, TestClient, WAIT};
 
 const ATTACKER: [u8; 4] = [127, 0, 0, 1];
 const DOCTOR: [u8; 4] = [127, 0, 0, 2];
@@ -351,16 +351,7 @@ async fn half_sent_requests_are_closed_and_bounded_per_address() {
     let n = tokio::time::timeout(Duration::from_millis(500), ninth.read(&mut buf)).await;
     assert!(matches!(n, Ok(Ok(0) | Err(_))), "{n:?}");
     // ...while another address is served as usual.
-    let mut other = connect(DOCTOR).await;
-    other
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut body = String::new();
-    tokio::time::timeout(WAIT, other.read_to_string(&mut body))
-        .await
-        .expect("answered")
-        .expect("read");
+    let body = get_over_socket(server.addr, DOCTOR, "/healthz").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     drop(idle);
 }
@@ -506,7 +497,7 @@ fn free_turn_port() -> u16 {
 /// with 508 and the page stopped answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_turn_each_keep_their_share_of_file_descriptors() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpStream;
 
     let turn_port = free_turn_port();
@@ -565,21 +556,8 @@ async fn http_and_turn_each_keep_their_share_of_file_descriptors() {
         turn_flood.push(TcpStream::connect(&turn_listen).await.expect("connect"));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let local = std::net::SocketAddr::from((DOCTOR, 0));
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind(local).expect("bind 127.0.0.2");
-    let mut page = socket
-        .connect(server.addr.parse().expect("addr"))
-        .await
-        .expect("connect");
-    page.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = String::new();
-    tokio::time::timeout(WAIT, page.read_to_string(&mut answer))
-        .await
-        .expect("answered")
-        .expect("read");
+    let addr = server.addr.parse().expect("addr");
+    let answer = get_over_socket(addr, DOCTOR, "/").await;
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "{}",

@@ -6,13 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use visavis_client::Client;
 use visavis_protocol::ServerMsg;
 
-use super::{counts_from_metrics, join, TestClient};
+use super::{counts_from_metrics, get_over_socket, join, TestClient};
 
 /// A running `visavis` binary, killed when dropped.
 pub struct Binary {
@@ -91,12 +89,8 @@ impl Binary {
     /// The live counts from `/metrics` over a real socket (another process: there is no
     /// router to call); see [`counts_from_metrics`].
     pub async fn counts(&self) -> Value {
-        let mut tcp = TcpStream::connect(&self.metrics).await.expect("tcp");
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut response = String::new();
-        tcp.read_to_string(&mut response).await.expect("read");
+        let addr = self.metrics.parse().expect("metrics address");
+        let response = get_over_socket(addr, [127, 0, 0, 1], "/metrics").await;
         assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
         let (_, body) = response.split_once("\r\n\r\n").expect("a body");
         counts_from_metrics(body)

@@ -152,6 +152,26 @@ async fn get(router: &Router, path: &str) -> (StatusCode, String) {
     (status, String::from_utf8(body.to_vec()).expect("UTF-8 body"))
 }
 
+/// `GET path` over a real socket from `from` (a loopback address) to `addr`, the connection
+/// closed after the answer: the whole response, within [`WAIT`].
+async fn get_over_socket(addr: SocketAddr, from: [u8; 4], path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((std::net::IpAddr::from(from), 0).into())
+        .expect("bind");
+    let mut tcp = socket.connect(addr).await.expect("connect");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response))
+        .await
+        .expect("answered")
+        .expect("read");
+    response
+}
+
 /// The counts in Prometheus text `metrics`, under short names: `sessions` (connected and
 /// detached), `reconnecting` (detached), `members`, `rooms`, `calls`, `turnAllocations` (null
 /// when the embedded TURN server is off).
