@@ -425,10 +425,10 @@ impl Core {
 
     /// When [`Core::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.ring_deadlines.next(), self.renewals.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.ring_deadlines.next(), self.renewals.next()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Sends `member` fresh ICE servers and schedules the next renewal.

@@ -427,14 +427,14 @@ impl Settings {
         })
     }
 
-    /// Whether and how `--listen` serves HTTPS.
-    pub fn https(&self) -> Https {
+    /// Whether and how the listener bound on `ip` (from `--listen`) serves HTTPS.
+    pub fn https(&self, ip: IpAddr) -> Https {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Https::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             },
-            _ if self.insecure_http || self.listen.ip().is_loopback() => Https::Off,
+            _ if self.insecure_http || ip.is_loopback() => Https::Off,
             _ => Https::SelfSigned,
         }
     }
@@ -455,7 +455,8 @@ mod tests {
     use super::*;
 
     fn https(args: &[&str]) -> Https {
-        Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied())).https()
+        let settings = Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
+        settings.https(settings.listen.ip())
     }
 
     #[test]

@@ -220,11 +220,6 @@ impl App {
         metrics::router(self.state.hub.clone(), self.state.turn.clone())
     }
 
-    /// Where metrics are served (`--metrics-listen`), if they are.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
-    }
-
     /// Where the embedded TURN server listens, if it runs.
     pub fn turn_addrs(&self) -> Option<TurnAddrs> {
         self.turn_addrs
@@ -355,14 +350,15 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The TLS configuration for `--listen`, if it serves HTTPS (see [`Settings::https`]); a
+/// The TLS configuration for `listener`, if it serves HTTPS (see [`Settings::https`]); a
 /// certificate from files is watched for changes until `shutdown`.
 fn https(
     listener: &TcpListener,
     settings: &Settings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
-    let store = match settings.https() {
+    let addr = listener.local_addr()?;
+    let store = match settings.https(addr.ip()) {
         Https::Off => return Ok(None),
         Https::Files { cert, key } => {
             let store = tls::CertStore::new(tls::load(&cert, &key)?);
@@ -370,7 +366,6 @@ fn https(
             store
         }
         Https::SelfSigned => {
-            let addr = listener.local_addr()?;
             let names = tls::self_signed_names(addr.ip(), settings.public_ip);
             let (cert, key) = tls::self_signed(&settings.data_dir, &names)?;
             let loaded = tls::load(&cert, &key)?;

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let scheme = match settings.https() {
+    let scheme = match settings.https(addr.ip()) {
         visavis_server::Https::Off => "http",
         _ => "https",
     };

@@ -291,10 +291,10 @@ impl TurnServer {
     /// are due to be swept. Permissions and channels need no timer: they are checked against
     /// the time when used, and go with their allocation.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.expiries.next(), self.unauth_sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.expiries.next(), self.unauth_sweep]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Expires allocations whose lifetime is over, and forgets idle rate-limit buckets.
