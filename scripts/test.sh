@@ -8,12 +8,16 @@ step() { printf '\n== %s\n' "$*"; }
 
 # Debian packages: the browser for the web tests, coturn (turnutils_uclient as a real TURN
 # client, turnserver for interop), openssl for a test certificate, iproute2 for the network
-# namespace in which one browser of the network-drop test lives (that test needs root).
+# namespaces in which browsers of the network tests live (those tests need root), pebble,
+# nginx and nftables.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v turnutils_uclient >/dev/null && command -v turnserver >/dev/null || missing+=(coturn)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v ip >/dev/null || missing+=(iproute2) # network namespaces for the network-drop test
+command -v pebble >/dev/null || missing+=(pebble)   # a real ACME server for certificate issuance
+command -v nginx >/dev/null || missing+=(nginx)     # the reverse proxy of docs/deploy.md, in front
+command -v nft >/dev/null || missing+=(nftables)    # a firewall that lets only TCP 443 out
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
