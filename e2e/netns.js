@@ -4,11 +4,14 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 
-export const HOST_IP = '10.231.0.1';
-export const NS_IP = '10.231.0.2';
-const NS = 'visavis-e2e';
-const HOST_IF = 'vv-e2e-h';
-const NS_IF = 'vv-e2e-n';
+// VISAVIS_E2E_NET (0-9) picks another namespace and subnet, so two checkouts' suites can run
+// side by side on one machine.
+const NET = Number(process.env.VISAVIS_E2E_NET ?? 0);
+export const HOST_IP = `10.${231 + NET}.0.1`;
+export const NS_IP = `10.${231 + NET}.0.2`;
+const NS = `visavis-e2e${NET || ''}`;
+const HOST_IF = `vv-e2e${NET || ''}-h`;
+const NS_IF = `vv-e2e${NET || ''}-n`;
 
 /** @param {string[]} args */
 const ip = (...args) => execFileSync('ip', args, { stdio: 'pipe' });
