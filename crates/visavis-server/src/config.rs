@@ -16,6 +16,22 @@ pub enum Https {
     Files { cert: PathBuf, key: PathBuf },
     /// HTTPS with a self-signed certificate kept in `--data-dir`.
     SelfSigned,
+    /// HTTPS with certificates from an ACME CA for `--domain`.
+    Acme,
+}
+
+/// Let's Encrypt's production directory, where `--domain` gets certificates by default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// How the ACME CA is shown that this server answers for `--domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcmeChallenge {
+    /// A special certificate on the HTTPS port (443): needs only that port open.
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
+    /// A file on the plain-HTTP port (80, `--http-listen`).
+    #[value(name = "http-01")]
+    Http01,
 }
 
 /// visavis: self-hosted audio/video calls in the browser.
@@ -25,9 +41,39 @@ pub enum Https {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "visavis", version, about, long_about)]
 pub struct Settings {
-    /// Address and port to serve HTTP and WebSocket on.
-    #[arg(long, env = "VISAVIS_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address and port to serve HTTP and WebSocket on [default: 127.0.0.1:8080, or
+    /// 0.0.0.0:443 with --domain].
+    #[arg(long, env = "VISAVIS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Serve HTTPS for this DNS name with certificates obtained and renewed automatically
+    /// over ACME (Let's Encrypt unless --acme-directory); repeat for more names. The
+    /// account and certificates are kept in --data-dir.
+    #[arg(long = "domain", env = "VISAVIS_DOMAIN", value_delimiter = ',',
+          value_parser = parse_domain, conflicts_with_all = ["tls_cert", "insecure_http"])]
+    pub domains: Vec<String>,
+
+    /// The ACME directory to get certificates from.
+    #[arg(long, env = "VISAVIS_ACME_DIRECTORY", default_value = LETS_ENCRYPT)]
+    pub acme_directory: String,
+
+    /// Contact address given to the ACME CA (for expiry warnings).
+    #[arg(long, env = "VISAVIS_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// A CA certificate (PEM) to trust for the ACME directory's HTTPS, besides the system's
+    /// (a test CA such as pebble's).
+    #[arg(long, env = "VISAVIS_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// How to prove control of --domain to the ACME CA.
+    #[arg(long, env = "VISAVIS_ACME_CHALLENGE", value_enum, default_value = "tls-alpn-01")]
+    pub acme_challenge: AcmeChallenge,
+
+    /// Also serve plain HTTP here: ACME HTTP-01 challenges, and a redirect to https for
+    /// everything else [default with --domain: 0.0.0.0:80].
+    #[arg(long, env = "VISAVIS_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
 
     /// Certificate chain (PEM) to serve HTTPS with; reloaded when the file changes or on
     /// SIGHUP. Needs --tls-key.
@@ -403,6 +449,25 @@ pub struct Settings {
     pub turn_tls_listen: Option<SocketAddr>,
 }
 
+/// A DNS name as ACME accepts it: letters, digits and hyphens in dot-separated labels.
+fn parse_domain(s: &str) -> Result<String, String> {
+    let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() > 253 || !name.contains('.') || !name.split('.').all(label_ok) {
+        return Err(format!("{s:?} is not a DNS name such as visit.example.com"));
+    }
+    if name.parse::<IpAddr>().is_ok() || name.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!("{s:?} is an address; --domain takes a DNS name"));
+    }
+    Ok(name)
+}
+
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (low, high) = s.split_once('-').ok_or("expected LOW-HIGH, e.g. 61000-65535")?;
     let low: u16 = low.trim().parse().map_err(|_| format!("bad port {low:?}"))?;
@@ -414,6 +479,22 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl Settings {
+    /// `--listen`, or its default (0.0.0.0:443 with `--domain`, else loopback port 8080).
+    pub fn listen(&self) -> SocketAddr {
+        let default = if self.domains.is_empty() {
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 443))
+        };
+        self.listen.unwrap_or(default)
+    }
+
+    /// `--http-listen`, or its default (port 80 with `--domain`, else off).
+    pub fn http_listen(&self) -> Option<SocketAddr> {
+        let default = (!self.domains.is_empty()).then(|| SocketAddr::from(([0, 0, 0, 0], 80)));
+        self.http_listen.or(default)
+    }
+
     pub fn ring_timeout(&self) -> Duration {
         Duration::from_secs(self.ring_timeout)
     }
@@ -423,7 +504,7 @@ impl Settings {
         let embedded = !self.no_turn && self.turn_urls.is_empty();
         embedded.then(|| {
             self.turn_listen
-                .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))
+                .unwrap_or(SocketAddr::new(self.listen().ip(), 3478))
         })
     }
 
@@ -434,6 +515,7 @@ impl Settings {
                 cert: cert.clone(),
                 key: key.clone(),
             },
+            _ if !self.domains.is_empty() => Https::Acme,
             _ if self.insecure_http || ip.is_loopback() => Https::Off,
             _ => Https::SelfSigned,
         }
@@ -456,7 +538,7 @@ mod tests {
 
     fn https(args: &[&str]) -> Https {
         let settings = Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
-        settings.https(settings.listen.ip())
+        settings.https(settings.listen().ip())
     }
 
     #[test]
@@ -479,6 +561,28 @@ mod tests {
         assert!(
             Settings::try_parse_from(["visavis", "--tls-cert", "c.pem"]).is_err(),
             "needs the key"
+        );
+        assert_eq!(https(&["--domain", "visit.example.com"]), Https::Acme);
+        assert_eq!(https(&["--domain", "a.example", "--listen", "127.0.0.1:8443"]), Https::Acme);
+    }
+
+    #[test]
+    fn a_domain_makes_the_defaults_those_of_a_public_server() {
+        let parse = |args: &[&str]| Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
+        let plain = parse(&[]);
+        assert_eq!(plain.listen(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(plain.http_listen(), None);
+        let public = parse(&["--domain", "Visit.Example.com.", "--domain", "b.example.com"]);
+        assert_eq!(public.domains, ["visit.example.com", "b.example.com"]);
+        assert_eq!(public.listen(), "0.0.0.0:443".parse().unwrap());
+        assert_eq!(public.http_listen(), Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(public.acme_directory, LETS_ENCRYPT);
+        for bad in ["localhost", "192.0.2.1", "a..b", "-a.example", "a_b.example", "*.example.com"] {
+            assert!(Settings::try_parse_from(["visavis", "--domain", bad]).is_err(), "{bad}");
+        }
+        assert!(
+            Settings::try_parse_from(["visavis", "--domain", "a.example", "--insecure-http"]).is_err(),
+            "ACME serves HTTPS"
         );
     }
 }

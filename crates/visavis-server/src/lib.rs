@@ -3,6 +3,7 @@
 //! [`run`] serves until its cancellation token fires, then closes every WebSocket with code
 //! 1001 and returns once the sessions have ended (at most [`SHUTDOWN_GRACE`]).
 
+mod acme;
 mod admission;
 mod assets;
 mod config;
@@ -15,6 +16,7 @@ mod hub;
 mod ice;
 mod metrics;
 mod per_ip;
+mod plain_http;
 mod tls;
 mod turn;
 mod websocket;
@@ -27,6 +29,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use anyhow::Context;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +80,8 @@ pub async fn run(
 pub struct App {
     listener: TcpListener,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// `--http-listen`, with what it serves.
+    plain: Option<(TcpListener, Router)>,
     metrics: Option<TcpListener>,
     state: AppState,
     turn_addrs: Option<TurnAddrs>,
@@ -89,7 +94,27 @@ impl App {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let tls = https(&listener, &settings, &shutdown)?;
+        let tokens = Arc::new(acme::HttpTokens::default());
+        let tls = https(&listener, &settings, &tokens, &shutdown)?;
+        let plain = match settings.http_listen() {
+            None => None,
+            Some(_) if tls.is_none() => anyhow::bail!(
+                "--http-listen redirects to https, but {} serves plain HTTP",
+                listener.local_addr()?
+            ),
+            Some(addr) => {
+                let bound = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?;
+                tracing::info!(
+                    "plain HTTP on {}: ACME challenges, everything else redirected to https",
+                    bound.local_addr()?
+                );
+                let router =
+                    plain_http::router(tokens, listener.local_addr()?.port(), &settings.domains);
+                Some((bound, router))
+            }
+        };
         let metrics = match settings.metrics_listen {
             Some(addr) => Some(metrics::bind(addr).await?),
             None => None,
@@ -196,6 +221,7 @@ impl App {
         Ok(Self {
             listener,
             tls,
+            plain,
             metrics,
             state,
             turn_addrs,
@@ -230,6 +256,7 @@ impl App {
         let Self {
             listener,
             tls,
+            plain,
             metrics,
             state,
             ..
@@ -242,6 +269,16 @@ impl App {
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
         let limits = state.http_limits.clone();
+        if let Some((plain, router)) = plain {
+            sessions.spawn(http::serve(
+                plain,
+                router,
+                None,
+                limits.clone(),
+                shutdown.clone(),
+                sessions.clone(),
+            ));
+        }
         if let Some(metrics) = metrics {
             let router = metrics::router(state.hub.clone(), turn.clone());
             sessions.spawn(http::serve(
@@ -350,14 +387,17 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The TLS configuration for `listener`, if it serves HTTPS (see [`Settings::https`]); a
-/// certificate from files is watched for changes until `shutdown`.
+/// The TLS configuration for `listener`, if it serves HTTPS (see [`Settings::https`]); until
+/// `shutdown`, a certificate from files is watched for changes, and one from ACME renewed
+/// (answering HTTP-01 challenges through `tokens`).
 fn https(
     listener: &TcpListener,
     settings: &Settings,
+    tokens: &Arc<acme::HttpTokens>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
     let addr = listener.local_addr()?;
+    let mut alpn: Vec<&[u8]> = vec![b"http/1.1"];
     let store = match settings.https(addr.ip()) {
         Https::Off => return Ok(None),
         Https::Files { cert, key } => {
@@ -377,8 +417,36 @@ fn https(
             );
             tls::CertStore::new(loaded)
         }
+        Https::Acme => {
+            let setup = acme::AcmeSetup {
+                domains: settings.domains.clone(),
+                directory: settings.acme_directory.clone(),
+                email: settings.acme_email.clone(),
+                ca_root: settings.acme_ca_root.clone(),
+                challenge: settings.acme_challenge,
+                dir: settings.data_dir.join("acme"),
+            };
+            let (key, current) = match acme::stored(&setup) {
+                Some((key, validity)) => {
+                    tracing::info!("HTTPS with the stored certificate for {}", setup.domains.join(", "));
+                    (key, Some(validity))
+                }
+                None => {
+                    // Until the CA has issued one, connections get a throwaway certificate.
+                    let throwaway = rcgen::generate_simple_self_signed(setup.domains.clone())?;
+                    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+                        throwaway.signing_key.serialize_der().into(),
+                    );
+                    (tls::certified(vec![throwaway.cert.der().clone()], key)?, None)
+                }
+            };
+            let store = tls::CertStore::new(key);
+            alpn.push(tls::ACME_TLS_ALPN);
+            tokio::spawn(acme::run(setup, current, store.clone(), tokens.clone(), shutdown.clone()));
+            store
+        }
     };
-    Ok(Some(tls::server_config(store, &[b"http/1.1"])?))
+    Ok(Some(tls::server_config(store, &alpn)?))
 }
 
 /// The soft limit of open files (the binary raises it to the hard one at start).

@@ -14,9 +14,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let settings = Settings::parse();
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    let listen = settings.listen();
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let scheme = match settings.https(addr.ip()) {
         visavis_server::Https::Off => "http",

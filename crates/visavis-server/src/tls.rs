@@ -1,7 +1,9 @@
 //! HTTPS: the certificate the server presents (from `--tls-cert`/`--tls-key`, reloaded when the
 //! files change or on SIGHUP without dropping anyone, or a self-signed one kept in
-//! `--data-dir`), and the rustls configuration with *ring* as the one crypto provider.
+//! `--data-dir`, or one from ACME), the certificates answering ACME TLS-ALPN-01 challenges,
+//! and the rustls configuration with *ring* as the one crypto provider.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -30,9 +32,15 @@ pub fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     ))
     .with_context(|| format!("bad key PEM in {}", key.display()))?
     .with_context(|| format!("no private key in {}", key.display()))?;
-    let certified = CertifiedKey::from_der(certs, key, &default_provider())
-        .context("certificate and key do not match")?;
-    Ok(certified)
+    certified(certs, key)
+}
+
+/// A certificate chain (DER) with its private key, checked to belong together.
+pub fn certified(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> anyhow::Result<CertifiedKey> {
+    CertifiedKey::from_der(chain, key, &default_provider()).context("certificate and key do not match")
 }
 
 /// A rustls server configuration presenting whatever `resolver` holds.
@@ -48,26 +56,50 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The certificate presented to every new connection; replaced whole when reloaded.
+/// The ALPN protocol of ACME's TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The certificate presented to every new connection (replaced whole when reloaded or
+/// renewed), and the ones answering TLS-ALPN-01 challenges while an ACME order runs.
 #[derive(Debug)]
 pub struct CertStore {
     current: RwLock<Arc<CertifiedKey>>,
+    /// Per DNS name, presented only to a client that asks for [`ACME_TLS_ALPN`].
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl CertStore {
     pub fn new(key: CertifiedKey) -> Arc<Self> {
         Arc::new(Self {
             current: RwLock::new(Arc::new(key)),
+            challenges: RwLock::default(),
         })
     }
 
-    fn replace(&self, key: CertifiedKey) {
+    /// Presents `key` to every connection from now on; connections already open keep theirs.
+    pub fn replace(&self, key: CertifiedKey) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+    }
+
+    /// Answers TLS-ALPN-01 validation for `name` with `key` (or no longer, with `None`).
+    pub fn set_challenge(&self, name: &str, key: Option<CertifiedKey>) {
+        let mut challenges = self.challenges.write().unwrap_or_else(|p| p.into_inner());
+        match key {
+            Some(key) => challenges.insert(name.to_owned(), Arc::new(key)),
+            None => challenges.remove(name),
+        };
     }
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validation = hello.alpn().is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
+        if validation {
+            // Only the challenge certificate may answer (RFC 8737 §3); none is a failed
+            // handshake, never the real certificate.
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.challenges.read().unwrap_or_else(|p| p.into_inner()).get(&name).cloned();
+        }
         Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 }
@@ -129,7 +161,7 @@ pub fn self_signed(data_dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf
 }
 
 /// Writes a secret readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
