@@ -1,9 +1,8 @@
 // @ts-check
 //! Calls that survive: a signalling outage in the middle of a call, a network drop that needs
 //! an ICE restart, and a server restart. Times are printed for docs/reliability.md.
-import { spawn } from 'node:child_process';
 import { test, expect } from '@playwright/test';
-import { closeContexts, expectDecoding, framesDuring, joinRoom, roomName, startCall } from './support.js';
+import { closeContexts, expectDecoding, framesDuring, joinRoom, roomName, startCall, startServer, stopServer } from './support.js';
 import { HOST_IP, chromiumInNamespace, createNetwork, removeNetwork, setLink } from './netns.js';
 
 test.afterEach(closeContexts);
@@ -54,35 +53,6 @@ test('a 10 s signalling outage: video keeps going, the session resumes, nothing 
   await expect(alice.getByText('Call ended.')).toBeVisible();
   outageUntil = 0;
 });
-
-/**
- * Starts a visavis of its own for a test (debug build) and waits until it serves.
- * @param {string} listen
- * @param {string[]} args
- */
-async function startServer(listen, args = []) {
-  const proc = spawn('target/debug/visavis', ['--listen', listen, '--no-turn', ...args], { stdio: 'ignore' });
-  const url = `http://${listen}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return { proc, url };
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  proc.kill('SIGKILL');
-  throw new Error(`visavis on ${listen} did not start`);
-}
-
-/** @param {import('node:child_process').ChildProcess} proc */
-function stopServer(proc) {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null) return resolve(null);
-    proc.once('exit', resolve);
-    proc.kill('SIGTERM');
-  });
-}
 
 test('a network drop (the link cut for several seconds) triggers an ICE restart and the video comes back', async ({ playwright }, testInfo) => {
   test.setTimeout(120_000);

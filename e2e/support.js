@@ -1,6 +1,8 @@
 // @ts-check
-//! Helpers shared by the browser tests: joining a room as a person, and reading what a person
-//! would see and hear (decoded frames on a labelled <video>, received audio in getStats).
+//! Helpers shared by the browser tests: joining a room as a person, reading what a person would
+//! see and hear (decoded frames on a labelled <video>, received audio in getStats), and a visavis
+//! of a test's own.
+import { spawn } from 'node:child_process';
 import { expect } from '@playwright/test';
 
 /**
@@ -135,5 +137,34 @@ export function selectedPair(page) {
     const local = stats.get(pair.localCandidateId);
     const remote = stats.get(pair.remoteCandidateId);
     return { local: local?.candidateType, remote: remote?.candidateType, url: local?.url ?? '' };
+  });
+}
+
+/**
+ * Starts a visavis of its own for a test (debug build) and waits until it serves.
+ * @param {string} listen
+ * @param {string[]} args
+ */
+export async function startServer(listen, args = []) {
+  const proc = spawn('target/debug/visavis', ['--listen', listen, '--no-turn', ...args], { stdio: 'ignore' });
+  const url = `http://${listen}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { proc, url };
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`visavis on ${listen} did not start`);
+}
+
+/** @param {import('node:child_process').ChildProcess} proc */
+export function stopServer(proc) {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(null);
+    proc.once('exit', resolve);
+    proc.kill('SIGTERM');
   });
 }

@@ -4,7 +4,7 @@
 //! HTML).
 
 import { Signalling, SignallingError, defaultUrl } from './protocol.js';
-import { openLocalMedia } from './media.js';
+import { mediaBlocked, openLocalMedia, secureUrl } from './media.js';
 import { Ringer } from './ring.js';
 import { CallView } from './call.js';
 import { ChatView } from './chat.js';
@@ -62,6 +62,12 @@ const state = {
   landingError: null,
   joining: false,
 };
+/**
+ * Opened over plain http:// from another machine, the page may not use a camera or microphone
+ * at all: calls are off (a call could only look connected, with nothing to see or hear) and the
+ * page says why and where to go instead. The room and its chat work as usual.
+ */
+const INSECURE = mediaBlocked() === 'insecure';
 const ringer = new Ringer();
 const chat = new ChatView((text) => state.sig?.send({ type: 'chat', text }));
 
@@ -261,7 +267,7 @@ function releaseMedia(media) {
 
 /** @param {number} peer */
 function invite(peer) {
-  if (!state.sig || state.pending || state.call) return;
+  if (!state.sig || state.pending || state.call || INSECURE) return;
   state.notice = null;
   state.pending = {
     id: null,
@@ -279,7 +285,7 @@ function invite(peer) {
 
 function accept() {
   const pending = state.pending;
-  if (!pending || pending.id === null || !state.sig) return;
+  if (!pending || pending.id === null || !state.sig || INSECURE) return;
   ringer.stop();
   pending.answered = true;
   pending.media = openLocalMedia();
@@ -374,7 +380,7 @@ function endCallUi() {
 // ---- the room's group call -----------------------------------------------------------------
 
 function joinGroup() {
-  if (!state.sig || state.pending || state.call || state.joiningGroup) return;
+  if (!state.sig || state.pending || state.call || state.joiningGroup || INSECURE) return;
   state.notice = null;
   state.joiningGroup = openLocalMedia();
   state.sig.send({ type: 'group_join' });
@@ -431,6 +437,7 @@ function render() {
   const banner = byId('connection-banner');
   banner.hidden = !state.offline;
   banner.textContent = state.offline ? t('reconnectingServer') : '';
+  renderInsecure();
   joinButton.disabled = state.joining;
   joinButton.textContent = state.joining ? t('joining') : t('join');
 
@@ -455,6 +462,7 @@ function render() {
     byId('outgoing-text').textContent = t('callingName', { name: pending.peerName });
     byId('incoming-text').textContent = t('incomingFrom', { name: pending.peerName });
   }
+  /** @type {HTMLButtonElement} */ (byId('accept')).disabled = INSECURE;
   state.call?.render();
 }
 
@@ -469,7 +477,8 @@ function renderMembers() {
     label.textContent = state.reconnecting.has(id) ? `${name} ${t('reconnectingSuffix')}` : name;
     const button = document.createElement('button');
     button.textContent = t('callName', { name });
-    button.disabled = busy();
+    button.disabled = busy() || INSECURE;
+    if (INSECURE) button.setAttribute('aria-describedby', 'insecure-notice');
     button.onclick = () => invite(id);
     li.append(label, button);
     return li;
@@ -485,7 +494,28 @@ function renderGroup() {
     ? t('callRunning', { names: group.participants.map(nameOf).join(', ') })
     : t('noCallRunning');
   const join = /** @type {HTMLButtonElement} */ (byId('join-call'));
-  join.disabled = busy();
+  join.disabled = busy() || INSECURE;
+}
+
+/**
+ * The insecure-context notice, at the top of the page and in the incoming-call dialog (which is
+ * modal, so the one behind it cannot be reached), with this page's https:// address as a link.
+ * Rebuilt only when its text changes, so that screen readers announce it once.
+ */
+function renderInsecure() {
+  const notices = [byId('insecure-notice'), byId('incoming-insecure')];
+  for (const el of notices) el.hidden = !INSECURE;
+  if (!INSECURE) return;
+  const url = secureUrl();
+  const [before, after = ''] = t('insecure').split('{url}');
+  const text = `${before}${url}${after}`;
+  for (const el of notices) {
+    if (el.textContent === text) continue;
+    const link = document.createElement('a');
+    link.href = url;
+    link.textContent = url;
+    el.replaceChildren(before, link, after);
+  }
 }
 
 /**
@@ -516,6 +546,13 @@ langSelect.onchange = () => {
   setLang(/** @type {import('./i18n.js').Lang} */ (langSelect.value));
   render();
 };
+
+if (INSECURE) {
+  // Disabled call buttons say why; so does a call that rings here but cannot be taken.
+  byId('join-call').setAttribute('aria-describedby', 'insecure-notice');
+  byId('accept').setAttribute('aria-describedby', 'incoming-insecure');
+  dialogs.incoming.setAttribute('aria-describedby', 'incoming-insecure');
+}
 
 roomInput.value = roomFromPath();
 nameInput.value = localStorage.getItem('visavis.name') ?? '';

@@ -86,6 +86,9 @@ const en = {
   'media.no-devices': 'No camera or microphone found. You can still see and hear the other person.',
   'media.no-camera': 'No camera found: this is an audio-only call from your side.',
   'media.no-microphone': 'No microphone found: the other person will not hear you.',
+  insecure: 'Camera and microphone need a secure connection: open {url} — calls are off on this http:// page; chat still works. If that link does not open, the server must first be set up to serve HTTPS (see docs/deploy.md).',
+  'media.insecure': 'Camera and microphone need a secure connection: this page was opened over http://, so the other person can neither see nor hear you.',
+  'media.unsupported': 'This browser gives the page no camera or microphone. You can still see and hear the other person.',
 };
 
 /** @type {Record<keyof typeof en, string>} */
@@ -171,6 +174,9 @@ const zh = {
   'media.no-devices': '未找到摄像头或麦克风。你仍可看到并听到对方。',
   'media.no-camera': '未找到摄像头：你这边是纯语音通话。',
   'media.no-microphone': '未找到麦克风：对方听不到你。',
+  insecure: '摄像头和麦克风需要安全连接：请打开 {url} —— 在此 http:// 页面上无法通话，聊天仍可使用。如果该链接打不开，需要先让服务器提供 HTTPS（见 docs/deploy.md）。',
+  'media.insecure': '摄像头和麦克风需要安全连接：此页面是通过 http:// 打开的，对方看不到也听不到你。',
+  'media.unsupported': '此浏览器不让页面使用摄像头或麦克风。你仍可看到并听到对方。',
 };
 
 /** @typedef {keyof typeof en} Key */

@@ -4,10 +4,26 @@
 /**
  * @typedef {{audio: MediaStreamTrack | null, video: MediaStreamTrack | null,
  *            problems: MediaProblem[]}} LocalMedia
- * @typedef {'denied' | 'no-camera' | 'no-microphone' | 'no-devices'} MediaProblem
+ * @typedef {'denied' | 'no-camera' | 'no-microphone' | 'no-devices' | 'insecure' | 'unsupported'} MediaProblem
  * @typedef {{audioInput?: string, videoInput?: string}} DevicePrefs
  * @typedef {{cameras: MediaDeviceInfo[], microphones: MediaDeviceInfo[], speakers: MediaDeviceInfo[]}} DeviceLists
  */
+
+/**
+ * Why this page can never open a camera or microphone, or null when it may: browsers give
+ * them only to secure contexts (https://, or localhost), and some give them to none.
+ * @returns {'insecure' | 'unsupported' | null}
+ */
+export function mediaBlocked() {
+  if (!window.isSecureContext) return 'insecure';
+  if (!navigator.mediaDevices?.getUserMedia) return 'unsupported';
+  return null;
+}
+
+/** This page's address over https: where the camera and microphone would work. */
+export function secureUrl() {
+  return `https://${location.host}${location.pathname}${location.search}${location.hash}`;
+}
 
 /**
  * @param {'audio' | 'video'} kind
@@ -42,18 +58,19 @@ export async function openTrack(kind, deviceId) {
  * @returns {Promise<LocalMedia>}
  */
 export async function openLocalMedia(prefs = {}) {
+  // Not "no devices": there may well be some, the page just may not use them.
+  const blocked = mediaBlocked();
+  if (blocked) return { audio: null, video: null, problems: [blocked] };
   /** @type {MediaProblem[]} */
   const problems = [];
-  if (navigator.mediaDevices?.getUserMedia) {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        audio: constraint('audio', prefs.audioInput),
-        video: constraint('video', prefs.videoInput),
-      });
-      return { audio: stream.getAudioTracks()[0] ?? null, video: stream.getVideoTracks()[0] ?? null, problems };
-    } catch {
-      // Fall through: find out which of the two is missing or refused.
-    }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: constraint('audio', prefs.audioInput),
+      video: constraint('video', prefs.videoInput),
+    });
+    return { audio: stream.getAudioTracks()[0] ?? null, video: stream.getVideoTracks()[0] ?? null, problems };
+  } catch {
+    // Fall through: find out which of the two is missing or refused.
   }
   const [audio, video] = await Promise.all([openTrack('audio', prefs.audioInput), openTrack('video', prefs.videoInput)]);
   const denied = [audio.error, video.error].some((e) => e === 'NotAllowedError' || e === 'SecurityError');
