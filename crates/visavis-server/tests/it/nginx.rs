@@ -53,13 +53,16 @@ fn substitute(text: &str, from: &str, to: &str) -> String {
 
 /// The arguments of the guide's `visavis` command behind a proxy, for a test: without
 /// `--listen` (the test binary listens on an ephemeral port, which nginx is then pointed at),
-/// with `origin` for the guide's public origin.
+/// with `origin` for the guide's public origin and STUN/TURN on an ephemeral loopback port.
 fn guide_command(origin: &str) -> Vec<String> {
     let command = guide_block("## Behind a reverse proxy", "sh");
     let mut words = command.split_whitespace();
     assert_eq!(words.next(), Some("visavis"), "{command}");
     let mut args = Vec::new();
     while let Some(word) = words.next() {
+        if word == "\\" {
+            continue; // a continued line
+        }
         if word == "--listen" {
             // Where the nginx block forwards to: `nginx_site` checks that it says so.
             assert_eq!(words.next(), Some("127.0.0.1:8080"), "{command}");
@@ -68,6 +71,7 @@ fn guide_command(origin: &str) -> Vec<String> {
         }
     }
     let args = substitute(&args.join(" "), "https://consult.example.org", origin);
+    let args = substitute(&args, "--turn-listen 0.0.0.0:3478", "--turn-listen 127.0.0.1:0");
     args.split(' ').map(str::to_owned).collect()
 }
 
@@ -327,7 +331,7 @@ async fn the_guides_nginx_block_serves_the_page_and_sessions_per_client_address(
     // The guide's command, allowing one session per address: were clients seen as nginx's
     // address, the second would be refused.
     let mut args = guide_command(&origin);
-    args.extend(["--max-sessions-per-ip", "1", "--no-turn"].map(str::to_owned));
+    args.extend(["--max-sessions-per-ip", "1"].map(str::to_owned));
     let visavis = Binary::start(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let site = nginx_site(&scratch.0, &visavis.addr, http, https);
     let _nginx = Nginx::start(nginx, &scratch.0, &site, https).await;
