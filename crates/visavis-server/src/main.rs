@@ -19,11 +19,17 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let scheme = match settings.https(addr.ip()) {
+    let https = settings.https(addr.ip());
+    let scheme = match https {
         visavis_server::Https::Off => "http",
         _ => "https",
     };
     tracing::info!("visavis {} serving {scheme}://{addr}", env!("CARGO_PKG_VERSION"));
+    #[cfg(unix)]
+    tokio::spawn(catch_hangups(matches!(
+        https,
+        visavis_server::Https::Files { .. }
+    )));
     // Every connection and relay socket takes a file descriptor; the soft limit is often 1,024
     // while the hard one is far higher, so take what the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -36,6 +42,22 @@ async fn main() -> anyhow::Result<()> {
     visavis_server::run(listener, settings, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP asks for the certificate files to be read again (`systemctl reload`; the watcher of
+/// those files hears it too). Its default action ends the process, so it is caught from the
+/// start, whether there are `files` to reload or not.
+#[cfg(unix)]
+async fn catch_hangups(files: bool) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(err) => return tracing::warn!("cannot watch SIGHUP: {err}"),
+    };
+    while hangup.recv().await.is_some() {
+        if !files {
+            tracing::info!("SIGHUP: no certificate files to reload (--tls-cert, --tls-key)");
+        }
+    }
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

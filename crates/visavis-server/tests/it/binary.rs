@@ -190,3 +190,21 @@ fn the_binary_takes_every_file_descriptor_the_system_allows() {
         "soft limit raised to the hard one: {open_files}"
     );
 }
+
+/// `systemctl reload` (deploy/visavis.service) sends SIGHUP, which reloads certificate files;
+/// without any, it must not end the process, as the signal's default action would.
+#[tokio::test]
+async fn sighup_without_certificate_files_leaves_the_server_running() {
+    let mut binary = Binary::start(&["--no-turn"]).await;
+    let hup = Command::new("kill")
+        .args(["-HUP", &binary.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        binary.child.try_wait().expect("wait").is_none(),
+        "SIGHUP ended the server"
+    );
+    assert_eq!(binary.counts().await["sessions"], 0, "still serving");
+}

@@ -54,7 +54,9 @@ mod binary;
 mod churn;
 mod group;
 mod https;
+mod nginx;
 mod reliability;
+mod systemd;
 mod turn;
 
 const WAIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,451 @@
+//! docs/deploy.md's nginx block, run by Debian's nginx in front of the real binary started with
+//! the guide's command: the page and WebSocket sessions over TLS through it, each client
+//! counted under its own address (`--trusted-proxy`), and the `Host` line the guide insists on.
+//! The blocks are read from the guide itself, so that what people copy is what is tested.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+use visavis_protocol::PROTOCOL_VERSION;
+
+use super::binary::Binary;
+use super::WAIT;
+
+const GUIDE: &str = include_str!("../../../../docs/deploy.md");
+
+/// The first code block in `lang` after `heading` in docs/deploy.md.
+fn guide_block(heading: &str, lang: &str) -> String {
+    let start = GUIDE
+        .find(heading)
+        .unwrap_or_else(|| panic!("docs/deploy.md has no heading {heading:?}"));
+    let section = &GUIDE[start..];
+    let fence = format!("\n```{lang}\n");
+    let open = section
+        .find(&fence)
+        .unwrap_or_else(|| panic!("no {lang} block after {heading:?} in docs/deploy.md"))
+        + fence.len();
+    let close = section[open..].find("\n```").expect("the block is closed");
+    section[open..open + close + 1].to_owned()
+}
+
+/// `text` with `from` replaced by `to`; `from` must be there (else the guide changed under the
+/// test, which must follow).
+fn substitute(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "docs/deploy.md's block no longer has {from:?}:\n{text}"
+    );
+    text.replace(from, to)
+}
+
+/// The arguments of the guide's `visavis` command behind a proxy, for a test: without
+/// `--listen` (the test binary listens on an ephemeral port, which nginx is then pointed at),
+/// with `origin` for the guide's public origin and STUN/TURN on an ephemeral loopback port.
+fn guide_command(origin: &str) -> Vec<String> {
+    let command = guide_block("## Behind a reverse proxy", "sh");
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("visavis"), "{command}");
+    let mut args = Vec::new();
+    while let Some(word) = words.next() {
+        if word == "\\" {
+            continue; // a continued line
+        }
+        if word == "--listen" {
+            // Where the nginx block forwards to: `nginx_site` checks that it says so.
+            assert_eq!(words.next(), Some("127.0.0.1:8080"), "{command}");
+        } else {
+            args.push(word.to_owned());
+        }
+    }
+    let args = substitute(&args.join(" "), "https://consult.example.org", origin);
+    let args = substitute(&args, "--turn-listen 0.0.0.0:3478", "--turn-listen 127.0.0.1:0");
+    args.split(' ').map(str::to_owned).collect()
+}
+
+/// The guide's nginx block for a test: listening on loopback ports `http` and `https`, with
+/// the test's certificate in `dir`, forwarding to `upstream`.
+fn nginx_site(dir: &Path, upstream: &str, http: u16, https: u16) -> String {
+    let mut site = guide_block("### nginx", "nginx");
+    let path = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
+    for (from, to) in [
+        ("listen 80;", format!("listen 127.0.0.1:{http};")),
+        ("listen 443 ssl;", format!("listen 127.0.0.1:{https} ssl;")),
+        (
+            "/etc/letsencrypt/live/consult.example.org/fullchain.pem",
+            path("cert.pem"),
+        ),
+        (
+            "/etc/letsencrypt/live/consult.example.org/privkey.pem",
+            path("key.pem"),
+        ),
+        (
+            "proxy_pass http://127.0.0.1:8080;",
+            format!("proxy_pass http://{upstream};"),
+        ),
+    ] {
+        site = substitute(&site, from, &to);
+    }
+    site
+}
+
+/// A directory of its own under the system's temporary one, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("visavis-nginx-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A throwaway certificate for `localhost` and 127.0.0.1, written as `cert.pem` and `key.pem`
+/// in `dir`; returns it for clients to trust.
+fn write_certificate(dir: &Path) -> CertificateDer<'static> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("certificate");
+    std::fs::write(dir.join("cert.pem"), made.cert.pem()).expect("cert");
+    std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).expect("key");
+    made.cert.der().clone()
+}
+
+/// `N` distinct loopback ports that were free a moment ago.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held = [(); N].map(|()| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
+    held.map(|l| l.local_addr().expect("addr").port())
+}
+
+/// Debian's nginx, or `None` when it is not installed and `CI` is not set: the test is then
+/// skipped with a message. In CI a missing nginx fails the test.
+fn nginx_binary() -> Option<&'static str> {
+    let found = ["nginx", "/usr/sbin/nginx"].into_iter().find(|path| {
+        Command::new(path)
+            .arg("-v")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        let missing = "nginx is not installed (Debian package nginx; scripts/test.sh installs it)";
+        assert!(std::env::var_os("CI").is_none(), "{missing}");
+        eprintln!("skipped: {missing}; with CI set this fails");
+    }
+    found
+}
+
+/// nginx running `sites` (server blocks) in the foreground as one process, everything it
+/// writes in `dir`; killed when dropped, so also when a test fails.
+struct Nginx {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Nginx {
+    /// Starts it and waits until it accepts connections on `port`.
+    async fn start(binary: &str, dir: &Path, sites: &str, port: u16) -> Self {
+        let d = dir.to_str().expect("UTF-8 path");
+        let conf = format!(
+            "daemon off;\n\
+             master_process off;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n\
+             access_log off;\n\
+             client_body_temp_path {d}/client_body;\n\
+             proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n\
+             scgi_temp_path {d}/scgi;\n\
+             {sites}\n\
+             }}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let log = dir.join("error.log");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx");
+        let mut nginx = Self { child, log };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if let Some(status) = nginx.child.try_wait().expect("wait") {
+                panic!("nginx exited ({status}):\n{}", nginx.log());
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "nginx does not listen:\n{}",
+                nginx.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        nginx
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS connection from the loopback address `from` to `host:port` (nginx), trusting only
+/// `cert`.
+async fn tls(host: &str, port: u16, from: [u8; 4], cert: &CertificateDer<'static>) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind((from, 0).into()).expect("bind");
+    let tcp = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    let name = ServerName::try_from(host.to_owned()).expect("name");
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS with nginx")
+}
+
+/// Reads `stream` to its end: the whole response.
+async fn read_all(mut stream: impl AsyncReadExt + Unpin) -> String {
+    let mut bytes = Vec::new();
+    // A peer that closes without TLS close_notify ends the read with an error; what came
+    // before it is the answer.
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut bytes))
+        .await
+        .expect("answered");
+    String::from_utf8(bytes).expect("UTF-8 response")
+}
+
+type Wss = WebSocketStream<TlsStream<TcpStream>>;
+
+/// A WebSocket to `wss://host:port/ws` from `from`, as a browser's page at `origin` opens it,
+/// with an `X-Forwarded-For` of the client's own making if `forged`.
+async fn wss(
+    host: &str,
+    port: u16,
+    from: [u8; 4],
+    cert: &CertificateDer<'static>,
+    origin: &str,
+    forged: Option<&str>,
+) -> Result<Wss, tungstenite::Error> {
+    let mut request = format!("wss://{host}:{port}/ws").into_client_request()?;
+    let headers = request.headers_mut();
+    headers.insert("origin", origin.parse().expect("origin"));
+    if let Some(forged) = forged {
+        headers.insert("x-forwarded-for", forged.parse().expect("address"));
+    }
+    let stream = tls(host, port, from, cert).await;
+    tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
+        .await
+        .expect("upgrade answered")
+        .map(|(ws, _)| ws)
+}
+
+/// The HTTP status and JSON `error` of a refused upgrade.
+fn refusal(result: Result<Wss, tungstenite::Error>) -> (u16, String) {
+    match result {
+        Err(tungstenite::Error::Http(response)) => {
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+                .unwrap_or_else(|_| panic!("a JSON body: {response:?}"));
+            (
+                response.status().as_u16(),
+                body["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+        other => panic!("expected a refused upgrade, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// The next message of `kind` on `ws`, skipping others.
+async fn next_of(ws: &mut Wss, kind: &str) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let frame = ws.next().await.expect("open").expect("a frame");
+            if let Message::Text(text) = frame {
+                let msg: Value = serde_json::from_str(&text).expect("JSON");
+                if msg["type"] == kind {
+                    return msg;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} in time"))
+}
+
+/// Joins room `nginx` as `name`; returns the member id.
+async fn join(ws: &mut Wss, name: &str) -> u64 {
+    let join = json!({"type": "join", "version": PROTOCOL_VERSION, "room": "nginx", "name": name});
+    ws.send(Message::text(join.to_string())).await.expect("send");
+    next_of(ws, "joined").await["you"]["id"].as_u64().expect("an id")
+}
+
+#[tokio::test]
+async fn the_guides_nginx_block_serves_the_page_and_sessions_per_client_address() {
+    let Some(nginx) = nginx_binary() else { return };
+    let scratch = Scratch::new("guide");
+    let cert = write_certificate(&scratch.0);
+    let [http, https] = free_ports();
+    let origin = format!("https://localhost:{https}");
+    // The guide's command, allowing one session per address: were clients seen as nginx's
+    // address, the second would be refused.
+    let mut args = guide_command(&origin);
+    args.extend(["--max-sessions-per-ip", "1"].map(str::to_owned));
+    let visavis = Binary::start(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let site = nginx_site(&scratch.0, &visavis.addr, http, https);
+    let _nginx = Nginx::start(nginx, &scratch.0, &site, https).await;
+
+    // The page over TLS, with visavis's security headers and nginx's HSTS.
+    let mut page = tls("localhost", https, [127, 0, 0, 2], &cert).await;
+    let request = format!("GET /r/nginx HTTP/1.1\r\nHost: localhost:{https}\r\nConnection: close\r\n\r\n");
+    page.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_all(page).await;
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{answer}");
+    for header in [
+        "content-security-policy: default-src 'self'",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+        "permissions-policy: ",
+        "strict-transport-security: max-age=",
+    ] {
+        assert!(head.contains(header), "no {header:?} in\n{head}");
+    }
+    assert!(answer.contains("<title>visavis</title>"), "{answer}");
+
+    // Plain HTTP is sent to HTTPS.
+    let mut plain = TcpStream::connect(("127.0.0.1", http)).await.expect("connect");
+    let request = format!("GET /r/nginx HTTP/1.1\r\nHost: localhost:{http}\r\nConnection: close\r\n\r\n");
+    plain.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_all(plain).await.to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 301"), "{answer}");
+    assert!(answer.contains("location: https://localhost/r/nginx"), "{answer}");
+
+    // Two people from two addresses, over wss:// through nginx: both admitted, and a chat
+    // message goes from one to the other.
+    let mut alice = wss("localhost", https, [127, 0, 0, 2], &cert, &origin, None)
+        .await
+        .expect("Alice's WebSocket");
+    let mut bob = wss("localhost", https, [127, 0, 0, 3], &cert, &origin, None)
+        .await
+        .expect("Bob's WebSocket: visavis sees his own address, not nginx's");
+    let a = join(&mut alice, "Alice").await;
+    join(&mut bob, "Bob").await;
+    let chat = json!({"type": "chat", "text": "hello through nginx"});
+    alice.send(Message::text(chat.to_string())).await.expect("send");
+    let heard = next_of(&mut bob, "chat").await;
+    assert_eq!(
+        (heard["from"].as_u64(), heard["text"].as_str()),
+        (Some(a), Some("hello through nginx"))
+    );
+
+    // A second session from Alice's address is over its limit, whatever address the client
+    // claims for itself: nginx appends the real one, which is what visavis believes.
+    let again = wss(
+        "localhost",
+        https,
+        [127, 0, 0, 2],
+        &cert,
+        &origin,
+        Some("203.0.113.9"),
+    )
+    .await;
+    assert_eq!(refusal(again), (429, "too_many_sessions".to_owned()));
+    // And the public origin holds through the proxy: another site's page is refused.
+    let evil = wss(
+        "localhost",
+        https,
+        [127, 0, 0, 4],
+        &cert,
+        "https://evil.example",
+        None,
+    )
+    .await;
+    assert_eq!(refusal(evil), (403, "origin_not_allowed".to_owned()));
+}
+
+/// Without `--public-origin` (pages opened by address), visavis checks the page's origin
+/// against `Host`: the guide's `proxy_set_header Host $http_host` keeps it; nginx's default
+/// (`127.0.0.1:<upstream port>`) and `$host` (no port) get every WebSocket refused.
+#[tokio::test]
+async fn without_the_guides_host_line_websockets_are_refused_by_origin() {
+    let Some(nginx) = nginx_binary() else { return };
+    let scratch = Scratch::new("host");
+    let cert = write_certificate(&scratch.0);
+    let visavis = Binary::start(&["--trusted-proxy", "127.0.0.1/32", "--no-turn"]).await;
+    let ports: [u16; 6] = free_ports();
+    let host_line = "        proxy_set_header Host $http_host;\n";
+    let variants = [
+        (host_line, true),
+        ("", false),
+        ("        proxy_set_header Host $host;\n", false),
+    ];
+    let sites: Vec<String> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, (line, _))| {
+            let site = nginx_site(&scratch.0, &visavis.addr, ports[2 * i], ports[2 * i + 1]);
+            substitute(&site, host_line, line)
+        })
+        .collect();
+    let _nginx = Nginx::start(nginx, &scratch.0, &sites.concat(), ports[1]).await;
+    for (i, (line, works)) in variants.iter().enumerate() {
+        let port = ports[2 * i + 1];
+        let origin = format!("https://127.0.0.1:{port}");
+        let opened = wss("127.0.0.1", port, [127, 0, 0, 2], &cert, &origin, None).await;
+        if *works {
+            join(&mut opened.expect("WebSocket through the guide's block"), "Ann").await;
+        } else {
+            assert_eq!(
+                refusal(opened),
+                (403, "origin_not_allowed".to_owned()),
+                "with {line:?}"
+            );
+        }
+    }
+}
