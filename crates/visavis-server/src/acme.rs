@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder,
+    OrderStatus, RetryPolicy,
 };
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::sign::CertifiedKey;
@@ -57,7 +57,9 @@ pub struct Validity {
 /// back-off; otherwise when the current one is due for renewal.
 pub fn next_attempt(current: Option<Validity>, failures: u32, last_failure: SystemTime) -> SystemTime {
     if failures > 0 {
-        let backoff = FIRST_RETRY.saturating_mul(1 << (failures - 1).min(16)).min(MAX_RETRY);
+        let backoff = FIRST_RETRY
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(MAX_RETRY);
         return last_failure + backoff;
     }
     match current {
@@ -77,7 +79,11 @@ pub struct HttpTokens(Mutex<HashMap<String, String>>);
 
 impl HttpTokens {
     pub fn get(&self, token: &str) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
     }
 
     pub fn set(&self, token: &str, answer: Option<String>) {
@@ -172,7 +178,12 @@ async fn obtain(
         .await
         .context("new order")?;
     // Whatever happens below, the challenge answers go away with the order.
-    let mut answered = Answered { store, tokens, names: Vec::new(), tokens_set: Vec::new() };
+    let mut answered = Answered {
+        store,
+        tokens,
+        names: Vec::new(),
+        tokens_set: Vec::new(),
+    };
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization.context("authorization")?;
@@ -195,7 +206,10 @@ async fn obtain(
         let answer = challenge.key_authorization();
         match setup.challenge {
             AcmeChallenge::TlsAlpn01 => {
-                store.set_challenge(&name, Some(validation_certificate(&name, answer.digest().as_ref())?));
+                store.set_challenge(
+                    &name,
+                    Some(validation_certificate(&name, answer.digest().as_ref())?),
+                );
                 answered.names.push(name);
             }
             AcmeChallenge::Http01 => {
@@ -207,7 +221,10 @@ async fn obtain(
     }
     let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);
     let status = order.poll_ready(&retries).await.context("validation")?;
-    anyhow::ensure!(status == OrderStatus::Ready, "the CA did not validate the order: {status:?}");
+    anyhow::ensure!(
+        status == OrderStatus::Ready,
+        "the CA did not validate the order: {status:?}"
+    );
     drop(answered);
 
     let key = rcgen::KeyPair::generate().context("new key")?;
@@ -251,8 +268,9 @@ impl Drop for Answered<'_> {
 /// The account for `setup.directory`: stored in `setup.dir`, or created (and stored).
 async fn account(setup: &AcmeSetup) -> anyhow::Result<Account> {
     let builder = || match &setup.ca_root {
-        Some(root) => Account::builder_with_root(root)
-            .with_context(|| format!("--acme-ca-root {}", root.display())),
+        Some(root) => {
+            Account::builder_with_root(root).with_context(|| format!("--acme-ca-root {}", root.display()))
+        }
         None => Account::builder().context("HTTP client"),
     };
     // One account per directory: a test CA's account means nothing to Let's Encrypt.
@@ -263,10 +281,7 @@ async fn account(setup: &AcmeSetup) -> anyhow::Result<Account> {
     if let Ok(json) = std::fs::read(&file) {
         let credentials: AccountCredentials =
             serde_json::from_slice(&json).with_context(|| format!("bad account file {}", file.display()))?;
-        return builder()?
-            .from_credentials(credentials)
-            .await
-            .context("account");
+        return builder()?.from_credentials(credentials).await.context("account");
     }
     let contact = setup.email.as_ref().map(|e| format!("mailto:{e}"));
     let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
@@ -282,8 +297,7 @@ async fn account(setup: &AcmeSetup) -> anyhow::Result<Account> {
         )
         .await
         .context("new account")?;
-    std::fs::create_dir_all(&setup.dir)
-        .with_context(|| format!("cannot create {}", setup.dir.display()))?;
+    std::fs::create_dir_all(&setup.dir).with_context(|| format!("cannot create {}", setup.dir.display()))?;
     tls::write_private(&file, serde_json::to_string(&credentials)?.as_bytes())?;
     tracing::info!("ACME account {} at {}", account.id(), setup.directory);
     Ok(account)
@@ -351,7 +365,9 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A time as the log shows it (UTC).
 fn utc(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     x509_parser::time::ASN1Time::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
         .map_or_else(|_| format!("{secs} s after 1970"), |t| t.to_string())
 }
@@ -373,25 +389,45 @@ mod tests {
 
     #[test]
     fn a_90_day_certificate_is_renewed_30_days_before_expiry() {
-        let v = Validity { not_before: at(0), not_after: at(0) + 90 * DAY };
+        let v = Validity {
+            not_before: at(0),
+            not_after: at(0) + 90 * DAY,
+        };
         assert_eq!(next_attempt(Some(v), 0, at(0)), at(0) + 60 * DAY);
-        let long = Validity { not_before: at(0), not_after: at(0) + 365 * DAY };
+        let long = Validity {
+            not_before: at(0),
+            not_after: at(0) + 365 * DAY,
+        };
         assert_eq!(next_attempt(Some(long), 0, at(0)), at(0) + 335 * DAY);
     }
 
     #[test]
     fn a_short_certificate_is_renewed_after_two_thirds_of_its_life() {
-        let v = Validity { not_before: at(1000), not_after: at(1090) };
+        let v = Validity {
+            not_before: at(1000),
+            not_after: at(1090),
+        };
         assert_eq!(next_attempt(Some(v), 0, at(0)), at(1060));
-        let six_days = Validity { not_before: at(0), not_after: at(0) + 6 * DAY };
+        let six_days = Validity {
+            not_before: at(0),
+            not_after: at(0) + 6 * DAY,
+        };
         assert_eq!(next_attempt(Some(six_days), 0, at(0)), at(0) + 4 * DAY);
     }
 
     #[test]
     fn failures_back_off_doubling_up_to_an_hour() {
-        let v = Validity { not_before: at(0), not_after: at(0) + 90 * DAY };
+        let v = Validity {
+            not_before: at(0),
+            not_after: at(0) + 90 * DAY,
+        };
         let waits: Vec<_> = (1..=8)
-            .map(|n| next_attempt(Some(v), n, at(500)).duration_since(at(500)).unwrap().as_secs())
+            .map(|n| {
+                next_attempt(Some(v), n, at(500))
+                    .duration_since(at(500))
+                    .unwrap()
+                    .as_secs()
+            })
             .collect();
         assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
         assert_eq!(next_attempt(None, 40, at(500)), at(500 + 3600), "no overflow");

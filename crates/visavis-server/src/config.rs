@@ -67,7 +67,12 @@ pub struct Settings {
     pub acme_ca_root: Option<PathBuf>,
 
     /// How to prove control of --domain to the ACME CA.
-    #[arg(long, env = "VISAVIS_ACME_CHALLENGE", value_enum, default_value = "tls-alpn-01")]
+    #[arg(
+        long,
+        env = "VISAVIS_ACME_CHALLENGE",
+        value_enum,
+        default_value = "tls-alpn-01"
+    )]
     pub acme_challenge: AcmeChallenge,
 
     /// Also serve plain HTTP here: ACME HTTP-01 challenges, and a redirect to https for
@@ -563,12 +568,16 @@ mod tests {
             "needs the key"
         );
         assert_eq!(https(&["--domain", "visit.example.com"]), Https::Acme);
-        assert_eq!(https(&["--domain", "a.example", "--listen", "127.0.0.1:8443"]), Https::Acme);
+        assert_eq!(
+            https(&["--domain", "a.example", "--listen", "127.0.0.1:8443"]),
+            Https::Acme
+        );
     }
 
     #[test]
     fn a_domain_makes_the_defaults_those_of_a_public_server() {
-        let parse = |args: &[&str]| Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
+        let parse =
+            |args: &[&str]| Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
         let plain = parse(&[]);
         assert_eq!(plain.listen(), "127.0.0.1:8080".parse().unwrap());
         assert_eq!(plain.http_listen(), None);
@@ -577,8 +586,18 @@ mod tests {
         assert_eq!(public.listen(), "0.0.0.0:443".parse().unwrap());
         assert_eq!(public.http_listen(), Some("0.0.0.0:80".parse().unwrap()));
         assert_eq!(public.acme_directory, LETS_ENCRYPT);
-        for bad in ["localhost", "192.0.2.1", "a..b", "-a.example", "a_b.example", "*.example.com"] {
-            assert!(Settings::try_parse_from(["visavis", "--domain", bad]).is_err(), "{bad}");
+        for bad in [
+            "localhost",
+            "192.0.2.1",
+            "a..b",
+            "-a.example",
+            "a_b.example",
+            "*.example.com",
+        ] {
+            assert!(
+                Settings::try_parse_from(["visavis", "--domain", bad]).is_err(),
+                "{bad}"
+            );
         }
         assert!(
             Settings::try_parse_from(["visavis", "--domain", "a.example", "--insecure-http"]).is_err(),

@@ -25,11 +25,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use anyhow::Context;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -110,8 +110,7 @@ impl App {
                     "plain HTTP on {}: ACME challenges, everything else redirected to https",
                     bound.local_addr()?
                 );
-                let router =
-                    plain_http::router(tokens, listener.local_addr()?.port(), &settings.domains);
+                let router = plain_http::router(tokens, listener.local_addr()?.port(), &settings.domains);
                 Some((bound, router))
             }
         };
@@ -208,6 +207,7 @@ impl App {
                 .iter()
                 .chain(&settings.allowed_origins)
                 .cloned()
+                .chain(domain_origins(&settings.domains, listener.local_addr()?.port()))
                 .collect(),
             public_origin_configured: !settings.public_origins.is_empty(),
             http_limits: HttpLimits {
@@ -428,7 +428,10 @@ fn https(
             };
             let (key, current) = match acme::stored(&setup) {
                 Some((key, validity)) => {
-                    tracing::info!("HTTPS with the stored certificate for {}", setup.domains.join(", "));
+                    tracing::info!(
+                        "HTTPS with the stored certificate for {}",
+                        setup.domains.join(", ")
+                    );
                     (key, Some(validity))
                 }
                 None => {
@@ -442,11 +445,28 @@ fn https(
             };
             let store = tls::CertStore::new(key);
             alpn.push(tls::ACME_TLS_ALPN);
-            tokio::spawn(acme::run(setup, current, store.clone(), tokens.clone(), shutdown.clone()));
+            tokio::spawn(acme::run(
+                setup,
+                current,
+                store.clone(),
+                tokens.clone(),
+                shutdown.clone(),
+            ));
             store
         }
     };
     Ok(Some(tls::server_config(store, &alpn)?))
+}
+
+/// The origins of pages served under `--domain` names on `port`: they may open sessions with
+/// no `--public-origin` given.
+fn domain_origins(domains: &[String], port: u16) -> impl Iterator<Item = String> + '_ {
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    domains.iter().map(move |d| format!("https://{d}{port}"))
 }
 
 /// The soft limit of open files (the binary raises it to the hard one at start).

@@ -92,8 +92,13 @@ mod tests {
             .headers()
             .get(header::LOCATION)
             .map(|l| l.to_str().expect("ascii").to_owned());
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
-        (status, location.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()))
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        (
+            status,
+            location.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+        )
     }
 
     #[tokio::test]
@@ -102,18 +107,33 @@ mod tests {
         let domains = ["visit.example.com".to_owned()];
         let router = router(tokens.clone(), 443, &domains);
         let moved = get(&router, "visit.example.com", "/r/room-1?x=1").await;
-        assert_eq!(moved, (StatusCode::PERMANENT_REDIRECT, "https://visit.example.com/r/room-1?x=1".into()));
+        assert_eq!(
+            moved,
+            (
+                StatusCode::PERMANENT_REDIRECT,
+                "https://visit.example.com/r/room-1?x=1".into()
+            )
+        );
         let other = get(&router, "evil.example:80", "/").await;
         assert_eq!(other.1, "https://visit.example.com/", "only to our own name");
 
         tokens.set("tok-1", Some("tok-1.thumb".into()));
-        assert_eq!(get(&router, "visit.example.com", "/.well-known/acme-challenge/tok-1").await, (StatusCode::OK, "tok-1.thumb".into()));
+        assert_eq!(
+            get(&router, "visit.example.com", "/.well-known/acme-challenge/tok-1").await,
+            (StatusCode::OK, "tok-1.thumb".into())
+        );
         let unknown = get(&router, "visit.example.com", "/.well-known/acme-challenge/nope").await;
         assert_eq!(unknown.0, StatusCode::NOT_FOUND);
 
         let by_address = super::router(tokens, 8443, &[]);
-        assert_eq!(get(&by_address, "192.0.2.7:8080", "/a").await.1, "https://192.0.2.7:8443/a");
-        assert_eq!(get(&by_address, "[2001:db8::1]:80", "/").await.1, "https://[2001:db8::1]:8443/");
+        assert_eq!(
+            get(&by_address, "192.0.2.7:8080", "/a").await.1,
+            "https://192.0.2.7:8443/a"
+        );
+        assert_eq!(
+            get(&by_address, "[2001:db8::1]:80", "/").await.1,
+            "https://[2001:db8::1]:8443/"
+        );
         assert_eq!(get(&by_address, "a b", "/").await.0, StatusCode::BAD_REQUEST);
     }
 }

@@ -98,7 +98,12 @@ impl ResolvesServerCert for CertStore {
             // Only the challenge certificate may answer (RFC 8737 §3); none is a failed
             // handshake, never the real certificate.
             let name = hello.server_name()?.to_ascii_lowercase();
-            return self.challenges.read().unwrap_or_else(|p| p.into_inner()).get(&name).cloned();
+            return self
+                .challenges
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&name)
+                .cloned();
         }
         Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
     }

@@ -15,15 +15,16 @@ use super::{counts_from_metrics, get_over_socket, join, TestClient};
 /// A running `visavis` binary, killed when dropped.
 pub struct Binary {
     pub child: Child,
-    /// The HTTP address it bound.
+    /// The HTTP(S) address it bound.
     pub addr: String,
     /// Where it serves metrics.
     pub metrics: String,
 }
 
 impl Binary {
-    /// Starts the binary on ephemeral ports with `args` and reads the addresses it bound from
-    /// its log: the first line, "visavis <version> serving http://ADDR", and "metrics on
+    /// Starts the binary on ephemeral ports (unless `args` has a `--listen`) with `args` and
+    /// reads the addresses it bound from its log: the first line, "visavis <version> serving
+    /// http://ADDR" (or https), and "metrics on
     /// http://ADDR/metrics": documented start-up output, and the only way to learn an
     /// ephemeral port from outside the process.
     pub async fn start(args: &[&str]) -> Self {
@@ -37,7 +38,12 @@ impl Binary {
             .arg("-c")
             .arg(format!("{ulimit}exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_visavis"))
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"]
+            })
             .args(args)
             // The start-up lines are all the tests read; the server's other logs would only be
             // drained (thousands of lines in the churn test).
@@ -76,7 +82,7 @@ impl Binary {
                 .trim_end_matches("/metrics")
                 .to_owned()
         };
-        let addr = after(&first, "serving http://");
+        let addr = after(&first.replace("https://", "http://"), "serving http://");
         let metrics = after(&metrics, "metrics on http://");
         Self { child, addr, metrics }
     }

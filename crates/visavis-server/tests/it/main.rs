@@ -49,12 +49,14 @@ macro_rules! next_of {
     };
 }
 
+mod acme;
 mod attack;
 mod binary;
 mod churn;
 mod group;
 mod https;
 mod nginx;
+mod outside;
 mod reliability;
 mod systemd;
 mod turn;

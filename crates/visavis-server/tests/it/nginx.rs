@@ -5,23 +5,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::WebSocketStream;
-use visavis_protocol::PROTOCOL_VERSION;
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::binary::Binary;
+use super::outside::{free_ports, installed, join, next_of, read_all, refusal, tls, wss, Scratch};
 use super::WAIT;
 
 const GUIDE: &str = include_str!("../../../../docs/deploy.md");
@@ -101,24 +95,6 @@ fn nginx_site(dir: &Path, upstream: &str, http: u16, https: u16) -> String {
     site
 }
 
-/// A directory of its own under the system's temporary one, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("visavis-nginx-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A throwaway certificate for `localhost` and 127.0.0.1, written as `cert.pem` and `key.pem`
 /// in `dir`; returns it for clients to trust.
 fn write_certificate(dir: &Path) -> CertificateDer<'static> {
@@ -127,30 +103,6 @@ fn write_certificate(dir: &Path) -> CertificateDer<'static> {
     std::fs::write(dir.join("cert.pem"), made.cert.pem()).expect("cert");
     std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).expect("key");
     made.cert.der().clone()
-}
-
-/// `N` distinct loopback ports that were free a moment ago.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held = [(); N].map(|()| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
-    held.map(|l| l.local_addr().expect("addr").port())
-}
-
-/// Debian's nginx, or `None` when it is not installed and `CI` is not set: the test is then
-/// skipped with a message. In CI a missing nginx fails the test.
-fn nginx_binary() -> Option<&'static str> {
-    let found = ["nginx", "/usr/sbin/nginx"].into_iter().find(|path| {
-        Command::new(path)
-            .arg("-v")
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if found.is_none() {
-        let missing = "nginx is not installed (Debian package nginx; scripts/test.sh installs it)";
-        assert!(std::env::var_os("CI").is_none(), "{missing}");
-        eprintln!("skipped: {missing}; with CI set this fails");
-    }
-    found
 }
 
 /// nginx running `sites` (server blocks) in the foreground as one process, everything it
@@ -222,108 +174,11 @@ impl Drop for Nginx {
     }
 }
 
-/// A TLS connection from the loopback address `from` to `host:port` (nginx), trusting only
-/// `cert`.
-async fn tls(host: &str, port: u16, from: [u8; 4], cert: &CertificateDer<'static>) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.clone()).expect("root");
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind((from, 0).into()).expect("bind");
-    let tcp = socket
-        .connect(([127, 0, 0, 1], port).into())
-        .await
-        .expect("connect");
-    let name = ServerName::try_from(host.to_owned()).expect("name");
-    TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS with nginx")
-}
-
-/// Reads `stream` to its end: the whole response.
-async fn read_all(mut stream: impl AsyncReadExt + Unpin) -> String {
-    let mut bytes = Vec::new();
-    // A peer that closes without TLS close_notify ends the read with an error; what came
-    // before it is the answer.
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut bytes))
-        .await
-        .expect("answered");
-    String::from_utf8(bytes).expect("UTF-8 response")
-}
-
-type Wss = WebSocketStream<TlsStream<TcpStream>>;
-
-/// A WebSocket to `wss://host:port/ws` from `from`, as a browser's page at `origin` opens it,
-/// with an `X-Forwarded-For` of the client's own making if `forged`.
-async fn wss(
-    host: &str,
-    port: u16,
-    from: [u8; 4],
-    cert: &CertificateDer<'static>,
-    origin: &str,
-    forged: Option<&str>,
-) -> Result<Wss, tungstenite::Error> {
-    let mut request = format!("wss://{host}:{port}/ws").into_client_request()?;
-    let headers = request.headers_mut();
-    headers.insert("origin", origin.parse().expect("origin"));
-    if let Some(forged) = forged {
-        headers.insert("x-forwarded-for", forged.parse().expect("address"));
-    }
-    let stream = tls(host, port, from, cert).await;
-    tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, stream))
-        .await
-        .expect("upgrade answered")
-        .map(|(ws, _)| ws)
-}
-
-/// The HTTP status and JSON `error` of a refused upgrade.
-fn refusal(result: Result<Wss, tungstenite::Error>) -> (u16, String) {
-    match result {
-        Err(tungstenite::Error::Http(response)) => {
-            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default())
-                .unwrap_or_else(|_| panic!("a JSON body: {response:?}"));
-            (
-                response.status().as_u16(),
-                body["error"].as_str().unwrap_or_default().to_owned(),
-            )
-        }
-        other => panic!("expected a refused upgrade, got {:?}", other.map(|_| ())),
-    }
-}
-
-/// The next message of `kind` on `ws`, skipping others.
-async fn next_of(ws: &mut Wss, kind: &str) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let frame = ws.next().await.expect("open").expect("a frame");
-            if let Message::Text(text) = frame {
-                let msg: Value = serde_json::from_str(&text).expect("JSON");
-                if msg["type"] == kind {
-                    return msg;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {kind} in time"))
-}
-
-/// Joins room `nginx` as `name`; returns the member id.
-async fn join(ws: &mut Wss, name: &str) -> u64 {
-    let join = json!({"type": "join", "version": PROTOCOL_VERSION, "room": "nginx", "name": name});
-    ws.send(Message::text(join.to_string())).await.expect("send");
-    next_of(ws, "joined").await["you"]["id"].as_u64().expect("an id")
-}
-
 #[tokio::test]
 async fn the_guides_nginx_block_serves_the_page_and_sessions_per_client_address() {
-    let Some(nginx) = nginx_binary() else { return };
+    let Some(nginx) = installed("nginx", "nginx") else {
+        return;
+    };
     let scratch = Scratch::new("guide");
     let cert = write_certificate(&scratch.0);
     let [http, https] = free_ports();
@@ -334,7 +189,7 @@ async fn the_guides_nginx_block_serves_the_page_and_sessions_per_client_address(
     args.extend(["--max-sessions-per-ip", "1"].map(str::to_owned));
     let visavis = Binary::start(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let site = nginx_site(&scratch.0, &visavis.addr, http, https);
-    let _nginx = Nginx::start(nginx, &scratch.0, &site, https).await;
+    let _nginx = Nginx::start(&nginx, &scratch.0, &site, https).await;
 
     // The page over TLS, with visavis's security headers and nginx's HSTS.
     let mut page = tls("localhost", https, [127, 0, 0, 2], &cert).await;
@@ -374,8 +229,8 @@ async fn the_guides_nginx_block_serves_the_page_and_sessions_per_client_address(
     let mut bob = wss("localhost", https, [127, 0, 0, 3], &cert, &origin, None)
         .await
         .expect("Bob's WebSocket: visavis sees his own address, not nginx's");
-    let a = join(&mut alice, "Alice").await;
-    join(&mut bob, "Bob").await;
+    let a = join(&mut alice, "nginx", "Alice").await;
+    join(&mut bob, "nginx", "Bob").await;
     let chat = json!({"type": "chat", "text": "hello through nginx"});
     alice.send(Message::text(chat.to_string())).await.expect("send");
     let heard = next_of(&mut bob, "chat").await;
@@ -414,7 +269,9 @@ async fn the_guides_nginx_block_serves_the_page_and_sessions_per_client_address(
 /// (`127.0.0.1:<upstream port>`) and `$host` (no port) get every WebSocket refused.
 #[tokio::test]
 async fn without_the_guides_host_line_websockets_are_refused_by_origin() {
-    let Some(nginx) = nginx_binary() else { return };
+    let Some(nginx) = installed("nginx", "nginx") else {
+        return;
+    };
     let scratch = Scratch::new("host");
     let cert = write_certificate(&scratch.0);
     let visavis = Binary::start(&["--trusted-proxy", "127.0.0.1/32", "--no-turn"]).await;
@@ -433,13 +290,18 @@ async fn without_the_guides_host_line_websockets_are_refused_by_origin() {
             substitute(&site, host_line, line)
         })
         .collect();
-    let _nginx = Nginx::start(nginx, &scratch.0, &sites.concat(), ports[1]).await;
+    let _nginx = Nginx::start(&nginx, &scratch.0, &sites.concat(), ports[1]).await;
     for (i, (line, works)) in variants.iter().enumerate() {
         let port = ports[2 * i + 1];
         let origin = format!("https://127.0.0.1:{port}");
         let opened = wss("127.0.0.1", port, [127, 0, 0, 2], &cert, &origin, None).await;
         if *works {
-            join(&mut opened.expect("WebSocket through the guide's block"), "Ann").await;
+            join(
+                &mut opened.expect("WebSocket through the guide's block"),
+                "nginx",
+                "Ann",
+            )
+            .await;
         } else {
             assert_eq!(
                 refusal(opened),
