@@ -5,7 +5,9 @@
 
 mod admission;
 mod assets;
+pub mod check;
 mod config;
+pub mod config_file;
 mod connection;
 mod fd_budget;
 mod headers;
