@@ -52,6 +52,7 @@ macro_rules! next_of {
 mod attack;
 mod binary;
 mod churn;
+mod config;
 mod group;
 mod https;
 mod reliability;
