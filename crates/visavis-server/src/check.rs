@@ -67,14 +67,19 @@ pub fn problems(settings: &Settings, facts: &Facts) -> Vec<String> {
     }
     if let Some(addresses) = &facts.addresses {
         let ours = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified() || addresses.contains(&ip);
-        let mut listed: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
-        listed.dedup();
+        let mut listed: Vec<String> = Vec::new();
+        for ip in addresses.iter().map(IpAddr::to_string) {
+            if !listed.contains(&ip) {
+                listed.push(ip);
+            }
+        }
         let listed = listed.join(", ");
         if let Some(ip) = settings.public_ip {
             if ip.is_unspecified() || !addresses.contains(&ip) {
                 problems.push(format!(
-                    "--public-ip {ip} is not an address of this machine (it has {listed}); \
-                     relay candidates would advertise an address that may not reach it"
+                    "--public-ip {ip} is not an address of this machine (it has {listed}): \
+                     relays would advertise an address that does not reach it, unless a NAT \
+                     forwards it here"
                 ));
             }
         }

@@ -163,8 +163,7 @@ where
         Mode::CheckConfig => first.subcommand_matches(CHECK_CONFIG).unwrap_or(&first),
         Mode::Serve => &first,
     };
-    let on_command_line =
-        |id: &str| given.try_get_raw(id).is_ok() && given.value_source(id) == Some(ValueSource::CommandLine);
+    let on_command_line = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
 
     let with_env = Settings::command();
     let plain = command_with_env(false);
