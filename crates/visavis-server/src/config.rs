@@ -1,4 +1,6 @@
-//! Command-line options and environment variables: every setting of the server, with its default.
+//! Every setting of the server, with its name, help and default, declared once: [`Settings`].
+//! [`crate::config_file::load`] fills it from the command line, the environment and the
+//! `--config` file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -37,10 +39,20 @@ pub enum AcmeChallenge {
 /// visavis: self-hosted audio/video calls in the browser.
 ///
 /// Serves the web app and the WebSocket signalling endpoint `/ws`. Every option can also be
-/// set with the environment variable named beside it.
+/// set with the environment variable named beside it, or in the --config file under its long
+/// name; the command line overrides the environment, which overrides the file.
+//
+// `Settings::parse()` reads the command line and the environment only;
+// `config_file::load` reads the file too.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "visavis", version, about, long_about)]
 pub struct Settings {
+    /// A TOML file of settings, keyed by these options' long names: `listen = "0.0.0.0:8443"`,
+    /// `no-turn = true`, `frame-ancestors = ["https://a.example"]`. Options on the command line
+    /// and environment variables override it.
+    #[arg(long, env = "VISAVIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address and port to serve HTTP and WebSocket on [default: 127.0.0.1:8080, or
     /// 0.0.0.0:443 with --domain].
     #[arg(long, env = "VISAVIS_LISTEN")]
@@ -511,6 +523,14 @@ impl Settings {
             self.turn_listen
                 .unwrap_or(SocketAddr::new(self.listen().ip(), 3478))
         })
+    }
+
+    /// Where the embedded TURN server takes TURN over TLS, if it runs and has a certificate.
+    pub fn turn_tls_listen(&self) -> Option<SocketAddr> {
+        let listen = self.turn_listen()?;
+        self.turn_tls_cert.as_ref()?;
+        self.turn_tls_key.as_ref()?;
+        Some(self.turn_tls_listen.unwrap_or(SocketAddr::new(listen.ip(), 5349)))
     }
 
     /// Whether and how the listener bound on `ip` (from `--listen`) serves HTTPS.

@@ -44,13 +44,12 @@ pub fn turn_setup(
             "--turn-listen is unspecified and this machine's address could not be found; set --public-ip",
         )?,
     };
-    let tls = match (&settings.turn_tls_cert, &settings.turn_tls_key) {
-        (Some(cert), Some(key)) => {
-            let addr = settings
-                .turn_tls_listen
-                .unwrap_or(SocketAddr::new(listen.ip(), 5349));
-            Some((addr, tls_config(cert, key)?))
-        }
+    let tls = match (
+        settings.turn_tls_listen(),
+        &settings.turn_tls_cert,
+        &settings.turn_tls_key,
+    ) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key)?)),
         _ => None,
     };
     let mut nonce_key = [0u8; 32];

@@ -6,7 +6,9 @@
 mod acme;
 mod admission;
 mod assets;
+pub mod check;
 mod config;
+pub mod config_file;
 mod connection;
 mod fd_budget;
 mod headers;

@@ -1,19 +1,58 @@
-//! The `visavis` binary: reads settings, binds, serves until SIGINT/SIGTERM.
+//! The `visavis` binary: reads settings (command line, environment, `--config` file), binds,
+//! serves until SIGINT/SIGTERM; or, as `visavis check-config`, prints the settings and their
+//! problems.
+
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use visavis_server::Settings;
+use visavis_server::check::{self, Facts};
+use visavis_server::config_file::{self, Loaded, Mode};
+
+fn main() -> anyhow::Result<ExitCode> {
+    let loaded = match config_file::load(std::env::args_os(), &|name| std::env::var_os(name)) {
+        Ok(loaded) => loaded,
+        // Help and version, or a command line that does not parse. check-config says "not
+        // fine" with 1, whatever the reason.
+        Err(failed) if failed.mode == Mode::CheckConfig && failed.error.use_stderr() => {
+            let _ = failed.error.print();
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(failed) => failed.error.exit(),
+    };
+    match loaded.mode {
+        Mode::CheckConfig => {
+            let facts = Facts::gather(&loaded.settings);
+            let (report, problems) = check::report(&loaded, &facts);
+            print!("{report}");
+            Ok(if problems == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Mode::Serve => {
+            serve(loaded)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "visavis=info,visavis_server=info".into()),
         )
         .init();
-    let settings = Settings::parse();
+    if !loaded.file_problems.is_empty() {
+        anyhow::bail!(
+            "the config file has problems (visavis check-config lists them all):\n  {}",
+            loaded.file_problems.join("\n  ")
+        );
+    }
+    let settings = loaded.settings;
     let listen = settings.listen();
     let listener = tokio::net::TcpListener::bind(listen)
         .await

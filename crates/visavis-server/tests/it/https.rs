@@ -16,7 +16,7 @@ use super::{Server, WAIT};
 
 /// A fresh self-signed certificate for 127.0.0.1, written as `cert.pem`/`key.pem` in `dir`;
 /// returns the certificate (DER) for clients to trust.
-fn write_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
+pub fn write_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
     let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
     // Written to a temporary name and renamed, as renewal tools do: the server never reads a
     // half-written pair.

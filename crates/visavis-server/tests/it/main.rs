@@ -53,6 +53,7 @@ mod acme;
 mod attack;
 mod binary;
 mod churn;
+mod config;
 mod group;
 mod https;
 mod nginx;
