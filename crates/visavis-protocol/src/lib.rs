@@ -58,12 +58,19 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum SessionMsg {
-    /// Enter a room. Must be the first message; carries the protocol version.
+    /// Enter a room. Must be the first message (or `create`); carries the protocol version.
+    /// In a private room, a guest waits in its lobby until a host admits it; `host_key` (from
+    /// the host link) enters as a host.
     Join {
         version: u32,
         room: String,
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_key: Option<String>,
     },
+    /// Instead of `join`: make a new private room, with an unguessable id, and enter it as its
+    /// host.
+    Create { version: u32, name: String },
     /// Instead of `join` on a new connection: take back a session whose connection dropped.
     Resume {
         version: u32,
@@ -121,6 +128,27 @@ pub enum RoomMsg {
     GroupLeave,
     /// A chat message to everyone in the room.
     Chat { text: String },
+    /// Host: let a member waiting in the lobby in.
+    Admit { id: MemberId },
+    /// Host: turn a member waiting in the lobby away.
+    Deny { id: MemberId },
+    /// Host: take a member out of the room; it must knock to come back.
+    Remove { id: MemberId },
+    /// Host: ask a member to mute its microphone (it may unmute itself).
+    Mute { id: MemberId },
+    /// Host: make another member a host too.
+    MakeHost { id: MemberId },
+    /// Host: change the room's settings; fields left out stay as they are.
+    RoomSettings {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lobby: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share_history: Option<bool>,
+    },
+    /// Host: end the room for everyone.
+    EndRoom,
 }
 
 /// Messages the server sends to a client.
@@ -140,9 +168,40 @@ pub enum ServerMsg {
         ring_timeout_ms: u64,
         /// The room's group call, if one is running.
         group: Option<GroupCall>,
-        /// The room's recent chat, oldest first.
+        /// The room's recent chat, oldest first (in a private room, what this member may read).
         chat: Vec<ChatEntry>,
+        /// Private or named, and its settings.
+        state: RoomState,
+        /// To hosts of a private room: the key of the host link.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_key: Option<String>,
     },
+    /// Reply to `join` in a private room with its lobby on: wait for a host to admit you
+    /// (`joined` follows) or deny you (`denied`).
+    Waiting { room: String, you: Member },
+    /// To the hosts: someone waits in the lobby.
+    Knock { member: Member },
+    /// To the hosts: a knock is over (admitted, denied, or the knocker left).
+    KnockEnded {
+        id: MemberId,
+        outcome: KnockOutcome,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        by: Option<MemberId>,
+    },
+    /// To a member waiting in the lobby: a host turned it away. It is out of the room.
+    Denied { room: String },
+    /// To a member a host removed. It is out of the room.
+    Removed { room: String, by: MemberId },
+    /// To a member a host asked to mute its microphone.
+    MuteRequest { by: MemberId },
+    /// To everyone in the room: a member's details changed (it became a host).
+    MemberUpdated { member: Member },
+    /// To a member made host: the key of the host link.
+    HostKey { host_key: String },
+    /// To everyone in the room when a host changes its settings.
+    RoomState(RoomState),
+    /// To everyone in the room and its lobby: a host ended it. Everyone is out.
+    RoomEnded { room: String, by: MemberId },
     /// Reply to `resume`: the session is back; messages it missed follow (their `sn`s continue
     /// where it left off). The client re-sends its own messages numbered above `last_cn`.
     /// `token` replaces the one just used, which no longer works.
@@ -248,6 +307,30 @@ pub struct GroupCall {
     pub participants: Vec<MemberId>,
 }
 
+/// A room's kind and settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    /// Made with `create`: only people with the link find it, and hosts are in charge.
+    pub private: bool,
+    /// Guests wait in the lobby until a host admits them.
+    pub lobby: bool,
+    /// Nobody new may enter, not even the lobby (hosts with the host key may).
+    pub locked: bool,
+    /// People admitted later read the chat from before they came.
+    pub share_history: bool,
+}
+
+/// How a knock ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnockOutcome {
+    Admitted,
+    Denied,
+    /// The knocker left (or its connection ended).
+    Left,
+}
+
 /// One chat message as the server stamped it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatEntry {
@@ -273,7 +356,11 @@ pub enum Presence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: MemberId,
+    /// Unique in the room: the server appends " (2)" and so on to a name already there.
     pub name: String,
+    /// A host of a private room.
+    #[serde(default)]
+    pub host: bool,
 }
 
 /// An `RTCIceServer` as the browser takes it.
@@ -350,6 +437,20 @@ pub enum ErrorCode {
     RateLimited,
     /// `resume` with a token that is unknown, expired, or not this session's.
     InvalidToken,
+    /// Only a host of the room may do that.
+    NotHost,
+    /// Waiting in the lobby: nothing but `leave` until a host admits you.
+    NotAdmitted,
+    /// The room is locked: nobody new may enter.
+    RoomLocked,
+    /// No private room with that id (it ended, or never existed).
+    RoomNotFound,
+    /// `join` with a host key that is not this room's.
+    InvalidHostKey,
+    /// This server makes private rooms only (`--access private`): use `create`.
+    PrivateOnly,
+    /// The member is not waiting in the lobby.
+    NotWaiting,
 }
 
 impl ClientMsg {
@@ -424,7 +525,7 @@ impl ServerMsg {
             Self::Description { description, .. } => description.json().len(),
             Self::Candidate { candidate, .. } => candidate.json().len(),
             Self::Chat(entry) => entry.text.len() + entry.name.len(),
-            Self::Joined { members, chat, .. } => 512 + 64 * members.len() + 4200 * chat.len().min(4),
+            Self::Joined { members, chat, .. } => 600 + 72 * members.len() + 4200 * chat.len().min(4),
             Self::Error { message, .. } => message.len(),
             _ => 0,
         };
