@@ -148,6 +148,7 @@ impl Client {
             room: room.into(),
             name: name.into(),
             host_key: None,
+            access_token: None,
         };
         self.send(join).await?;
         loop {

@@ -67,6 +67,9 @@ pub enum SessionMsg {
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host_key: Option<String>,
+        /// An access token (JWT) from the product's back end: required with `--access token`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_token: Option<String>,
     },
     /// Instead of `join`: make a new private room, with an unguessable id, and enter it as its
     /// host.
@@ -457,6 +460,18 @@ pub enum ErrorCode {
     PrivateOnly,
     /// The member is not waiting in the lobby.
     NotWaiting,
+    /// This server admits only holders of an access token (`--access token`).
+    TokenRequired,
+    /// The access token is malformed or not signed with this server's API secret.
+    TokenInvalid,
+    /// The access token has expired.
+    TokenExpired,
+    /// The access token is for another room.
+    TokenWrongRoom,
+    /// A host removed the token's identity from this room.
+    TokenRevoked,
+    /// The access token does not allow that (chat).
+    NotPermitted,
 }
 
 impl ClientMsg {

@@ -28,6 +28,7 @@ fn join_and_room_messages_decode_in_camel_case_with_their_envelope() {
                 room: "r1".into(),
                 name: "Ann".into(),
                 host_key: None,
+                access_token: None,
             })
         }
     );

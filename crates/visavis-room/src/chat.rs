@@ -20,6 +20,9 @@ impl Core {
             )));
         }
         let state = self.members.get_mut(&me).ok_or(RoomError::NotJoined)?;
+        if !state.may_chat {
+            return Err(RoomError::NotPermitted("chat"));
+        }
         if !state.chats.take(now.mono, 1.0) {
             return Err(RoomError::RateLimited(format!(
                 "at most {} chat messages a second; this one was not sent",

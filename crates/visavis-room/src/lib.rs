@@ -77,6 +77,8 @@ pub struct Config {
     pub private_room_ttl: Duration,
     /// Empty private rooms kept per creating address; when one more empties, its oldest goes.
     pub empty_private_per_ip: usize,
+    /// With `--access token`: checks a join's access token; without, anyone may join.
+    pub access_tokens: Option<TokenCheck>,
 }
 
 impl Default for Config {
@@ -101,7 +103,49 @@ impl Default for Config {
             named_rooms: true,
             private_room_ttl: Duration::from_secs(3600),
             empty_private_per_ip: 8,
+            access_tokens: None,
         }
+    }
+}
+
+/// What an access token lets its holder do in one room, once the edge has checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The product's id for the person: a host removes identities, not connections.
+    pub identity: String,
+    /// The display name the product gives.
+    pub name: String,
+    pub host: bool,
+    /// Straight in, past the lobby.
+    pub skip_lobby: bool,
+    pub chat: bool,
+}
+
+/// Why an access token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Invalid,
+    Expired,
+    WrongRoom,
+}
+
+/// Checks an access token for a room at a time (Unix seconds). Verifying a signature needs the
+/// API secret, which belongs to the edge, so the edge supplies the function.
+#[derive(Clone)]
+pub struct TokenCheck(std::sync::Arc<CheckToken>);
+
+/// token, room, Unix seconds → what the token grants there.
+type CheckToken = dyn Fn(&str, &str, u64) -> Result<Grant, TokenRefusal> + Send + Sync;
+
+impl TokenCheck {
+    pub fn new(f: impl Fn(&str, &str, u64) -> Result<Grant, TokenRefusal> + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCheck")
     }
 }
 
@@ -136,6 +180,7 @@ pub struct Entry<'a> {
     pub room: &'a str,
     pub name: &'a str,
     pub host_key: Option<&'a str>,
+    pub access_token: Option<&'a str>,
     pub from: IpAddr,
 }
 
@@ -270,6 +315,18 @@ pub enum RoomError {
     PrivateOnly,
     #[error("member {0} is not waiting to come in")]
     NotWaiting(MemberId),
+    #[error("this server admits only holders of an access token")]
+    TokenRequired,
+    #[error("the access token is malformed or not signed by this server's API secret")]
+    TokenInvalid,
+    #[error("the access token has expired")]
+    TokenExpired,
+    #[error("the access token is for another room")]
+    TokenWrongRoom,
+    #[error("a host removed you from this room")]
+    TokenRevoked,
+    #[error("your access token does not allow {0}")]
+    NotPermitted(&'static str),
 }
 
 impl RoomError {
@@ -297,6 +354,12 @@ impl RoomError {
             Self::InvalidHostKey => ErrorCode::InvalidHostKey,
             Self::PrivateOnly => ErrorCode::PrivateOnly,
             Self::NotWaiting(_) => ErrorCode::NotWaiting,
+            Self::TokenRequired => ErrorCode::TokenRequired,
+            Self::TokenInvalid => ErrorCode::TokenInvalid,
+            Self::TokenExpired => ErrorCode::TokenExpired,
+            Self::TokenWrongRoom => ErrorCode::TokenWrongRoom,
+            Self::TokenRevoked => ErrorCode::TokenRevoked,
+            Self::NotPermitted(_) => ErrorCode::NotPermitted,
         }
     }
 }
@@ -385,6 +448,10 @@ struct MemberState {
     first_seq: u64,
     /// The address it joined from.
     from: IpAddr,
+    /// The identity of its access token, if it came with one.
+    identity: Option<String>,
+    /// May send chat messages (access tokens may forbid it).
+    may_chat: bool,
     /// A 1:1 call, ringing or active.
     call: Option<CallId>,
     /// In the room's group call.
@@ -762,12 +829,14 @@ impl Core {
             return Err(RoomError::AlreadyJoined(self.members[member].room.clone()));
         }
         let room = validate_room(entry.room).map_err(RoomError::InvalidRoom)?;
-        let name = validate_name(entry.name).map_err(RoomError::InvalidName)?;
+        let grant = self.grant(now, room, entry.access_token)?;
+        let name =
+            validate_name(grant.as_ref().map_or(entry.name, |g| &g.name)).map_err(RoomError::InvalidName)?;
         let private = is_private_id(room);
         if private && !self.rooms.contains_key(room) {
             return Err(RoomError::RoomNotFound);
         }
-        if !private && !self.config.named_rooms {
+        if !private && !self.config.named_rooms && grant.is_none() {
             return Err(RoomError::PrivateOnly);
         }
         if !private && entry.host_key.is_some() {
@@ -776,10 +845,15 @@ impl Core {
         if !self.rooms.contains_key(room) && self.rooms.len() >= self.config.max_rooms {
             return Err(RoomError::TooManyRooms(self.config.max_rooms));
         }
-        // Where the newcomer goes: in as a host (host key), into the lobby, or in.
-        let (host, waiting) = match self.rooms.get(room).and_then(|r| r.private.as_ref()) {
-            None => (false, false),
-            Some(p) => match entry.host_key {
+        // Where the newcomer goes: in as a host (host key, host token), into the lobby, or in.
+        let held = self.rooms.get(room).and_then(|r| r.private.as_ref());
+        let (host, waiting) = match (&grant, held) {
+            (Some(g), Some(p)) if p.revoked.contains(&g.identity) => return Err(RoomError::TokenRevoked),
+            (Some(g), _) if g.host => (true, false),
+            (Some(_), Some(p)) if p.state.locked => return Err(RoomError::RoomLocked),
+            (Some(g), p) => (false, !g.skip_lobby && p.is_none_or(|p| p.state.lobby)),
+            (None, None) => (false, false),
+            (None, Some(p)) => match entry.host_key {
                 Some(key) if p.key_matches(key) => (true, false),
                 Some(_) => return Err(RoomError::InvalidHostKey),
                 None if p.state.locked => return Err(RoomError::RoomLocked),
@@ -800,8 +874,16 @@ impl Core {
             });
         }
         let room = room.to_owned();
-        self.open_room(now, &room, None);
+        // A product's room (token access) is run like a private room: hosts and a lobby.
+        let managed = grant
+            .as_ref()
+            .map(|_| private::Private::new(self.fresh_secret(), entry.from));
+        self.open_room(now, &room, managed);
         let id = self.add_member(now, session, &room, &name, entry.from, host);
+        if let (Some(g), Some(m)) = (grant, self.members.get_mut(&id)) {
+            m.may_chat = g.chat;
+            m.identity = Some(g.identity);
+        }
         if waiting {
             self.knock(id);
         } else {
@@ -848,6 +930,8 @@ impl Core {
                 waiting: false,
                 first_seq: 0,
                 from,
+                identity: None,
+                may_chat: true,
                 call: None,
                 in_group: false,
                 invites: TokenBucket::new(self.config.invite_rate, self.config.invite_burst, now.mono),
@@ -859,6 +943,25 @@ impl Core {
             },
         );
         id
+    }
+
+    /// The grant of `token` for `room`, if this server admits by token.
+    fn grant(&self, now: Now, room: &str, token: Option<&str>) -> Result<Option<Grant>, RoomError> {
+        let Some(check) = &self.config.access_tokens else {
+            return Ok(None);
+        };
+        let token = token.ok_or(RoomError::TokenRequired)?;
+        match (check.0)(token, room, now.unix_secs()) {
+            Ok(grant) => Ok(Some(grant)),
+            Err(TokenRefusal::Invalid) => Err(RoomError::TokenInvalid),
+            Err(TokenRefusal::Expired) => Err(RoomError::TokenExpired),
+            Err(TokenRefusal::WrongRoom) => Err(RoomError::TokenWrongRoom),
+        }
+    }
+
+    /// A fresh secret (host key) from the configured source.
+    fn fresh_secret(&self) -> String {
+        (self.config.secrets.0)()
     }
 
     /// `name`, or with " (2)", " (3)"… appended if someone in `room` or its lobby has it.

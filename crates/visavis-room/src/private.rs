@@ -24,9 +24,28 @@ pub(crate) struct Private {
     pub must_knock: HashSet<IpAddr>,
     /// Who made the room (empty rooms are capped per creator).
     pub creator: IpAddr,
+    /// Access-token identities a host removed: their tokens no longer let them in.
+    pub revoked: HashSet<String>,
 }
 
 impl Private {
+    /// A new private room's: the lobby on, history private.
+    pub fn new(host_key: String, creator: IpAddr) -> Self {
+        Self {
+            host_key,
+            state: RoomState {
+                private: true,
+                lobby: true,
+                locked: false,
+                share_history: false,
+            },
+            lobby: Vec::new(),
+            must_knock: HashSet::new(),
+            creator,
+            revoked: HashSet::new(),
+        }
+    }
+
     /// Compares in time independent of where the keys differ.
     pub fn key_matches(&self, key: &str) -> bool {
         let (a, b) = (self.host_key.as_bytes(), key.as_bytes());
@@ -105,6 +124,9 @@ impl Core {
             return Err(RoomError::AlreadyJoined(self.members[member].room.clone()));
         }
         let name = crate::validate_name(name).map_err(RoomError::InvalidName)?;
+        if self.config.access_tokens.is_some() {
+            return Err(RoomError::TokenRequired);
+        }
         if self.rooms.len() >= self.config.max_rooms {
             return Err(RoomError::TooManyRooms(self.config.max_rooms));
         }
@@ -114,18 +136,7 @@ impl Core {
                 break id;
             }
         };
-        let private = Private {
-            host_key: (self.config.secrets.0)(),
-            state: RoomState {
-                private: true,
-                lobby: true,
-                locked: false,
-                share_history: false,
-            },
-            lobby: Vec::new(),
-            must_knock: HashSet::new(),
-            creator: from,
-        };
+        let private = Private::new(self.fresh_secret(), from);
         self.open_room(now, &room, Some(private));
         let id = self.add_member(now, session, &room, &name, from, true);
         self.enter(now, id);
@@ -224,9 +235,10 @@ impl Core {
     pub(crate) fn remove(&mut self, me: MemberId, id: MemberId) -> Result<(), RoomError> {
         self.other_member(me, id)?;
         let (session, from) = (self.members[&id].session, self.members[&id].from);
-        let room = self.members[&id].room.clone();
+        let (room, identity) = (self.members[&id].room.clone(), self.members[&id].identity.clone());
         if let Some(p) = self.rooms.get_mut(&room).and_then(|r| r.private.as_mut()) {
             p.must_knock.insert(from);
+            p.revoked.extend(identity);
         }
         self.remove_member(id);
         self.send(session, ServerMsg::Removed { room, by: me });

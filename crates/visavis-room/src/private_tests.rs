@@ -20,6 +20,7 @@ fn join_with_key(room: &str, name: &str, key: &str) -> ClientMsg {
         room: room.into(),
         name: name.into(),
         host_key: Some(key.into()),
+        access_token: None,
     }
     .into()
 }
@@ -551,4 +552,98 @@ fn counts_tell_the_lobby_from_the_room_and_totals_count_knocks() {
     let counts = w.core.counts();
     assert_eq!((counts.members, counts.waiting, counts.private_rooms), (1, 2, 1));
     assert_eq!(w.core.totals().knocks, 2);
+}
+
+/// A core that admits by token. Tokens here are `room|identity|name|role|flags` (flags: `s` skips
+/// the lobby, `q` may not chat); `expired` and `forged` are refused as such.
+fn by_token() -> World {
+    World::with(Config {
+        access_tokens: Some(TokenCheck::new(|token, room, _now| {
+            match token {
+                "expired" => return Err(TokenRefusal::Expired),
+                "forged" => return Err(TokenRefusal::Invalid),
+                _ => {}
+            }
+            let parts: Vec<&str> = token.split('|').collect();
+            let [for_room, identity, name, role, flags] = parts[..] else {
+                return Err(TokenRefusal::Invalid);
+            };
+            if for_room != room {
+                return Err(TokenRefusal::WrongRoom);
+            }
+            Ok(Grant {
+                identity: identity.into(),
+                name: name.into(),
+                host: role == "host",
+                skip_lobby: flags.contains('s'),
+                chat: !flags.contains('q'),
+            })
+        })),
+        ..Config::default()
+    })
+}
+
+fn join_with_token(room: &str, token: &str) -> ClientMsg {
+    SessionMsg::Join {
+        version: PROTOCOL_VERSION,
+        room: room.into(),
+        name: "ignored".into(),
+        host_key: None,
+        access_token: Some(token.into()),
+    }
+    .into()
+}
+
+#[test]
+fn with_token_access_nobody_enters_without_a_valid_token_for_the_room() {
+    let mut w = by_token();
+    assert_eq!(
+        error_code(&w.send(1, join("visit-7", "A"))),
+        ErrorCode::TokenRequired
+    );
+    assert_eq!(error_code(&w.send(1, create("A"))), ErrorCode::TokenRequired);
+    assert_eq!(
+        error_code(&w.send(1, join_with_token("visit-7", "forged"))),
+        ErrorCode::TokenInvalid
+    );
+    assert_eq!(
+        error_code(&w.send(1, join_with_token("visit-7", "expired"))),
+        ErrorCode::TokenExpired
+    );
+    assert_eq!(
+        error_code(&w.send(1, join_with_token("visit-7", "visit-8|p|Pat|guest|"))),
+        ErrorCode::TokenWrongRoom
+    );
+    // The doctor's host token opens the room; the name is the token's.
+    let got = w.send(1, join_with_token("visit-7", "visit-7|dr|Dr. Zhang|host|"));
+    let ServerMsg::Joined { you, state, .. } = &got[0].msg else {
+        panic!("{got:?}")
+    };
+    assert!(you.host && you.name == "Dr. Zhang" && state.private && state.lobby);
+    // A guest token knocks; one that skips the lobby walks in.
+    let got = w.send(2, join_with_token("visit-7", "visit-7|pat|Patient Li|guest|"));
+    assert!(matches!(got[0].msg, ServerMsg::Waiting { .. }), "{got:?}");
+    let got = w.send(3, join_with_token("visit-7", "visit-7|nurse|Nurse|guest|s"));
+    assert!(matches!(got[0].msg, ServerMsg::Joined { .. }), "{got:?}");
+}
+
+#[test]
+fn a_token_may_forbid_chat_and_a_removed_identity_cannot_come_back() {
+    let mut w = by_token();
+    w.send(1, join_with_token("visit-7", "visit-7|dr|Dr. Zhang|host|"));
+    let got = w.send(2, join_with_token("visit-7", "visit-7|obs|Observer|guest|sq"));
+    let ServerMsg::Joined { you, .. } = &got[0].msg else {
+        panic!("{got:?}")
+    };
+    let observer = you.id;
+    assert_eq!(
+        error_code(&w.send(2, RoomMsg::Chat { text: "hi".into() })),
+        ErrorCode::NotPermitted
+    );
+    w.send(1, RoomMsg::Remove { id: observer });
+    // The same token, replayed from another address: refused for its identity.
+    assert_eq!(
+        error_code(&w.send(9, join_with_token("visit-7", "visit-7|obs|Observer|guest|sq"))),
+        ErrorCode::TokenRevoked
+    );
 }

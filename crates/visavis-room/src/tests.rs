@@ -74,12 +74,17 @@ impl World {
 pub(crate) fn feed(core: &mut Core, now: Now, session: SessionId, msg: ClientMsg) {
     match msg {
         ClientMsg::Session(SessionMsg::Join {
-            room, name, host_key, ..
+            room,
+            name,
+            host_key,
+            access_token,
+            ..
         }) => {
             let entry = Entry {
                 room: &room,
                 name: &name,
                 host_key: host_key.as_deref(),
+                access_token: access_token.as_deref(),
                 from: address(session),
             };
             core.handle_join(now, session, entry)
@@ -103,6 +108,7 @@ pub(crate) fn join(room: &str, name: &str) -> ClientMsg {
         room: room.into(),
         name: name.into(),
         host_key: None,
+        access_token: None,
     }
     .into()
 }

@@ -123,6 +123,15 @@ pub fn problems(settings: &Settings, facts: &Facts) -> Vec<String> {
     if let Err(err) = crate::headers::SecurityHeaders::new(&settings.frame_ancestors, false) {
         problems.push(err.to_string());
     }
+    if let Some(secret) = &settings.api_secret {
+        if secret.chars().count() < crate::token::MIN_SECRET_CHARS {
+            problems.push(format!(
+                "--api-secret has {} characters; access tokens need at least {}",
+                secret.chars().count(),
+                crate::token::MIN_SECRET_CHARS
+            ));
+        }
+    }
     problems
 }
 

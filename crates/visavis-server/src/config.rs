@@ -38,6 +38,8 @@ pub enum Access {
     Open,
     /// Private rooms only, each made with an unguessable id and run by its hosts.
     Private,
+    /// Only holders of an access token (minted with the API secret) for the room.
+    Token,
 }
 
 /// Let's Encrypt's production directory, where `--domain` gets certificates by default.
@@ -285,9 +287,24 @@ pub struct Settings {
     pub max_rooms: u32,
 
     /// Who may make rooms: `open`, anyone who names one (and private rooms); `private`,
-    /// private rooms only (`join` of a named room gets `private_only`).
+    /// private rooms only (`join` of a named room gets `private_only`); `token`, only holders
+    /// of an access token for the room (`visavis token`, minted with --api-secret).
     #[arg(long, env = "VISAVIS_ACCESS", value_enum, default_value = "open")]
     pub access: Access,
+
+    /// The API key: the issuer of access tokens. With --api-secret; if neither is set, a pair
+    /// is made once and kept in --data-dir.
+    #[arg(long, env = "VISAVIS_API_KEY", requires = "api_secret")]
+    pub api_key: Option<String>,
+
+    /// The API secret that signs access tokens (HS256), at least 32 characters.
+    #[arg(
+        long,
+        env = "VISAVIS_API_SECRET",
+        requires = "api_key",
+        hide_env_values = true
+    )]
+    pub api_secret: Option<String>,
 
     /// How the log is written: `text` for people, `json` (one object a line) for collectors.
     #[arg(long, env = "VISAVIS_LOG_FORMAT", value_enum, default_value = "text")]

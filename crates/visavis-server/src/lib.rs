@@ -20,6 +20,7 @@ mod metrics;
 mod per_ip;
 mod plain_http;
 mod tls;
+pub mod token;
 mod turn;
 mod websocket;
 
@@ -46,6 +47,7 @@ use headers::SecurityHeaders;
 use http::HttpLimits;
 use http_error::HttpError;
 use hub::{Hub, MemberHook};
+pub use token::ApiCredentials;
 use turn::Turn;
 pub use turn::TurnAddrs;
 
@@ -174,6 +176,10 @@ impl App {
             chat_burst: 3.0 * f64::from(settings.room_chat_rate_limit),
             secrets: SecretSource::new(new_secret),
             named_rooms: settings.access == config::Access::Open,
+            access_tokens: match settings.access {
+                config::Access::Token => Some(token::check(api_credentials(&settings)?)),
+                _ => None,
+            },
             private_room_ttl: Duration::from_secs(3600),
             empty_private_per_ip: 8,
         });
@@ -482,11 +488,58 @@ fn open_file_limit() -> u64 {
 
 /// A resume token: 128 random bits, hex.
 fn new_token() -> String {
-    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+    random_hex(16)
+}
+
+/// The API credentials of `settings`; a pair made now is shown once, in the log.
+fn api_credentials(settings: &Settings) -> anyhow::Result<token::ApiCredentials> {
+    let (pair, made) = token::ApiCredentials::load(
+        settings.api_key.as_deref(),
+        settings.api_secret.as_deref(),
+        &settings.data_dir,
+    )?;
+    if made {
+        tracing::info!(
+            "made API credentials (kept in {}): key {}, secret {}",
+            settings.data_dir.join("api-credentials.json").display(),
+            pair.key,
+            pair.secret
+        );
+    }
+    Ok(pair)
+}
+
+/// Where people open this server: the first `--public-origin`, else `https://` and the first
+/// `--domain`, else the `--listen` address (`localhost` for an unspecified one).
+pub fn public_origin(settings: &Settings) -> String {
+    if let Some(origin) = settings.public_origins.first() {
+        return origin.trim_end_matches('/').to_owned();
+    }
+    if let Some(domain) = settings.domains.first() {
+        return format!("https://{domain}");
+    }
+    let listen = settings.listen();
+    let scheme = match settings.https(listen.ip()) {
+        Https::Off => "http",
+        _ => "https",
+    };
+    if listen.ip().is_unspecified() {
+        format!("{scheme}://localhost:{}", listen.port())
+    } else {
+        format!("{scheme}://{listen}")
+    }
+}
+
+/// `n` (at most 32) random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    random_bytes::<32>()[..n.min(32)]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A private room id or host key: 128 random bits as 22 characters of URL-safe base64.
-fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = u128::from_le_bytes(random_bytes::<16>());
     // 22 digits of 6 bits hold 132 bits: the top 4 are zero, the 128 below are random.

@@ -1,6 +1,6 @@
 //! The `visavis` binary: reads settings (command line, environment, `--config` file), binds,
 //! serves until SIGINT/SIGTERM; or, as `visavis check-config`, prints the settings and their
-//! problems.
+//! problems; or, as `visavis token`, mints an access token and the link that carries it.
 
 use std::process::ExitCode;
 
@@ -10,7 +10,11 @@ use visavis_server::check::{self, Facts};
 use visavis_server::config_file::{self, Loaded, Mode};
 
 fn main() -> anyhow::Result<ExitCode> {
-    let loaded = match config_file::load(std::env::args_os(), &|name| std::env::var_os(name)) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "token") {
+        return token_command(&args);
+    }
+    let loaded = match config_file::load(args, &|name| std::env::var_os(name)) {
         Ok(loaded) => loaded,
         // Help and version, or a command line that does not parse. check-config says "not
         // fine" with 1, whatever the reason.
@@ -123,4 +127,114 @@ async fn cancel_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutting down: closing sessions");
     token.cancel();
+}
+
+/// The options of `visavis token` itself; every other option is a setting (for the API
+/// credentials and the link's origin), read as the server reads it.
+fn token_options() -> clap::Command {
+    use clap::{value_parser, Arg, ArgAction};
+    clap::Command::new("visavis token")
+        .about("Mint an access token (JWT, HS256) for one person in one room, and the link that carries it")
+        .long_about(
+            "Mint an access token for --access token servers: signed with the API secret \
+             (--api-key/--api-secret, or the pair kept in --data-dir), for --room, with --name \
+             shown to others. Prints the token and a link with the token in its fragment.",
+        )
+        .arg(
+            Arg::new("room")
+                .long("room")
+                .required(true)
+                .help("The room it lets into"),
+        )
+        .arg(
+            Arg::new("name")
+                .long("name")
+                .required(true)
+                .help("The name others see"),
+        )
+        .arg(
+            Arg::new("role")
+                .long("role")
+                .value_parser(value_parser!(visavis_server::token::Role))
+                .default_value("guest")
+                .help("host: runs the room and skips the lobby; guest: knocks"),
+        )
+        .arg(
+            Arg::new("ttl")
+                .long("ttl")
+                .value_parser(visavis_server::token::parse_ttl)
+                .default_value("2h")
+                .help("How long it may be used to join: 90s, 15m, 2h, 7d"),
+        )
+        .arg(
+            Arg::new("identity")
+                .long("identity")
+                .help("The product's id for the person [default: random]"),
+        )
+        .arg(
+            Arg::new("skip-lobby")
+                .long("skip-lobby")
+                .action(ArgAction::SetTrue)
+                .help("A guest who walks straight in"),
+        )
+        .arg(
+            Arg::new("no-chat")
+                .long("no-chat")
+                .action(ArgAction::SetTrue)
+                .help("May not send chat messages"),
+        )
+}
+
+fn token_command(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use visavis_server::token::{self, Claims, Role};
+    // Split the command line: the token's own options here, settings to the loader.
+    let own = token_options();
+    let takes_value = |a: &str| {
+        own.get_arguments()
+            .any(|x| x.get_long() == Some(a) && x.get_action().takes_values())
+    };
+    let is_own = |a: &str| own.get_arguments().any(|x| x.get_long() == Some(a)) || a == "help" || a == "h";
+    let (mut mine, mut settings) = (vec![args[0].clone()], vec![args[0].clone()]);
+    let mut rest = args[2..].iter();
+    while let Some(arg) = rest.next() {
+        let text = arg.to_string_lossy();
+        let long = text
+            .trim_start_matches('-')
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if text.starts_with('-') && is_own(&long) {
+            mine.push(arg.clone());
+            if takes_value(&long) && !text.contains('=') {
+                mine.extend(rest.next().cloned());
+            }
+        } else {
+            settings.push(arg.clone());
+        }
+    }
+    let options = own.try_get_matches_from(mine).unwrap_or_else(|e| e.exit());
+    let loaded =
+        config_file::load(settings, &|name| std::env::var_os(name)).unwrap_or_else(|e| e.error.exit());
+    let s = &loaded.settings;
+    let (credentials, _) =
+        visavis_server::ApiCredentials::load(s.api_key.as_deref(), s.api_secret.as_deref(), &s.data_dir)?;
+    let room = options.get_one::<String>("room").cloned().unwrap_or_default();
+    let identity = options
+        .get_one::<String>("identity")
+        .cloned()
+        .unwrap_or_else(|| format!("id-{}", &visavis_server::random_hex(8)));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let ttl = *options.get_one::<std::time::Duration>("ttl").expect("defaulted");
+    let role = *options.get_one::<Role>("role").expect("defaulted");
+    let name = options.get_one::<String>("name").cloned().unwrap_or_default();
+    let mut claims = Claims::new(&credentials.key, &identity, &room, &name, role, now, ttl);
+    claims.permissions.skip_lobby = options.get_flag("skip-lobby");
+    claims.permissions.chat = !options.get_flag("no-chat");
+    let minted = token::mint(&credentials, &claims)?;
+    println!("{minted}");
+    println!("{}/r/{room}#token={minted}", visavis_server::public_origin(s));
+    Ok(ExitCode::SUCCESS)
 }

@@ -359,6 +359,7 @@ impl Signalling {
                         room,
                         name,
                         host_key,
+                        access_token,
                     }) => {
                         if self.check_version(now, session, version, "join")
                             && self.has_seat(now, session, &room)
@@ -368,6 +369,7 @@ impl Signalling {
                                 room: &room,
                                 name: &name,
                                 host_key: host_key.as_deref(),
+                                access_token: access_token.as_deref(),
                                 from,
                             };
                             self.core.handle_join(now, session, entry);

@@ -61,6 +61,7 @@ mod outside;
 mod private;
 mod reliability;
 mod systemd;
+mod tokens;
 mod turn;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -212,6 +213,7 @@ fn join(room: &str, name: &str) -> SessionMsg {
         room: room.into(),
         name: name.into(),
         host_key: None,
+        access_token: None,
     }
 }
 
@@ -739,6 +741,7 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
             room: "r".into(),
             name: "n".into(),
             host_key: None,
+            access_token: None,
         })
         .await;
     fresh.expect_error(ErrorCode::UnsupportedVersion).await;

@@ -136,6 +136,7 @@ async fn a_consultation_in_a_private_room() {
             room: room.clone(),
             name: "Dr. Zhang".into(),
             host_key: Some(key),
+            access_token: None,
         })
         .await;
     expect!(second_device, ServerMsg::Joined { you, .. } if you.host && you.name == "Dr. Zhang (2)");
