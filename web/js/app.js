@@ -696,7 +696,8 @@ function render() {
     chat.render();
   } else {
     byId('chat').hidden = true;
-    byId('host-panel').hidden = true;
+    byId('host-links').hidden = true;
+    byId('host-settings').hidden = true;
   }
   renderKnocks();
   renderCallAwareness();
@@ -731,7 +732,8 @@ function hostUrl() {
 /** What only hosts of a private room see: the two links and the room's settings. */
 function renderHostPanel() {
   const show = state.roomState.private && (state.me?.host ?? false);
-  byId('host-panel').hidden = !show;
+  byId('host-links').hidden = !show;
+  byId('host-settings').hidden = !show;
   if (!show) return;
   const guest = /** @type {HTMLAnchorElement} */ (byId('guest-link'));
   guest.href = roomUrl();
