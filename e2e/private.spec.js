@@ -355,3 +355,67 @@ test('a call in a private room: video both ways; knocks, arrivals and a mute req
   await patient.getByRole('button', { name: 'Hang up' }).click();
   await expect(doctor.getByText('Patient Li hung up.')).toBeVisible();
 });
+
+/**
+ * From now on, `page`'s new signalling connections go through this test, which records what the
+ * page sends and, while `refuse.resume` is set, answers `resume` itself as a server that lost
+ * the session would (`invalid_token`), so that the page has to join again.
+ * @param {Page} page
+ */
+async function interceptSignalling(page) {
+  /** @type {Record<string, unknown>[]} */
+  const sent = [];
+  const refuse = { resume: false };
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((frame) => {
+      const msg = JSON.parse(String(frame));
+      sent.push(msg);
+      if (msg.type === 'resume' && refuse.resume) {
+        ws.send(JSON.stringify({ type: 'error', code: 'invalid_token', message: 'session lost (test)', request: 'resume' }));
+      } else {
+        server.send(frame);
+      }
+    });
+  });
+  return { sent, refuse };
+}
+
+test('dropped connections: a host resumes as host, or joins again with the host key; a guest who cannot resume knocks again', async ({ browser }) => {
+  test.setTimeout(90_000);
+  const tx = TEXT.en;
+  const { doctor, guestLink } = await createRoom(browser, tx);
+  const patient = await knock(browser, tx, guestLink, tx.patient);
+  await admit(doctor, patient, tx, tx.patient);
+  const room = new URL(guestLink).pathname.slice(3);
+
+  // A short drop: the session resumes, still the host's.
+  const host = await interceptSignalling(doctor);
+  await doctor.evaluate(() => window.visavis.dropSignalling());
+  await expect.poll(() => host.sent.some((m) => m.type === 'resume')).toBe(true);
+  await expect(doctor.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
+  await expect(doctor.getByRole('button', { name: tx.lock })).toBeVisible();
+  await say(patient, tx, 'still there?');
+  await expect(doctor.getByRole('log').getByText('still there?')).toBeVisible();
+
+  // The session is lost: the page joins the private room again, with its host key.
+  host.refuse.resume = true;
+  await doctor.evaluate(() => window.visavis.dropSignalling());
+  await expect.poll(() => host.sent.find((m) => m.type === 'join')).toMatchObject({ room, hostKey: expect.any(String) });
+  await expect(doctor.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
+  await expect(doctor.getByText(tx.host, { exact: false }).first()).toBeVisible();
+  await expect(doctor.getByRole('button', { name: tx.lock })).toBeVisible();
+  await expect(doctor.getByRole('link', { name: HOST_LINK })).toBeVisible();
+
+  // A guest whose session is lost has no key: they wait in the lobby again until let in.
+  const guest = await interceptSignalling(patient);
+  guest.refuse.resume = true;
+  await patient.evaluate(() => window.visavis.dropSignalling());
+  await expect(patient.getByRole('heading', { name: tx.waiting })).toBeVisible({ timeout: 20_000 });
+  expect(guest.sent.find((m) => m.type === 'join')).not.toHaveProperty('hostKey');
+  const knocker = doctor.getByRole('button', { name: /^Admit Patient Li/ });
+  await expect(knocker).toBeVisible();
+  await knocker.click();
+  await expect(patient.getByText(tx.you(tx.patient))).toBeVisible();
+  await expect(patient.getByRole('heading', { name: tx.waiting })).toBeHidden();
+});

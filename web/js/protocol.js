@@ -130,8 +130,9 @@ export class Signalling {
     /** Called with every server message other than the reply to `join`. @type {(msg: ServerMsg) => void} */
     this.onmessage = () => {};
     /** Called when the session's state changes; with the new `joined` after a rejoin, or
+     * with `waiting` when a private room's lobby holds us again, or
      * with the refusal when joining again failed (then `joined` is undefined and we are done).
-     * @type {(status: SessionStatus, joined?: JoinedMsg, error?: SignallingError) => void} */
+     * @type {(status: SessionStatus, joined?: JoinedMsg | WaitingMsg, error?: SignallingError) => void} */
     this.onstatus = () => {};
     this.room = '';
     this.name = '';
@@ -301,7 +302,7 @@ export class Signalling {
       this.attempt = 0;
       this.room = msg.room;
       this.startWatchdog();
-      if (rejoined) this.onstatus('waiting');
+      if (rejoined) this.onstatus('waiting', msg);
       else this.firstJoin?.resolve(msg);
     } else if (msg.type === 'error') {
       const error = new SignallingError(msg.code, msg.message);
