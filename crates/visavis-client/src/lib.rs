@@ -147,6 +147,7 @@ impl Client {
             version: PROTOCOL_VERSION,
             room: room.into(),
             name: name.into(),
+            host_key: None,
         };
         self.send(join).await?;
         loop {
@@ -163,7 +164,7 @@ impl Client {
         self.you.as_ref()
     }
 
-    /// The session's resume token, once joined.
+    /// The session's resume token, once joined (or waiting in a lobby).
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
@@ -251,11 +252,14 @@ impl Client {
                 (_, None) => {}
             }
             match &msg {
-                ServerMsg::Joined { session, you, .. } => {
+                ServerMsg::Joined { session, you, .. } | ServerMsg::Waiting { session, you, .. } => {
                     self.token = session.as_ref().map(|s| s.token.clone());
                     self.you = Some(you.clone());
                 }
-                ServerMsg::Left { .. } => self.token = None,
+                ServerMsg::Left { .. }
+                | ServerMsg::Denied { .. }
+                | ServerMsg::Removed { .. }
+                | ServerMsg::RoomEnded { .. } => self.token = None,
                 _ => {}
             }
             return Ok(Received { sn, msg, text });

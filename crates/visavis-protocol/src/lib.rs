@@ -172,13 +172,19 @@ pub enum ServerMsg {
         chat: Vec<ChatEntry>,
         /// Private or named, and its settings.
         state: RoomState,
-        /// To hosts of a private room: the key of the host link.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// To hosts of a private room: the key of the host link (`null` for everyone else).
+        #[serde(default)]
         host_key: Option<String>,
     },
     /// Reply to `join` in a private room with its lobby on: wait for a host to admit you
-    /// (`joined` follows) or deny you (`denied`).
-    Waiting { room: String, you: Member },
+    /// (`joined` follows) or deny you (`denied`). The session may resume while it waits.
+    Waiting {
+        /// Filled in by the session layer, as in `joined`.
+        #[serde(flatten)]
+        session: Option<SessionFields>,
+        room: String,
+        you: Member,
+    },
     /// To the hosts: someone waits in the lobby.
     Knock { member: Member },
     /// To the hosts: a knock is over (admitted, denied, or the knocker left).

@@ -41,10 +41,10 @@ pub fn client_messages() -> Vec<Message> {
 pub fn server_messages() -> Vec<Message> {
     let mut msgs = messages::<ServerMsg>();
     // serde does not say what a `#[serde(flatten)]` field holds (the variant reads it from
-    // the leftover keys), so this one link is stated here; `joined_lists_what_it_encodes`
-    // holds it against the encoder.
+    // the leftover keys), so this one link is stated here (the session fields of `joined` and
+    // `waiting`); `joined_lists_what_it_encodes` holds it against the encoder.
     for msg in &mut msgs {
-        if msg.kind == "joined" {
+        if msg.kind == "joined" || msg.kind == "waiting" {
             msg.fields.extend(struct_fields::<SessionFields>());
         }
     }
@@ -433,7 +433,7 @@ impl<'de> VariantAccess<'de> for MadeUpVariant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChatEntry, ClientMsg, GroupCall, IceServer, Member};
+    use crate::{ChatEntry, ClientMsg, GroupCall, IceServer, Member, RoomState};
 
     fn fields(msgs: &[Message], kind: &str) -> Vec<String> {
         let msg = msgs.iter().find(|m| m.kind == kind);
@@ -476,6 +476,7 @@ mod tests {
             you: Member {
                 id: 1,
                 name: "A".into(),
+                host: true,
             },
             members: vec![],
             ice_servers: vec![IceServer {
@@ -495,6 +496,8 @@ mod tests {
                 text: "x".into(),
                 at: 4,
             }],
+            state: RoomState::default(),
+            host_key: Some("k".into()),
         };
         let encoded: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&msg.to_json()).expect("an object");

@@ -26,7 +26,8 @@ fn join_and_room_messages_decode_in_camel_case_with_their_envelope() {
             msg: ClientMsg::Session(SessionMsg::Join {
                 version: 1,
                 room: "r1".into(),
-                name: "Ann".into()
+                name: "Ann".into(),
+                host_key: None,
             })
         }
     );
@@ -173,10 +174,12 @@ fn joined(session: Option<SessionFields>) -> ServerMsg {
         you: Member {
             id: 2,
             name: "Bo".into(),
+            host: true,
         },
         members: vec![Member {
             id: 1,
             name: "Al".into(),
+            host: false,
         }],
         ice_servers: vec![],
         ring_timeout_ms: 30_000,
@@ -188,6 +191,13 @@ fn joined(session: Option<SessionFields>) -> ServerMsg {
             text: "hi".into(),
             at: 5,
         }],
+        state: RoomState {
+            private: true,
+            lobby: true,
+            locked: false,
+            share_history: false,
+        },
+        host_key: Some("Xb1m0VqN3yR5eWc8ZtP2uA".into()),
     }
 }
 
@@ -255,6 +265,34 @@ fn every_server_message_round_trips_through_the_client_decoder() {
             call_id: 5,
             participants: vec![],
         }),
+        ServerMsg::Waiting {
+            session: Some(SessionFields {
+                token: "w".into(),
+                heartbeat_ms: 1,
+                resume_grace_ms: 2,
+            }),
+            room: "~q3Zl0fW1bX9e7TtYp2K4aA".into(),
+            you: Member {
+                id: 9,
+                name: "Li".into(),
+                host: false,
+            },
+        },
+        ServerMsg::KnockEnded {
+            id: 9,
+            outcome: KnockOutcome::Denied,
+            by: Some(8),
+        },
+        ServerMsg::RoomState(RoomState {
+            private: true,
+            lobby: false,
+            locked: true,
+            share_history: true,
+        }),
+        ServerMsg::RoomEnded {
+            room: "~q3Zl0fW1bX9e7TtYp2K4aA".into(),
+            by: 8,
+        },
     ];
     for (i, msg) in msgs.into_iter().enumerate() {
         let mut out = Vec::new();
@@ -307,11 +345,11 @@ fn client_frames_encode_with_cn_and_decode_back() {
 
 #[test]
 fn kinds_are_listed_once_per_scope_and_named_by_kind() {
-    assert_eq!(SessionMsg::kinds(), ["join", "resume", "pong"]);
+    assert_eq!(SessionMsg::kinds(), ["join", "create", "resume", "pong"]);
     assert!(RoomMsg::kinds().contains(&"group_leave"));
     assert!(!RoomMsg::kinds().iter().any(|k| SessionMsg::kinds().contains(k)));
     assert_eq!(RoomMsg::Chat { text: "x".into() }.kind(), "chat");
     assert_eq!(ClientMsg::from(SessionMsg::Pong { ack: 1 }).kind(), "pong");
     assert_eq!(ServerMsg::Ping { ack: 0 }.kind(), "ping");
-    assert_eq!(ServerMsg::kinds().len(), 19);
+    assert_eq!(ServerMsg::kinds().len(), 29);
 }

@@ -10,21 +10,27 @@
 //! `accept`, and ends on `decline`, `cancel`, the ring timeout, `hangup`, or a party leaving.
 //! An invite to a member who is ringing or in a call ends at once as *busy*. Two members
 //! inviting each other at the same moment get one call: the second invite accepts the first.
+//!
+//! Rooms are named (made by their first `join`, equal members) or private (made by `create`,
+//! with hosts, a lobby and host powers: see `private.rs`).
 
 mod chat;
 mod group;
+mod private;
 mod validate;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
     CallId, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence, RoomMsg,
-    ServerMsg, PROTOCOL_VERSION,
+    RoomState, ServerMsg, PROTOCOL_VERSION,
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
-pub use validate::{validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
+use private::Private;
+pub use validate::{is_private_id, validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
 
 /// A member's session, numbered by the session layer: it outlives the connections that carry
 /// it (a dropped connection resumes the same session).
@@ -61,6 +67,16 @@ pub struct Config {
     /// it: a flood slows the flooders instead of filling everyone's connection.
     pub chat_rate: f64,
     pub chat_burst: f64,
+    /// Where private room ids and host keys come from: 22 URL-safe base64 characters of 128
+    /// random bits each (the server's); tests count.
+    pub secrets: SecretSource,
+    /// Whether `join` may make named rooms (`--access open`); if not, only `create` makes
+    /// rooms (`--access private`).
+    pub named_rooms: bool,
+    /// How long a private room with nobody in it waits for a host to come back (host link).
+    pub private_room_ttl: Duration,
+    /// Empty private rooms kept per creating address; when one more empties, its oldest goes.
+    pub empty_private_per_ip: usize,
 }
 
 impl Default for Config {
@@ -81,8 +97,46 @@ impl Default for Config {
             chat_member_burst: 10.0,
             chat_rate: 10.0,
             chat_burst: 30.0,
+            secrets: SecretSource::counter(),
+            named_rooms: true,
+            private_room_ttl: Duration::from_secs(3600),
+            empty_private_per_ip: 8,
         }
     }
+}
+
+/// Makes the secrets of private rooms: their ids (after the `~`) and host keys, each
+/// [`validate::PRIVATE_ID_CHARS`] URL-safe characters.
+#[derive(Clone)]
+pub struct SecretSource(std::sync::Arc<dyn Fn() -> String + Send + Sync>);
+
+impl SecretSource {
+    pub fn new(f: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+
+    /// `0000000000000000000001`, `…02`, …: predictable, for tests.
+    pub fn counter() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let next = AtomicU64::new(1);
+        Self::new(move || format!("{:022}", next.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSource")
+    }
+}
+
+/// A request to enter a room: `join`'s fields and the address it came from (a member a host
+/// removed must knock again from that address).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub room: &'a str,
+    pub name: &'a str,
+    pub host_key: Option<&'a str>,
+    pub from: IpAddr,
 }
 
 /// Gives the ICE servers (with fresh TURN credentials) for a member: when it joins and, if
@@ -202,6 +256,20 @@ pub enum RoomError {
     TooManyRooms(usize),
     #[error("{0}")]
     RateLimited(String),
+    #[error("only a host of this room may do that")]
+    NotHost,
+    #[error("waiting for a host to let you in; only leave is possible")]
+    NotAdmitted,
+    #[error("the room is locked: nobody new may enter")]
+    RoomLocked,
+    #[error("no private room with that id: it ended, or never existed")]
+    RoomNotFound,
+    #[error("that host key is not this room's")]
+    InvalidHostKey,
+    #[error("this server makes private rooms only: create one")]
+    PrivateOnly,
+    #[error("member {0} is not waiting to come in")]
+    NotWaiting(MemberId),
 }
 
 impl RoomError {
@@ -222,6 +290,13 @@ impl RoomError {
             Self::InvalidChat(_) => ErrorCode::InvalidChat,
             Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
             Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::NotHost => ErrorCode::NotHost,
+            Self::NotAdmitted => ErrorCode::NotAdmitted,
+            Self::RoomLocked => ErrorCode::RoomLocked,
+            Self::RoomNotFound => ErrorCode::RoomNotFound,
+            Self::InvalidHostKey => ErrorCode::InvalidHostKey,
+            Self::PrivateOnly => ErrorCode::PrivateOnly,
+            Self::NotWaiting(_) => ErrorCode::NotWaiting,
         }
     }
 }
@@ -253,6 +328,15 @@ struct MemberState {
     session: SessionId,
     name: String,
     room: String,
+    /// A host of its (private) room.
+    host: bool,
+    /// In the room's lobby, not (yet) admitted: sees and sends nothing of the room.
+    waiting: bool,
+    /// The room's chat `seq` when it was admitted: in a private room it reads only later
+    /// messages, unless the room shares its history.
+    first_seq: u64,
+    /// The address it joined from.
+    from: IpAddr,
     /// A 1:1 call, ringing or active.
     call: Option<CallId>,
     /// In the room's group call.
@@ -272,7 +356,10 @@ impl MemberState {
 /// A room: its members in join order, its group call and its recent chat.
 #[derive(Debug)]
 struct Room {
+    /// Admitted members (the lobby is in `private`).
     members: Vec<MemberId>,
+    /// Hosts, lobby and settings of a private room.
+    private: Option<Private>,
     group: Option<GroupCall>,
     chat: VecDeque<ChatEntry>,
     chat_seq: u64,
@@ -326,11 +413,17 @@ pub struct Core {
     renewals: Deadlines<MemberId>,
     out: VecDeque<Output>,
     events: VecDeque<MemberEvent>,
+    /// Empty private rooms, by number, and when each is dropped.
+    empty_private: private::EmptyRooms,
+    /// The time of the input being handled, for what it schedules deep down.
+    clock: Option<Instant>,
 }
 
 impl Core {
     pub fn new(config: Config) -> Self {
         Self {
+            empty_private: private::EmptyRooms::default(),
+            clock: None,
             config,
             sessions: HashMap::new(),
             members: HashMap::new(),
@@ -344,16 +437,26 @@ impl Core {
         }
     }
 
-    /// `session` asks to enter `room` as `name` (the session layer has checked the protocol
-    /// version). Refusals become an `error` output to that session.
-    pub fn handle_join(&mut self, now: Now, session: SessionId, room: &str, name: &str) {
-        if let Err(err) = self.join(now, session, room, name) {
+    /// `session` asks to enter a room (the session layer has checked the protocol version).
+    /// Refusals become an `error` output to that session.
+    pub fn handle_join(&mut self, now: Now, session: SessionId, entry: Entry<'_>) {
+        self.clock = Some(now.mono);
+        if let Err(err) = self.join(now, session, entry) {
             self.refuse(session, &err, "join");
+        }
+    }
+
+    /// `session` asks for a new private room, as its host.
+    pub fn handle_create(&mut self, now: Now, session: SessionId, name: &str, from: IpAddr) {
+        self.clock = Some(now.mono);
+        if let Err(err) = self.create(now, session, name, from) {
+            self.refuse(session, &err, "create");
         }
     }
 
     /// A room message from `session`. Refusals become an `error` output to that session.
     pub fn handle_message(&mut self, now: Now, session: SessionId, msg: RoomMsg) {
+        self.clock = Some(now.mono);
         let request = msg.kind();
         if let Err(err) = self.dispatch(now, session, msg) {
             self.refuse(session, &err, request);
@@ -369,7 +472,8 @@ impl Core {
 
     /// `session` is gone for good (it left, closed cleanly, or its resume grace ran out): it
     /// leaves its room at once and its call ends.
-    pub fn handle_disconnect(&mut self, session: SessionId) {
+    pub fn handle_disconnect(&mut self, now: Now, session: SessionId) {
+        self.clock = Some(now.mono);
         if let Some(member) = self.sessions.get(&session).copied() {
             self.remove_member(member);
         }
@@ -390,6 +494,9 @@ impl Core {
         let Some(member) = self.sessions.get(&session).copied() else {
             return;
         };
+        if self.members[&member].waiting {
+            return;
+        }
         let room = self.members[&member].room.clone();
         let others: Vec<MemberId> = self.rooms[&room]
             .members
@@ -405,12 +512,14 @@ impl Core {
     /// Time has passed: ring timeouts up to `now` fire; members whose credentials are due
     /// get fresh ones.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.clock = Some(now.mono);
         while let Some(call) = self.ring_deadlines.pop_due(now.mono) {
             self.end_call(call, EndReason::NoAnswer, None);
         }
         while let Some(member) = self.renewals.pop_due(now.mono) {
             self.renew_ice_servers(now, member);
         }
+        self.expire_empty_rooms(now.mono);
     }
 
     /// The next message to send, if any.
@@ -425,10 +534,14 @@ impl Core {
 
     /// When [`Core::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.ring_deadlines.next(), self.renewals.next()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.ring_deadlines.next(),
+            self.renewals.next(),
+            self.empty_private.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Sends `member` fresh ICE servers and schedules the next renewal.
@@ -463,11 +576,16 @@ impl Core {
         self.sessions.get(&session).copied()
     }
 
-    /// The sessions of the members of `room` (as a client names it), in join order.
+    /// The sessions of the members of `room` (as a client names it), in join order, then
+    /// those waiting in its lobby.
     pub fn sessions_in(&self, room: &str) -> impl Iterator<Item = SessionId> + '_ {
         let room = validate_room(room).ok().and_then(|r| self.rooms.get(r));
         room.into_iter()
-            .flat_map(|r| r.members.iter())
+            .flat_map(|r| {
+                r.members
+                    .iter()
+                    .chain(r.private.iter().flat_map(|p| p.lobby.iter()))
+            })
             .filter_map(|m| self.members.get(m).map(|m| m.session))
     }
 
@@ -481,6 +599,9 @@ impl Core {
 
     fn dispatch(&mut self, now: Now, session: SessionId, msg: RoomMsg) -> Result<(), RoomError> {
         let me = *self.sessions.get(&session).ok_or(RoomError::NotJoined)?;
+        if self.members[&me].waiting && msg != RoomMsg::Leave {
+            return Err(RoomError::NotAdmitted);
+        }
         match msg {
             RoomMsg::Leave => {
                 let room = self.remove_member(me);
@@ -559,53 +680,111 @@ impl Core {
             RoomMsg::GroupJoin => self.group_join(me),
             RoomMsg::GroupLeave => self.group_leave(me),
             RoomMsg::Chat { text } => self.chat(now, me, text),
+            RoomMsg::Admit { id } => self.admit(now, me, id),
+            RoomMsg::Deny { id } => self.deny(me, id),
+            RoomMsg::Remove { id } => self.remove(me, id),
+            RoomMsg::Mute { id } => self.mute(me, id),
+            RoomMsg::MakeHost { id } => self.make_host(me, id),
+            RoomMsg::RoomSettings {
+                lobby,
+                locked,
+                share_history,
+            } => self.room_settings(now, me, lobby, locked, share_history),
+            RoomMsg::EndRoom => self.end_room(me),
         }
     }
 
-    fn join(&mut self, now: Now, session: SessionId, room: &str, name: &str) -> Result<(), RoomError> {
+    fn join(&mut self, now: Now, session: SessionId, entry: Entry<'_>) -> Result<(), RoomError> {
         if let Some(member) = self.sessions.get(&session) {
             return Err(RoomError::AlreadyJoined(self.members[member].room.clone()));
         }
-        let room = validate_room(room).map_err(RoomError::InvalidRoom)?;
-        let name = validate_name(name).map_err(RoomError::InvalidName)?;
+        let room = validate_room(entry.room).map_err(RoomError::InvalidRoom)?;
+        let name = validate_name(entry.name).map_err(RoomError::InvalidName)?;
+        let private = is_private_id(room);
+        if private && !self.rooms.contains_key(room) {
+            return Err(RoomError::RoomNotFound);
+        }
+        if !private && !self.config.named_rooms {
+            return Err(RoomError::PrivateOnly);
+        }
+        if !private && entry.host_key.is_some() {
+            return Err(RoomError::InvalidHostKey);
+        }
         if !self.rooms.contains_key(room) && self.rooms.len() >= self.config.max_rooms {
             return Err(RoomError::TooManyRooms(self.config.max_rooms));
         }
-        let occupants = self.rooms.get(room).map_or(0, |r| r.members.len());
+        // Where the newcomer goes: in as a host (host key), into the lobby, or in.
+        let (host, waiting) = match self.rooms.get(room).and_then(|r| r.private.as_ref()) {
+            None => (false, false),
+            Some(p) => match entry.host_key {
+                Some(key) if p.key_matches(key) => (true, false),
+                Some(_) => return Err(RoomError::InvalidHostKey),
+                None if p.state.locked => return Err(RoomError::RoomLocked),
+                None => (false, p.state.lobby || p.must_knock.contains(&entry.from)),
+            },
+        };
+        let occupants = self.rooms.get(room).map_or(0, |r| {
+            if waiting {
+                r.private.as_ref().map_or(0, |p| p.lobby.len())
+            } else {
+                r.members.len()
+            }
+        });
         if occupants >= self.config.room_capacity {
             return Err(RoomError::RoomFull {
                 room: room.to_owned(),
                 capacity: self.config.room_capacity,
             });
         }
+        let room = room.to_owned();
+        self.open_room(now, &room, None);
+        let id = self.add_member(now, session, &room, &name, entry.from, host);
+        if waiting {
+            self.knock(id);
+        } else {
+            self.enter(now, id);
+        }
+        Ok(())
+    }
 
-        let id = self.fresh_id(IdKind::Member, |core, id| core.members.contains_key(&id));
+    /// Makes `room` if it does not exist (private with `private`), and keeps it if it was
+    /// waiting empty.
+    fn open_room(&mut self, now: Now, room: &str, private: Option<Private>) {
+        self.empty_private.forget(room);
         let (chat_rate, chat_burst) = (self.config.chat_rate, self.config.chat_burst);
-        let entry = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+        self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             members: Vec::new(),
+            private,
             group: None,
             chat: VecDeque::new(),
             chat_seq: 0,
             chat_bucket: TokenBucket::new(chat_rate, chat_burst, now.mono),
         });
-        let members: Vec<Member> = entry
-            .members
-            .iter()
-            .map(|m| Member {
-                id: *m,
-                name: self.members[m].name.clone(),
-            })
-            .collect();
-        let others_now = entry.members.clone();
-        let (group, chat) = (entry.group.clone(), entry.chat.iter().cloned().collect());
-        entry.members.push(id);
+    }
+
+    /// A new member of `room`, outside it still: [`Core::enter`] or [`Core::knock`] next.
+    fn add_member(
+        &mut self,
+        now: Now,
+        session: SessionId,
+        room: &str,
+        name: &str,
+        from: IpAddr,
+        host: bool,
+    ) -> MemberId {
+        let id = self.fresh_id(IdKind::Member, |core, id| core.members.contains_key(&id));
+        let name = self.unique_name(room, name);
         self.sessions.insert(session, id);
         self.members.insert(
             id,
             MemberState {
                 session,
-                name: name.to_owned(),
+                name,
                 room: room.to_owned(),
+                host,
+                waiting: false,
+                first_seq: 0,
+                from,
                 call: None,
                 in_group: false,
                 invites: TokenBucket::new(self.config.invite_rate, self.config.invite_burst, now.mono),
@@ -616,22 +795,87 @@ impl Core {
                 ),
             },
         );
-        let you = Member {
-            id,
-            name: name.to_owned(),
-        };
+        id
+    }
+
+    /// `name`, or with " (2)", " (3)"… appended if someone in `room` or its lobby has it.
+    fn unique_name(&self, room: &str, name: &str) -> String {
+        let taken: std::collections::HashSet<String> = self
+            .rooms
+            .get(room)
+            .into_iter()
+            .flat_map(|r| {
+                r.members
+                    .iter()
+                    .chain(r.private.iter().flat_map(|p| p.lobby.iter()))
+            })
+            .filter_map(|m| self.members.get(m))
+            .map(|m| validate::name_key(&m.name))
+            .collect();
+        (1..)
+            .map(|n| {
+                if n == 1 {
+                    name.to_owned()
+                } else {
+                    format!("{name} ({n})")
+                }
+            })
+            .find(|candidate| !taken.contains(&validate::name_key(candidate)))
+            .unwrap_or_default()
+    }
+
+    /// Takes member `id` into its room: `joined` to it, `member_joined` to the others.
+    fn enter(&mut self, now: Now, id: MemberId) {
+        let state = &self.members[&id];
+        let room_id = state.room.clone();
+        let room = &self.rooms[&room_id];
+        let first_seq = room.chat_seq;
+        let you = self.member(id);
+        let members: Vec<Member> = room.members.iter().map(|m| self.member(*m)).collect();
+        let history = room.private.as_ref().is_none_or(|p| p.state.share_history);
+        let chat = room
+            .chat
+            .iter()
+            .filter(|c| history || c.seq > first_seq)
+            .cloned()
+            .collect();
+        let state = room.private.as_ref().map_or(
+            RoomState {
+                private: false,
+                lobby: false,
+                locked: false,
+                share_history: true,
+            },
+            |p| p.state,
+        );
+        let host_key = room
+            .private
+            .as_ref()
+            .filter(|_| you.host)
+            .map(|p| p.host_key.clone());
+        let (group, others_now) = (room.group.clone(), room.members.clone());
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.push(id);
+        }
+        if let Some(m) = self.members.get_mut(&id) {
+            m.first_seq = first_seq;
+            m.waiting = false;
+        }
+        let session = self.members[&id].session;
         self.send(
             session,
             ServerMsg::Joined {
                 session: None,
                 version: PROTOCOL_VERSION,
-                room: room.to_owned(),
+                room: room_id,
                 you: you.clone(),
                 members,
                 ice_servers: self.config.ice_servers.for_member(id, now),
                 ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
                 group,
                 chat,
+                state,
+                host_key,
             },
         );
         for other in others_now {
@@ -641,7 +885,16 @@ impl Core {
             self.renewals.insert(id, now.mono + every);
         }
         self.events.push_back(MemberEvent::Joined(id));
-        Ok(())
+    }
+
+    /// Member `id` as others see it.
+    fn member(&self, id: MemberId) -> Member {
+        let m = &self.members[&id];
+        Member {
+            id,
+            name: m.name.clone(),
+            host: m.host,
+        }
     }
 
     fn invite(&mut self, now: Instant, me: MemberId, to: MemberId) -> Result<(), RoomError> {
@@ -839,8 +1092,12 @@ impl Core {
         }
     }
 
-    /// Takes `member` out of its room (ending its call) and tells the others. Returns the room.
+    /// Takes `member` out of its room or lobby (ending its call) and tells the others.
+    /// Returns the room.
     fn remove_member(&mut self, member: MemberId) -> String {
+        if self.members.get(&member).is_some_and(|m| m.waiting) {
+            return self.leave_lobby(member, visavis_protocol::KnockOutcome::Left, None);
+        }
         self.no_redial
             .retain(|(caller, callee), _| *caller != member && *callee != member);
         if let Some(call) = self.members.get(&member).and_then(|m| m.call) {
@@ -857,14 +1114,11 @@ impl Core {
         self.sessions.remove(&state.session);
         if let Some(room) = self.rooms.get_mut(&state.room) {
             room.members.retain(|m| *m != member);
-            if room.members.is_empty() {
-                self.rooms.remove(&state.room);
-            } else {
-                for other in room.members.clone() {
-                    self.send_member(other, ServerMsg::MemberLeft { id: member });
-                }
+            for other in room.members.clone() {
+                self.send_member(other, ServerMsg::MemberLeft { id: member });
             }
         }
+        self.close_if_empty(&state.room);
         state.room
     }
 
@@ -897,7 +1151,20 @@ impl Core {
             let state = &self.members[member];
             assert_eq!(state.session, *session);
             let room = &self.rooms[&state.room];
-            assert!(room.members.contains(member), "member in its room");
+            let lobby = room.private.as_ref().is_some_and(|p| p.lobby.contains(member));
+            assert_eq!(state.waiting, lobby, "waiting exactly when in the lobby");
+            assert!(
+                room.members.contains(member) != lobby,
+                "member in its room or lobby"
+            );
+            assert!(
+                !(state.waiting && (state.busy() || state.host)),
+                "nothing for the lobby"
+            );
+            assert!(
+                !state.host || room.private.is_some(),
+                "hosts only in private rooms"
+            );
             let in_group = room
                 .group
                 .as_ref()
@@ -913,7 +1180,18 @@ impl Core {
             }
         }
         for (id, room) in &self.rooms {
-            assert!(!room.members.is_empty(), "empty room {id} kept");
+            let lobby = room.private.as_ref().map_or(0, |p| p.lobby.len());
+            let empty = room.members.is_empty() && lobby == 0;
+            assert_eq!(
+                empty && room.private.is_some(),
+                self.empty_private.contains(id),
+                "an empty private room {id} waits to expire, and only then"
+            );
+            assert!(!empty || room.private.is_some(), "empty room {id} kept");
+            assert!(
+                room.group.is_none() || !room.members.is_empty(),
+                "group call of nobody"
+            );
             assert!(
                 room.members.len() <= self.config.room_capacity,
                 "room over capacity"
@@ -954,5 +1232,7 @@ enum Role {
     Callee,
 }
 
+#[cfg(test)]
+mod private_tests;
 #[cfg(test)]
 mod tests;

@@ -5,17 +5,17 @@ use std::time::Instant;
 
 use visavis_protocol::{Candidate, ClientMsg, Description, SdpKind, SessionMsg};
 
-struct World {
-    core: Core,
-    now: Now,
+pub(crate) struct World {
+    pub core: Core,
+    pub now: Now,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(Config::default())
     }
 
-    fn with(config: Config) -> Self {
+    pub(crate) fn with(config: Config) -> Self {
         Self {
             core: Core::new(config),
             now: Now {
@@ -25,18 +25,18 @@ impl World {
         }
     }
 
-    fn send(&mut self, session: SessionId, msg: impl Into<ClientMsg>) -> Vec<Output> {
+    pub(crate) fn send(&mut self, session: SessionId, msg: impl Into<ClientMsg>) -> Vec<Output> {
         feed(&mut self.core, self.now, session, msg.into());
         self.drain()
     }
 
-    fn drain(&mut self) -> Vec<Output> {
+    pub(crate) fn drain(&mut self) -> Vec<Output> {
         self.core.assert_consistent();
         std::iter::from_fn(|| self.core.poll_output()).collect()
     }
 
     /// Joins `session` to `room` and returns its member id.
-    fn join(&mut self, session: SessionId, room: &str, name: &str) -> MemberId {
+    pub(crate) fn join(&mut self, session: SessionId, room: &str, name: &str) -> MemberId {
         let out = self.send(session, join(room, name));
         match &out[0].msg {
             ServerMsg::Joined { you, .. } => you.id,
@@ -44,7 +44,7 @@ impl World {
         }
     }
 
-    fn advance(&mut self, by: Duration) -> Vec<Output> {
+    pub(crate) fn advance(&mut self, by: Duration) -> Vec<Output> {
         self.now = self.now.after(by);
         self.core.handle_timeout(self.now);
         self.drain()
@@ -73,24 +73,41 @@ impl World {
 /// What the session layer hands the core for a client message.
 pub(crate) fn feed(core: &mut Core, now: Now, session: SessionId, msg: ClientMsg) {
     match msg {
-        ClientMsg::Session(SessionMsg::Join { room, name, .. }) => {
-            core.handle_join(now, session, &room, &name)
+        ClientMsg::Session(SessionMsg::Join {
+            room, name, host_key, ..
+        }) => {
+            let entry = Entry {
+                room: &room,
+                name: &name,
+                host_key: host_key.as_deref(),
+                from: address(session),
+            };
+            core.handle_join(now, session, entry)
+        }
+        ClientMsg::Session(SessionMsg::Create { name, .. }) => {
+            core.handle_create(now, session, &name, address(session))
         }
         ClientMsg::Session(_) => {}
         ClientMsg::Room(msg) => core.handle_message(now, session, msg),
     }
 }
 
-fn join(room: &str, name: &str) -> ClientMsg {
+/// Each session comes from an address of its own: 10.0.0.<session>.
+pub(crate) fn address(session: SessionId) -> IpAddr {
+    IpAddr::from([10, 0, 0, session as u8])
+}
+
+pub(crate) fn join(room: &str, name: &str) -> ClientMsg {
     SessionMsg::Join {
         version: PROTOCOL_VERSION,
         room: room.into(),
         name: name.into(),
+        host_key: None,
     }
     .into()
 }
 
-fn error_code(out: &[Output]) -> ErrorCode {
+pub(crate) fn error_code(out: &[Output]) -> ErrorCode {
     match out {
         [Output {
             msg: ServerMsg::Error { code, .. },
@@ -109,7 +126,7 @@ fn ended(call_id: CallId, peer: MemberId, reason: EndReason, by: Option<MemberId
     }
 }
 
-fn out(to: SessionId, msg: ServerMsg) -> Output {
+pub(crate) fn out(to: SessionId, msg: ServerMsg) -> Output {
     Output { to, msg }
 }
 
@@ -135,7 +152,8 @@ fn join_gets_member_list_and_others_are_told() {
         members,
         &vec![Member {
             id: a,
-            name: "Ann".into()
+            name: "Ann".into(),
+            host: false,
         }]
     );
     assert_eq!(got[1], out(1, ServerMsg::MemberJoined { member: you.clone() }));
@@ -192,7 +210,7 @@ fn each_member_gets_its_own_ice_servers_renewed_while_it_stays() {
         std::iter::from_fn(|| w.core.poll_member_event()).collect::<Vec<_>>(),
         members
     );
-    w.core.handle_disconnect(1);
+    w.core.handle_disconnect(w.now, 1);
     assert_eq!(w.core.poll_member_event(), Some(MemberEvent::Left(ann)));
     // Ann left: Bob alone keeps getting them.
     let later = w.advance(Duration::from_secs(300));
@@ -210,13 +228,13 @@ fn disconnect_removes_member_at_once_and_empty_rooms_vanish() {
     let mut w = World::new();
     let a = w.join(1, "r", "Ann");
     w.join(2, "r", "Bob");
-    w.core.handle_disconnect(1);
+    w.core.handle_disconnect(w.now, 1);
     assert_eq!(w.drain(), vec![out(2, ServerMsg::MemberLeft { id: a })]);
-    w.core.handle_disconnect(2);
+    w.core.handle_disconnect(w.now, 2);
     assert!(w.drain().is_empty());
     assert_eq!(w.core.counts(), Counts::default());
     // Disconnecting a session that never joined is harmless.
-    w.core.handle_disconnect(99);
+    w.core.handle_disconnect(w.now, 99);
     assert!(w.drain().is_empty());
 }
 
@@ -259,7 +277,7 @@ fn join_errors() {
     let full = w.send(3, join("r", "C"));
     assert_eq!(error_code(&full), ErrorCode::RoomFull);
     // A seat frees up when someone leaves.
-    w.core.handle_disconnect(2);
+    w.core.handle_disconnect(w.now, 2);
     w.drain();
     w.join(3, "r", "C");
 }
@@ -274,7 +292,7 @@ fn last_seat_goes_to_exactly_one() {
     w.join(2, "r", "B");
     let mut admitted = 0;
     for session in 10..60 {
-        w.core.handle_join(w.now, session, "r", "racer");
+        feed(&mut w.core, w.now, session, join("r", "racer"));
         for o in w.drain() {
             if o.to == session && matches!(o.msg, ServerMsg::Joined { .. }) {
                 admitted += 1;
@@ -495,7 +513,7 @@ fn hangup_while_ringing_means_cancel_or_decline() {
 #[test]
 fn leaving_while_ringing_ends_the_call() {
     let (mut w, a, b, call) = World::ringing_pair();
-    w.core.handle_disconnect(2);
+    w.core.handle_disconnect(w.now, 2);
     assert_eq!(
         w.drain(),
         vec![
@@ -690,7 +708,7 @@ fn group_call_is_announced_to_the_whole_room_as_people_join_and_leave() {
     // Leaving, and dropping out, leave the others in the call.
     let got = w.send(2, RoomMsg::GroupLeave);
     assert!(got.iter().all(|o| group_of(&o.msg) == Some((call, vec![a, c]))));
-    w.core.handle_disconnect(1);
+    w.core.handle_disconnect(w.now, 1);
     let got = w.drain();
     assert!(got.iter().any(|o| group_of(&o.msg) == Some((call, vec![c]))));
     let got = w.send(3, RoomMsg::GroupLeave);
@@ -929,7 +947,7 @@ fn the_number_of_rooms_is_limited() {
     w.join(2, "r2", "B");
     assert_eq!(error_code(&w.send(3, join("r3", "C"))), ErrorCode::TooManyRooms);
     w.join(3, "r1", "C"); // existing rooms still take people
-    w.core.handle_disconnect(2);
+    w.core.handle_disconnect(w.now, 2);
     w.drain();
     w.join(4, "r3", "D");
 }

@@ -22,6 +22,15 @@ pub enum Https {
     Acme,
 }
 
+/// Which rooms people may make (`--access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Access {
+    /// Named rooms (made by whoever joins first) and private rooms.
+    Open,
+    /// Private rooms only, each made with an unguessable id and run by its hosts.
+    Private,
+}
+
 /// Let's Encrypt's production directory, where `--domain` gets certificates by default.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
@@ -265,6 +274,11 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_MAX_ROOMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_rooms: u32,
+
+    /// Who may make rooms: `open`, anyone who names one (and private rooms); `private`,
+    /// private rooms only (`join` of a named room gets `private_only`).
+    #[arg(long, env = "VISAVIS_ACCESS", value_enum, default_value = "open")]
+    pub access: Access,
 
     /// Web origins (besides the server's own) whose pages may open sessions, e.g.
     /// https://app.example.org; repeatable. Browsers send Origin; other clients need not.

@@ -36,7 +36,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use visavis_room::{Config, Core, IdSource};
+use visavis_room::{Config, Core, IdSource, SecretSource};
 use visavis_signal::{Refusal, Signalling};
 
 use admission::{client_ip, origin_allowed};
@@ -172,6 +172,10 @@ impl App {
             chat_member_burst: 5.0 * f64::from(settings.chat_rate_limit),
             chat_rate: f64::from(settings.room_chat_rate_limit),
             chat_burst: 3.0 * f64::from(settings.room_chat_rate_limit),
+            secrets: SecretSource::new(new_secret),
+            named_rooms: settings.access == config::Access::Open,
+            private_room_ttl: Duration::from_secs(3600),
+            empty_private_per_ip: 8,
         });
         let signalling = Signalling::new(
             core,
@@ -479,6 +483,16 @@ fn open_file_limit() -> u64 {
 /// A resume token: 128 random bits, hex.
 fn new_token() -> String {
     random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A private room id or host key: 128 random bits as 22 characters of URL-safe base64.
+fn new_secret() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = u128::from_le_bytes(random_bytes::<16>());
+    // 22 digits of 6 bits hold 132 bits: the top 4 are zero, the 128 below are random.
+    (0..22)
+        .map(|i| char::from(ALPHABET[((bits >> (6 * i)) & 63) as usize]))
+        .collect()
 }
 
 /// A member or call id: random, below 2^53 so that JavaScript holds it exactly.

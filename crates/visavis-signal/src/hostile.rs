@@ -51,9 +51,56 @@ fn frame() -> impl Strategy<Value = String> {
             cn.map(|n| format!(r#""cn":{n},"#)).unwrap_or_default(),
             serde_json_string(&text)
         )),
+        private_room_frame(),
         "\\PC{0,60}",
         Just(r#"{"type":"invite","to":"x"}"#.to_owned()),
         Just(r#"{"type":"description","callId":1,"description":{"type":"offer","sdp":7}}"#.to_owned()),
+    ]
+}
+
+/// Frames of private rooms: creating them, knocking on them (the test core's ids and keys
+/// count up: `~0…01` with key `0…02`, `~0…03` with key `0…04`), and every host power.
+fn private_room_frame() -> impl Strategy<Value = String> {
+    let id = 0u64..8;
+    let secret = |n: u64| format!("{n:022}");
+    prop_oneof![
+        "[A-Za-z]{1,4}".prop_map(|name| format!(r#"{{"type":"create","version":1,"name":"{name}"}}"#)),
+        (0u64..3, proptest::option::of(0u64..3), "[A-Za-z]{1,4}").prop_map(move |(room, key, name)| {
+            let key = key
+                .map(|k| format!(r#","hostKey":"{}""#, secret(2 * k + 2)))
+                .unwrap_or_default();
+            format!(
+                r#"{{"type":"join","version":1,"room":"~{}","name":"{name}"{key}}}"#,
+                secret(2 * room + 1)
+            )
+        }),
+        (
+            prop_oneof![
+                Just("admit"),
+                Just("deny"),
+                Just("remove"),
+                Just("mute"),
+                Just("make_host")
+            ],
+            id
+        )
+            .prop_map(|(t, id)| format!(r#"{{"type":"{t}","id":{id}}}"#)),
+        (
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>())
+        )
+            .prop_map(|(lobby, locked, history)| {
+                let field =
+                    |name: &str, v: Option<bool>| v.map(|v| format!(r#","{name}":{v}"#)).unwrap_or_default();
+                format!(
+                    r#"{{"type":"room_settings"{}{}{}}}"#,
+                    field("lobby", lobby),
+                    field("locked", locked),
+                    field("shareHistory", history)
+                )
+            }),
+        Just(r#"{"type":"end_room"}"#.to_owned()),
     ]
 }
 

@@ -343,11 +343,29 @@ impl Signalling {
                     return;
                 }
                 match msg {
-                    ClientMsg::Session(SessionMsg::Join { version, room, name }) => {
+                    ClientMsg::Session(SessionMsg::Join {
+                        version,
+                        room,
+                        name,
+                        host_key,
+                    }) => {
                         if self.check_version(now, session, version, "join")
                             && self.has_seat(now, session, &room)
                         {
-                            self.core.handle_join(now, session, &room, &name);
+                            let from = self.sessions[&session].ip;
+                            let entry = visavis_room::Entry {
+                                room: &room,
+                                name: &name,
+                                host_key: host_key.as_deref(),
+                                from,
+                            };
+                            self.core.handle_join(now, session, entry);
+                        }
+                    }
+                    ClientMsg::Session(SessionMsg::Create { version, name }) => {
+                        if self.check_version(now, session, version, "create") {
+                            let from = self.sessions[&session].ip;
+                            self.core.handle_create(now, session, &name, from);
                         }
                     }
                     ClientMsg::Room(msg) => self.core.handle_message(now, session, msg),
@@ -640,10 +658,14 @@ impl Signalling {
         while let Some(out) = self.core.poll_output() {
             let mut msg = out.msg;
             match &mut msg {
-                ServerMsg::Joined { session, .. } => {
+                ServerMsg::Joined { session, .. } | ServerMsg::Waiting { session, .. } => {
                     *session = Some(self.issue_token(out.to));
                 }
-                ServerMsg::Left { .. } => self.revoke_token(now, out.to),
+                // Out of the room: the session may join again, but not resume this one.
+                ServerMsg::Left { .. }
+                | ServerMsg::Denied { .. }
+                | ServerMsg::Removed { .. }
+                | ServerMsg::RoomEnded { .. } => self.revoke_token(now, out.to),
                 _ => {}
             }
             self.send(now, out.to, msg);
@@ -747,7 +769,7 @@ impl Signalling {
     /// The session is over: it leaves its room (ending its call) and is forgotten.
     fn end_session(&mut self, now: Now, session: SessionId) {
         self.forget_session(now, session);
-        self.core.handle_disconnect(session);
+        self.core.handle_disconnect(now, session);
     }
 
     /// Checks that the tables agree with each other and with the room core; panics with a

@@ -58,6 +58,7 @@ mod group;
 mod https;
 mod nginx;
 mod outside;
+mod private;
 mod reliability;
 mod systemd;
 mod turn;
@@ -210,6 +211,7 @@ fn join(room: &str, name: &str) -> SessionMsg {
         version: PROTOCOL_VERSION,
         room: room.into(),
         name: name.into(),
+        host_key: None,
     }
 }
 
@@ -410,7 +412,7 @@ async fn join_presence_and_leave() {
     let joined = bob.expect_json("joined").await;
     assert_eq!(joined["version"], 1);
     assert_eq!(joined["you"]["name"], "鲍勃");
-    assert_eq!(joined["members"], json!([{"id": a, "name": "Alice"}]));
+    assert_eq!(joined["members"], json!([{"id": a, "name": "Alice", "host": false}]));
     // STUN + TURN over UDP and TCP, with a credential of this member's own.
     let urls = joined["iceServers"][0]["urls"].as_array().expect("urls");
     assert_eq!(urls.len(), 3, "{urls:?}");
@@ -424,7 +426,7 @@ async fn join_presence_and_leave() {
     let b = joined["you"]["id"].as_u64().expect("id");
     assert_eq!(
         alice.expect_json("member_joined").await["member"],
-        json!({"id": b, "name": "鲍勃"})
+        json!({"id": b, "name": "鲍勃", "host": false})
     );
     assert_eq!(
         server.counts().await,
@@ -710,6 +712,7 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
             version: 2,
             room: "r".into(),
             name: "n".into(),
+            host_key: None,
         })
         .await;
     fresh.expect_error(ErrorCode::UnsupportedVersion).await;
