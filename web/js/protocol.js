@@ -19,17 +19,20 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{private: boolean, lobby: boolean, locked: boolean, shareHistory: boolean}} RoomState
  * @typedef {'admitted' | 'denied' | 'left'} KnockOutcome
  *
- * `hostKey`: to hosts of a private room, the key of the host link.
+ * `hostKey`: to hosts of a private room, the key of the host link; `null` for everyone else.
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
  *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
- *            chat: ChatEntry[], state: RoomState, hostKey?: string,
+ *            chat: ChatEntry[], state: RoomState, hostKey: string | null,
  *            token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
  * @typedef {{type: 'ice_servers', iceServers: IceServer[]}} IceServersMsg
  * @typedef {{type: 'left', room: string}} LeftMsg
  * @typedef {{type: 'member_joined', member: Member}} MemberJoinedMsg
  * @typedef {{type: 'member_left', id: number}} MemberLeftMsg
  * @typedef {{type: 'member_state', id: number, state: 'online' | 'reconnecting'}} MemberStateMsg
- * @typedef {{type: 'waiting', room: string, you: Member}} WaitingMsg
+ * In a private room's lobby; the session fields as in `joined`, so the place in the lobby
+ * survives a dropped connection.
+ * @typedef {{type: 'waiting', room: string, you: Member,
+ *            token: string, heartbeatMs: number, resumeGraceMs: number}} WaitingMsg
  * @typedef {{type: 'knock', member: Member}} KnockMsg
  * @typedef {{type: 'knock_ended', id: number, outcome: KnockOutcome, by?: number}} KnockEndedMsg
  * @typedef {{type: 'denied', room: string}} DeniedMsg
@@ -150,9 +153,10 @@ export class Signalling {
     this.heartbeatMs = 10_000;
     this.graceMs = 30_000;
     this.lastHeard = 0;
-    /** `waiting`: in a private room's lobby, with no session token yet.
-     * @type {'joining' | 'waiting' | 'online' | 'resuming' | 'rejoining' | 'closed'} */
+    /** @type {'joining' | 'online' | 'resuming' | 'rejoining' | 'closed'} */
     this.phase = 'joining';
+    /** In a private room's lobby: a session (it resumes like any other), not yet in the room. */
+    this.waiting = false;
     this.attempt = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.retryTimer = undefined;
@@ -276,13 +280,17 @@ export class Signalling {
     this.onmessage(/** @type {ServerMsg} */ (msg));
   }
 
-  /** We are in the room, with a session that can be resumed. @param {JoinedMsg} msg */
+  /**
+   * We have a session that can be resumed: in the room, or in its lobby.
+   * @param {JoinedMsg | WaitingMsg} msg
+   */
   entered(msg) {
     this.phase = 'online';
     this.attempt = 0;
     this.creating = false;
+    this.waiting = msg.type === 'waiting';
     this.room = msg.room;
-    if (msg.hostKey) this.hostKey = msg.hostKey;
+    if (msg.type === 'joined' && msg.hostKey) this.hostKey = msg.hostKey;
     this.token = msg.token;
     this.heartbeatMs = msg.heartbeatMs ?? this.heartbeatMs;
     this.graceMs = msg.resumeGraceMs ?? this.graceMs;
@@ -297,11 +305,8 @@ export class Signalling {
       if (rejoined) this.onstatus('rejoined', msg);
       else this.firstJoin?.resolve(msg);
     } else if (msg.type === 'waiting') {
-      // A private room's lobby: no session to resume until a host admits us.
-      this.phase = 'waiting';
-      this.attempt = 0;
-      this.room = msg.room;
-      this.startWatchdog();
+      // A private room's lobby: `joined` follows when a host admits us.
+      this.entered(msg);
       if (rejoined) this.onstatus('waiting', msg);
       else this.firstJoin?.resolve(msg);
     } else if (msg.type === 'error') {
@@ -326,10 +331,9 @@ export class Signalling {
   startWatchdog() {
     clearInterval(this.watchdog);
     this.watchdog = setInterval(() => {
-      if (!this.ws || Date.now() - this.lastHeard <= this.heartbeatMs) return;
-      // Waiting in a lobby there is no session to come back to: say goodbye and knock again.
-      if (this.phase === 'online') this.ws.close(BE_RIGHT_BACK, 'server silent');
-      else if (this.phase === 'waiting') this.ws.close(1000, 'server silent');
+      if (this.phase === 'online' && this.ws && Date.now() - this.lastHeard > this.heartbeatMs) {
+        this.ws.close(BE_RIGHT_BACK, 'server silent');
+      }
     }, 1000);
   }
 
@@ -342,14 +346,13 @@ export class Signalling {
       this.shutdown();
       return;
     }
-    const waiting = this.phase === 'waiting';
-    if (this.phase === 'online' || waiting) {
+    if (this.phase === 'online') {
       this.droppedAt = Date.now();
       this.onstatus('reconnecting');
     }
-    // Within the grace period we resume; after it the session is surely gone, so rejoin. A
-    // member waiting in a lobby has no session yet: it joins (knocks) again.
-    this.phase = !waiting && Date.now() - this.droppedAt < this.graceMs ? 'resuming' : 'rejoining';
+    // Within the grace period we resume; after it the session is surely gone, so rejoin (in a
+    // private room that may mean knocking again).
+    this.phase = Date.now() - this.droppedAt < this.graceMs ? 'resuming' : 'rejoining';
     if (this.phase === 'rejoining') this.unacked = [];
     const delay = Math.min(4000, 500 * 2 ** this.attempt) * (0.5 + Math.random());
     this.attempt += 1;
