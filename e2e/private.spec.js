@@ -217,6 +217,14 @@ for (const [lang, tx] of Object.entries(TEXT)) {
     await expect(doctor.getByText(tx.wants(tx.stranger))).toBeHidden();
     await expect(people(doctor, tx).getByText(tx.stranger)).toHaveCount(0);
     await expect(stranger.getByText('hello doctor')).toHaveCount(0);
+
+    // The host shares the history: the next person let in reads what was said before.
+    await doctor.getByLabel(tx.shareHistory).check();
+    const nurse = await knock(browser, tx, guestLink, tx.stranger);
+    await admit(doctor, nurse, tx, tx.stranger);
+    await expect(nurse.getByRole('log').getByText('notes before anyone came')).toBeVisible();
+    await expect(nurse.getByRole('log').getByText('hello doctor')).toBeVisible();
+    await expect(doctor.getByLabel(tx.shareHistory)).toBeChecked();
   });
 
   test(`[${lang}] the doctor removes someone, who must knock again; locks the room against strangers; ends it for everyone`, async ({ browser }) => {
@@ -381,11 +389,19 @@ async function interceptSignalling(page) {
   return { sent, refuse };
 }
 
-test('dropped connections: a host resumes as host, or joins again with the host key; a guest who cannot resume knocks again', async ({ browser }) => {
+test('dropped connections: a place in the lobby survives; a host resumes as host, or joins again with the host key; a guest who cannot resume knocks again', async ({ browser }) => {
   test.setTimeout(90_000);
   const tx = TEXT.en;
   const { doctor, guestLink } = await createRoom(browser, tx);
   const patient = await knock(browser, tx, guestLink, tx.patient);
+  await expect(doctor.getByText(tx.wants(tx.patient))).toBeVisible();
+
+  // Waiting in the lobby, the patient's connection drops: the place is kept, no second knock.
+  await patient.evaluate(() => window.visavis.dropSignalling());
+  await expect(patient.getByText('Connection to the server lost', { exact: false })).toBeVisible();
+  await expect(patient.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
+  await expect(patient.getByRole('heading', { name: tx.waiting })).toBeVisible();
+  await expect(doctor.getByRole('button', { name: /^Admit / })).toHaveCount(1);
   await admit(doctor, patient, tx, tx.patient);
   const room = new URL(guestLink).pathname.slice(3);
 

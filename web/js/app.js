@@ -59,6 +59,8 @@ const state = {
   waiting: null,
   /** @type {Map<number, Member>} other members by id, in join order */
   members: new Map(),
+  /** @type {Map<number, string>} the names of members who left, for messages that name them */
+  departed: new Map(),
   /** @type {Map<number, string>} for hosts: who waits in the lobby, by id */
   knocks: new Map(),
   /** @type {{id: number, text: Text}[]} short notices shown in the call view */
@@ -225,6 +227,7 @@ function enterRoom(joined) {
   state.roomState = joined.state ?? NAMED_ROOM;
   state.iceServers = joined.iceServers;
   state.members = new Map(joined.members.map((m) => [m.id, m]));
+  state.departed.clear();
   state.reconnecting.clear();
   state.group = joined.group;
   state.knocks.clear();
@@ -275,7 +278,7 @@ function isHost(id) {
 /** A member's name, or "The host" for one we do not know (e.g. while waiting). @param {number} id */
 function nameOf(id) {
   if (id === state.me?.id) return state.me.name;
-  return state.members.get(id)?.name ?? t('theHost');
+  return state.members.get(id)?.name ?? state.departed.get(id) ?? t('theHost');
 }
 
 /**
@@ -359,6 +362,7 @@ function onMessage(msg) {
       break;
     case 'member_left': {
       const name = state.members.get(msg.id)?.name;
+      if (name !== undefined) state.departed.set(msg.id, name);
       state.members.delete(msg.id);
       state.reconnecting.delete(msg.id);
       if (name !== undefined) callEvent({ key: 'event.left', params: { name } });
@@ -376,8 +380,8 @@ function onMessage(msg) {
       break;
     case 'knock':
       if (!state.knocks.has(msg.member.id)) ringer.chime();
+      // The knock itself shows in the call view during a call.
       state.knocks.set(msg.member.id, msg.member.name);
-      callEvent({ key: 'knockText', params: { name: msg.member.name } });
       break;
     case 'knock_ended':
       state.knocks.delete(msg.id);
@@ -804,10 +808,16 @@ function renderMembers() {
 /** What the knock list shows now; it is rebuilt only when that changes (keeping focus). */
 let knocksShown = '';
 
-/** For hosts: who waits in the lobby, each with Admit and Deny, above everything (calls too). */
+/**
+ * For hosts: who waits in the lobby, each with Admit and Deny: at the top of the room, or in
+ * the call view during a call, where the room cannot be seen.
+ */
 function renderKnocks() {
   const show = (state.me?.host ?? false) && state.knocks.size > 0;
-  byId('knocks').hidden = !show;
+  const knocksEl = byId('knocks');
+  knocksEl.hidden = !show;
+  const after = state.call ? byId('call-events') : byId('you');
+  if (after.nextElementSibling !== knocksEl) after.after(knocksEl);
   const knocks = show ? [...state.knocks] : [];
   const shown = JSON.stringify([currentLang(), knocks]);
   if (shown === knocksShown) return;
