@@ -318,9 +318,57 @@ pub enum MemberEvent {
 /// How much the core holds, for health and metrics endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
+    /// Admitted members.
     pub members: usize,
+    /// Members waiting in private rooms' lobbies.
+    pub waiting: usize,
     pub rooms: usize,
+    pub private_rooms: usize,
+    /// 1:1 calls and group calls.
     pub calls: usize,
+    /// 1:1 calls still ringing.
+    pub ringing: usize,
+    pub group_calls: usize,
+}
+
+/// What the core has done since it started, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// 1:1 calls ended, by reason.
+    pub calls_ended: HashMap<EndReason, u64>,
+    /// Knocks on private rooms' lobbies.
+    pub knocks: u64,
+    /// Negotiation and media-state messages relayed between members, and their payload bytes.
+    pub relayed_messages: u64,
+    pub relayed_bytes: u64,
+    /// Time from `invite` to `accept` of 1:1 calls.
+    pub answer_time: Histogram,
+}
+
+/// Durations counted into fixed buckets: what a Prometheus histogram holds.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Observations at most each of [`Histogram::BOUNDS`] seconds (not cumulative).
+    pub buckets: [u64; 10],
+    pub sum: Duration,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, in seconds; the last catches the rest (`f64::MAX` is what
+    /// prometheus-client writes as `+Inf`).
+    pub const BOUNDS: [f64; 10] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, f64::MAX];
+
+    pub fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = Self::BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(Self::BOUNDS.len() - 1);
+        self.buckets[i] += 1;
+        self.sum += d;
+        self.count += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -377,6 +425,7 @@ struct Call {
     caller: MemberId,
     callee: MemberId,
     state: CallState,
+    invited_at: Instant,
 }
 
 impl Call {
@@ -417,6 +466,7 @@ pub struct Core {
     empty_private: private::EmptyRooms,
     /// The time of the input being handled, for what it schedules deep down.
     clock: Option<Instant>,
+    totals: Totals,
 }
 
 impl Core {
@@ -424,6 +474,7 @@ impl Core {
         Self {
             empty_private: private::EmptyRooms::default(),
             clock: None,
+            totals: Totals::default(),
             config,
             sessions: HashMap::new(),
             members: HashMap::new(),
@@ -590,11 +641,23 @@ impl Core {
     }
 
     pub fn counts(&self) -> Counts {
+        let waiting = self.members.values().filter(|m| m.waiting).count();
+        let group_calls = self.rooms.values().filter(|r| r.group.is_some()).count();
+        let ringing = self.ring_deadlines.len();
         Counts {
-            members: self.members.len(),
+            members: self.members.len() - waiting,
+            waiting,
             rooms: self.rooms.len(),
-            calls: self.calls.len() + self.rooms.values().filter(|r| r.group.is_some()).count(),
+            private_rooms: self.rooms.values().filter(|r| r.private.is_some()).count(),
+            calls: self.calls.len() + group_calls,
+            ringing,
+            group_calls,
         }
+    }
+
+    /// What the core has done since it started.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
     }
 
     fn dispatch(&mut self, now: Now, session: SessionId, msg: RoomMsg) -> Result<(), RoomError> {
@@ -958,6 +1021,7 @@ impl Core {
                 caller: me,
                 callee: to,
                 state: CallState::Ringing,
+                invited_at: now,
             },
         );
         self.ring_deadlines.insert(call_id, deadline);
@@ -1016,7 +1080,14 @@ impl Core {
             Some(group) if group.call_id == call_id => self.group_peer(me, to)?,
             _ => self.active_peer(me, call_id, action)?,
         };
-        self.send_member(to, msg(me));
+        let msg = msg(me);
+        self.totals.relayed_messages += 1;
+        self.totals.relayed_bytes += match &msg {
+            ServerMsg::Description { description, .. } => description.json().len(),
+            ServerMsg::Candidate { candidate, .. } => candidate.json().len(),
+            _ => 0,
+        } as u64;
+        self.send_member(to, msg);
         Ok(())
     }
 
@@ -1051,6 +1122,10 @@ impl Core {
         };
         self.ring_deadlines.remove(call_id);
         call.state = CallState::Active;
+        if let Some(now) = self.clock {
+            let waited = now.saturating_duration_since(call.invited_at);
+            self.totals.answer_time.observe(waited);
+        }
         let (caller, callee) = (call.caller, call.callee);
         self.send_member(
             caller,
@@ -1075,6 +1150,7 @@ impl Core {
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
+        *self.totals.calls_ended.entry(reason).or_default() += 1;
         self.ring_deadlines.remove(call_id);
         for (me, peer) in [(call.caller, call.callee), (call.callee, call.caller)] {
             if let Some(m) = self.members.get_mut(&me) {

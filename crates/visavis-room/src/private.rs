@@ -141,6 +141,7 @@ impl Core {
         if let Some(m) = self.members.get_mut(&id) {
             m.waiting = true;
         }
+        self.totals.knocks += 1;
         let you = self.member(id);
         self.send_member(
             id,

@@ -542,3 +542,13 @@ fn private_ids_cannot_be_made_by_join_and_private_only_refuses_named_rooms() {
     );
     assert!(matches!(w.send(1, create("A"))[0].msg, ServerMsg::Joined { .. }));
 }
+
+#[test]
+fn counts_tell_the_lobby_from_the_room_and_totals_count_knocks() {
+    let (mut w, room, _, _) = clinic();
+    knock(&mut w, 2, &room, "A");
+    knock(&mut w, 3, &room, "B");
+    let counts = w.core.counts();
+    assert_eq!((counts.members, counts.waiting, counts.private_rooms), (1, 2, 1));
+    assert_eq!(w.core.totals().knocks, 2);
+}

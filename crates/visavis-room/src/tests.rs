@@ -169,7 +169,7 @@ fn join_gets_member_list_and_others_are_told() {
         Counts {
             members: 3,
             rooms: 2,
-            calls: 0
+            ..Counts::default()
         }
     );
 }

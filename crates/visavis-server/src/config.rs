@@ -22,6 +22,15 @@ pub enum Https {
     Acme,
 }
 
+/// How the log is written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
 /// Which rooms people may make (`--access`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Access {
@@ -279,6 +288,10 @@ pub struct Settings {
     /// private rooms only (`join` of a named room gets `private_only`).
     #[arg(long, env = "VISAVIS_ACCESS", value_enum, default_value = "open")]
     pub access: Access,
+
+    /// How the log is written: `text` for people, `json` (one object a line) for collectors.
+    #[arg(long, env = "VISAVIS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 
     /// Web origins (besides the server's own) whose pages may open sessions, e.g.
     /// https://app.example.org; repeatable. Browsers send Origin; other clients need not.

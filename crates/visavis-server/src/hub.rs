@@ -193,6 +193,13 @@ impl Hub {
         self.lock().sig.counts()
     }
 
+    /// What signalling has done since start (copied out, so the lock is held briefly).
+    pub fn totals(&self) -> (visavis_signal::SignallingTotals, visavis_room::Totals) {
+        let inner = self.lock();
+        let (signalling, core) = inner.sig.totals();
+        (signalling.clone(), core.clone())
+    }
+
     /// How long a connection may take to accept what it is sent.
     pub fn write_timeout(&self) -> std::time::Duration {
         self.lock().sig.config().heartbeat

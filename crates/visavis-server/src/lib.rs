@@ -40,7 +40,7 @@ use visavis_room::{Config, Core, IdSource, SecretSource};
 use visavis_signal::{Refusal, Signalling};
 
 use admission::{client_ip, origin_allowed};
-pub use config::{Https, Settings};
+pub use config::{Https, LogFormat, Settings};
 use fd_budget::{FdPool, FdSlot};
 use headers::SecurityHeaders;
 use http::HttpLimits;

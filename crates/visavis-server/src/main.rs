@@ -40,12 +40,14 @@ fn main() -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 async fn serve(loaded: Loaded) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "visavis=info,visavis_server=info".into()),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "visavis=info,visavis_server=info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match loaded.settings.log_format {
+        visavis_server::LogFormat::Text => logs.init(),
+        // One JSON object a line, for log collectors.
+        visavis_server::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     if !loaded.file_problems.is_empty() {
         anyhow::bail!(
             "the config file has problems (visavis check-config lists them all):\n  {}",

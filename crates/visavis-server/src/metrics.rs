@@ -1,5 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, served only on `--metrics-listen`): the live counts that
-//! `/healthz` no longer tells everyone, read from the cores at each scrape.
+//! `/healthz` no longer tells everyone and the totals since start (calls by outcome, errors by
+//! code, resumes, knocks, relayed messages, answer times), read from the cores at each scrape;
+//! prometheus-client writes the exposition format.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,22 +46,90 @@ impl Collector for Counts {
         ] {
             ConstGauge::new(n as i64).encode(sessions.encode_family(&[("state", state)])?)?;
         }
+        let core = signalling.core;
         let gauges = [
-            ("visavis_members", "Members in rooms", signalling.core.members),
+            ("visavis_members", "Members in rooms (admitted)", core.members),
+            (
+                "visavis_lobby_waiting",
+                "Members waiting in private rooms' lobbies",
+                core.waiting,
+            ),
             (
                 "visavis_rooms",
-                "Rooms with at least one member",
-                signalling.core.rooms,
+                "Rooms (empty private rooms wait for their host an hour)",
+                core.rooms,
             ),
+            ("visavis_private_rooms", "Private rooms", core.private_rooms),
             (
                 "visavis_calls",
                 "1:1 calls (ringing or active) and group calls",
-                signalling.core.calls,
+                core.calls,
             ),
+            ("visavis_calls_ringing", "1:1 calls ringing", core.ringing),
+            ("visavis_group_calls", "Group calls", core.group_calls),
         ];
         for (name, help, n) in gauges {
             gauge(&mut encoder, name, help, n)?;
         }
+        let (totals, core_totals) = self.hub.totals();
+        labelled_counter(
+            &mut encoder,
+            "visavis_calls_ended",
+            "1:1 calls ended, by reason",
+            "reason",
+            core_totals.calls_ended.iter().map(|(r, n)| (wire_name(r), *n)),
+        )?;
+        labelled_counter(
+            &mut encoder,
+            "visavis_errors",
+            "Error messages sent to clients, by code",
+            "code",
+            totals.errors.iter().map(|(c, n)| (wire_name(c), *n)),
+        )?;
+        let counters = [
+            (
+                "visavis_resumes",
+                "Sessions taken back after a dropped connection",
+                totals.resumes,
+            ),
+            (
+                "visavis_lobby_knocks",
+                "Knocks on private rooms' lobbies",
+                core_totals.knocks,
+            ),
+            (
+                "visavis_relayed_messages",
+                "Negotiation and media-state messages relayed between members",
+                core_totals.relayed_messages,
+            ),
+            (
+                "visavis_relayed_bytes",
+                "Payload bytes of relayed descriptions and candidates",
+                core_totals.relayed_bytes,
+            ),
+        ];
+        for (name, help, n) in counters {
+            let counter = ConstCounter::new(n);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        let answer = &core_totals.answer_time;
+        let buckets: Vec<(f64, u64)> = visavis_room::Histogram::BOUNDS
+            .iter()
+            .copied()
+            .zip(answer.buckets.iter().copied())
+            .collect();
+        let mut histogram = encoder.encode_descriptor(
+            "visavis_call_answer",
+            "Time from invite to accept of 1:1 calls",
+            Some(&prometheus_client::registry::Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            answer.sum.as_secs_f64(),
+            answer.count,
+            &buckets,
+            None,
+        )?;
         if let Some(turn) = &self.turn {
             let turn = turn.counts();
             gauge(
@@ -93,6 +163,31 @@ impl Collector for Counts {
         }
         Ok(())
     }
+}
+
+/// One counter family with a label: each `(value, count)` a series.
+fn labelled_counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    series: impl Iterator<Item = (String, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let mut series: Vec<_> = series.collect();
+    series.sort_unstable();
+    for (value, n) in series {
+        ConstCounter::new(n).encode(family.encode_family(&[(label, value.as_str())])?)?;
+    }
+    Ok(())
+}
+
+/// The snake_case name a wire enum (an end reason, an error code) has in JSON.
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, n: usize) -> Result<(), std::fmt::Error> {

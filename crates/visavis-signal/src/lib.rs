@@ -201,6 +201,7 @@ pub struct Signalling {
     sources: Sources,
     /// Bytes in every session's replay log.
     log_total: usize,
+    totals: SignallingTotals,
     next_conn: ConnId,
     next_session: SessionId,
     tokens: TokenSource,
@@ -225,6 +226,15 @@ pub struct SignallingCounts {
     pub core: Counts,
 }
 
+/// What the session layer has done since it started, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct SignallingTotals {
+    /// `error` messages sent, by code.
+    pub errors: HashMap<ErrorCode, u64>,
+    /// Sessions taken back with `resume`.
+    pub resumes: u64,
+}
+
 impl Signalling {
     pub fn new(core: Core, config: Config, tokens: TokenSource) -> Self {
         Self {
@@ -237,6 +247,7 @@ impl Signalling {
             joins: Deadlines::default(),
             sources: Sources::new(config.sessions_per_ip, config.ip_rate, config.ip_burst),
             log_total: 0,
+            totals: SignallingTotals::default(),
             next_conn: 1,
             next_session: 1,
             tokens,
@@ -528,6 +539,11 @@ impl Signalling {
         .min()
     }
 
+    /// What the session layer and the room core have done since they started.
+    pub fn totals(&self) -> (&SignallingTotals, &visavis_room::Totals) {
+        (&self.totals, self.core.totals())
+    }
+
     pub fn counts(&self) -> SignallingCounts {
         SignallingCounts {
             connections: self.conns.len(),
@@ -635,6 +651,7 @@ impl Signalling {
                 self.grace.remove(session);
             }
         }
+        self.totals.resumes += 1;
         let resumed = ServerMsg::Resumed {
             version: PROTOCOL_VERSION,
             last_cn,
@@ -714,11 +731,14 @@ impl Signalling {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
+        if let ServerMsg::Error { code, .. } = &msg {
+            *self.totals.errors.entry(*code).or_default() += 1;
+        }
         let sn = s.number();
         let frame = encode(&msg, Some(sn));
-        // `joined` itself is never replayed: a client can only resume with the token it
-        // carried, so it has it.
-        let keep = s.token.is_some() && !matches!(msg, ServerMsg::Joined { .. });
+        // `joined` and `waiting` are never replayed: a client can only resume with the token
+        // they carried, so it has them.
+        let keep = s.token.is_some() && !matches!(msg, ServerMsg::Joined { .. } | ServerMsg::Waiting { .. });
         if keep {
             let fits = self.log_total + frame.len() <= self.config.log_total
                 && s.log(sn, frame.clone(), self.config.log_limit);

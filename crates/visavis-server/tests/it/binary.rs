@@ -214,3 +214,24 @@ async fn sighup_without_certificate_files_leaves_the_server_running() {
     );
     assert_eq!(binary.counts().await["sessions"], 0, "still serving");
 }
+
+/// `--log-format json`: every line a JSON object a log collector can read, the message and
+/// level as fields.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
+        .args(["--listen", "127.0.0.1:0", "--no-turn", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn visavis");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(line["level"], "INFO", "{line}");
+    let message = line["message"].as_str().unwrap_or_default();
+    assert!(message.contains("serving http://127.0.0.1:"), "{line}");
+}

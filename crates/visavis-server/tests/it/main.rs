@@ -403,6 +403,29 @@ async fn health_says_only_up_and_counts_are_metrics_on_their_own_port() {
 }
 
 #[tokio::test]
+async fn metrics_count_calls_by_outcome_errors_by_code_and_answer_times() {
+    let server = Server::start(&["--no-turn"]).await;
+    let (mut alice, _, mut bob, _, call) = call_pair(&server, "metrics").await;
+    bob.send(RoomMsg::Hangup { call_id: call }).await;
+    next_of!(alice, ServerMsg::CallEnded { .. });
+    next_of!(bob, ServerMsg::CallEnded { .. });
+    alice.send(RoomMsg::Hangup { call_id: call }).await;
+    next_of!(alice, ServerMsg::Error { .. });
+    let (_, text) = get(&server.metrics, "/metrics").await;
+    for line in [
+        "visavis_calls_ended_total{reason=\"hangup\"} 1",
+        "visavis_errors_total{code=\"unknown_call\"} 1",
+        "visavis_call_answer_seconds_count 1",
+        "visavis_call_answer_seconds_bucket{le=\"+Inf\"} 1",
+        "visavis_calls 0",
+        "visavis_lobby_waiting 0",
+        "# TYPE visavis_relayed_messages counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn join_presence_and_leave() {
     let server = Server::start(&[]).await;
     let (mut alice, a) = server.joined("room-1", "Alice").await;
@@ -412,7 +435,10 @@ async fn join_presence_and_leave() {
     let joined = bob.expect_json("joined").await;
     assert_eq!(joined["version"], 1);
     assert_eq!(joined["you"]["name"], "鲍勃");
-    assert_eq!(joined["members"], json!([{"id": a, "name": "Alice", "host": false}]));
+    assert_eq!(
+        joined["members"],
+        json!([{"id": a, "name": "Alice", "host": false}])
+    );
     // STUN + TURN over UDP and TCP, with a credential of this member's own.
     let urls = joined["iceServers"][0]["urls"].as_array().expect("urls");
     assert_eq!(urls.len(), 3, "{urls:?}");
