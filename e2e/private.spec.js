@@ -155,8 +155,11 @@ async function admit(host, guest, tx, name) {
   await expect(host.getByText(tx.wants(name))).toBeHidden();
 }
 
-/** @param {Page} page @param {Text} tx */
-const people = (page, tx) => page.getByRole('region', { name: tx.people });
+/**
+ * The people list (its heading is "People in this room").
+ * @param {Page} page @param {Text} tx
+ */
+const people = (page, tx) => page.locator('#people').filter({ has: page.getByRole('heading', { name: tx.people }) });
 
 /** @param {Page} page @param {Text} tx @param {string} text */
 async function say(page, tx, text) {
