@@ -1051,6 +1051,9 @@ impl Core {
             self.renewals.insert(id, now.mono + every);
         }
         self.events.push_back(MemberEvent::Joined(id));
+        if you.host {
+            self.show_knocks(id);
+        }
     }
 
     /// Member `id` as others see it.
