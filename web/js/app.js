@@ -145,13 +145,54 @@ const hostKeys = {
   forget: (room) => sessionStorage.removeItem(`visavis.host.${room}`),
 };
 
-/** A host link (`/r/<id>#host=<key>`): keep its key, and drop it from the address bar. */
-function takeHostKeyFromFragment() {
-  const key = new URLSearchParams(location.hash.slice(1)).get('host');
+/** Access tokens by room, for this tab only, kept as host keys are. */
+const accessTokens = {
+  /** @param {string} room */
+  get: (room) => sessionStorage.getItem(`visavis.token.${room}`) ?? '',
+  /** @param {string} room @param {string} token */
+  set: (room, token) => sessionStorage.setItem(`visavis.token.${room}`, token),
+  /** @param {string} room */
+  forget: (room) => sessionStorage.removeItem(`visavis.token.${room}`),
+};
+
+/**
+ * A host link (`/r/<id>#host=<key>`) or a product's link (`/r/<room>#token=<jwt>`): keep the key
+ * or token for this tab, and drop it from the address bar.
+ */
+function takeSecretsFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
   const room = roomFromPath();
-  if (!key || !room) return;
-  hostKeys.set(room, key);
+  const [key, token] = [fragment.get('host'), fragment.get('token')];
+  if (!room || (!key && !token)) return;
+  if (key) hostKeys.set(room, key);
+  if (token) accessTokens.set(room, token);
   history.replaceState(null, '', `${location.pathname}${location.search}`);
+}
+
+/**
+ * The display name an access token carries (the server checks the token and uses that name;
+ * this only fills in the page meanwhile), or '' if it cannot be read.
+ * @param {string} token
+ */
+function nameInToken(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof claims.name === 'string' ? claims.name : '';
+  } catch {
+    return '';
+  }
+}
+
+/** With a product's link, enter at once: the token says who we are and where. */
+function enterWithToken() {
+  const room = roomFromPath();
+  const token = room ? accessTokens.get(room) : '';
+  if (!token) return;
+  const name = nameInToken(token) || nameInput.value.trim() || '…';
+  nameInput.value = name;
+  enter('join', name, (sig) => sig.join(room, name, '', token));
 }
 
 /** The name typed in, or null after saying what is wrong with it. */
@@ -171,7 +212,7 @@ function onJoin(event) {
   const name = nameTyped();
   if (name === null) return;
   const room = roomInput.value.trim();
-  enter('join', name, (sig) => sig.join(room, name, hostKeys.get(room)));
+  enter('join', name, (sig) => sig.join(room, name, hostKeys.get(room), accessTokens.get(room)));
 }
 
 function onCreate() {
@@ -182,7 +223,8 @@ function onCreate() {
 /** The landing errors with a message of their own; others are shown with the server's text. */
 const LANDING_ERRORS = [
   'room_full', 'invalid_name', 'invalid_room', 'unreachable', 'room_locked', 'room_not_found',
-  'invalid_host_key', 'private_only',
+  'invalid_host_key', 'private_only', 'token_required', 'token_invalid', 'token_expired',
+  'token_wrong_room', 'token_revoked',
 ];
 
 /**
@@ -210,6 +252,8 @@ async function enter(how, name, start) {
     const code = err instanceof SignallingError ? err.code : 'generic';
     // A host link that does not fit the room is of no more use.
     if (code === 'invalid_host_key') hostKeys.forget(roomInput.value.trim());
+    // Nor is a token that was refused: a fresh link is needed.
+    if (code.startsWith('token_')) accessTokens.forget(roomInput.value.trim());
     state.landingError = LANDING_ERRORS.includes(code)
       ? { key: /** @type {Key} */ (`err.${code}`) }
       : { key: 'err.generic', params: { message: err instanceof Error ? err.message : String(err) } };
@@ -949,7 +993,8 @@ async function copy(text, done) {
   render();
 }
 
-takeHostKeyFromFragment();
+takeSecretsFromFragment();
 roomInput.value = roomFromPath();
 nameInput.value = localStorage.getItem('visavis.name') ?? '';
 render();
+enterWithToken();

@@ -65,7 +65,7 @@ export const PROTOCOL_VERSION = 1;
  *
  * Everything a client sends. `join`, `create`, `resume` and `pong` are about the session: this
  * module sends them itself, unnumbered.
- * @typedef {{type: 'join', version: number, room: string, name: string, hostKey?: string}
+ * @typedef {{type: 'join', version: number, room: string, name: string, hostKey?: string, accessToken?: string}
  *   | {type: 'create', version: number, name: string}
  *   | {type: 'resume', version: number, token: string, lastSn: number}
  *   | {type: 'pong', ack: number}
@@ -141,6 +141,8 @@ export class Signalling {
     this.name = '';
     /** The key of a private room's host link, once we have one: a rejoin comes back as host. */
     this.hostKey = '';
+    /** an access token from a product's link (`--access token` servers) */
+    this.accessToken = '';
     /** The first handshake makes a private room (`create`) rather than joining one. */
     this.creating = false;
     this.token = '';
@@ -174,12 +176,14 @@ export class Signalling {
    * @param {string} room
    * @param {string} name
    * @param {string} [hostKey]
+   * @param {string} [accessToken] from a product's link; the server takes the name from it
    * @returns {Promise<JoinedMsg | WaitingMsg>}
    */
-  join(room, name, hostKey = '') {
+  join(room, name, hostKey = '', accessToken = '') {
     this.room = room;
     this.name = name;
     this.hostKey = hostKey;
+    this.accessToken = accessToken;
     return this.start();
   }
 
@@ -208,7 +212,11 @@ export class Signalling {
   hello() {
     this.raw(this.creating
       ? { type: 'create', version: PROTOCOL_VERSION, name: this.name }
-      : { type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name, ...(this.hostKey ? { hostKey: this.hostKey } : {}) });
+      : {
+        type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name,
+        ...(this.hostKey ? { hostKey: this.hostKey } : {}),
+        ...(this.accessToken ? { accessToken: this.accessToken } : {}),
+      });
   }
 
   /** Opens a WebSocket and starts the handshake the current phase needs. */
