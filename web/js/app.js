@@ -6,7 +6,7 @@
 import { Signalling, SignallingError, defaultUrl } from './protocol.js';
 import { mediaBlocked, openLocalMedia, secureUrl } from './media.js';
 import { Ringer } from './ring.js';
-import { CallView } from './call.js';
+import { CallView, setLabel } from './call.js';
 import { ChatView } from './chat.js';
 import { currentLang, setLang, t } from './i18n.js';
 
@@ -71,6 +71,8 @@ const state = {
   confirmEnd: false,
   /** @type {Text | null} the outcome of the last copy button */
   copied: null,
+  /** @type {Text | null} the outcome of "Copy link" for the room's plain link */
+  shared: null,
   /** @type {Set<number>} members whose connection dropped and who may come back */
   reconnecting: new Set(),
   /** our own connection to the server is down and being retried */
@@ -248,6 +250,9 @@ async function enter(how, name, start) {
     localStorage.setItem('visavis.name', name);
     if (answer.type === 'joined') enterRoom(answer);
     else waitInLobby(answer);
+    render();
+    // Keyboard and screen reader users land on what they came for, not the top of the page.
+    byId(answer.type === 'joined' ? 'room-title' : 'waiting-leave').focus();
   } catch (err) {
     const code = err instanceof SignallingError ? err.code : 'generic';
     // A host link that does not fit the room is of no more use.
@@ -277,6 +282,7 @@ function enterRoom(joined) {
   state.knocks.clear();
   state.confirmEnd = false;
   state.copied = null;
+  state.shared = null;
   if (joined.hostKey) setHostKey(joined.hostKey);
   else if (!joined.you.host) state.hostKey = '';
   chat.reset(joined.chat);
@@ -335,6 +341,7 @@ function nameOf(id) {
  */
 function onSessionStatus(status, joined, error) {
   state.offline = status === 'reconnecting';
+  chat.setOffline(state.offline);
   if (status === 'rejoined') {
     if (joined?.type !== 'joined') {
       const code = error?.code ?? '';
@@ -381,6 +388,7 @@ function resetToLanding(error, { goodbye = true, forget = false } = {}) {
   state.callEvents = [];
   state.peopleOpen = false;
   state.offline = false;
+  chat.setOffline(false);
   state.group = null;
   state.landingError = error;
   render();
@@ -546,7 +554,7 @@ function releaseMedia(media) {
 
 /** @param {number} peer */
 function invite(peer) {
-  if (!state.sig || state.pending || state.call || INSECURE) return;
+  if (!state.sig || state.pending || state.call || INSECURE || state.offline) return;
   state.notice = null;
   state.pending = {
     id: null,
@@ -609,6 +617,7 @@ function startDirectCall(callId, peer, polite) {
 function newCall(callId, mode, media) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
+  chat.closeIfNarrow();
   state.call = new CallView({
     callId,
     mode,
@@ -660,7 +669,7 @@ function endCallUi() {
 // ---- the room's group call -----------------------------------------------------------------
 
 function joinGroup() {
-  if (!state.sig || state.pending || state.call || state.joiningGroup || INSECURE) return;
+  if (!state.sig || state.pending || state.call || state.joiningGroup || INSECURE || state.offline) return;
   state.notice = null;
   state.joiningGroup = openLocalMedia();
   state.sig.send({ type: 'group_join' });
@@ -737,6 +746,8 @@ function render() {
     const link = /** @type {HTMLAnchorElement} */ (byId('share-link'));
     link.href = roomUrl();
     link.textContent = link.href;
+    byId('share-native').hidden = typeof navigator.share !== 'function';
+    byId('share-status').textContent = tr(state.shared);
     byId('notice').textContent = tr(state.notice);
     renderHostPanel();
     renderMembers();
@@ -832,8 +843,9 @@ function renderMembers() {
     const actions = document.createElement('span');
     actions.className = 'actions';
     const call = button(t('callName', { name }), () => invite(id));
-    call.disabled = busy() || INSECURE;
+    call.disabled = busy() || INSECURE || state.offline;
     if (INSECURE) call.setAttribute('aria-describedby', 'insecure-notice');
+    else if (state.offline) call.setAttribute('aria-describedby', 'offline-reason');
     actions.append(call);
     if (hostControls) {
       actions.append(button(t('muteName', { name }), () => state.sig?.send({ type: 'mute', id }), 'secondary'));
@@ -888,8 +900,18 @@ function renderCallAwareness() {
   document.body.classList.toggle('people-open', state.peopleOpen);
   byId('people-close').hidden = !state.peopleOpen;
   const toggle = byId('people-toggle');
-  toggle.textContent = t('people', { count: state.members.size + 1 });
+  setLabel(toggle, t('people', { count: state.members.size + 1 }));
   toggle.setAttribute('aria-expanded', String(state.peopleOpen));
+  // During a call the chat button sits in the call's control bar; otherwise at the page's corner.
+  const chatToggle = byId('chat-toggle');
+  if (inCall && chatToggle.parentElement !== byId('controls')) toggle.before(chatToggle);
+  if (!inCall && chatToggle.parentElement !== document.body) byId('chat').before(chatToggle);
+  chatToggle.classList.toggle('in-bar', inCall);
+  // The room behind the call is out of reach (and out of the tab order); the people list
+  // comes back over the call when opened.
+  for (const el of byId('lobby').children) {
+    /** @type {HTMLElement} */ (el).inert = inCall && !(el.id === 'people' && state.peopleOpen);
+  }
   byId('call-events').replaceChildren(...state.callEvents.map((e) => {
     const li = document.createElement('li');
     li.textContent = tr(e.text);
@@ -903,7 +925,14 @@ function renderGroup() {
     ? t('callRunning', { names: group.participants.map((id) => state.members.get(id)?.name ?? (id === state.me?.id ? state.me.name : '?')).join(', ') })
     : t('noCallRunning');
   const join = /** @type {HTMLButtonElement} */ (byId('join-call'));
-  join.disabled = busy() || INSECURE;
+  join.disabled = busy() || INSECURE || state.offline;
+  if (!INSECURE) {
+    if (state.offline) join.setAttribute('aria-describedby', 'offline-reason');
+    else join.removeAttribute('aria-describedby');
+  }
+  const reason = byId('offline-reason');
+  reason.hidden = !state.offline;
+  reason.textContent = state.offline ? t('offlineAction') : '';
 }
 
 /**
@@ -952,6 +981,19 @@ byId('end-room').onclick = () => { state.confirmEnd = true; render(); byId('end-
 byId('end-no').onclick = () => { state.confirmEnd = false; render(); byId('end-room').focus(); };
 byId('end-yes').onclick = () => { state.confirmEnd = false; state.sig?.send({ type: 'end_room' }); render(); };
 byId('copy-guest').onclick = () => copy(roomUrl(), 'copiedGuest');
+byId('copy-link').onclick = () => copy(roomUrl(), 'linkCopied', 'shared');
+byId('share-native').onclick = () => {
+  navigator.share?.({ title: document.title, url: roomUrl() }).catch(() => {});
+};
+// The room's links are there to be shared: following one would only reload this page and lose
+// the room, so a click copies the link instead.
+for (const id of ['share-link', 'guest-link', 'host-link']) {
+  byId(id).addEventListener('click', (event) => {
+    event.preventDefault();
+    if (id === 'share-link') copy(roomUrl(), 'linkCopied', 'shared');
+    else copy(id === 'guest-link' ? roomUrl() : hostUrl(), id === 'guest-link' ? 'copiedGuest' : 'copiedHost');
+  });
+}
 byId('copy-host').onclick = () => copy(hostUrl(), 'copiedHost');
 byId('people-toggle').onclick = () => { state.peopleOpen = !state.peopleOpen; render(); if (state.peopleOpen) byId('people-title').focus(); };
 byId('people-close').onclick = () => { state.peopleOpen = false; render(); byId('people-toggle').focus(); };
@@ -982,13 +1024,15 @@ if (INSECURE) {
  * Copies a link, and says so (or that it could not: then the link is there to select).
  * @param {string} text
  * @param {Key} done
+ * @param {'copied' | 'shared'} [where] which confirmation to show: the host panel's or the
+ *   room link's
  */
-async function copy(text, done) {
+async function copy(text, done, where = 'copied') {
   try {
     await navigator.clipboard.writeText(text);
-    state.copied = { key: done };
+    state[where] = { key: done };
   } catch {
-    state.copied = { key: 'copyFailed' };
+    state[where] = { key: 'copyFailed' };
   }
   render();
 }

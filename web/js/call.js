@@ -68,6 +68,13 @@ export class CallView {
     this.cameraSelect.onchange = () => this.local?.switchDevice('video', this.cameraSelect.value);
     this.micSelect.onchange = () => this.local?.switchDevice('audio', this.micSelect.value);
     this.speakerSelect.onchange = () => this.setSpeaker(this.speakerSelect.value);
+    const devicesToggle = byId('devices-toggle');
+    devicesToggle.onclick = () => {
+      const devices = byId('devices');
+      devices.hidden = !devices.hidden;
+      devicesToggle.setAttribute('aria-expanded', String(!devices.hidden));
+      if (!devices.hidden) this.cameraSelect.focus();
+    };
     if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = () => this.refreshDevices();
     this.ticker = setInterval(() => this.tick(), 500);
 
@@ -270,11 +277,12 @@ export class CallView {
 
     const state = this.local?.state() ?? { audio: false, video: false, screen: false };
     const mute = /** @type {HTMLButtonElement} */ (byId('mute'));
-    mute.textContent = this.local?.audioEnabled === false ? t('unmute') : t('mute');
+    const muted = this.local?.audioEnabled === false;
+    setLabel(mute, muted ? t('unmute') : t('mute'), muted || !this.local?.audio ? 'off' : 'on');
     mute.disabled = !this.local?.audio;
-    byId('video-toggle').textContent = state.video ? t('stopVideo') : t('startVideo');
-    byId('screen-toggle').textContent = state.screen ? t('stopSharing') : t('shareScreen');
-    byId('hangup').textContent = this.mode === 'group' ? t('leaveCall') : t('hangUp');
+    setLabel(byId('video-toggle'), state.video ? t('stopVideo') : t('startVideo'), state.video ? 'on' : 'off');
+    setLabel(byId('screen-toggle'), state.screen ? t('stopSharing') : t('shareScreen'), state.screen ? 'on' : 'off');
+    setLabel(byId('hangup'), this.mode === 'group' ? t('leaveCall') : t('hangUp'));
     byId('media-notice').textContent = (this.local?.problems ?? []).map((p) => t(`media.${p}`)).join(' ');
     for (const select of [this.cameraSelect, this.micSelect, this.speakerSelect]) {
       const first = select.options[0];
@@ -330,8 +338,23 @@ export class CallView {
     this.localTile.remove();
     this.localScreen.remove();
     if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = null;
+    byId('devices').hidden = true;
+    byId('devices-toggle').setAttribute('aria-expanded', 'false');
     this.dialog.close();
   }
+}
+
+/**
+ * A control bar button's text (its accessible name; shown beside the icon where there is room)
+ * and which of its icons shows.
+ * @param {HTMLElement} button
+ * @param {string} text
+ * @param {'on' | 'off'} [state]
+ */
+export function setLabel(button, text, state) {
+  const label = button.querySelector('.label');
+  if (label && label.textContent !== text) label.textContent = text;
+  if (state) button.dataset.state = state;
 }
 
 /**

@@ -1,6 +1,6 @@
 // @ts-check
 //! The room chat panel: the log (sender, time, text), the "Message" box and "Send", an unread
-//! count while the panel is closed. Messages are text; only http(s) links become clickable.
+//! count while the panel is closed or covered. Messages are text; only http(s) links become clickable.
 
 import { t } from './i18n.js';
 
@@ -10,6 +10,9 @@ import { t } from './i18n.js';
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 const LINK = /\bhttps?:\/\/[^\s<>"']+/g;
+
+/** Narrow screens: the chat is a sheet over the room or the call, so it starts closed. */
+const NARROW = '(max-width: 60rem)';
 
 export class ChatView {
   /**
@@ -21,7 +24,9 @@ export class ChatView {
     this.isHost = isHost;
     /** @type {ChatEntry[]} */
     this.entries = [];
-    this.open = true;
+    this.open = !window.matchMedia(NARROW).matches;
+    /** our connection to the server is down: nothing can be sent (what is typed stays) */
+    this.offline = false;
     this.unread = 0;
     /** @type {string} a refusal to show, e.g. a message over 4 KiB */
     this.error = '';
@@ -31,7 +36,7 @@ export class ChatView {
     /** @type {HTMLFormElement} */ (byId('chat-form')).addEventListener('submit', (e) => {
       e.preventDefault();
       const text = this.input.value;
-      if (!text.trim()) return;
+      if (!text.trim() || this.offline) return;
       send(text);
       this.input.value = '';
       this.error = '';
@@ -46,14 +51,15 @@ export class ChatView {
     });
     this.toggle.onclick = () => {
       this.open = !this.open;
-      if (this.open) this.unread = 0;
       this.render();
+      if (this.open) this.input.focus();
     };
   }
 
   /** @param {ChatEntry[]} entries the history given on join */
   reset(entries) {
     this.entries = [...entries];
+    this.open = !window.matchMedia(NARROW).matches;
     this.unread = 0;
     this.error = '';
     this.log.replaceChildren(...entries.map(entryElement));
@@ -65,7 +71,7 @@ export class ChatView {
     this.entries.push(entry);
     this.log.append(entryElement(entry));
     this.log.lastElementChild?.scrollIntoView({ block: 'end' });
-    if (!this.open) this.unread += 1;
+    if (!this.visible()) this.unread += 1;
     this.render();
   }
 
@@ -75,11 +81,43 @@ export class ChatView {
     this.render();
   }
 
+  /**
+   * Whether the chat can actually be seen: open, and not covered by anything (the call, the
+   * people list). Only then are messages read.
+   */
+  visible() {
+    const panel = byId('chat');
+    if (panel.hidden) return false;
+    const box = panel.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) return false;
+    const x = Math.min(Math.max(box.left + box.width / 2, 0), window.innerWidth - 1);
+    const y = Math.min(Math.max(box.top + box.height / 2, 0), window.innerHeight - 1);
+    return panel.contains(document.elementFromPoint(x, y));
+  }
+
+  /** A call starts: on a narrow screen the call comes first (the chat is one tap away). */
+  closeIfNarrow() {
+    if (window.matchMedia(NARROW).matches) this.open = false;
+  }
+
+  /** @param {boolean} offline */
+  setOffline(offline) {
+    this.offline = offline;
+  }
+
   render() {
-    byId('chat').hidden = !this.open;
-    this.toggle.textContent = this.unread > 0 ? t('chatUnread', { count: this.unread }) : t('chat');
+    const panel = byId('chat');
+    panel.hidden = !this.open;
+    if (this.unread > 0 && this.visible()) this.unread = 0;
+    const label = /** @type {HTMLElement} */ (this.toggle.querySelector('.label'));
+    label.textContent = this.unread > 0 ? t('chatUnread', { count: this.unread }) : t('chat');
+    const badge = byId('chat-badge');
+    badge.hidden = this.unread === 0;
+    badge.textContent = String(this.unread);
     this.toggle.setAttribute('aria-expanded', String(this.open));
-    byId('chat-error').textContent = this.error;
+    const send = /** @type {HTMLButtonElement} */ (byId('chat-send'));
+    send.disabled = this.offline;
+    byId('chat-error').textContent = this.offline ? t('chatOffline') : this.error;
     byId('chat-empty').hidden = this.entries.length > 0;
     byId('chat-empty').textContent = t('chatEmpty');
     // Hosts can change (and so can the language): mark each sender as it is now.
@@ -95,7 +133,8 @@ export class ChatView {
 
 /** @param {ChatEntry} entry */
 function entryElement(entry) {
-  const li = document.createElement('li');
+  const li = document.createElement('div');
+  li.className = 'entry';
   const who = document.createElement('span');
   who.className = 'who';
   who.textContent = entry.name;

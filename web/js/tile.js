@@ -27,7 +27,7 @@ export class Tile {
     this.mutedBadge = document.createElement('span');
     this.mutedBadge.className = 'muted-badge';
     this.mutedBadge.setAttribute('role', 'img');
-    this.mutedBadge.textContent = '🔇';
+    this.mutedBadge.append(mutedIcon());
     this.mutedBadge.hidden = true;
     this.el.append(this.video, this.placeholder, this.caption, this.mutedBadge);
     /** @type {HTMLButtonElement | null} */
@@ -77,4 +77,20 @@ export class Tile {
     this.video.srcObject = null;
     this.el.remove();
   }
+}
+
+/** A crossed-out microphone, drawn as inline SVG (no emoji, no icon font). */
+function mutedIcon() {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  for (const d of ['M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3z', 'M5 11a7 7 0 0 0 14 0M12 18v3', 'M4 4l16 16']) {
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
 }
