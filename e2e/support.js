@@ -10,11 +10,12 @@ import { expect } from '@playwright/test';
  * @param {import('@playwright/test').Browser} browser
  * @param {string} name
  * @param {string} room
- * @param {{locale?: string, init?: () => void, url?: string}} [options] `url`: where to open
- *   visavis (default: the test server's root)
+ * @param {{locale?: string, init?: () => void, url?: string, context?: import('@playwright/test').BrowserContextOptions}} [options]
+ *   `url`: where to open visavis (default: the test server's root); `context`: more options for
+ *   the browser context (a phone's viewport and touch, say)
  */
 export async function joinRoom(browser, name, room, options = {}) {
-  const context = await browser.newContext({ locale: options.locale ?? 'en-US' });
+  const context = await browser.newContext({ locale: options.locale ?? 'en-US', ...options.context });
   const page = await context.newPage();
   if (options.init) await page.addInitScript(options.init);
   await page.goto(options.url ?? '/');
@@ -167,4 +168,25 @@ export function stopServer(proc) {
     proc.once('exit', resolve);
     proc.kill('SIGTERM');
   });
+}
+
+/** A phone in portrait (touch) and a laptop, for the layout and accessibility tests. */
+export const SIZES = {
+  phone: { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true },
+  desktop: { viewport: { width: 1280, height: 720 } },
+};
+
+/**
+ * Expects the element to be entirely within the viewport, without scrolling, and not covered by
+ * anything else at its centre (what a person would see and could tap).
+ * @param {import('@playwright/test').Locator} locator
+ */
+export async function expectOnScreen(locator) {
+  await expect(locator).toBeInViewport({ ratio: 1 });
+  const covered = await locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return hit && el.contains(hit) ? null : (hit?.outerHTML.slice(0, 120) ?? 'nothing');
+  });
+  expect(covered, 'covered by').toBeNull();
 }
