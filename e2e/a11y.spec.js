@@ -1,0 +1,108 @@
+// @ts-check
+//! Accessibility: axe-core on every screen of a 1:1 call's way (landing, room, the outgoing and
+//! incoming call dialogs, the call, the chat open), on a phone and a laptop, in English and in
+//! Chinese. Any serious or critical violation fails the test.
+import { test, expect } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
+import { SIZES, closeContexts, roomName } from './support.js';
+
+test.afterEach(closeContexts);
+
+/**
+ * Runs axe on the page as it is and fails on serious or critical violations (listed).
+ * @param {import('@playwright/test').Page} page
+ * @param {string} screen
+ */
+async function expectAccessible(page, screen) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']).analyze();
+  const bad = results.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => `${n.target.join(' ')} — ${n.failureSummary?.split('\n').slice(1, 2).join('')}`).join('\n    ')}`);
+  expect(bad, `axe on ${screen}`).toEqual([]);
+}
+
+/**
+ * Opens visavis and joins `room` by the form's ids (the labels depend on the language).
+ * @param {import('@playwright/test').Browser} browser
+ * @param {string} name
+ * @param {string} room
+ * @param {import('@playwright/test').BrowserContextOptions} options
+ * @param {boolean} [check] run axe on the landing page first
+ */
+async function join(browser, name, room, options, check = false) {
+  const page = await (await browser.newContext(options)).newPage();
+  await page.goto('/');
+  await expect(page.locator('#join')).toBeVisible();
+  if (check) await expectAccessible(page, 'landing');
+  await page.locator('#name').fill(name);
+  await page.locator('#room').fill(room);
+  await page.locator('#join').click();
+  await expect(page.locator('#lobby')).toBeVisible();
+  return page;
+}
+
+for (const [size, context] of Object.entries(SIZES)) {
+  for (const locale of ['en-US', 'zh-CN']) {
+    test(`axe: landing, room, call dialogs, 1:1 call and chat — ${size}, ${locale}`, async ({ browser }) => {
+      const options = { ...context, locale };
+      const room = roomName('a11y');
+      const alice = await join(browser, 'Alice', room, options, true);
+      const bob = await join(browser, 'Bob', room, options);
+      await expect(alice.locator('#members button').first()).toBeVisible();
+      await expectAccessible(alice, 'room');
+
+      await alice.locator('#members button').first().click();
+      await expect(alice.locator('#outgoing')).toBeVisible();
+      await expect(bob.locator('#incoming')).toBeVisible();
+      await expectAccessible(alice, 'outgoing call dialog');
+      await expectAccessible(bob, 'incoming call dialog');
+
+      await bob.locator('#accept').click();
+      await expect(alice.locator('#in-call')).toBeVisible();
+      await expect(bob.locator('#in-call')).toBeVisible();
+      await expect(alice.locator('#call-stage .tile.remote')).toBeVisible();
+      await expect(alice.locator('#mute')).toBeEnabled();
+      await expectAccessible(alice, '1:1 call');
+
+      // Mute shows on the other side (an SVG icon with a name, not an emoji).
+      await alice.locator('#mute').click();
+      await expect(bob.locator('.tile.remote .muted-badge')).toBeVisible();
+      await expectAccessible(bob, '1:1 call, other side muted');
+
+      const chatOpen = await alice.locator('#chat').isVisible();
+      if (!chatOpen) await alice.locator('#chat-toggle').click();
+      await expect(alice.getByRole('log')).toBeVisible();
+      await expectAccessible(alice, '1:1 call with the chat open');
+
+      await alice.locator('#devices-toggle').click();
+      await expectAccessible(alice, '1:1 call with the devices open');
+    });
+  }
+}
+
+for (const [size, context] of Object.entries(SIZES)) {
+  test(`axe: a group call — ${size}; Tab never reaches the room behind a call`, async ({ browser }) => {
+    const room = roomName('a11y-group');
+    const ann = await join(browser, 'Ann', room, context);
+    const ben = await join(browser, 'Ben', room, context);
+    await ann.getByRole('button', { name: 'Join call' }).click();
+    await ben.getByRole('button', { name: 'Join call' }).click();
+    await expect(ann.getByLabel('Ben', { exact: true })).toBeVisible();
+    await expect(ann.locator('#mute')).toBeEnabled();
+    await expectAccessible(ann, 'group call');
+
+    // Everything reachable by Tab is in the call, its bar, the header or the open chat.
+    /** @type {string[]} */
+    const reached = [];
+    for (let i = 0; i < 40; i++) {
+      await ann.keyboard.press('Tab');
+      reached.push(await ann.evaluate(() => {
+        const el = document.activeElement;
+        if (!el || el === document.body) return 'body';
+        return el.closest('#lobby') ? `lobby: ${el.outerHTML.slice(0, 80)}` : el.id || el.tagName;
+      }));
+    }
+    expect(reached.filter((r) => r.startsWith('lobby'))).toEqual([]);
+    expect(reached).toContain('hangup');
+  });
+}
