@@ -48,6 +48,7 @@ test('two people call: video and audio both ways, mute, camera off, camera switc
 
   // Alice switches camera: the call goes on, now from the other device. Chromium's fake
   // devices cycle pixel formats and fake_device_1 is a Y16 depth camera, so take the third.
+  await alice.getByRole('button', { name: 'Devices' }).click();
   const camera = alice.getByLabel('Camera');
   await expect(camera.locator('option')).toHaveCount(4); // "Default" + three fake cameras
   const senderCamera = () =>

@@ -133,8 +133,7 @@ export class ChatView {
 
 /** @param {ChatEntry} entry */
 function entryElement(entry) {
-  const li = document.createElement('div');
-  li.className = 'entry';
+  const li = document.createElement('li');
   const who = document.createElement('span');
   who.className = 'who';
   who.textContent = entry.name;
