@@ -34,14 +34,16 @@ test('a 10 s signalling outage: video keeps going, the session resumes, nothing 
   // Both keep seeing each other all along; messages in both directions wait for the resume.
   await bob.getByLabel('Message').fill('sent while Alice was away');
   await bob.getByRole('button', { name: 'Send' }).click();
+  // Alice cannot send while she is offline: her message waits in the box (offline.spec.js).
   await alice.getByLabel('Message').fill('typed while offline');
-  await alice.getByRole('button', { name: 'Send' }).click();
+  await expect(alice.getByRole('button', { name: 'Send' })).toBeDisabled();
   expect(await framesDuring(bob, 'Alice', 4000)).toBeGreaterThan(20);
   expect(await framesDuring(alice, 'Bob', 4000)).toBeGreaterThan(20);
 
   const restored = Date.now() > outageUntil ? Date.now() : outageUntil;
   await expect(alice.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
   console.log(`resume: session back ${Date.now() - restored} ms after the outage ended`);
+  await alice.getByRole('button', { name: 'Send' }).click();
   await expect(bob.getByText('Alice (reconnecting…)')).toHaveCount(0);
   for (const page of [alice, bob]) {
     await expect.poll(() => chatTexts(page)).toEqual(['sent while Alice was away', 'typed while offline']);
