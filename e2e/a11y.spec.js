@@ -106,3 +106,61 @@ for (const [size, context] of Object.entries(SIZES)) {
     expect(reached).toContain('hangup');
   });
 }
+
+/**
+ * Presses Tab until `locator` has the focus (as a keyboard user would), failing after 40 presses.
+ * @param {import('@playwright/test').Page} page
+ * @param {import('@playwright/test').Locator} locator
+ */
+async function tabTo(page, locator) {
+  for (let i = 0; i < 40; i++) {
+    if (await locator.evaluate((el) => el === document.activeElement)) return;
+    await page.keyboard.press('Tab');
+  }
+  await expect(locator).toBeFocused();
+}
+
+/**
+ * Joins with the keyboard alone.
+ * @param {import('@playwright/test').Browser} browser
+ * @param {string} name
+ * @param {string} room
+ */
+async function joinByKeyboard(browser, name, room) {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto('/');
+  await tabTo(page, page.getByLabel('Your name'));
+  await page.keyboard.type(name);
+  await page.keyboard.press('Tab');
+  await expect(page.getByLabel('Room')).toBeFocused();
+  await page.keyboard.type(room);
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', { name: `Room ${room}` })).toBeFocused();
+  return page;
+}
+
+test('keyboard only: join, call, accept, mute, hang up', async ({ browser }) => {
+  const room = roomName('keys');
+  const alice = await joinByKeyboard(browser, 'Alice', room);
+  const bob = await joinByKeyboard(browser, 'Bob', room);
+
+  await tabTo(alice, alice.getByRole('button', { name: 'Call Bob' }));
+  await alice.keyboard.press('Enter');
+  const incoming = bob.getByRole('dialog', { name: 'Alice is calling you' });
+  await expect(incoming).toBeVisible();
+  await tabTo(bob, incoming.getByRole('button', { name: 'Accept' }));
+  await bob.keyboard.press('Enter');
+  await expect(alice.getByRole('dialog', { name: 'Call with Bob' })).toBeVisible();
+
+  const mute = alice.getByRole('button', { name: 'Mute', exact: true });
+  await expect(mute).toBeEnabled();
+  await tabTo(alice, mute);
+  await alice.keyboard.press('Enter');
+  await expect(bob.getByRole('img', { name: 'Alice is muted' })).toBeVisible();
+  await expect(alice.getByRole('button', { name: 'Unmute' })).toBeFocused();
+
+  await tabTo(alice, alice.getByRole('button', { name: 'Hang up' }));
+  await alice.keyboard.press('Enter');
+  await expect(bob.getByText('Alice hung up.')).toBeVisible();
+  await expect(alice.getByText('Call ended.')).toBeVisible();
+});
