@@ -1008,6 +1008,20 @@ byId('hangup').onclick = () => {
 // Escape would close a dialog without telling the server; map it to the dialog's own action.
 dialogs.outgoing.addEventListener('cancel', (e) => { e.preventDefault(); cancel(); });
 dialogs.incoming.addEventListener('cancel', (e) => { e.preventDefault(); decline(); });
+// Escape closes what is open over the call or the room (devices, people, the chat sheet) and
+// gives the focus back to the button that opened it.
+document.addEventListener('keydown', (event) => {
+  if (event.key !== 'Escape' || dialogs.outgoing.open || dialogs.incoming.open) return;
+  if (!byId('devices').hidden) {
+    byId('devices-toggle').click();
+    byId('devices-toggle').focus();
+  } else if (state.peopleOpen) {
+    byId('people-close').click();
+  } else if (!byId('chat').hidden && window.matchMedia('(max-width: 60rem)').matches) {
+    byId('chat-toggle').click();
+    byId('chat-toggle').focus();
+  }
+});
 langSelect.onchange = () => {
   setLang(/** @type {import('./i18n.js').Lang} */ (langSelect.value));
   render();
