@@ -234,20 +234,32 @@ impl Core {
 
     pub(crate) fn remove(&mut self, me: MemberId, id: MemberId) -> Result<(), RoomError> {
         self.other_member(me, id)?;
-        let (session, from) = (self.members[&id].session, self.members[&id].from);
-        let (room, identity) = (self.members[&id].room.clone(), self.members[&id].identity.clone());
+        self.expel(id, Some(me));
+        Ok(())
+    }
+
+    /// Takes member `id` out of its room, or its lobby, for good (`by` a host, or the REST API):
+    /// it gets `removed`, its address must knock to come back and its token's identity is
+    /// refused.
+    pub(crate) fn expel(&mut self, id: MemberId, by: Option<MemberId>) {
+        let m = &self.members[&id];
+        let (session, from, waiting) = (m.session, m.from, m.waiting);
+        let (room, identity) = (m.room.clone(), m.identity.clone());
         if let Some(p) = self.rooms.get_mut(&room).and_then(|r| r.private.as_mut()) {
             p.must_knock.insert(from);
             p.revoked.extend(identity);
         }
-        self.remove_member(id);
-        self.send(session, ServerMsg::Removed { room, by: me });
-        Ok(())
+        if waiting {
+            self.leave_lobby(id, KnockOutcome::Denied, by);
+        } else {
+            self.remove_member(id);
+        }
+        self.send(session, ServerMsg::Removed { room, by });
     }
 
     pub(crate) fn mute(&mut self, me: MemberId, id: MemberId) -> Result<(), RoomError> {
         self.other_member(me, id)?;
-        self.send_member(id, ServerMsg::MuteRequest { by: me });
+        self.send_member(id, ServerMsg::MuteRequest { by: Some(me) });
         Ok(())
     }
 
@@ -295,25 +307,34 @@ impl Core {
 
     pub(crate) fn end_room(&mut self, me: MemberId) -> Result<(), RoomError> {
         let room = self.hosted_room(me)?;
-        let everyone: Vec<MemberId> = self.rooms[&room]
+        self.end_room_for_all(&room, Some(me));
+        Ok(())
+    }
+
+    /// Ends `room` (`by` a host; by the REST API or its time limit: `None`): its members and
+    /// those waiting get `room_ended` and are out, and the room is gone.
+    pub(crate) fn end_room_for_all(&mut self, room: &str, by: Option<MemberId>) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let everyone: Vec<MemberId> = r
             .members
             .iter()
-            .chain(self.rooms[&room].private.iter().flat_map(|p| p.lobby.iter()))
+            .chain(r.private.iter().flat_map(|p| p.lobby.iter()))
             .copied()
             .collect();
         let ended = ServerMsg::RoomEnded {
-            room: room.clone(),
-            by: me,
+            room: room.to_owned(),
+            by,
         };
+        // Gone for good: its id finds nothing from now on. Gone first, so that nobody hears
+        // the others leave one by one.
+        self.drop_room(room);
         for id in everyone {
             let session = self.members[&id].session;
             self.remove_member(id);
             self.send(session, ended.clone());
         }
-        // Gone for good: its id finds nothing from now on.
-        self.rooms.remove(&room);
-        self.empty_private.forget(&room);
-        Ok(())
     }
 
     /// Drops `room` when nobody is in it or its lobby: a named room at once, a private one
@@ -326,25 +347,30 @@ impl Core {
             return;
         }
         let Some(creator) = r.private.as_ref().map(|p| p.creator) else {
-            self.rooms.remove(room);
+            self.drop_room(room);
             return;
         };
         if self.empty_private.contains(room) {
             return;
         }
         let Some(until) = self.clock.map(|now| now + self.config.private_room_ttl) else {
-            self.rooms.remove(room);
+            self.drop_room(room);
             return;
         };
-        let cap = self.config.empty_private_per_ip;
+        // The REST API is trusted with as many as `max_rooms`; an address with a few.
+        let cap = if r.api {
+            usize::MAX
+        } else {
+            self.config.empty_private_per_ip
+        };
         if let Some(oldest) = self.empty_private.insert(room, creator, until, cap) {
-            self.rooms.remove(&oldest);
+            self.drop_room(&oldest);
         }
     }
 
     pub(crate) fn expire_empty_rooms(&mut self, now: Instant) {
         while let Some(room) = self.empty_private.pop_due(now) {
-            self.rooms.remove(&room);
+            self.drop_room(&room);
         }
     }
 
