@@ -32,7 +32,7 @@ fn a_room_without_a_name_gets_a_private_id_and_a_host_key() {
     assert!(made.participants.is_empty() && made.waiting.is_empty());
     // Nobody is told anything: nobody is there.
     assert!(w.drain().is_empty());
-    assert_eq!(w.core.rooms(), [room.clone()]);
+    assert_eq!(w.core.rooms(), std::slice::from_ref(room));
     assert_eq!(w.core.room(&room.name).as_ref(), Some(&made));
     // Its host key lets a host in; a guest knocks.
     let key = room.host_key.clone().expect("a host key");

@@ -1432,7 +1432,7 @@ impl Core {
                 "the REST API's rooms are hosted"
             );
             assert_eq!(
-                self.limited.get(&room.serial).is_some(),
+                self.limited.contains_key(&room.serial),
                 room.ends_at.is_some(),
                 "a time limit exactly when the room has an end"
             );
