@@ -621,6 +621,21 @@ mod tests {
     }
 
     #[test]
+    fn every_object_schema_names_its_required_properties() {
+        // schemathesis quietly adds a required property missing from `properties`, so a name
+        // changed in one place only would go unnoticed there.
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("JSON");
+        for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+            let properties = schema["properties"].as_object().expect("properties");
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let required = required.as_str().expect("a name");
+                assert!(properties.contains_key(required), "{name}.{required}");
+            }
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+    }
+
+    #[test]
     fn secrets_compare_whole() {
         let secret = "s".repeat(40);
         assert!(same_secret(&secret, &secret));
