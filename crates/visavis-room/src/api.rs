@@ -191,7 +191,7 @@ impl Core {
         }
         // Nobody is in it yet: it waits for its people like an empty private room.
         self.close_if_empty(&name);
-        Ok(self.room(&name).expect("just made"))
+        self.room(&name).ok_or(ApiError::RoomNotFound(name))
     }
 
     /// Every room, by name.
