@@ -1,7 +1,7 @@
 // @ts-check
-//! The page: landing form, room view (members, group call, chat), and the call dialogs. It
-//! holds the app state, reacts to signalling messages, and renders state as text (never as
-//! HTML).
+//! The page: landing form, a private room's lobby, room view (members, host controls, group
+//! call, chat), knocks, and the call dialogs. It holds the app state, reacts to signalling
+//! messages, and renders state as text (never as HTML).
 
 import { Signalling, SignallingError, defaultUrl } from './protocol.js';
 import { mediaBlocked, openLocalMedia, secureUrl } from './media.js';
@@ -15,6 +15,10 @@ import { currentLang, setLang, t } from './i18n.js';
  * @typedef {import('./protocol.js').Member} Member
  * @typedef {import('./protocol.js').GroupCall} GroupCall
  * @typedef {import('./protocol.js').CallEndedMsg} CallEndedMsg
+ * @typedef {import('./protocol.js').JoinedMsg} JoinedMsg
+ * @typedef {import('./protocol.js').WaitingMsg} WaitingMsg
+ * @typedef {import('./protocol.js').RoomState} RoomState
+ * @typedef {import('./i18n.js').Key} Key
  * @typedef {import('./media.js').LocalMedia} OpenedMedia
  * @typedef {{key: import('./i18n.js').Key, params?: Record<string, string>}} Text
  *
@@ -32,16 +36,41 @@ const dialogs = {
 const nameInput = /** @type {HTMLInputElement} */ (byId('name'));
 const roomInput = /** @type {HTMLInputElement} */ (byId('room'));
 const joinButton = /** @type {HTMLButtonElement} */ (byId('join'));
+const createButton = /** @type {HTMLButtonElement} */ (byId('create'));
+const shareHistoryBox = /** @type {HTMLInputElement} */ (byId('share-history'));
+
+/** How long a notice about the room (joined, left, knocks) stays in the call view. */
+const CALL_EVENT_MS = 8000;
+/** A named room's state: no hosts, no lobby. */
+const NAMED_ROOM = Object.freeze({ private: false, lobby: false, locked: false, shareHistory: true });
 const langSelect = /** @type {HTMLSelectElement} */ (byId('lang'));
 
 const state = {
   /** @type {Signalling | null} */
   sig: null,
-  /** @type {Member | null} */
+  /** @type {Member | null} we, in a room */
   me: null,
   room: '',
-  /** @type {Map<number, string>} other members by id, in join order */
+  /** @type {RoomState} the room's kind and settings */
+  roomState: NAMED_ROOM,
+  /** the key of this private room's host link, when we are a host */
+  hostKey: '',
+  /** @type {Member | null} we, waiting in a private room's lobby for a host to let us in */
+  waiting: null,
+  /** @type {Map<number, Member>} other members by id, in join order */
   members: new Map(),
+  /** @type {Map<number, string>} the names of members who left, for messages that name them */
+  departed: new Map(),
+  /** @type {Map<number, string>} for hosts: who waits in the lobby, by id */
+  knocks: new Map(),
+  /** @type {{id: number, text: Text}[]} short notices shown in the call view */
+  callEvents: [],
+  /** the people list is open over the call */
+  peopleOpen: false,
+  /** "End for everyone" was pressed once and waits for confirmation */
+  confirmEnd: false,
+  /** @type {Text | null} the outcome of the last copy button */
+  copied: null,
   /** @type {Set<number>} members whose connection dropped and who may come back */
   reconnecting: new Set(),
   /** our own connection to the server is down and being retried */
@@ -60,8 +89,10 @@ const state = {
   notice: null,
   /** @type {Text | null} */
   landingError: null,
-  joining: false,
+  /** @type {'' | 'join' | 'create'} a join or create in flight */
+  joining: /** @type {'' | 'join' | 'create'} */ (''),
 };
+let callEventIds = 0;
 /**
  * Opened over plain http:// from another machine, the page may not use a camera or microphone
  * at all: calls are off (a call could only look connected, with nothing to see or hear) and the
@@ -69,7 +100,7 @@ const state = {
  */
 const INSECURE = mediaBlocked() === 'insecure';
 const ringer = new Ringer();
-const chat = new ChatView((text) => state.sig?.send({ type: 'chat', text }));
+const chat = new ChatView((text) => state.sig?.send({ type: 'chat', text }), (id) => isHost(id));
 
 /** For tests and debugging in the console: the live objects, read-only. */
 Object.defineProperty(window, 'visavis', {
@@ -82,6 +113,8 @@ Object.defineProperty(window, 'visavis', {
       return call ? Object.fromEntries([...call.remotes.values()].map((r) => [r.name, r.peer.pc])) : {};
     },
     get ringing() { return ringer.ringing; },
+    /** Knock chimes sounded so far. */
+    get chimes() { return ringer.chimes; },
     /** ICE restarts done by the peer connections of the current call. */
     get iceRestarts() {
       return state.call ? [...state.call.remotes.values()].reduce((n, r) => n + r.peer.iceRestarts, 0) : 0;
@@ -98,77 +131,260 @@ function roomFromPath() {
   return match ? decodeURIComponent(match[1]) : '';
 }
 
-/** @param {SubmitEvent} event */
-async function onJoin(event) {
-  event.preventDefault();
+/**
+ * Host keys by room, for this tab only (sessionStorage): a host link's key is taken out of the
+ * address bar as soon as the page opens (so the address can be shared as it is), and a reload
+ * still comes back as host. Keys never go into a query or to the server other than in `join`.
+ */
+const hostKeys = {
+  /** @param {string} room */
+  get: (room) => sessionStorage.getItem(`visavis.host.${room}`) ?? '',
+  /** @param {string} room @param {string} key */
+  set: (room, key) => sessionStorage.setItem(`visavis.host.${room}`, key),
+  /** @param {string} room */
+  forget: (room) => sessionStorage.removeItem(`visavis.host.${room}`),
+};
+
+/** Access tokens by room, for this tab only, kept as host keys are. */
+const accessTokens = {
+  /** @param {string} room */
+  get: (room) => sessionStorage.getItem(`visavis.token.${room}`) ?? '',
+  /** @param {string} room @param {string} token */
+  set: (room, token) => sessionStorage.setItem(`visavis.token.${room}`, token),
+  /** @param {string} room */
+  forget: (room) => sessionStorage.removeItem(`visavis.token.${room}`),
+};
+
+/**
+ * A host link (`/r/<id>#host=<key>`) or a product's link (`/r/<room>#token=<jwt>`): keep the key
+ * or token for this tab, and drop it from the address bar.
+ */
+function takeSecretsFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const room = roomFromPath();
+  const [key, token] = [fragment.get('host'), fragment.get('token')];
+  if (!room || (!key && !token)) return;
+  if (key) hostKeys.set(room, key);
+  if (token) accessTokens.set(room, token);
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
+}
+
+/**
+ * The display name an access token carries (the server checks the token and uses that name;
+ * this only fills in the page meanwhile), or '' if it cannot be read.
+ * @param {string} token
+ */
+function nameInToken(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof claims.name === 'string' ? claims.name : '';
+  } catch {
+    return '';
+  }
+}
+
+/** With a product's link, enter at once: the token says who we are and where. */
+function enterWithToken() {
+  const room = roomFromPath();
+  const token = room ? accessTokens.get(room) : '';
+  if (!token) return;
+  const name = nameInToken(token) || nameInput.value.trim() || '…';
+  nameInput.value = name;
+  enter('join', name, (sig) => sig.join(room, name, '', token));
+}
+
+/** The name typed in, or null after saying what is wrong with it. */
+function nameTyped() {
   const name = nameInput.value.trim();
-  const room = roomInput.value.trim();
   if (name.length === 0 || [...name].length > 64) {
     state.landingError = { key: 'err.invalid_name' };
-    return render();
+    render();
+    return null;
   }
-  state.joining = true;
+  return name;
+}
+
+/** @param {SubmitEvent} event */
+function onJoin(event) {
+  event.preventDefault();
+  const name = nameTyped();
+  if (name === null) return;
+  const room = roomInput.value.trim();
+  enter('join', name, (sig) => sig.join(room, name, hostKeys.get(room), accessTokens.get(room)));
+}
+
+function onCreate() {
+  const name = nameTyped();
+  if (name !== null) enter('create', name, (sig) => sig.create(name));
+}
+
+/** The landing errors with a message of their own; others are shown with the server's text. */
+const LANDING_ERRORS = [
+  'room_full', 'invalid_name', 'invalid_room', 'unreachable', 'room_locked', 'room_not_found',
+  'invalid_host_key', 'private_only', 'token_required', 'token_invalid', 'token_expired',
+  'token_wrong_room', 'token_revoked',
+];
+
+/**
+ * Joins or creates a room, then shows it (or its lobby).
+ * @param {'join' | 'create'} how
+ * @param {string} name
+ * @param {(sig: Signalling) => Promise<JoinedMsg | WaitingMsg>} start
+ */
+async function enter(how, name, start) {
+  if (state.joining) return;
+  state.joining = how;
   state.landingError = null;
   render();
   const sig = new Signalling(defaultUrl());
   try {
-    const joined = await sig.join(room, name);
+    const answer = await start(sig);
     state.sig = sig;
     state.notice = null;
-    enterRoom(joined);
     sig.onmessage = onMessage;
     sig.onstatus = onSessionStatus;
     localStorage.setItem('visavis.name', name);
-    history.replaceState(null, '', `/r/${encodeURIComponent(joined.room)}${location.search}`);
+    if (answer.type === 'joined') enterRoom(answer);
+    else waitInLobby(answer);
   } catch (err) {
     const code = err instanceof SignallingError ? err.code : 'generic';
-    const known = ['room_full', 'invalid_name', 'invalid_room', 'unreachable'];
-    state.landingError = known.includes(code)
-      ? { key: /** @type {import('./i18n.js').Key} */ (`err.${code}`) }
+    // A host link that does not fit the room is of no more use.
+    if (code === 'invalid_host_key') hostKeys.forget(roomInput.value.trim());
+    // Nor is a token that was refused: a fresh link is needed.
+    if (code.startsWith('token_')) accessTokens.forget(roomInput.value.trim());
+    state.landingError = LANDING_ERRORS.includes(code)
+      ? { key: /** @type {Key} */ (`err.${code}`) }
       : { key: 'err.generic', params: { message: err instanceof Error ? err.message : String(err) } };
   } finally {
-    state.joining = false;
+    state.joining = '';
     render();
   }
 }
 
-/** Takes the room's state from a `joined` message. @param {import('./protocol.js').JoinedMsg} joined */
+/** Takes the room's state from a `joined` message. @param {JoinedMsg} joined */
 function enterRoom(joined) {
+  state.waiting = null;
   state.me = joined.you;
   state.room = joined.room;
+  state.roomState = joined.state ?? NAMED_ROOM;
   state.iceServers = joined.iceServers;
-  state.members = new Map(joined.members.map((m) => [m.id, m.name]));
+  state.members = new Map(joined.members.map((m) => [m.id, m]));
+  state.departed.clear();
   state.reconnecting.clear();
   state.group = joined.group;
+  state.knocks.clear();
+  state.confirmEnd = false;
+  state.copied = null;
+  if (joined.hostKey) setHostKey(joined.hostKey);
+  else if (!joined.you.host) state.hostKey = '';
   chat.reset(joined.chat);
+  showRoomAddress(joined.room);
+}
+
+/** In a private room's lobby: nothing of the room until a host lets us in. @param {WaitingMsg} msg */
+function waitInLobby(msg) {
+  endCallUi();
+  state.waiting = msg.you;
+  state.me = null;
+  state.room = msg.room;
+  state.roomState = NAMED_ROOM;
+  state.members.clear();
+  state.reconnecting.clear();
+  state.knocks.clear();
+  state.group = null;
+  chat.reset([]);
+  showRoomAddress(msg.room);
+}
+
+/**
+ * The address bar shows the room's plain link (for a private room, the guest link: the host
+ * key never shows there, so the address can be shared as it is).
+ * @param {string} room
+ */
+function showRoomAddress(room) {
+  history.replaceState(null, '', `/r/${encodeURIComponent(room)}${location.search}`);
+}
+
+/** @param {string} key */
+function setHostKey(key) {
+  state.hostKey = key;
+  hostKeys.set(state.room, key);
+}
+
+/** @param {number} [id] a member, or we without an id */
+function isHost(id) {
+  if (id === undefined || id === state.me?.id) return state.me?.host ?? false;
+  return state.members.get(id)?.host ?? false;
+}
+
+/**
+ * A member's name, or "The host" for one we do not know (e.g. while waiting) or for none (the
+ * product's back end did it, through the REST API).
+ * @param {number | undefined} id
+ */
+function nameOf(id) {
+  if (id === undefined) return t('theHost');
+  if (id === state.me?.id) return state.me.name;
+  return state.members.get(id)?.name ?? state.departed.get(id) ?? t('theHost');
 }
 
 /**
  * Our session's connection: dropped (we keep going: media is peer to peer), resumed, or
- * replaced by a new membership because the old one could not be resumed.
+ * replaced by a new membership because the old one could not be resumed (in a private room's
+ * lobby, perhaps: then we wait to be let in again).
  * @param {import('./protocol.js').SessionStatus} status
- * @param {import('./protocol.js').JoinedMsg} [joined]
+ * @param {JoinedMsg | WaitingMsg} [joined]
+ * @param {SignallingError} [error]
  */
-function onSessionStatus(status, joined) {
+function onSessionStatus(status, joined, error) {
   state.offline = status === 'reconnecting';
   if (status === 'rejoined') {
-    if (!joined) return resetToLanding({ key: 'err.closed' });
+    if (joined?.type !== 'joined') {
+      const code = error?.code ?? '';
+      const known = ['room_locked', 'room_not_found', 'room_full'].includes(code);
+      return resetToLanding(known ? { key: /** @type {Key} */ (`err.${code}`) } : { key: 'err.closed' });
+    }
     const hadCall = state.call !== null || state.pending !== null;
     endCallUi();
     enterRoom(joined);
     state.notice = hadCall ? { key: 'rejoinedCallEnded' } : null;
+  } else if (status === 'waiting' && joined?.type === 'waiting') {
+    waitInLobby(joined);
   }
   render();
 }
 
-/** Back to the landing form, ending whatever was going on. @param {Text | null} error */
-function resetToLanding(error) {
+/**
+ * Back to the landing form, ending whatever was going on. The room stays filled in, so that
+ * someone turned away or removed can ask again.
+ * @param {Text | null} error
+ * @param {{goodbye?: boolean, forget?: boolean}} [options] `goodbye`: tell the server we
+ *   leave (not when it already sent us out); `forget`: the room is gone, clear it too
+ */
+function resetToLanding(error, { goodbye = true, forget = false } = {}) {
   endCallUi();
-  state.sig?.close();
+  if (goodbye) state.sig?.close();
+  else state.sig?.shutdown();
   state.sig = null;
+  if (forget) {
+    hostKeys.forget(state.room);
+    history.replaceState(null, '', `/${location.search}`);
+    roomInput.value = '';
+  } else if (state.room) {
+    roomInput.value = state.room;
+  }
   state.me = null;
+  state.waiting = null;
+  state.room = '';
+  state.roomState = NAMED_ROOM;
+  state.hostKey = '';
   state.members.clear();
   state.reconnecting.clear();
+  state.knocks.clear();
+  state.callEvents = [];
+  state.peopleOpen = false;
   state.offline = false;
   state.group = null;
   state.landingError = error;
@@ -185,13 +401,59 @@ function onMessage(msg) {
       state.iceServers = msg.iceServers;
       state.call?.setIceServers(msg.iceServers);
       return;
-    case 'member_joined':
-      state.members.set(msg.member.id, msg.member.name);
+    case 'joined':
+      // A host let us in from the lobby.
+      enterRoom(msg);
       break;
-    case 'member_left':
+    case 'member_joined':
+      state.members.set(msg.member.id, msg.member);
+      callEvent({ key: 'event.joined', params: { name: msg.member.name } });
+      break;
+    case 'member_left': {
+      const name = state.members.get(msg.id)?.name;
+      if (name !== undefined) state.departed.set(msg.id, name);
       state.members.delete(msg.id);
       state.reconnecting.delete(msg.id);
+      if (name !== undefined) callEvent({ key: 'event.left', params: { name } });
       break;
+    }
+    case 'member_updated':
+      if (msg.member.id === state.me?.id) state.me = msg.member;
+      else state.members.set(msg.member.id, msg.member);
+      break;
+    case 'host_key':
+      setHostKey(msg.hostKey);
+      break;
+    case 'room_state':
+      state.roomState = { private: msg.private, lobby: msg.lobby, locked: msg.locked, shareHistory: msg.shareHistory };
+      break;
+    case 'knock':
+      if (!state.knocks.has(msg.member.id)) ringer.chime();
+      // The knock itself shows in the call view during a call.
+      state.knocks.set(msg.member.id, msg.member.name);
+      break;
+    case 'knock_ended':
+      state.knocks.delete(msg.id);
+      break;
+    case 'waiting':
+      waitInLobby(msg);
+      break;
+    case 'denied':
+      return resetToLanding({ key: 'out.denied' }, { goodbye: false });
+    case 'removed':
+      return resetToLanding({ key: 'out.removed', params: { name: nameOf(msg.by) } }, { goodbye: false });
+    case 'room_ended':
+      return resetToLanding(
+        msg.by === state.me?.id ? { key: 'out.endedByYou' } : { key: 'out.ended', params: { name: nameOf(msg.by) } },
+        { goodbye: false, forget: true },
+      );
+    case 'mute_request': {
+      const text = /** @type {Text} */ ({ key: 'mutedBy', params: { name: nameOf(msg.by) } });
+      state.call?.muteMicrophone();
+      state.notice = text;
+      callEvent(text);
+      break;
+    }
     case 'member_state':
       if (msg.state === 'reconnecting') state.reconnecting.add(msg.id);
       else state.reconnecting.delete(msg.id);
@@ -235,9 +497,31 @@ function onMessage(msg) {
   render();
 }
 
+/**
+ * A short notice in the call view (someone joined, left, knocks; we were muted), so that
+ * people in a call, who do not see the room behind it, hear of it.
+ * @param {Text} text
+ */
+function callEvent(text) {
+  if (!state.call) return;
+  const id = ++callEventIds;
+  state.callEvents.push({ id, text });
+  setTimeout(() => {
+    state.callEvents = state.callEvents.filter((e) => e.id !== id);
+    render();
+  }, CALL_EVENT_MS);
+}
+
+/** Errors about the room's new rules, each with a message of its own. */
+const ROOM_ERRORS = ['not_host', 'not_waiting', 'not_admitted', 'unknown_member', 'room_locked'];
+
 /** @param {import('./protocol.js').ErrorMsg} msg */
 function onError(msg) {
   if (msg.code === 'invalid_chat') return chat.refused(t('err.invalid_chat'));
+  if (ROOM_ERRORS.includes(msg.code)) {
+    state.notice = { key: /** @type {Key} */ (`err.${msg.code}`) };
+    return;
+  }
   if (msg.code === 'call_full') {
     releaseMedia(state.joiningGroup);
     state.joiningGroup = null;
@@ -272,7 +556,7 @@ function invite(peer) {
   state.pending = {
     id: null,
     peer,
-    peerName: state.members.get(peer) ?? '',
+    peerName: state.members.get(peer)?.name ?? '',
     direction: 'outgoing',
     // Open the camera while it rings, so the call starts as soon as it is accepted.
     media: openLocalMedia(),
@@ -319,7 +603,7 @@ function startDirectCall(callId, peer, polite) {
   ringer.stop();
   state.pending = null;
   const call = newCall(callId, 'direct', pending?.media ?? openLocalMedia());
-  call?.addPeer(peer, pending?.peerName || state.members.get(peer) || '', polite);
+  call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite);
 }
 
 /**
@@ -337,6 +621,7 @@ function newCall(callId, mode, media) {
     iceServers: state.iceServers,
     media,
     send: (msg) => sig.send(msg),
+    isHost,
   });
   return state.call;
 }
@@ -346,7 +631,7 @@ function onCallEnded(msg) {
   const me = state.me?.id;
   const pending = state.pending;
   const call = state.call?.mode === 'direct' ? state.call : null;
-  const name = (call && [...call.remotes.values()][0]?.name) || pending?.peerName || state.members.get(msg.peer) || '';
+  const name = (call && [...call.remotes.values()][0]?.name) || pending?.peerName || state.members.get(msg.peer)?.name || '';
   const incoming = pending?.direction === 'incoming';
   /** @type {Record<string, import('./i18n.js').Key>} */
   const keys = {
@@ -410,7 +695,7 @@ function onGroupCall(group) {
   if (call?.mode !== 'group' || call.callId !== group.callId) return;
   for (const id of group.participants) {
     // Of each pair, the one with the lower id is polite (and the other one offers).
-    if (id !== me) call.addPeer(id, state.members.get(id) ?? '', me < id);
+    if (id !== me) call.addPeer(id, state.members.get(id)?.name ?? '', me < id);
   }
   for (const id of [...call.remotes.keys()]) {
     if (!group.participants.includes(id)) call.removePeer(id);
@@ -425,12 +710,14 @@ const tr = (text) => (text ? t(text.key, text.params) : '');
 function render() {
   document.documentElement.lang = currentLang();
   for (const el of document.querySelectorAll('[data-i18n]')) {
-    el.textContent = t(/** @type {import('./i18n.js').Key} */ (el.getAttribute('data-i18n')));
+    el.textContent = t(/** @type {Key} */ (el.getAttribute('data-i18n')));
   }
   langSelect.value = currentLang();
 
   const joined = state.me !== null;
-  byId('landing').hidden = joined;
+  const waiting = state.waiting !== null;
+  byId('landing').hidden = joined || waiting;
+  byId('waiting').hidden = !waiting;
   byId('lobby').hidden = !joined;
   byId('chat-toggle').hidden = !joined;
   byId('landing-error').textContent = tr(state.landingError);
@@ -438,22 +725,35 @@ function render() {
   banner.hidden = !state.offline;
   banner.textContent = state.offline ? t('reconnectingServer') : '';
   renderInsecure();
-  joinButton.disabled = state.joining;
-  joinButton.textContent = state.joining ? t('joining') : t('join');
+  joinButton.disabled = createButton.disabled = state.joining !== '';
+  joinButton.textContent = state.joining === 'join' ? t('joining') : t('join');
+  createButton.textContent = state.joining === 'create' ? t('creating') : t('newPrivateRoom');
+  const hostLink = hostKeys.get(roomInput.value.trim()) !== '';
+  byId('host-link-note').hidden = !hostLink;
+  byId('host-link-note').textContent = hostLink ? t('hostLinkNote') : '';
+
+  if (state.waiting) byId('waiting-you').textContent = t('waitingYou', { name: state.waiting.name });
 
   if (state.me) {
-    byId('room-title').textContent = t('roomTitle', { room: state.room });
-    byId('you').textContent = t('you', { name: state.me.name });
+    const priv = state.roomState.private;
+    byId('room-title').textContent = priv ? t('privateRoomTitle') : t('roomTitle', { room: state.room });
+    byId('you').textContent = withHostMark(t('you', { name: state.me.name }), state.me.host);
+    byId('share').hidden = priv;
     const link = /** @type {HTMLAnchorElement} */ (byId('share-link'));
-    link.href = `${location.origin}/r/${encodeURIComponent(state.room)}`;
+    link.href = roomUrl();
     link.textContent = link.href;
     byId('notice').textContent = tr(state.notice);
+    renderHostPanel();
     renderMembers();
     renderGroup();
     chat.render();
   } else {
     byId('chat').hidden = true;
+    byId('host-links').hidden = true;
+    byId('host-settings').hidden = true;
   }
+  renderKnocks();
+  renderCallAwareness();
 
   const pending = state.pending;
   showDialog(dialogs.outgoing, pending?.direction === 'outgoing');
@@ -466,32 +766,146 @@ function render() {
   state.call?.render();
 }
 
+/**
+ * @param {string} text
+ * @param {boolean} host
+ */
+const withHostMark = (text, host) => (host ? `${text} ${t('hostMark')}` : text);
+
+/** The room's plain link: for a private room, the guest link. */
+function roomUrl() {
+  return `${location.origin}/r/${encodeURIComponent(state.room)}`;
+}
+
+/** The host link: the key in the fragment, which browsers never send anywhere. */
+function hostUrl() {
+  return `${roomUrl()}#host=${encodeURIComponent(state.hostKey)}`;
+}
+
+/** What only hosts of a private room see: the two links and the room's settings. */
+function renderHostPanel() {
+  const show = state.roomState.private && (state.me?.host ?? false);
+  byId('host-links').hidden = !show;
+  byId('host-settings').hidden = !show;
+  if (!show) return;
+  const guest = /** @type {HTMLAnchorElement} */ (byId('guest-link'));
+  guest.href = roomUrl();
+  guest.textContent = guest.href;
+  const host = /** @type {HTMLAnchorElement} */ (byId('host-link'));
+  /** @type {HTMLElement} */ (host.parentElement).hidden = !state.hostKey;
+  host.href = state.hostKey ? hostUrl() : '';
+  host.textContent = host.href;
+  byId('copy-status').textContent = tr(state.copied);
+
+  const { lobby, locked, shareHistory } = state.roomState;
+  byId('room-status').textContent = [t(lobby ? 'status.lobbyOn' : 'status.lobbyOff'), locked ? t('status.locked') : '']
+    .filter(Boolean).join(' ');
+  byId('toggle-lobby').textContent = lobby ? t('letEveryoneIn') : t('lobbyOn');
+  byId('toggle-lock').textContent = locked ? t('unlockRoom') : t('lockRoom');
+  byId('toggle-lock').setAttribute('aria-pressed', String(locked));
+  shareHistoryBox.checked = shareHistory;
+  byId('end-room').hidden = state.confirmEnd;
+  byId('end-confirm').hidden = !state.confirmEnd;
+}
+
 function busy() {
   return state.pending !== null || state.call !== null || state.joiningGroup !== null;
 }
 
+/** @param {string} label @param {() => void} onclick @param {string} [className] */
+function button(label, onclick, className = '') {
+  const b = document.createElement('button');
+  b.textContent = label;
+  b.onclick = onclick;
+  if (className) b.className = className;
+  return b;
+}
+
 function renderMembers() {
-  const items = [...state.members].map(([id, name]) => {
+  const hostControls = state.roomState.private && (state.me?.host ?? false);
+  const group = state.group?.participants ?? [];
+  const direct = state.call?.mode === 'direct' ? [...state.call.remotes.keys()] : [];
+  const items = [...state.members].map(([id, member]) => {
+    const { name } = member;
     const li = document.createElement('li');
     const label = document.createElement('span');
-    label.textContent = state.reconnecting.has(id) ? `${name} ${t('reconnectingSuffix')}` : name;
-    const button = document.createElement('button');
-    button.textContent = t('callName', { name });
-    button.disabled = busy() || INSECURE;
-    if (INSECURE) button.setAttribute('aria-describedby', 'insecure-notice');
-    button.onclick = () => invite(id);
-    li.append(label, button);
+    let text = withHostMark(name, member.host);
+    if (group.includes(id)) text += ` ${t('inGroupCall')}`;
+    else if (direct.includes(id)) text += ` ${t('inCallWithYou')}`;
+    if (state.reconnecting.has(id)) text += ` ${t('reconnectingSuffix')}`;
+    label.textContent = text;
+    const actions = document.createElement('span');
+    actions.className = 'actions';
+    const call = button(t('callName', { name }), () => invite(id));
+    call.disabled = busy() || INSECURE;
+    if (INSECURE) call.setAttribute('aria-describedby', 'insecure-notice');
+    actions.append(call);
+    if (hostControls) {
+      actions.append(button(t('muteName', { name }), () => state.sig?.send({ type: 'mute', id }), 'secondary'));
+      if (!member.host) {
+        actions.append(button(t('makeHostName', { name }), () => state.sig?.send({ type: 'make_host', id }), 'secondary'));
+      }
+      actions.append(button(t('removeName', { name }), () => state.sig?.send({ type: 'remove', id }), 'danger'));
+    }
+    li.append(label, actions);
     return li;
   });
   byId('members').replaceChildren(...items);
   byId('alone').hidden = state.members.size > 0;
 }
 
+/** What the knock list shows now; it is rebuilt only when that changes (keeping focus). */
+let knocksShown = '';
+
+/**
+ * For hosts: who waits in the lobby, each with Admit and Deny: at the top of the room, or in
+ * the call view during a call, where the room cannot be seen.
+ */
+function renderKnocks() {
+  const show = (state.me?.host ?? false) && state.knocks.size > 0;
+  const knocksEl = byId('knocks');
+  knocksEl.hidden = !show;
+  const after = state.call ? byId('call-events') : byId('you');
+  if (after.nextElementSibling !== knocksEl) after.after(knocksEl);
+  const knocks = show ? [...state.knocks] : [];
+  const shown = JSON.stringify([currentLang(), knocks]);
+  if (shown === knocksShown) return;
+  knocksShown = shown;
+  byId('knock-list').replaceChildren(...knocks.map(([id, name]) => {
+    const li = document.createElement('li');
+    const text = document.createElement('p');
+    text.textContent = t('knockText', { name });
+    const answer = (/** @type {'admit' | 'deny'} */ type) => () => {
+      state.sig?.send({ type, id });
+      // knock_ended follows for every host; this one need not wait for it.
+      state.knocks.delete(id);
+      render();
+    };
+    li.append(text, button(t('admitName', { name }), answer('admit'), 'ok'), button(t('denyName', { name }), answer('deny'), 'danger'));
+    return li;
+  }));
+}
+
+/** In a call: the short notices about the room, and the button that opens the people list. */
+function renderCallAwareness() {
+  const inCall = state.call !== null;
+  if (!inCall) state.peopleOpen = false;
+  document.body.classList.toggle('people-open', state.peopleOpen);
+  byId('people-close').hidden = !state.peopleOpen;
+  const toggle = byId('people-toggle');
+  toggle.textContent = t('people', { count: state.members.size + 1 });
+  toggle.setAttribute('aria-expanded', String(state.peopleOpen));
+  byId('call-events').replaceChildren(...state.callEvents.map((e) => {
+    const li = document.createElement('li');
+    li.textContent = tr(e.text);
+    return li;
+  }));
+}
+
 function renderGroup() {
   const group = state.group;
-  const nameOf = (/** @type {number} */ id) => (id === state.me?.id ? state.me.name : state.members.get(id) ?? '?');
   byId('group-status').textContent = group
-    ? t('callRunning', { names: group.participants.map(nameOf).join(', ') })
+    ? t('callRunning', { names: group.participants.map((id) => state.members.get(id)?.name ?? (id === state.me?.id ? state.me.name : '?')).join(', ') })
     : t('noCallRunning');
   const join = /** @type {HTMLButtonElement} */ (byId('join-call'));
   join.disabled = busy() || INSECURE;
@@ -530,7 +944,22 @@ function showDialog(dialog, open) {
 // ---- wiring --------------------------------------------------------------------------------
 
 /** @type {HTMLFormElement} */ (byId('join-form')).addEventListener('submit', onJoin);
+createButton.onclick = onCreate;
+roomInput.addEventListener('input', () => render());
 byId('leave').onclick = () => resetToLanding(null);
+byId('waiting-leave').onclick = () => resetToLanding(null);
+/** @param {Partial<RoomState>} settings */
+const settings = (settings) => state.sig?.send({ type: 'room_settings', ...settings });
+byId('toggle-lobby').onclick = () => settings({ lobby: !state.roomState.lobby });
+byId('toggle-lock').onclick = () => settings({ locked: !state.roomState.locked });
+shareHistoryBox.onchange = () => settings({ shareHistory: shareHistoryBox.checked });
+byId('end-room').onclick = () => { state.confirmEnd = true; render(); byId('end-no').focus(); };
+byId('end-no').onclick = () => { state.confirmEnd = false; render(); byId('end-room').focus(); };
+byId('end-yes').onclick = () => { state.confirmEnd = false; state.sig?.send({ type: 'end_room' }); render(); };
+byId('copy-guest').onclick = () => copy(roomUrl(), 'copiedGuest');
+byId('copy-host').onclick = () => copy(hostUrl(), 'copiedHost');
+byId('people-toggle').onclick = () => { state.peopleOpen = !state.peopleOpen; render(); if (state.peopleOpen) byId('people-title').focus(); };
+byId('people-close').onclick = () => { state.peopleOpen = false; render(); byId('people-toggle').focus(); };
 byId('cancel').onclick = cancel;
 byId('accept').onclick = accept;
 byId('decline').onclick = decline;
@@ -554,6 +983,23 @@ if (INSECURE) {
   dialogs.incoming.setAttribute('aria-describedby', 'incoming-insecure');
 }
 
+/**
+ * Copies a link, and says so (or that it could not: then the link is there to select).
+ * @param {string} text
+ * @param {Key} done
+ */
+async function copy(text, done) {
+  try {
+    await navigator.clipboard.writeText(text);
+    state.copied = { key: done };
+  } catch {
+    state.copied = { key: 'copyFailed' };
+  }
+  render();
+}
+
+takeSecretsFromFragment();
 roomInput.value = roomFromPath();
 nameInput.value = localStorage.getItem('visavis.name') ?? '';
 render();
+enterWithToken();

@@ -33,11 +33,14 @@ export class CallView {
    * @param {RTCIceServer[]} options.iceServers
    * @param {Promise<OpenedMedia>} options.media local camera/microphone, opening
    * @param {(msg: ClientMsg) => void} options.send
+   * @param {(id?: number) => boolean} [options.isHost] whether a member (we, without an id) is a
+   *   host of the private room, for the tiles' captions
    */
-  constructor({ callId, mode, myName, iceServers, media, send }) {
+  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
+    this.isHost = isHost;
     this.iceServers = iceServers;
     this.send = send;
     /** @type {LocalMedia | null} set once the devices are open */
@@ -172,6 +175,15 @@ export class CallView {
     }
   }
 
+  /**
+   * A host asked us to mute: mute the microphone (once the devices are open), and tell the
+   * others as for our own Mute. We may unmute ourselves later.
+   */
+  async muteMicrophone() {
+    await this.ready;
+    if (this.local?.audio && this.local.audioEnabled) this.local.toggleMute();
+  }
+
   onLocalChange() {
     this.localTile.setStream(this.local?.video ? new MediaStream([this.local.video]) : null);
     this.localScreen.setStream(this.local?.screen ? new MediaStream([this.local.screen]) : null);
@@ -294,10 +306,11 @@ export class CallView {
         video: remote.state.video,
         speaking: id === loudest,
         pinned: this.pinned === String(id),
+        host: this.isHost(id),
       });
       order.push({ key: String(id), el: remote.tile.el });
     }
-    this.localTile.render({ name: this.myName, audio: state.audio, video: state.video });
+    this.localTile.render({ name: this.myName, audio: state.audio, video: state.video, host: this.isHost() });
     order.push({ key: 'me', el: this.localTile.el });
     order.sort((a, b) => Number(b.key === this.pinned) - Number(a.key === this.pinned));
     this.stage.dataset.count = String(order.length);

@@ -12,8 +12,13 @@ const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const LINK = /\bhttps?:\/\/[^\s<>"']+/g;
 
 export class ChatView {
-  /** @param {(text: string) => void} send */
-  constructor(send) {
+  /**
+   * @param {(text: string) => void} send
+   * @param {(id: number) => boolean} [isHost] whether the sender is a host of the private
+   *   room: its messages are marked "(host)"
+   */
+  constructor(send, isHost = () => false) {
+    this.isHost = isHost;
     /** @type {ChatEntry[]} */
     this.entries = [];
     this.open = true;
@@ -77,6 +82,14 @@ export class ChatView {
     byId('chat-error').textContent = this.error;
     byId('chat-empty').hidden = this.entries.length > 0;
     byId('chat-empty').textContent = t('chatEmpty');
+    // Hosts can change (and so can the language): mark each sender as it is now.
+    for (const li of this.log.children) {
+      const mark = /** @type {HTMLElement | null} */ (li.querySelector('.host-mark'));
+      if (!mark) continue;
+      const host = this.isHost(Number(mark.dataset.from));
+      mark.hidden = !host;
+      mark.textContent = host ? ` ${t('hostMark')}` : '';
+    }
   }
 }
 
@@ -86,13 +99,17 @@ function entryElement(entry) {
   const who = document.createElement('span');
   who.className = 'who';
   who.textContent = entry.name;
+  const mark = document.createElement('span');
+  mark.className = 'host-mark';
+  mark.dataset.from = String(entry.from);
+  mark.hidden = true;
   const when = document.createElement('time');
   when.dateTime = new Date(entry.at).toISOString();
   when.textContent = new Date(entry.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   const text = document.createElement('p');
   text.className = 'text';
   text.append(...linkify(entry.text));
-  li.append(who, ' ', when, text);
+  li.append(who, mark, ' ', when, text);
   return li;
 }
 

@@ -8,20 +8,40 @@
 export const PROTOCOL_VERSION = 1;
 
 /**
- * @typedef {{id: number, name: string}} Member
+ * `host`: a host of a private room (named rooms have none).
+ * @typedef {{id: number, name: string, host: boolean}} Member
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {'declined'|'cancelled'|'no_answer'|'busy'|'hangup'|'left'} EndReason
  * @typedef {{callId: number, participants: number[]}} GroupCall
  * @typedef {{seq: number, from: number, name: string, text: string, at: number}} ChatEntry
+ * A room's kind and settings: made with `create` (private), guests wait in the lobby, nobody
+ * new may enter (locked), people admitted later read the chat from before (shareHistory).
+ * @typedef {{private: boolean, lobby: boolean, locked: boolean, shareHistory: boolean}} RoomState
+ * @typedef {'admitted' | 'denied' | 'left'} KnockOutcome
  *
+ * `hostKey`: to hosts of a private room, the key of the host link; `null` for everyone else.
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
  *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
- *            chat: ChatEntry[], token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
+ *            chat: ChatEntry[], state: RoomState, hostKey: string | null,
+ *            token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
  * @typedef {{type: 'ice_servers', iceServers: IceServer[]}} IceServersMsg
  * @typedef {{type: 'left', room: string}} LeftMsg
  * @typedef {{type: 'member_joined', member: Member}} MemberJoinedMsg
  * @typedef {{type: 'member_left', id: number}} MemberLeftMsg
  * @typedef {{type: 'member_state', id: number, state: 'online' | 'reconnecting'}} MemberStateMsg
+ * In a private room's lobby; the session fields as in `joined`, so the place in the lobby
+ * survives a dropped connection.
+ * @typedef {{type: 'waiting', room: string, you: Member,
+ *            token: string, heartbeatMs: number, resumeGraceMs: number}} WaitingMsg
+ * @typedef {{type: 'knock', member: Member}} KnockMsg
+ * @typedef {{type: 'knock_ended', id: number, outcome: KnockOutcome, by?: number}} KnockEndedMsg
+ * @typedef {{type: 'denied', room: string}} DeniedMsg
+ * @typedef {{type: 'removed', room: string, by?: number}} RemovedMsg
+ * @typedef {{type: 'room_ended', room: string, by?: number}} RoomEndedMsg
+ * @typedef {{type: 'mute_request', by?: number}} MuteRequestMsg
+ * @typedef {{type: 'member_updated', member: Member}} MemberUpdatedMsg
+ * @typedef {{type: 'host_key', hostKey: string}} HostKeyMsg
+ * @typedef {{type: 'room_state'} & RoomState} RoomStateMsg
  * @typedef {{type: 'ringing', callId: number, peer: number}} RingingMsg
  * @typedef {{type: 'incoming', callId: number, from: number, name: string}} IncomingMsg
  * @typedef {{type: 'accepted', callId: number, peer: number, polite: boolean}} AcceptedMsg
@@ -34,6 +54,8 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
  * @typedef {JoinedMsg | IceServersMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | MemberStateMsg |
+ *           WaitingMsg | KnockMsg | KnockEndedMsg | DeniedMsg | RemovedMsg | RoomEndedMsg |
+ *           MuteRequestMsg | MemberUpdatedMsg | HostKeyMsg | RoomStateMsg |
  *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
  *           MediaMsg | GroupCallMsg | ChatMsg | ErrorMsg} ServerMsg
  *
@@ -41,9 +63,10 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}
  *   | {type: 'reconnect', reason: string}} SessionMsg
  *
- * Everything a client sends. `join`, `resume` and `pong` are about the session: this module
- * sends them itself, unnumbered.
- * @typedef {{type: 'join', version: number, room: string, name: string}
+ * Everything a client sends. `join`, `create`, `resume` and `pong` are about the session: this
+ * module sends them itself, unnumbered.
+ * @typedef {{type: 'join', version: number, room: string, name: string, hostKey?: string, accessToken?: string}
+ *   | {type: 'create', version: number, name: string}
  *   | {type: 'resume', version: number, token: string, lastSn: number}
  *   | {type: 'pong', ack: number}
  *   | {type: 'leave'}
@@ -53,7 +76,10 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}
  *   | {type: 'group_join' | 'group_leave'}
- *   | {type: 'chat', text: string}} ClientMsg
+ *   | {type: 'chat', text: string}
+ *   | {type: 'admit' | 'deny' | 'remove' | 'mute' | 'make_host', id: number}
+ *   | {type: 'room_settings', lobby?: boolean, locked?: boolean, shareHistory?: boolean}
+ *   | {type: 'end_room'}} ClientMsg
  *
  * The envelope, written once per direction: on the wire a message is one JSON object with its
  * `type`, its fields and, when numbered, a sequence number: `sn` from the server (on every
@@ -66,8 +92,9 @@ export const PROTOCOL_VERSION = 1;
  *
  * How the session is doing: `online`; `reconnecting` (the connection dropped, we are trying
  * again); `rejoined` (the old session could not be resumed — e.g. the server restarted — so
- * we joined the room again as a new member; calls are gone).
- * @typedef {'online' | 'reconnecting' | 'rejoined'} SessionStatus
+ * we joined the room again as a new member; calls are gone); `waiting` (we joined again, but a
+ * private room's lobby holds us until a host admits us: `joined` follows through `onmessage`).
+ * @typedef {'online' | 'reconnecting' | 'rejoined' | 'waiting'} SessionStatus
  */
 
 /** A refusal from the server (an `error` message), or a failure to reach it. */
@@ -105,11 +132,19 @@ export class Signalling {
     this.ws = null;
     /** Called with every server message other than the reply to `join`. @type {(msg: ServerMsg) => void} */
     this.onmessage = () => {};
-    /** Called when the session's state changes; with the new `joined` after a rejoin.
-     * @type {(status: SessionStatus, joined?: JoinedMsg) => void} */
+    /** Called when the session's state changes; with the new `joined` after a rejoin, or
+     * with `waiting` when a private room's lobby holds us again, or
+     * with the refusal when joining again failed (then `joined` is undefined and we are done).
+     * @type {(status: SessionStatus, joined?: JoinedMsg | WaitingMsg, error?: SignallingError) => void} */
     this.onstatus = () => {};
     this.room = '';
     this.name = '';
+    /** The key of a private room's host link, once we have one: a rejoin comes back as host. */
+    this.hostKey = '';
+    /** an access token from a product's link (`--access token` servers) */
+    this.accessToken = '';
+    /** The first handshake makes a private room (`create`) rather than joining one. */
+    this.creating = false;
     this.token = '';
     /** Highest server sequence number received. */
     this.lastSn = 0;
@@ -122,6 +157,8 @@ export class Signalling {
     this.lastHeard = 0;
     /** @type {'joining' | 'online' | 'resuming' | 'rejoining' | 'closed'} */
     this.phase = 'joining';
+    /** In a private room's lobby: a session (it resumes like any other), not yet in the room. */
+    this.waiting = false;
     this.attempt = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.retryTimer = undefined;
@@ -132,19 +169,54 @@ export class Signalling {
   }
 
   /**
-   * Opens the connection and joins `room` as `name`.
+   * Opens the connection and joins `room` as `name` (as a host with a private room's
+   * `hostKey`). Resolves with `joined`, or with `waiting` in a private room's lobby: then
+   * `joined` (admitted) or `denied` follows through `onmessage`.
    * Rejects with a SignallingError: `unreachable`, or the server's error code.
    * @param {string} room
    * @param {string} name
-   * @returns {Promise<JoinedMsg>}
+   * @param {string} [hostKey]
+   * @param {string} [accessToken] from a product's link; the server takes the name from it
+   * @returns {Promise<JoinedMsg | WaitingMsg>}
    */
-  join(room, name) {
+  join(room, name, hostKey = '', accessToken = '') {
     this.room = room;
     this.name = name;
+    this.hostKey = hostKey;
+    this.accessToken = accessToken;
+    return this.start();
+  }
+
+  /**
+   * Opens the connection and makes a private room, with us as its host. Resolves with its
+   * `joined` (which carries the room's id and `hostKey`); rejects as `join`.
+   * @param {string} name
+   * @returns {Promise<JoinedMsg | WaitingMsg>}
+   */
+  create(name) {
+    this.name = name;
+    this.creating = true;
+    return this.start();
+  }
+
+  /** @returns {Promise<JoinedMsg | WaitingMsg>} */
+  start() {
     return new Promise((resolve, reject) => {
       this.firstJoin = { resolve, reject };
       this.connect();
     });
+  }
+
+  /** The handshake that enters the room: `create` the first time, else `join` (as host when
+   * we hold the host key), so a rejoin after a lost session finds the same private room. */
+  hello() {
+    this.raw(this.creating
+      ? { type: 'create', version: PROTOCOL_VERSION, name: this.name }
+      : {
+        type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name,
+        ...(this.hostKey ? { hostKey: this.hostKey } : {}),
+        ...(this.accessToken ? { accessToken: this.accessToken } : {}),
+      });
   }
 
   /** Opens a WebSocket and starts the handshake the current phase needs. */
@@ -162,7 +234,7 @@ export class Signalling {
       if (this.phase === 'resuming') {
         this.raw({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, lastSn: this.lastSn });
       } else {
-        this.raw({ type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name });
+        this.hello();
       }
     };
     ws.onmessage = (event) => {
@@ -207,24 +279,43 @@ export class Signalling {
         // The session is gone (expired, or the server restarted): join again as someone new.
         this.phase = 'rejoining';
         this.unacked = [];
-        this.raw({ type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name });
+        this.hello();
       }
       return;
     }
+    if (msg.type === 'joined') this.entered(msg); // a host let us in from the lobby
+    if (msg.type === 'host_key') this.hostKey = msg.hostKey; // we were made a host
     this.onmessage(/** @type {ServerMsg} */ (msg));
+  }
+
+  /**
+   * We have a session that can be resumed: in the room, or in its lobby.
+   * @param {JoinedMsg | WaitingMsg} msg
+   */
+  entered(msg) {
+    this.phase = 'online';
+    this.attempt = 0;
+    this.creating = false;
+    this.waiting = msg.type === 'waiting';
+    this.room = msg.room;
+    if (msg.type === 'joined' && msg.hostKey) this.hostKey = msg.hostKey;
+    this.token = msg.token;
+    this.heartbeatMs = msg.heartbeatMs ?? this.heartbeatMs;
+    this.graceMs = msg.resumeGraceMs ?? this.graceMs;
+    this.startWatchdog();
   }
 
   /** @param {ServerMsg} msg */
   answerToJoin(msg) {
+    const rejoined = this.phase === 'rejoining';
     if (msg.type === 'joined') {
-      const rejoined = this.phase === 'rejoining';
-      this.phase = 'online';
-      this.attempt = 0;
-      this.token = msg.token;
-      this.heartbeatMs = msg.heartbeatMs ?? this.heartbeatMs;
-      this.graceMs = msg.resumeGraceMs ?? this.graceMs;
-      this.startWatchdog();
+      this.entered(msg);
       if (rejoined) this.onstatus('rejoined', msg);
+      else this.firstJoin?.resolve(msg);
+    } else if (msg.type === 'waiting') {
+      // A private room's lobby: `joined` follows when a host admits us.
+      this.entered(msg);
+      if (rejoined) this.onstatus('waiting', msg);
       else this.firstJoin?.resolve(msg);
     } else if (msg.type === 'error') {
       const error = new SignallingError(msg.code, msg.message);
@@ -232,9 +323,9 @@ export class Signalling {
         this.firstJoin?.reject(error);
         this.shutdown();
       } else {
-        // Rejoining failed (say, the room filled up meanwhile): this session is over.
+        // Rejoining failed (say, the room filled up or was ended meanwhile): this session is over.
         this.shutdown();
-        this.onstatus('rejoined', undefined);
+        this.onstatus('rejoined', undefined, error);
       }
     }
   }
@@ -267,7 +358,8 @@ export class Signalling {
       this.droppedAt = Date.now();
       this.onstatus('reconnecting');
     }
-    // Within the grace period we resume; after it the session is surely gone, so rejoin.
+    // Within the grace period we resume; after it the session is surely gone, so rejoin (in a
+    // private room that may mean knocking again).
     this.phase = Date.now() - this.droppedAt < this.graceMs ? 'resuming' : 'rejoining';
     if (this.phase === 'rejoining') this.unacked = [];
     const delay = Math.min(4000, 500 * 2 ** this.attempt) * (0.5 + Math.random());

@@ -53,11 +53,13 @@ export class Tile {
    * @param {boolean} [state.speaking]
    * @param {boolean} [state.pinned]
    * @param {boolean} [state.reconnecting] their signalling connection dropped
+   * @param {boolean} [state.host] a host of the private room: the caption says so
    */
-  render({ name, audio, video, speaking = false, pinned = false, reconnecting = false }) {
+  render({ name, audio, video, speaking = false, pinned = false, reconnecting = false, host = false }) {
     const label = this.kind === 'screen' ? t('screenOf', { name }) : name;
     this.video.setAttribute('aria-label', label);
-    const caption = this.kind === 'local' ? t('youSuffix', { name }) : label;
+    let caption = this.kind === 'local' ? t('youSuffix', { name }) : label;
+    if (host && this.kind !== 'screen') caption = `${caption} ${t('hostMark')}`;
     this.caption.textContent = reconnecting ? `${caption} ${t('reconnectingSuffix')}` : caption;
     this.placeholder.hidden = this.kind === 'screen' || video;
     this.placeholder.textContent = this.kind === 'local' ? t('yourCameraOff') : t('cameraOff', { name });

@@ -951,12 +951,17 @@ impl Core {
 
     /// Forgets `room` and everything kept about it: it is over.
     fn drop_room(&mut self, room: &str) {
-        if let Some(r) = self.rooms.remove(room) {
-            if self.limited.remove(&r.serial).is_some() {
-                self.time_limits.remove(r.serial);
-            }
-        }
+        self.take_room(room);
+    }
+
+    /// Takes `room` out, with its time limit and its place among the empty rooms; returns it.
+    fn take_room(&mut self, room: &str) -> Option<Room> {
         self.empty_private.forget(room);
+        let r = self.rooms.remove(room)?;
+        if self.limited.remove(&r.serial).is_some() {
+            self.time_limits.remove(r.serial);
+        }
+        Some(r)
     }
 
     /// A new member of `room`, outside it still: [`Core::enter`] or [`Core::knock`] next.
@@ -1103,6 +1108,9 @@ impl Core {
             self.renewals.insert(id, now.mono + every);
         }
         self.events.push_back(MemberEvent::Joined(id));
+        if you.host {
+            self.show_knocks(id);
+        }
     }
 
     /// Member `id` as others see it.

@@ -275,7 +275,22 @@ impl Core {
         }
         let member = self.member(id);
         self.broadcast(&room, &ServerMsg::MemberUpdated { member });
+        self.show_knocks(id);
         Ok(())
+    }
+
+    /// Tells host `id`, new to the role or the room, of everyone already waiting.
+    pub(crate) fn show_knocks(&mut self, id: MemberId) {
+        let room = &self.members[&id].room;
+        let waiting: Vec<MemberId> = self.rooms[room]
+            .private
+            .iter()
+            .flat_map(|p| p.lobby.clone())
+            .collect();
+        for knocker in waiting {
+            let member = self.member(knocker);
+            self.send_member(id, ServerMsg::Knock { member });
+        }
     }
 
     pub(crate) fn room_settings(
@@ -311,29 +326,39 @@ impl Core {
         Ok(())
     }
 
-    /// Ends `room` (`by` a host; by the REST API or its time limit: `None`): its members and
-    /// those waiting get `room_ended` and are out, and the room is gone.
+    /// Ends `room` (`by` a host; by the REST API or its time limit: `None`). Everyone (members
+    /// and the lobby) gets `room_ended` and nothing else: not the `member_left`, `call_ended`
+    /// or `knock_ended` that taking them out one by one would send.
     pub(crate) fn end_room_for_all(&mut self, room: &str, by: Option<MemberId>) {
-        let Some(r) = self.rooms.get(room) else {
+        // Gone for good: its id finds nothing from now on.
+        let Some(r) = self.take_room(room) else {
             return;
         };
-        let everyone: Vec<MemberId> = r
-            .members
-            .iter()
-            .chain(r.private.iter().flat_map(|p| p.lobby.iter()))
-            .copied()
-            .collect();
         let ended = ServerMsg::RoomEnded {
             room: room.to_owned(),
             by,
         };
-        // Gone for good: its id finds nothing from now on. Gone first, so that nobody hears
-        // the others leave one by one.
-        self.drop_room(room);
+        let everyone = r
+            .members
+            .iter()
+            .chain(r.private.iter().flat_map(|p| p.lobby.iter()));
+        let mut calls = Vec::new();
         for id in everyone {
-            let session = self.members[&id].session;
-            self.remove_member(id);
-            self.send(session, ended.clone());
+            let Some(state) = self.members.remove(id) else {
+                continue;
+            };
+            self.sessions.remove(&state.session);
+            self.renewals.remove(*id);
+            self.no_redial.retain(|(a, b), _| a != id && b != id);
+            if !state.waiting {
+                self.events.push_back(crate::MemberEvent::Left(*id));
+            }
+            calls.extend(state.call);
+            self.send(state.session, ended.clone());
+        }
+        // Both parties are gone: ending their calls only tidies up (nobody left to tell).
+        for call in calls {
+            self.end_call(call, visavis_protocol::EndReason::Left, by);
         }
     }
 

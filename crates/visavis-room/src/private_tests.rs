@@ -287,6 +287,26 @@ fn mute_asks_the_member_and_make_host_hands_over_the_key() {
 }
 
 #[test]
+fn a_host_who_arrives_later_hears_the_knocks_already_waiting() {
+    let (mut w, room, key, _) = clinic();
+    let early = knock(&mut w, 2, &room, "Early");
+    let got = w.send(3, join_with_key(&room, "Dr. Wang", &key));
+    let knocks = got
+        .iter()
+        .filter(|o| o.to == 3 && matches!(&o.msg, ServerMsg::Knock { member } if member.id == early))
+        .count();
+    assert_eq!(knocks, 1, "{got:?}");
+    // And a member made host hears them too.
+    let nurse = knock(&mut w, 4, &room, "Nurse");
+    admitted(&mut w, 1, nurse);
+    let got = w.send(1, RoomMsg::MakeHost { id: nurse });
+    let told = got
+        .iter()
+        .any(|o| o.to == 4 && matches!(&o.msg, ServerMsg::Knock { member } if member.id == early));
+    assert!(told, "{got:?}");
+}
+
+#[test]
 fn a_knock_racing_the_lock_waits_for_the_host_and_later_ones_are_refused() {
     let (mut w, room, key, _) = clinic();
     let early = knock(&mut w, 2, &room, "Early");
@@ -409,13 +429,19 @@ fn ending_the_room_puts_everyone_out_and_its_id_finds_nothing() {
     let patient = knock(&mut w, 2, &room, "Patient");
     admitted(&mut w, 1, patient);
     knock(&mut w, 3, &room, "Waiting");
+    w.send(2, RoomMsg::Invite { to: doctor });
     let got = w.send(1, RoomMsg::EndRoom);
     let ended = ServerMsg::RoomEnded {
         room: room.clone(),
         by: Some(doctor),
     };
+    let expected = [
+        out(1, ended.clone()),
+        out(2, ended.clone()),
+        out(3, ended.clone()),
+    ];
+    assert_eq!(got, expected, "that and nothing else");
     for session in [1, 2, 3] {
-        assert!(got.contains(&out(session, ended.clone())), "{session}: {got:?}");
         assert_eq!(w.core.member_of(session), None);
     }
     assert_eq!(

@@ -11,6 +11,7 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -159,25 +160,8 @@ async fn issued(
 
 /// A TLS handshake with `DOMAIN` at 127.0.0.1:`port` that succeeds only if `root` vouches
 /// for the certificate (until then the server presents a throwaway one).
-async fn try_tls(
-    port: u16,
-    root: &CertificateDer<'static>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    use std::sync::Arc;
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).expect("root");
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let name = rustls::pki_types::ServerName::try_from(DOMAIN).expect("name");
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
+async fn try_tls(port: u16, root: &CertificateDer<'static>) -> std::io::Result<TlsStream<TcpStream>> {
+    super::outside::try_tls(DOMAIN, port, [127, 0, 0, 1], root).await
 }
 
 /// The binary's arguments for pebble's `--domain`, listening on `listen`.

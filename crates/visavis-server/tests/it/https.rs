@@ -2,16 +2,15 @@
 //! sessions, and reloaded when the files change without dropping anyone.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::outside::try_tls;
 use super::{Server, WAIT};
 
 /// A fresh self-signed certificate for 127.0.0.1, written as `cert.pem`/`key.pem` in `dir`;
@@ -32,17 +31,7 @@ async fn connect(
     server: &Server,
     cert: &rustls::pki_types::CertificateDer<'static>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.clone()).expect("root");
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = TcpStream::connect(server.addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+    try_tls("127.0.0.1", server.addr.port(), [127, 0, 0, 1], cert).await
 }
 
 #[tokio::test]

@@ -71,33 +71,37 @@ pub fn installed(name: &str, package: &str) -> Option<String> {
     found
 }
 
-/// A TLS connection from the loopback address `from` to `host:port` (nginx), trusting only
-/// `cert`.
-pub async fn tls(
+/// A TLS handshake from the loopback address `from` to 127.0.0.1:`port` for the name `host`,
+/// trusting only `root`.
+pub async fn try_tls(
     host: &str,
     port: u16,
     from: [u8; 4],
-    cert: &CertificateDer<'static>,
-) -> TlsStream<TcpStream> {
+    root: &CertificateDer<'static>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.clone()).expect("root");
+    roots.add(root.clone()).expect("root");
     let config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind((from, 0).into()).expect("bind");
-    let tcp = socket
-        .connect(([127, 0, 0, 1], port).into())
-        .await
-        .expect("connect");
+    let socket = TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
     let name = ServerName::try_from(host.to_owned()).expect("name");
-    TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS with nginx")
+    TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+}
+
+/// As [`try_tls`], which must succeed.
+pub async fn tls(
+    host: &str,
+    port: u16,
+    from: [u8; 4],
+    root: &CertificateDer<'static>,
+) -> TlsStream<TcpStream> {
+    try_tls(host, port, from, root).await.expect("TLS handshake")
 }
 
 /// Reads `stream` to its end: the whole response.

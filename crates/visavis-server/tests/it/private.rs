@@ -18,6 +18,16 @@ async fn from(server: &Server, n: u8) -> TestClient {
     TestClient::new(client)
 }
 
+/// `client` asks for a new private room, as its host.
+async fn create(client: &mut TestClient, name: &str) {
+    client
+        .send(SessionMsg::Create {
+            version: PROTOCOL_VERSION,
+            name: name.into(),
+        })
+        .await;
+}
+
 async fn waiting(client: &mut TestClient, room: &str, name: &str) -> u64 {
     client.send(join(room, name)).await;
     expect!(client, ServerMsg::Waiting { you, .. } => you.id)
@@ -27,12 +37,7 @@ async fn waiting(client: &mut TestClient, room: &str, name: &str) -> u64 {
 async fn a_consultation_in_a_private_room() {
     let server = Server::start(&["--no-turn"]).await;
     let mut doctor = from(&server, 2).await;
-    doctor
-        .send(SessionMsg::Create {
-            version: PROTOCOL_VERSION,
-            name: "Dr. Zhang".into(),
-        })
-        .await;
+    create(&mut doctor, "Dr. Zhang").await;
     let (room, key, doctor_id) =
         expect!(doctor, ServerMsg::Joined { room, host_key, you, .. } => (room, host_key, you.id));
     assert!(room.starts_with('~') && room.len() == 23, "{room}");
@@ -162,12 +167,7 @@ async fn a_consultation_in_a_private_room() {
 async fn a_dropped_connection_resumes_its_place_in_the_lobby() {
     let server = Server::start(&["--no-turn", "--resume-grace", "30"]).await;
     let mut doctor = from(&server, 2).await;
-    doctor
-        .send(SessionMsg::Create {
-            version: PROTOCOL_VERSION,
-            name: "Dr. Zhang".into(),
-        })
-        .await;
+    create(&mut doctor, "Dr. Zhang").await;
     let room = expect!(doctor, ServerMsg::Joined { room, .. } => room);
     let mut patient = from(&server, 3).await;
     let id = waiting(&mut patient, &room, "Patient").await;
@@ -192,10 +192,6 @@ async fn access_private_takes_private_rooms_only() {
             ..
         }
     );
-    c.send(SessionMsg::Create {
-        version: PROTOCOL_VERSION,
-        name: "A".into(),
-    })
-    .await;
+    create(&mut c, "A").await;
     expect!(c, ServerMsg::Joined { .. });
 }
