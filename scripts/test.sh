@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole visavis test suite, as the README gives it. On a fresh Debian machine it first
-# installs what it needs: Debian's chromium, coturn and openssl, and the npm dev dependencies.
+# installs what it needs: Debian's chromium, coturn and openssl, the npm dev dependencies, and
+# schemathesis (PyPI, in .venv-test/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ step() { printf '\n== %s\n' "$*"; }
 # Debian packages: the browser for the web tests, coturn (turnutils_uclient as a real TURN
 # client, turnserver for interop), openssl for a test certificate, iproute2 for the network
 # namespaces in which browsers of the network tests live (those tests need root), pebble,
-# nginx and nftables.
+# nginx and nftables, and python3-venv for schemathesis.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v turnutils_uclient >/dev/null && command -v turnserver >/dev/null || missing+=(coturn)
@@ -18,6 +19,7 @@ command -v ip >/dev/null || missing+=(iproute2) # network namespaces for the net
 command -v pebble >/dev/null || missing+=(pebble)   # a real ACME server for certificate issuance
 command -v nginx >/dev/null || missing+=(nginx)     # the reverse proxy of docs/deploy.md, in front
 command -v nft >/dev/null || missing+=(nftables)    # a firewall that lets only TCP 443 out
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv) # schemathesis's venv
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -35,6 +37,8 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (cores, codec vectors, server with real WebSocket and TURN clients)"
 cargo test --workspace
+step "schemathesis: the REST API against its OpenAPI document, on a live server"
+scripts/api-conformance.sh
 step "tsc --noEmit over web/ (checkJs)"
 npx tsc -p tsconfig.json
 step "browser tests (Playwright + Debian Chromium)"

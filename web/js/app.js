@@ -325,8 +325,13 @@ function isHost(id) {
   return state.members.get(id)?.host ?? false;
 }
 
-/** A member's name, or "The host" for one we do not know (e.g. while waiting). @param {number} id */
+/**
+ * A member's name, or "The host" for one we do not know (e.g. while waiting) or for none (the
+ * product's back end did it, through the REST API).
+ * @param {number | undefined} id
+ */
 function nameOf(id) {
+  if (id === undefined) return t('theHost');
   if (id === state.me?.id) return state.me.name;
   return state.members.get(id)?.name ?? state.departed.get(id) ?? t('theHost');
 }

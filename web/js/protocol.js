@@ -36,9 +36,9 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'knock', member: Member}} KnockMsg
  * @typedef {{type: 'knock_ended', id: number, outcome: KnockOutcome, by?: number}} KnockEndedMsg
  * @typedef {{type: 'denied', room: string}} DeniedMsg
- * @typedef {{type: 'removed', room: string, by: number}} RemovedMsg
- * @typedef {{type: 'room_ended', room: string, by: number}} RoomEndedMsg
- * @typedef {{type: 'mute_request', by: number}} MuteRequestMsg
+ * @typedef {{type: 'removed', room: string, by?: number}} RemovedMsg
+ * @typedef {{type: 'room_ended', room: string, by?: number}} RoomEndedMsg
+ * @typedef {{type: 'mute_request', by?: number}} MuteRequestMsg
  * @typedef {{type: 'member_updated', member: Member}} MemberUpdatedMsg
  * @typedef {{type: 'host_key', hostKey: string}} HostKeyMsg
  * @typedef {{type: 'room_state'} & RoomState} RoomStateMsg

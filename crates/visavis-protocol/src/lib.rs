@@ -199,18 +199,31 @@ pub enum ServerMsg {
     },
     /// To a member waiting in the lobby: a host turned it away. It is out of the room.
     Denied { room: String },
-    /// To a member a host removed. It is out of the room.
-    Removed { room: String, by: MemberId },
-    /// To a member a host asked to mute its microphone.
-    MuteRequest { by: MemberId },
+    /// To a member a host (or the product's back end, through the REST API: no `by`) removed.
+    /// It is out of the room.
+    Removed {
+        room: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        by: Option<MemberId>,
+    },
+    /// To a member a host (or the REST API: no `by`) asked to mute its microphone.
+    MuteRequest {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        by: Option<MemberId>,
+    },
     /// To everyone in the room: a member's details changed (it became a host).
     MemberUpdated { member: Member },
     /// To a member made host: the key of the host link.
     HostKey { host_key: String },
     /// To everyone in the room when a host changes its settings.
     RoomState(RoomState),
-    /// To everyone in the room and its lobby: a host ended it. Everyone is out.
-    RoomEnded { room: String, by: MemberId },
+    /// To everyone in the room and its lobby: a host ended it (or the REST API, or its time
+    /// ran out: no `by`). Everyone is out.
+    RoomEnded {
+        room: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        by: Option<MemberId>,
+    },
     /// Reply to `resume`: the session is back; messages it missed follow (their `sn`s continue
     /// where it left off). The client re-sends its own messages numbered above `last_cn`.
     /// `token` replaces the one just used, which no longer works.

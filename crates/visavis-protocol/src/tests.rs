@@ -292,8 +292,17 @@ fn every_server_message_round_trips_through_the_client_decoder() {
         }),
         ServerMsg::RoomEnded {
             room: "~q3Zl0fW1bX9e7TtYp2K4aA".into(),
-            by: 8,
+            by: Some(8),
         },
+        ServerMsg::RoomEnded {
+            room: "visit-7".into(),
+            by: None,
+        },
+        ServerMsg::Removed {
+            room: "visit-7".into(),
+            by: None,
+        },
+        ServerMsg::MuteRequest { by: None },
     ];
     for (i, msg) in msgs.into_iter().enumerate() {
         let mut out = Vec::new();

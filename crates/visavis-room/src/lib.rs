@@ -14,6 +14,7 @@
 //! Rooms are named (made by their first `join`, equal members) or private (made by `create`,
 //! with hosts, a lobby and host powers: see `private.rs`).
 
+mod api;
 mod chat;
 mod group;
 mod private;
@@ -29,6 +30,7 @@ use visavis_protocol::{
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
+pub use api::{ApiError, Participant, RoomDetail, RoomInfo, RoomOptions, MAX_DURATION};
 use private::Private;
 pub use validate::{is_private_id, validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
 
@@ -471,6 +473,16 @@ impl MemberState {
 /// A room: its members in join order, its group call and its recent chat.
 #[derive(Debug)]
 struct Room {
+    /// Numbers the room for its time limit (a name may be used again by a later room).
+    serial: u64,
+    /// Made by the REST API: kept while empty like a private room, with no cap per creator.
+    api: bool,
+    /// Most members it holds (and most waiting in its lobby): `Config::room_capacity` or less.
+    capacity: usize,
+    /// When it was made, Unix seconds.
+    created_at: u64,
+    /// When its time limit ends it, Unix seconds (the deadline is in `Core::time_limits`).
+    ends_at: Option<u64>,
     /// Admitted members (the lobby is in `private`).
     members: Vec<MemberId>,
     /// Hosts, lobby and settings of a private room.
@@ -534,6 +546,10 @@ pub struct Core {
     /// The time of the input being handled, for what it schedules deep down.
     clock: Option<Instant>,
     totals: Totals,
+    /// Rooms with a time limit (by serial), and when each ends.
+    time_limits: Deadlines<u64>,
+    limited: HashMap<u64, String>,
+    next_serial: u64,
 }
 
 impl Core {
@@ -542,6 +558,9 @@ impl Core {
             empty_private: private::EmptyRooms::default(),
             clock: None,
             totals: Totals::default(),
+            time_limits: Deadlines::default(),
+            limited: HashMap::new(),
+            next_serial: 0,
             config,
             sessions: HashMap::new(),
             members: HashMap::new(),
@@ -628,11 +647,16 @@ impl Core {
     }
 
     /// Time has passed: ring timeouts up to `now` fire; members whose credentials are due
-    /// get fresh ones.
+    /// get fresh ones; rooms whose time is up end.
     pub fn handle_timeout(&mut self, now: Now) {
         self.clock = Some(now.mono);
         while let Some(call) = self.ring_deadlines.pop_due(now.mono) {
             self.end_call(call, EndReason::NoAnswer, None);
+        }
+        while let Some(serial) = self.time_limits.pop_due(now.mono) {
+            if let Some(room) = self.limited.remove(&serial) {
+                self.end_room_for_all(&room, None);
+            }
         }
         while let Some(member) = self.renewals.pop_due(now.mono) {
             self.renew_ice_servers(now, member);
@@ -656,6 +680,7 @@ impl Core {
             self.ring_deadlines.next(),
             self.renewals.next(),
             self.empty_private.next(),
+            self.time_limits.next(),
         ]
         .into_iter()
         .flatten()
@@ -836,10 +861,12 @@ impl Core {
         if private && !self.rooms.contains_key(room) {
             return Err(RoomError::RoomNotFound);
         }
-        if !private && !self.config.named_rooms && grant.is_none() {
+        // Run by hosts: private rooms, and named ones a token or the REST API made.
+        let hosted = self.rooms.get(room).is_some_and(|r| r.private.is_some());
+        if !private && !self.config.named_rooms && grant.is_none() && !hosted {
             return Err(RoomError::PrivateOnly);
         }
-        if !private && entry.host_key.is_some() {
+        if !hosted && entry.host_key.is_some() {
             return Err(RoomError::InvalidHostKey);
         }
         if !self.rooms.contains_key(room) && self.rooms.len() >= self.config.max_rooms {
@@ -867,10 +894,14 @@ impl Core {
                 r.members.len()
             }
         });
-        if occupants >= self.config.room_capacity {
+        let capacity = self
+            .rooms
+            .get(room)
+            .map_or(self.config.room_capacity, |r| r.capacity);
+        if occupants >= capacity {
             return Err(RoomError::RoomFull {
                 room: room.to_owned(),
-                capacity: self.config.room_capacity,
+                capacity,
             });
         }
         let room = room.to_owned();
@@ -893,11 +924,18 @@ impl Core {
     }
 
     /// Makes `room` if it does not exist (private with `private`), and keeps it if it was
-    /// waiting empty.
-    fn open_room(&mut self, now: Now, room: &str, private: Option<Private>) {
+    /// waiting empty. Returns it.
+    fn open_room(&mut self, now: Now, room: &str, private: Option<Private>) -> &mut Room {
         self.empty_private.forget(room);
         let (chat_rate, chat_burst) = (self.config.chat_rate, self.config.chat_burst);
-        self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+        let capacity = self.config.room_capacity;
+        let serial = self.next_serial;
+        let room = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+            serial,
+            api: false,
+            capacity,
+            created_at: now.unix_secs(),
+            ends_at: None,
             members: Vec::new(),
             private,
             group: None,
@@ -905,6 +943,25 @@ impl Core {
             chat_seq: 0,
             chat_bucket: TokenBucket::new(chat_rate, chat_burst, now.mono),
         });
+        if room.serial == serial {
+            self.next_serial += 1;
+        }
+        room
+    }
+
+    /// Forgets `room` and everything kept about it: it is over.
+    fn drop_room(&mut self, room: &str) {
+        self.take_room(room);
+    }
+
+    /// Takes `room` out, with its time limit and its place among the empty rooms; returns it.
+    fn take_room(&mut self, room: &str) -> Option<Room> {
+        self.empty_private.forget(room);
+        let r = self.rooms.remove(room)?;
+        if self.limited.remove(&r.serial).is_some() {
+            self.time_limits.remove(r.serial);
+        }
+        Some(r)
     }
 
     /// A new member of `room`, outside it still: [`Core::enter`] or [`Core::knock`] next.
@@ -1375,8 +1432,17 @@ impl Core {
                 "group call of nobody"
             );
             assert!(
-                room.members.len() <= self.config.room_capacity,
+                room.members.len() <= room.capacity && room.capacity <= self.config.room_capacity,
                 "room over capacity"
+            );
+            assert!(
+                room.private.is_some() || !room.api,
+                "the REST API's rooms are hosted"
+            );
+            assert_eq!(
+                self.limited.contains_key(&room.serial),
+                room.ends_at.is_some(),
+                "a time limit exactly when the room has an end"
             );
             if let Some(group) = &room.group {
                 assert!(!group.participants.is_empty(), "empty group call kept");
@@ -1400,6 +1466,18 @@ impl Core {
             self.ring_deadlines.len(),
             "one deadline per ringing call"
         );
+        assert_eq!(
+            self.limited.len(),
+            self.time_limits.len(),
+            "one deadline per time limit"
+        );
+        for (serial, room) in &self.limited {
+            assert_eq!(
+                self.rooms.get(room).map(|r| r.serial),
+                Some(*serial),
+                "a time limit of a room that is gone"
+            );
+        }
         for (id, call) in &self.calls {
             for m in [call.caller, call.callee] {
                 assert_eq!(self.members[&m].call, Some(*id), "both parties point at the call");
@@ -1414,6 +1492,8 @@ enum Role {
     Callee,
 }
 
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod private_tests;
 #[cfg(test)]

@@ -234,20 +234,32 @@ impl Core {
 
     pub(crate) fn remove(&mut self, me: MemberId, id: MemberId) -> Result<(), RoomError> {
         self.other_member(me, id)?;
-        let (session, from) = (self.members[&id].session, self.members[&id].from);
-        let (room, identity) = (self.members[&id].room.clone(), self.members[&id].identity.clone());
+        self.expel(id, Some(me));
+        Ok(())
+    }
+
+    /// Takes member `id` out of its room, or its lobby, for good (`by` a host, or the REST API):
+    /// it gets `removed`, its address must knock to come back and its token's identity is
+    /// refused.
+    pub(crate) fn expel(&mut self, id: MemberId, by: Option<MemberId>) {
+        let m = &self.members[&id];
+        let (session, from, waiting) = (m.session, m.from, m.waiting);
+        let (room, identity) = (m.room.clone(), m.identity.clone());
         if let Some(p) = self.rooms.get_mut(&room).and_then(|r| r.private.as_mut()) {
             p.must_knock.insert(from);
             p.revoked.extend(identity);
         }
-        self.remove_member(id);
-        self.send(session, ServerMsg::Removed { room, by: me });
-        Ok(())
+        if waiting {
+            self.leave_lobby(id, KnockOutcome::Denied, by);
+        } else {
+            self.remove_member(id);
+        }
+        self.send(session, ServerMsg::Removed { room, by });
     }
 
     pub(crate) fn mute(&mut self, me: MemberId, id: MemberId) -> Result<(), RoomError> {
         self.other_member(me, id)?;
-        self.send_member(id, ServerMsg::MuteRequest { by: me });
+        self.send_member(id, ServerMsg::MuteRequest { by: Some(me) });
         Ok(())
     }
 
@@ -308,17 +320,23 @@ impl Core {
         Ok(())
     }
 
-    /// Everyone (members and the lobby) gets `room_ended` and nothing else: not the
-    /// `member_left`, `call_ended` or `knock_ended` that taking them out one by one would send.
     pub(crate) fn end_room(&mut self, me: MemberId) -> Result<(), RoomError> {
         let room = self.hosted_room(me)?;
-        let Some(r) = self.rooms.remove(&room) else {
-            return Ok(());
+        self.end_room_for_all(&room, Some(me));
+        Ok(())
+    }
+
+    /// Ends `room` (`by` a host; by the REST API or its time limit: `None`). Everyone (members
+    /// and the lobby) gets `room_ended` and nothing else: not the `member_left`, `call_ended`
+    /// or `knock_ended` that taking them out one by one would send.
+    pub(crate) fn end_room_for_all(&mut self, room: &str, by: Option<MemberId>) {
+        // Gone for good: its id finds nothing from now on.
+        let Some(r) = self.take_room(room) else {
+            return;
         };
-        self.empty_private.forget(&room);
         let ended = ServerMsg::RoomEnded {
-            room: room.clone(),
-            by: me,
+            room: room.to_owned(),
+            by,
         };
         let everyone = r
             .members
@@ -340,9 +358,8 @@ impl Core {
         }
         // Both parties are gone: ending their calls only tidies up (nobody left to tell).
         for call in calls {
-            self.end_call(call, visavis_protocol::EndReason::Left, Some(me));
+            self.end_call(call, visavis_protocol::EndReason::Left, by);
         }
-        Ok(())
     }
 
     /// Drops `room` when nobody is in it or its lobby: a named room at once, a private one
@@ -355,25 +372,30 @@ impl Core {
             return;
         }
         let Some(creator) = r.private.as_ref().map(|p| p.creator) else {
-            self.rooms.remove(room);
+            self.drop_room(room);
             return;
         };
         if self.empty_private.contains(room) {
             return;
         }
         let Some(until) = self.clock.map(|now| now + self.config.private_room_ttl) else {
-            self.rooms.remove(room);
+            self.drop_room(room);
             return;
         };
-        let cap = self.config.empty_private_per_ip;
+        // The REST API is trusted with as many as `max_rooms`; an address with a few.
+        let cap = if r.api {
+            usize::MAX
+        } else {
+            self.config.empty_private_per_ip
+        };
         if let Some(oldest) = self.empty_private.insert(room, creator, until, cap) {
-            self.rooms.remove(&oldest);
+            self.drop_room(&oldest);
         }
     }
 
     pub(crate) fn expire_empty_rooms(&mut self, now: Instant) {
         while let Some(room) = self.empty_private.pop_due(now) {
-            self.rooms.remove(&room);
+            self.drop_room(&room);
         }
     }
 

@@ -14,7 +14,7 @@ fn create(name: &str) -> ClientMsg {
     .into()
 }
 
-fn join_with_key(room: &str, name: &str, key: &str) -> ClientMsg {
+pub(crate) fn join_with_key(room: &str, name: &str, key: &str) -> ClientMsg {
     SessionMsg::Join {
         version: PROTOCOL_VERSION,
         room: room.into(),
@@ -56,7 +56,7 @@ fn clinic() -> (World, String, String, MemberId) {
 }
 
 /// `session` knocks on `room` as `name`; returns its member id (the hosts' knock checked).
-fn knock(w: &mut World, session: SessionId, room: &str, name: &str) -> MemberId {
+pub(crate) fn knock(w: &mut World, session: SessionId, room: &str, name: &str) -> MemberId {
     let got = w.send(session, join(room, name));
     let ServerMsg::Waiting { you, .. } = &got[0].msg else {
         panic!("expected waiting, got {got:?}");
@@ -246,7 +246,7 @@ fn a_removed_member_is_told_and_must_knock_even_with_the_lobby_off() {
         2,
         ServerMsg::Removed {
             room: room.clone(),
-            by: doctor
+            by: Some(doctor)
         }
     )));
     assert!(got.contains(&out(1, ServerMsg::MemberLeft { id: guest })));
@@ -266,7 +266,7 @@ fn mute_asks_the_member_and_make_host_hands_over_the_key() {
     admitted(&mut w, 1, nurse);
     assert_eq!(
         w.send(1, RoomMsg::Mute { id: nurse }),
-        [out(2, ServerMsg::MuteRequest { by: doctor })]
+        [out(2, ServerMsg::MuteRequest { by: Some(doctor) })]
     );
     let got = w.send(1, RoomMsg::MakeHost { id: nurse });
     assert!(got.contains(&out(2, ServerMsg::HostKey { host_key: key })));
@@ -433,7 +433,7 @@ fn ending_the_room_puts_everyone_out_and_its_id_finds_nothing() {
     let got = w.send(1, RoomMsg::EndRoom);
     let ended = ServerMsg::RoomEnded {
         room: room.clone(),
-        by: doctor,
+        by: Some(doctor),
     };
     let expected = [
         out(1, ended.clone()),
@@ -582,7 +582,7 @@ fn counts_tell_the_lobby_from_the_room_and_totals_count_knocks() {
 
 /// A core that admits by token. Tokens here are `room|identity|name|role|flags` (flags: `s` skips
 /// the lobby, `q` may not chat); `expired` and `forged` are refused as such.
-fn by_token() -> World {
+pub(crate) fn by_token() -> World {
     World::with(Config {
         access_tokens: Some(TokenCheck::new(|token, room, _now| {
             match token {
@@ -609,7 +609,7 @@ fn by_token() -> World {
     })
 }
 
-fn join_with_token(room: &str, token: &str) -> ClientMsg {
+pub(crate) fn join_with_token(room: &str, token: &str) -> ClientMsg {
     SessionMsg::Join {
         version: PROTOCOL_VERSION,
         room: room.into(),

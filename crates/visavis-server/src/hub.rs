@@ -189,6 +189,17 @@ impl Hub {
         });
     }
 
+    /// A request of the REST API: `f` acts on the room core under the lock, and what the core
+    /// sends then reaches the connections, as after a client's message.
+    pub fn api<R>(&self, f: impl FnOnce(&mut visavis_room::Core, Now) -> R) -> R {
+        self.with(|inner, now| inner.sig.handle_api(now, f))
+    }
+
+    /// Reads the room core under the lock (the REST API's listings).
+    pub fn read<R>(&self, f: impl FnOnce(&visavis_room::Core) -> R) -> R {
+        f(self.lock().sig.core())
+    }
+
     pub fn counts(&self) -> SignallingCounts {
         self.lock().sig.counts()
     }

@@ -5,6 +5,7 @@
 
 mod acme;
 mod admission;
+pub mod api;
 mod assets;
 pub mod check;
 mod config;
@@ -57,6 +58,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 #[derive(Clone, Debug)]
 struct AppState {
     hub: Arc<Hub>,
+    api: api::Api,
     turn: Option<Arc<Turn>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
@@ -123,6 +125,7 @@ impl App {
             None => None,
         };
         let secret = ice::secret(&settings)?;
+        let credentials = api_credentials(&settings)?;
         let (http_fds, turn_fds) = fd_budget::split(
             open_file_limit(),
             settings.turn_listen().is_some(),
@@ -177,7 +180,11 @@ impl App {
             secrets: SecretSource::new(new_secret),
             named_rooms: settings.access == config::Access::Open,
             access_tokens: match settings.access {
-                config::Access::Token => Some(token::check(api_credentials(&settings)?)),
+                config::Access::Token => {
+                    Some(token::check(credentials.clone().context(
+                        "--access token needs API credentials: give --api-key and --api-secret",
+                    )?))
+                }
                 _ => None,
             },
             private_room_ttl: Duration::from_secs(3600),
@@ -209,8 +216,15 @@ impl App {
             }
             None => Box::new(|_| {}),
         });
+        let hub = Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_member));
         let state = AppState {
-            hub: Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_member)),
+            api: api::Api::new(
+                hub.clone(),
+                credentials,
+                public_origin(&settings),
+                settings.room_capacity,
+            )?,
+            hub,
             turn,
             sessions: TaskTracker::new(),
             shutdown,
@@ -337,6 +351,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
+        .merge(api::router(state.api.clone()))
         .fallback(get(|uri: axum::http::Uri| async move {
             assets::file(uri.path().trim_start_matches('/'))
         }))
@@ -491,13 +506,23 @@ fn new_token() -> String {
     random_hex(16)
 }
 
-/// The API credentials of `settings`; a pair made now is shown once, in the log.
-fn api_credentials(settings: &Settings) -> anyhow::Result<token::ApiCredentials> {
-    let (pair, made) = token::ApiCredentials::load(
+/// The API credentials of `settings`; a pair made now is shown once, in the log. Without
+/// `--api-key`/`--api-secret` and with a `--data-dir` that cannot keep a pair, there are none
+/// (and the REST API answers 503); bad ones given are an error.
+fn api_credentials(settings: &Settings) -> anyhow::Result<Option<token::ApiCredentials>> {
+    let given = settings.api_key.is_some() || settings.api_secret.is_some();
+    let (pair, made) = match token::ApiCredentials::load(
         settings.api_key.as_deref(),
         settings.api_secret.as_deref(),
         &settings.data_dir,
-    )?;
+    ) {
+        Ok(loaded) => loaded,
+        Err(err) if !given => {
+            tracing::warn!("no API credentials, so the REST API is off: {err:#}");
+            return Ok(None);
+        }
+        Err(err) => return Err(err),
+    };
     if made {
         tracing::info!(
             "made API credentials (kept in {}): key {}, secret {}",
@@ -506,7 +531,7 @@ fn api_credentials(settings: &Settings) -> anyhow::Result<token::ApiCredentials>
             pair.secret
         );
     }
-    Ok(pair)
+    Ok(Some(pair))
 }
 
 /// Where people open this server: the first `--public-origin`, else `https://` and the first

@@ -235,6 +235,9 @@ fn token_command(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     claims.permissions.chat = !options.get_flag("no-chat");
     let minted = token::mint(&credentials, &claims)?;
     println!("{minted}");
-    println!("{}/r/{room}#token={minted}", visavis_server::public_origin(s));
+    println!(
+        "{}",
+        token::link(&visavis_server::public_origin(s), &room, &minted)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -45,8 +45,16 @@ impl ApiCredentials {
 
     fn kept(data_dir: &Path) -> anyhow::Result<(Self, bool)> {
         let file = data_dir.join("api-credentials.json");
-        if let Ok(json) = std::fs::read(&file) {
-            let pair = serde_json::from_slice(&json).with_context(|| format!("bad {}", file.display()))?;
+        let read = || -> anyhow::Result<Option<Self>> {
+            match std::fs::read(&file) {
+                Ok(json) => serde_json::from_slice(&json)
+                    .map(Some)
+                    .with_context(|| format!("bad {}", file.display())),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err).with_context(|| format!("cannot read {}", file.display())),
+            }
+        };
+        if let Some(pair) = read()? {
             return Ok((pair, false));
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -54,8 +62,20 @@ impl ApiCredentials {
             key: format!("vv_{}", crate::new_secret()),
             secret: format!("{}{}", crate::new_secret(), crate::new_secret()),
         };
-        crate::tls::write_private(&file, serde_json::to_string_pretty(&pair)?.as_bytes())?;
-        Ok((pair, true))
+        // Written whole under a name of its own, then linked into place: of two processes
+        // making a pair at once, both keep the one that got there first.
+        let fresh = data_dir.join(format!(".api-credentials-{}", crate::random_hex(8)));
+        crate::tls::write_private(&fresh, serde_json::to_string_pretty(&pair)?.as_bytes())?;
+        let linked = std::fs::hard_link(&fresh, &file);
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => Ok((pair, true)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let pair = read()?.with_context(|| format!("{} vanished", file.display()))?;
+                Ok((pair, false))
+            }
+            Err(err) => Err(err).with_context(|| format!("cannot write {}", file.display())),
+        }
     }
 }
 
@@ -174,6 +194,12 @@ pub fn verify(
 /// The core's token check with these credentials.
 pub fn check(credentials: ApiCredentials) -> TokenCheck {
     TokenCheck::new(move |token, room, now| verify(&credentials, token, room, now))
+}
+
+/// The page for `room` with `token` in the fragment, which browsers send neither to a server
+/// nor in `Referer`.
+pub fn link(origin: &str, room: &str, token: &str) -> String {
+    format!("{origin}/r/{}#token={token}", crate::api::path_segment(room))
 }
 
 /// A duration such as `90s`, `15m`, `2h` or `7d` (or plain seconds).

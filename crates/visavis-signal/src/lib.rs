@@ -522,6 +522,20 @@ impl Signalling {
         }
     }
 
+    /// A request of the REST API: `f` acts on the room core (its `api_*` methods) at `now`, and
+    /// what the core sends is then delivered as after a client's message (a removed member's
+    /// session leaves the room, and so on).
+    pub fn handle_api<R>(&mut self, now: Now, f: impl FnOnce(&mut Core, Now) -> R) -> R {
+        let result = f(&mut self.core, now);
+        self.deliver(now);
+        result
+    }
+
+    /// The room core, to read (the REST API's listings).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// The next thing for the edge to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -714,15 +728,19 @@ impl Signalling {
     }
 
     /// The session left its room: its token resumes nothing, nothing is kept for replay, and
-    /// its connection must join again in time.
+    /// its connection must join again in time. A detached session (a member removed while it
+    /// was reconnecting) is over: nothing could take it back.
     fn revoke_token(&mut self, now: Now, session: SessionId) {
         if let Some(s) = self.sessions.get_mut(&session) {
             if let Some(token) = s.token.take() {
                 self.by_token.remove(&token);
             }
             self.log_total -= s.clear_log();
-            if let Some(conn) = s.conn {
-                self.joins.insert(conn, now.mono + self.config.join_timeout);
+            match s.conn {
+                Some(conn) => self.joins.insert(conn, now.mono + self.config.join_timeout),
+                None => {
+                    self.forget_session(now, session);
+                }
             }
         }
     }

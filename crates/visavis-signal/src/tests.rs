@@ -552,3 +552,30 @@ fn one_address_cannot_fill_a_room() {
     let elsewhere = r#"{"type":"join","version":1,"room":"s","name":"C"}"#;
     assert_eq!(kinds(&w.text(c, elsewhere), c), ["joined"]);
 }
+
+#[test]
+fn the_rest_api_acts_on_the_core_and_its_messages_reach_the_sessions() {
+    let mut w = World::new();
+    let (a, _) = w.joined("Ann");
+    let (b, bob) = w.joined("Bob");
+    // Bob drops and is waiting to resume when the API removes him.
+    assert_eq!(kinds(&w.close(b, Ending::Dropped), a), ["member_state"]);
+    let removed = w
+        .sig
+        .handle_api(w.now, |core, now| core.api_remove(now, "r", bob));
+    assert_eq!(removed, Ok(()));
+    let out = w.drain();
+    assert_eq!(kinds(&out, a), ["member_left"]);
+    // His session is out of the room: it resumes nothing, and holds no grace deadline.
+    let c = w.open();
+    assert_eq!(
+        error_code(&w.text(c, &resume("t2", 0)), c),
+        ErrorCode::InvalidToken
+    );
+    assert_eq!(w.sig.counts().detached, 0);
+    let closed = w.sig.handle_api(w.now, |core, now| core.api_close(now, "r"));
+    assert_eq!(closed, Ok(()));
+    let out = w.drain();
+    assert_eq!(kinds(&out, a), ["room_ended"]);
+    assert!(w.sig.core().rooms().is_empty());
+}

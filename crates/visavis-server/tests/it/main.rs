@@ -50,6 +50,7 @@ macro_rules! next_of {
 }
 
 mod acme;
+mod api;
 mod attack;
 mod binary;
 mod churn;

@@ -149,7 +149,7 @@ async fn a_consultation_in_a_private_room() {
     // Removed: the patient is told, and (unlocked, lobby off) must still knock from there.
     doctor.send(RoomMsg::Remove { id: patient_id }).await;
     let by = next_of!(patient, ServerMsg::Removed { by, .. } => by);
-    assert_eq!(by, doctor_id);
+    assert_eq!(by, Some(doctor_id));
     doctor
         .send(RoomMsg::RoomSettings {
             lobby: Some(false),
