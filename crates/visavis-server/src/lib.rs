@@ -15,6 +15,7 @@ mod hub;
 mod ice;
 mod metrics;
 mod per_ip;
+mod sniff;
 mod tls;
 mod turn;
 mod websocket;
@@ -115,7 +116,13 @@ impl App {
                     setup.relay_ports.0,
                     setup.relay_ports.1,
                 );
-                let ice = ice::ice_source(&settings, &secret, Some((addrs, &setup)));
+                // HTTPS carries TURN over TLS too (`sniff`), so a network that lets only TCP
+                // to the HTTPS port out still reaches the relay.
+                let https_port = tls.is_some().then_some(listener.local_addr()?.port());
+                if let Some(port) = https_port {
+                    tracing::info!("TURN over TLS on the HTTPS port too ({port})");
+                }
+                let ice = ice::ice_source(&settings, &secret, Some((addrs, &setup)), https_port);
                 (Some(turn), Some(addrs), ice)
             }
             None => {
@@ -127,7 +134,7 @@ impl App {
                         settings.turn_urls.join(", ")
                     );
                 }
-                (None, None, ice::ice_source(&settings, &secret, None))
+                (None, None, ice::ice_source(&settings, &secret, None, None))
             }
         };
         let core = Core::new(Config {
@@ -248,6 +255,7 @@ impl App {
                 metrics,
                 router,
                 None,
+                None,
                 limits.clone(),
                 shutdown.clone(),
                 sessions.clone(),
@@ -259,6 +267,7 @@ impl App {
             listener,
             router(state),
             tls.map(tokio_rustls::TlsAcceptor::from),
+            turn.clone(),
             limits,
             shutdown,
             sessions.clone(),
@@ -378,7 +387,12 @@ fn https(
             tls::CertStore::new(loaded)
         }
     };
-    Ok(Some(tls::server_config(store, &[b"http/1.1"])?))
+    // One list for every protocol the port speaks (ACME's `acme-tls/1` belongs here too).
+    let mut alpn = vec![sniff::ALPN_HTTP1];
+    if settings.turn_listen().is_some() {
+        alpn.push(sniff::ALPN_TURN);
+    }
+    Ok(Some(tls::server_config(store, &alpn)?))
 }
 
 /// The soft limit of open files (the binary raises it to the hard one at start).

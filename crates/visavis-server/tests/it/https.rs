@@ -16,7 +16,7 @@ use super::{Server, WAIT};
 
 /// A fresh self-signed certificate for 127.0.0.1, written as `cert.pem`/`key.pem` in `dir`;
 /// returns the certificate (DER) for clients to trust.
-fn write_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
+pub fn write_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
     let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
     // Written to a temporary name and renamed, as renewal tools do: the server never reads a
     // half-written pair.
@@ -32,6 +32,15 @@ async fn connect(
     server: &Server,
     cert: &rustls::pki_types::CertificateDer<'static>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    connect_offering(server, cert, &[]).await
+}
+
+/// As [`connect`], offering the ALPN protocols `alpn`.
+pub async fn connect_offering(
+    server: &Server,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).expect("root");
     let config =
@@ -40,6 +49,8 @@ async fn connect(
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(server.addr).await?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
     TlsConnector::from(Arc::new(config)).connect(name, tcp).await

@@ -54,6 +54,7 @@ mod binary;
 mod churn;
 mod group;
 mod https;
+mod one_port;
 mod reliability;
 mod turn;
 
