@@ -148,11 +148,17 @@ pub async fn serve(
             };
             let (speaks, head) = match sniff::by_alpn(stream.get_ref().1.alpn_protocol()) {
                 Some(speaks) => (speaks, Vec::new()),
-                None => match tokio::time::timeout_at(deadline, sniff::read_head(&mut stream)).await {
-                    Ok(Ok(read)) => read,
-                    Ok(Err(err)) => return tracing::debug!("reading from {peer}: {err}"),
-                    Err(_) => return tracing::debug!("{peer} sent nothing after the TLS handshake"),
-                },
+                None => {
+                    let read = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        read = tokio::time::timeout_at(deadline, sniff::read_head(&mut stream)) => read,
+                    };
+                    match read {
+                        Ok(Ok(read)) => read,
+                        Ok(Err(err)) => return tracing::debug!("reading from {peer}: {err}"),
+                        Err(_) => return tracing::debug!("{peer} sent nothing after the TLS handshake"),
+                    }
+                }
             };
             let stream = sniff::Prefixed::new(head, stream);
             match speaks {
