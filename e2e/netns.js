@@ -22,7 +22,12 @@ export function createNetwork() {
   removeNetwork();
   ip('netns', 'add', NS);
   ip('link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF);
+  // No IPv6 link-local addresses: the kernel would add them a second or two after the links
+  // come up (duplicate address detection), and Chromium, started by then, aborts what it has
+  // in flight on any address change (net::ERR_NETWORK_CHANGED: the page, the WebSocket).
+  ip('link', 'set', HOST_IF, 'addrgenmode', 'none');
   ip('link', 'set', NS_IF, 'netns', NS);
+  ip('netns', 'exec', NS, 'ip', 'link', 'set', NS_IF, 'addrgenmode', 'none');
   ip('addr', 'add', `${HOST_IP}/24`, 'dev', HOST_IF);
   ip('link', 'set', HOST_IF, 'up');
   ip('netns', 'exec', NS, 'ip', 'addr', 'add', `${NS_IP}/24`, 'dev', NS_IF);
@@ -38,6 +43,25 @@ export function removeNetwork() {
 /** Cuts (false) or restores (true) the link, as pulling and plugging a cable. @param {boolean} up */
 export function setLink(up) {
   ip('link', 'set', HOST_IF, up ? 'up' : 'down');
+}
+
+/**
+ * A strict firewall in the namespace, as some corporate and hotel networks have: it may send
+ * only TCP to `port` of `host`. Everything else going out is dropped: all UDP (STUN and TURN on
+ * 3478, the relay ports), TCP to any other port or address, even to the namespace's own
+ * address, so that two browsers in it cannot reach each other directly. Undone with the
+ * namespace (`removeNetwork`).
+ * @param {string} host
+ * @param {number} port
+ */
+export function allowOnlyTcpOut(host, port) {
+  const rules = `table inet visavis_e2e_firewall {
+    chain out {
+      type filter hook output priority 0; policy drop;
+      ip daddr ${host} tcp dport ${port} accept
+    }
+  }`;
+  execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 /** Launch options for a Chromium that lives in the namespace. */

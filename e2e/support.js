@@ -123,7 +123,8 @@ export async function audioEnergyDuring(page, ms = 2000) {
 }
 
 /**
- * The candidate types of the pair ICE selected, and the TURN server URL of the local one.
+ * The candidate types of the pair ICE selected, the TURN server URL of the local one and the
+ * protocol between this browser and that server (`relayProtocol`: udp, tcp or tls).
  * @param {import('@playwright/test').Page} page
  */
 export function selectedPair(page) {
@@ -137,7 +138,7 @@ export function selectedPair(page) {
     if (!pair) return null;
     const local = stats.get(pair.localCandidateId);
     const remote = stats.get(pair.remoteCandidateId);
-    return { local: local?.candidateType, remote: remote?.candidateType, url: local?.url ?? '' };
+    return { local: local?.candidateType, remote: remote?.candidateType, url: local?.url ?? '', relayProtocol: local?.relayProtocol };
   });
 }
 

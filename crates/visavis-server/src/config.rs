@@ -356,7 +356,8 @@ pub struct Settings {
     pub public_ip: Option<IpAddr>,
 
     /// Host name put in the stun:/turn: URLs given to browsers (needed for turns: with a
-    /// certificate). Default: the public IP.
+    /// certificate), and in the turns: URL of the HTTPS port unless an https --public-origin
+    /// or a --domain names that. Default: the public IP.
     #[arg(long, env = "VISAVIS_TURN_HOST", help_heading = "STUN/TURN")]
     pub turn_host: Option<String>,
 

@@ -23,6 +23,8 @@ use tower::ServiceExt;
 
 use crate::fd_budget::FdPool;
 use crate::per_ip::PerIp;
+use crate::sniff;
+use crate::turn::Turn;
 
 /// Limits of HTTP connections before any upgrade.
 #[derive(Debug, Clone)]
@@ -59,10 +61,18 @@ fn server_full() -> &'static [u8] {
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`; then lets requests
 /// in flight finish. Connection tasks are tracked by `tasks`, which the caller waits for.
+///
+/// With TLS and `turn`, a client that speaks STUN after the handshake (see [`crate::sniff`])
+/// is handed to the TURN server. Until then (handshake and first bytes, within the header
+/// timeout) it counts as an HTTP connection; from then on as a TURN client only, in TURN's
+/// limits (`--turn-tcp-per-ip`, TURN's share of descriptors), as if it had come to TURN's own
+/// TLS listener: TURN takes its places first, then HTTP gives its own back. Over TURN's limits
+/// it is closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
+    turn: Option<Arc<Turn>>,
     limits: HttpLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -105,7 +115,10 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let header_timeout = limits.header_timeout;
         let tls = tls.clone();
+        let turn = turn.clone();
         tasks.spawn(async move {
+            // Held by the task (until the end, or until TURN takes the connection over).
+            let slot = slot;
             let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 request.extensions_mut().insert(fd.clone());
@@ -119,18 +132,50 @@ pub async fn serve(
                     )
                 }
             });
-            match tls {
-                None => serve_connection(stream, service, header_timeout, &shutdown).await,
-                // The handshake gets the same time as a request's headers.
-                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, service, header_timeout, &shutdown).await,
-                    Ok(Err(err)) => tracing::debug!("TLS handshake with {peer}: {err}"),
-                    Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
-                },
+            let Some(tls) = tls else {
+                return serve_connection(stream, service, header_timeout, &shutdown).await;
+            };
+            // The handshake, and then the first bytes if they must say what the client
+            // speaks, get the time of a request's headers.
+            let deadline = tokio::time::Instant::now() + header_timeout;
+            let mut stream = match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => return tracing::debug!("TLS handshake with {peer}: {err}"),
+                Err(_) => return tracing::debug!("TLS handshake with {peer} timed out"),
+            };
+            let Some(turn) = turn else {
+                return serve_connection(stream, service, header_timeout, &shutdown).await;
+            };
+            let (speaks, head) = match sniff::by_alpn(stream.get_ref().1.alpn_protocol()) {
+                Some(speaks) => (speaks, Vec::new()),
+                None => {
+                    let read = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        read = tokio::time::timeout_at(deadline, sniff::read_head(&mut stream)) => read,
+                    };
+                    match read {
+                        Ok(Ok(read)) => read,
+                        Ok(Err(err)) => return tracing::debug!("reading from {peer}: {err}"),
+                        Err(_) => return tracing::debug!("{peer} sent nothing after the TLS handshake"),
+                    }
+                }
+            };
+            let stream = sniff::Prefixed::new(head, stream);
+            match speaks {
+                sniff::Speaks::Http => serve_connection(stream, service, header_timeout, &shutdown).await,
+                sniff::Speaks::Turn => {
+                    let Some(turn_slot) = turn.admit(peer.ip()) else {
+                        return tracing::debug!("TURN over TLS from {peer}: over TURN's limits; closing");
+                    };
+                    // TURN counts it from here on: HTTP's places go back (the service held
+                    // the only other reference to the descriptor's).
+                    drop((slot, service));
+                    turn.serve_handed_over(stream, peer, turn_slot).await;
+                }
+                sniff::Speaks::Garbage => tracing::debug!("{peer} speaks neither HTTP nor STUN; closing"),
             }
-            // The HTTP part is over (closed, or handed over as a WebSocket, which the
-            // signalling budgets count from here on).
-            drop(slot);
+            // Whatever else was held (`slot`) goes back here: the HTTP part is over (closed,
+            // or handed over as a WebSocket, which the signalling budgets count from here on).
         });
     }
 }

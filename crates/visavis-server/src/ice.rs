@@ -110,10 +110,16 @@ fn tls_config(
 }
 
 /// The ICE servers every joining member is given, with credentials minted for them.
+/// `https_port`: the port of the HTTPS listener, when it carries TURN over TLS too.
+///
+/// The best paths come first: STUN and TURN over UDP, then TCP, then TLS; browsers prefer
+/// them in that order anyway and fall back to `turns:` on the HTTPS port where nothing else
+/// gets through.
 pub fn ice_source(
     settings: &Settings,
     secret: &str,
     embedded: Option<(TurnAddrs, &TurnSetup)>,
+    https_port: Option<u16>,
 ) -> IceServerSource {
     let urls: Vec<String> = match embedded {
         Some((addrs, setup)) => {
@@ -128,6 +134,10 @@ pub fn ice_source(
             ];
             if let Some(tls) = addrs.tls {
                 urls.push(format!("turns:{host}:{}?transport=tcp", tls.port()));
+            }
+            if let Some(port) = https_port {
+                let host = https_host(settings, setup.public_ip);
+                urls.push(format!("turns:{host}:{port}?transport=tcp"));
             }
             urls
         }
@@ -149,9 +159,70 @@ pub fn ice_source(
     })
 }
 
+/// The host of the `turns:` URL on the HTTPS port: a name the HTTPS certificate is for, since
+/// browsers check it. The host of the first https `--public-origin` (the address people open,
+/// so the certificate's), else the first `--domain` (ACME's certificate is for it), else
+/// `--turn-host`, else the public IP (which the self-signed certificate carries).
+fn https_host(settings: &Settings, public_ip: IpAddr) -> String {
+    settings
+        .public_origins
+        .iter()
+        .find_map(|origin| {
+            let uri: axum::http::Uri = origin.parse().ok()?;
+            (uri.scheme_str() == Some("https"))
+                .then(|| uri.host().map(str::to_owned))
+                .flatten()
+        })
+        .or_else(|| settings.domains.first().cloned())
+        .or_else(|| settings.turn_host.clone())
+        .unwrap_or_else(|| url_host(public_ip))
+}
+
 fn url_host(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_turns_host_on_the_https_port_is_the_certificates_name() {
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let host = |args: &[&str]| {
+            let settings = Settings::parse_from(std::iter::once("visavis").chain(args.iter().copied()));
+            https_host(&settings, ip)
+        };
+        assert_eq!(host(&[]), "203.0.113.7");
+        assert_eq!(host(&["--turn-host", "turn.example.org"]), "turn.example.org");
+        assert_eq!(
+            host(&[
+                "--turn-host",
+                "turn.example.org",
+                "--domain",
+                "consult.example.org"
+            ]),
+            "consult.example.org"
+        );
+        assert_eq!(
+            host(&[
+                "--turn-host",
+                "turn.example.org",
+                "--public-origin",
+                "http://plain.example.org",
+                "--public-origin",
+                "https://consult.example.org:8443"
+            ]),
+            "consult.example.org"
+        );
+        assert_eq!(
+            https_host(&Settings::parse_from(["visavis"]), "2001:db8::1".parse().unwrap()),
+            "[2001:db8::1]"
+        );
     }
 }

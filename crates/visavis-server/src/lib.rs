@@ -20,6 +20,7 @@ mod ice;
 mod metrics;
 mod per_ip;
 mod plain_http;
+mod sniff;
 mod tls;
 pub mod token;
 mod turn;
@@ -146,7 +147,13 @@ impl App {
                     setup.relay_ports.0,
                     setup.relay_ports.1,
                 );
-                let ice = ice::ice_source(&settings, &secret, Some((addrs, &setup)));
+                // HTTPS carries TURN over TLS too (`sniff`), so a network that lets only TCP
+                // to the HTTPS port out still reaches the relay.
+                let https_port = tls.is_some().then_some(listener.local_addr()?.port());
+                if let Some(port) = https_port {
+                    tracing::info!("TURN over TLS on the HTTPS port too ({port})");
+                }
+                let ice = ice::ice_source(&settings, &secret, Some((addrs, &setup)), https_port);
                 (Some(turn), Some(addrs), ice)
             }
             None => {
@@ -158,7 +165,7 @@ impl App {
                         settings.turn_urls.join(", ")
                     );
                 }
-                (None, None, ice::ice_source(&settings, &secret, None))
+                (None, None, ice::ice_source(&settings, &secret, None, None))
             }
         };
         let core = Core::new(Config {
@@ -300,6 +307,7 @@ impl App {
                 plain,
                 router,
                 None,
+                None,
                 limits.clone(),
                 shutdown.clone(),
                 sessions.clone(),
@@ -310,6 +318,7 @@ impl App {
             sessions.spawn(http::serve(
                 metrics,
                 router,
+                None,
                 None,
                 limits.clone(),
                 shutdown.clone(),
@@ -322,6 +331,7 @@ impl App {
             listener,
             router(state),
             tls.map(tokio_rustls::TlsAcceptor::from),
+            turn.clone(),
             limits,
             shutdown,
             sessions.clone(),
@@ -424,7 +434,11 @@ fn https(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
     let addr = listener.local_addr()?;
-    let mut alpn: Vec<&[u8]> = vec![b"http/1.1"];
+    // One list for every protocol the port speaks (ACME's `acme-tls/1` is added below).
+    let mut alpn = vec![sniff::ALPN_HTTP1];
+    if settings.turn_listen().is_some() {
+        alpn.push(sniff::ALPN_TURN);
+    }
     let store = match settings.https(addr.ip()) {
         Https::Off => return Ok(None),
         Https::Files { cert, key } => {

@@ -122,6 +122,14 @@ struct Relay {
     _fd: FdSlot,
 }
 
+/// One TCP/TLS client's place in TURN's limits: its address's count and a descriptor of
+/// TURN's share. Both are freed when it is dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    _ip: crate::per_ip::Slot,
+    _fd: FdSlot,
+}
+
 /// The local addresses the server ended up on (port 0 resolved), for logs and tests.
 #[derive(Debug, Clone, Copy)]
 pub struct TurnAddrs {
@@ -369,13 +377,9 @@ impl Turn {
             };
             // The address holds its share of connections, or TURN its share of descriptors:
             // closing at once costs least.
-            let Some(slot) = self.tcp_per_ip.acquire(from.ip()) else {
+            let Some(slot) = self.admit(from.ip()) else {
                 continue;
             };
-            let Some(fd) = self.fds.try_take() else {
-                continue;
-            };
-            let slot = (slot, fd);
             let _ = stream.set_nodelay(true);
             let turn = self.clone();
             match tls.clone() {
@@ -407,6 +411,32 @@ impl Turn {
                 }
             }
         }
+    }
+
+    /// A place for one more TCP/TLS client from `ip`: one of the address's
+    /// `--turn-tcp-per-ip` and one of TURN's descriptors. `None` when either is used up.
+    pub fn admit(&self, ip: IpAddr) -> Option<StreamSlot> {
+        let ip_slot = self.tcp_per_ip.acquire(ip)?;
+        let fd = self.fds.try_take()?;
+        Some(StreamSlot {
+            _ip: ip_slot,
+            _fd: fd,
+        })
+    }
+
+    /// Serves a TLS client that came in on the HTTPS port and spoke STUN, exactly as one of
+    /// the TURN TLS listener's (idle timeout, outbox bounds), until it closes or the server
+    /// shuts down. `slot` (from [`Turn::admit`]) is what counts it from now on.
+    pub async fn serve_handed_over<S>(self: Arc<Self>, stream: S, from: SocketAddr, slot: StreamSlot)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let client = ClientAddr {
+            transport: Transport::Tls,
+            addr: from,
+        };
+        self.serve_stream(stream, client).await;
+        drop(slot);
     }
 
     /// One TCP or TLS client: frames in, its outbox out.

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::outside::try_tls;
+use super::outside::try_tls_offering;
 use super::{Server, WAIT};
 
 /// A fresh self-signed certificate for 127.0.0.1, written as `cert.pem`/`key.pem` in `dir`;
@@ -31,7 +31,16 @@ async fn connect(
     server: &Server,
     cert: &rustls::pki_types::CertificateDer<'static>,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    try_tls("127.0.0.1", server.addr.port(), [127, 0, 0, 1], cert).await
+    connect_offering(server, cert, &[]).await
+}
+
+/// As [`connect`], offering the ALPN protocols `alpn`.
+pub async fn connect_offering(
+    server: &Server,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    try_tls_offering("127.0.0.1", server.addr.port(), [127, 0, 0, 1], cert, alpn).await
 }
 
 #[tokio::test]

@@ -58,6 +58,7 @@ mod config;
 mod group;
 mod https;
 mod nginx;
+mod one_port;
 mod outside;
 mod private;
 mod reliability;

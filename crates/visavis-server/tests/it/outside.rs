@@ -79,14 +79,26 @@ pub async fn try_tls(
     from: [u8; 4],
     root: &CertificateDer<'static>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    try_tls_offering(host, port, from, root, &[]).await
+}
+
+/// As [`try_tls`], offering the ALPN protocols `alpn`.
+pub async fn try_tls_offering(
+    host: &str,
+    port: u16,
+    from: [u8; 4],
+    root: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).expect("root");
-    let config =
+    let mut config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let socket = TcpSocket::new_v4()?;
     socket.bind((from, 0).into())?;
     let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;

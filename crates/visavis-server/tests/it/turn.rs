@@ -357,33 +357,41 @@ impl RawClient {
         [self.next; 12]
     }
 
-    fn allocate_request(&mut self) -> MessageBuilder {
-        let tid = self.tid();
-        MessageBuilder::new(Class::Request, method::ALLOCATE, tid)
-            .attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
-    }
-
     /// An unauthenticated Allocate: the 401 challenge's nonce.
     pub fn challenge(&mut self) -> String {
-        let req = self.allocate_request().finish();
-        let reply = self.roundtrip(&req);
-        let msg = Message::parse(&reply).expect("stun");
-        assert_eq!(msg.error_code(), Some(401));
-        msg.text(attr::NONCE).expect("nonce").to_owned()
+        let req = allocate_request(self.tid(), None);
+        challenge_nonce(&self.roundtrip(&req))
     }
 
     pub fn allocate(&mut self, username: &str, password: &str, nonce: &str) -> (Class, Option<u16>) {
-        let key = long_term_key(username, "visavis", password);
-        let req = self
-            .allocate_request()
-            .attr(attr::USERNAME, username.as_bytes())
-            .attr(attr::REALM, b"visavis")
-            .attr(attr::NONCE, nonce.as_bytes())
-            .integrity(&key)
-            .fingerprint()
-            .finish();
+        let req = allocate_request(self.tid(), Some((username, password, nonce)));
         let reply = self.roundtrip(&req);
         let msg = Message::parse(&reply).expect("stun");
         (msg.class, msg.error_code())
     }
+}
+
+/// An Allocate request for a UDP relay, with the long-term credentials `(username, password,
+/// nonce)` or without any (to be challenged).
+pub fn allocate_request(tid: [u8; 12], auth: Option<(&str, &str, &str)>) -> Vec<u8> {
+    let request = MessageBuilder::new(Class::Request, method::ALLOCATE, tid)
+        .attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    let Some((username, password, nonce)) = auth else {
+        return request.finish();
+    };
+    let key = long_term_key(username, "visavis", password);
+    request
+        .attr(attr::USERNAME, username.as_bytes())
+        .attr(attr::REALM, b"visavis")
+        .attr(attr::NONCE, nonce.as_bytes())
+        .integrity(&key)
+        .fingerprint()
+        .finish()
+}
+
+/// The nonce of a 401 answer to an unauthenticated request.
+pub fn challenge_nonce(reply: &[u8]) -> String {
+    let msg = Message::parse(reply).expect("stun");
+    assert_eq!(msg.error_code(), Some(401));
+    msg.text(attr::NONCE).expect("nonce").to_owned()
 }
