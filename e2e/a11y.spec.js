@@ -5,7 +5,12 @@
 import { test, expect } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
 import { SIZES, closeContexts, roomName } from './support.js';
+import { COTURN_APP_PORT } from '../playwright.config.js';
 
+// The second visavis of playwright.config.js rings for the default 30 s (the first one gives up
+// after 3 s, for the no-answer tests); axe on both call dialogs can take longer than 3 s on a
+// busy machine.
+test.use({ baseURL: `http://127.0.0.1:${COTURN_APP_PORT}` });
 test.afterEach(closeContexts);
 
 /**
@@ -44,6 +49,8 @@ async function join(browser, name, room, options, check = false) {
 for (const [size, context] of Object.entries(SIZES)) {
   for (const locale of ['en-US', 'zh-CN']) {
     test(`axe: landing, room, call dialogs, 1:1 call and chat — ${size}, ${locale}`, async ({ browser }) => {
+      // Seven axe runs, five of them on pages with a live call: seconds each on a busy machine.
+      test.setTimeout(180_000);
       const options = { ...context, locale };
       const room = roomName('a11y');
       const alice = await join(browser, 'Alice', room, options, true);
