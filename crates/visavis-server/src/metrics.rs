@@ -112,23 +112,17 @@ impl Collector for Counts {
             let counter = ConstCounter::new(n);
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }
-        let answer = &core_totals.answer_time;
-        let buckets: Vec<(f64, u64)> = visavis_room::Histogram::BOUNDS
-            .iter()
-            .copied()
-            .zip(answer.buckets.iter().copied())
-            .collect();
-        let mut histogram = encoder.encode_descriptor(
+        histogram(
+            &mut encoder,
             "visavis_call_answer",
             "Time from invite to accept of 1:1 calls",
-            Some(&prometheus_client::registry::Unit::Seconds),
-            MetricType::Histogram,
+            &core_totals.answer_time,
         )?;
-        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            answer.sum.as_secs_f64(),
-            answer.count,
-            &buckets,
-            None,
+        histogram(
+            &mut encoder,
+            "visavis_call_connect",
+            "Time from accept to the peer connection up in 1:1 calls, as each party reports it",
+            &core_totals.connect_time,
         )?;
         if let Some(turn) = &self.turn {
             let turn = turn.counts();
@@ -163,6 +157,32 @@ impl Collector for Counts {
         }
         Ok(())
     }
+}
+
+/// A histogram of durations, in seconds.
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &visavis_room::Histogram,
+) -> Result<(), std::fmt::Error> {
+    let buckets: Vec<(f64, u64)> = visavis_room::Histogram::BOUNDS
+        .iter()
+        .copied()
+        .zip(h.buckets.iter().copied())
+        .collect();
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        Some(&prometheus_client::registry::Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum.as_secs_f64(),
+        h.count,
+        &buckets,
+        None,
+    )
 }
 
 /// One counter family with a label: each `(value, count)` a series.
