@@ -47,7 +47,7 @@ struct Inner {
 
 /// What else must know what happens in rooms: the TURN server, which relays only for members,
 /// and the webhooks. Called under the hub's lock, so it only hands the event on.
-pub struct EventHook(pub Box<dyn Fn(&Event) + Send + Sync>);
+pub struct EventHook(pub Box<dyn Fn(Now, &Event) + Send + Sync>);
 
 impl std::fmt::Debug for EventHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,7 +76,7 @@ impl Inner {
                 },
                 Output::Close { conn, code, reason } => (conn, Out::Close(code, reason)),
                 Output::Event(event) => {
-                    (self.on_event.0)(&event);
+                    (self.on_event.0)(now, &event);
                     continue;
                 }
             };

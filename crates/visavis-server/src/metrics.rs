@@ -23,12 +23,15 @@ use tokio::net::TcpListener;
 
 use crate::hub::Hub;
 use crate::turn::Turn;
+use crate::webhook::DropReason;
+use crate::webhook_sender::Webhooks;
 
 /// Reads the signalling and TURN counts when scraped.
 #[derive(Debug)]
 struct Counts {
     hub: Arc<Hub>,
     turn: Option<Arc<Turn>>,
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Collector for Counts {
@@ -124,6 +127,37 @@ impl Collector for Counts {
             "Time from accept to the peer connection up in 1:1 calls, as each party reports it",
             &core_totals.connect_time,
         )?;
+        if let Some(webhooks) = &self.webhooks {
+            let totals = webhooks.totals();
+            let counters = [
+                (
+                    "visavis_webhooks_delivered",
+                    "Webhook events delivered (answered 2xx), all URLs together",
+                    totals.delivered,
+                ),
+                (
+                    "visavis_webhooks_failed",
+                    "Webhook requests that failed (not 2xx, an error, the timeout); retried or dropped",
+                    totals.failed,
+                ),
+            ];
+            for (name, help, n) in counters {
+                let counter = ConstCounter::new(n);
+                counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            }
+            labelled_counter(
+                &mut encoder,
+                "visavis_webhooks_dropped",
+                "Webhook events dropped: the queue was full, or every attempt failed",
+                "reason",
+                [
+                    (DropReason::QueueFull, totals.dropped_queue_full),
+                    (DropReason::GaveUp, totals.dropped_gave_up),
+                ]
+                .into_iter()
+                .map(|(r, n)| (r.label().to_owned(), n)),
+            )?;
+        }
         if let Some(turn) = &self.turn {
             let turn = turn.counts();
             gauge(
@@ -225,9 +259,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// The metrics routes (`/metrics`, and `/healthz` so a probe can use the same port).
-pub fn router(hub: Arc<Hub>, turn: Option<Arc<Turn>>) -> Router {
+pub fn router(hub: Arc<Hub>, turn: Option<Arc<Turn>>, webhooks: Option<Arc<Webhooks>>) -> Router {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Counts { hub, turn }));
+    registry.register_collector(Box::new(Counts { hub, turn, webhooks }));
     Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(crate::healthz))
