@@ -798,7 +798,9 @@ impl Core {
                 self.activate(call_id);
                 Ok(())
             }
-            RoomMsg::CallConnected { call_id, setup_ms } => self.call_connected(now.mono, me, call_id, setup_ms),
+            RoomMsg::CallConnected { call_id, setup_ms } => {
+                self.call_connected(now.mono, me, call_id, setup_ms)
+            }
             RoomMsg::Hangup { call_id } => {
                 let call = self.call_of(me, call_id)?;
                 // Hanging up a call that still rings is what the user meant by cancel/decline.
@@ -947,7 +949,9 @@ impl Core {
         let capacity = self.config.room_capacity;
         let serial = self.next_serial;
         if !self.rooms.contains_key(room) {
-            self.record(Event::RoomStarted { room: room.to_owned() });
+            self.record(Event::RoomStarted {
+                room: room.to_owned(),
+            });
         }
         let room = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             serial,
@@ -971,7 +975,9 @@ impl Core {
     /// Forgets `room` and everything kept about it: it is over.
     fn drop_room(&mut self, room: &str) {
         if self.take_room(room).is_some() {
-            self.record(Event::RoomFinished { room: room.to_owned() });
+            self.record(Event::RoomFinished {
+                room: room.to_owned(),
+            });
         }
     }
 
@@ -1414,7 +1420,9 @@ impl Core {
             callee: call.callee,
             reason,
             by,
-            setup: call.accepted_at.map(|at| at.saturating_duration_since(call.invited_at)),
+            setup: call
+                .accepted_at
+                .map(|at| at.saturating_duration_since(call.invited_at)),
             duration: call.accepted_at.map(|at| now.saturating_duration_since(at)),
             caller_connect: call.caller_connect,
             callee_connect: call.callee_connect,

@@ -370,7 +370,9 @@ impl Core {
         for person in left {
             self.record(crate::Event::Left(person));
         }
-        self.record(crate::Event::RoomFinished { room: room.to_owned() });
+        self.record(crate::Event::RoomFinished {
+            room: room.to_owned(),
+        });
     }
 
     /// Drops `room` when nobody is in it or its lobby: a named room at once, a private one

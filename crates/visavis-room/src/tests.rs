@@ -1056,7 +1056,13 @@ fn a_session_makes_its_events_in_order_and_the_totals_count_the_same_events() {
     w.send(2, RoomMsg::Accept { call_id: call });
     w.now = w.now.after(Duration::from_secs(1));
     assert!(w
-        .send(1, RoomMsg::CallConnected { call_id: call, setup_ms: 800 })
+        .send(
+            1,
+            RoomMsg::CallConnected {
+                call_id: call,
+                setup_ms: 800
+            }
+        )
         .is_empty());
     w.now = w.now.after(Duration::from_secs(60));
     w.send(2, RoomMsg::Hangup { call_id: call });
@@ -1073,10 +1079,8 @@ fn a_session_makes_its_events_in_order_and_the_totals_count_the_same_events() {
         matches!(&events[3], Event::CallStarted { caller, callee, setup, .. }
             if (*caller, *callee, *setup) == (a, b, Duration::from_millis(1500)))
     );
-    assert!(
-        matches!(&events[4], Event::CallConnected { member, setup, .. }
-            if (*member, *setup) == (a, Duration::from_millis(800)))
-    );
+    assert!(matches!(&events[4], Event::CallConnected { member, setup, .. }
+            if (*member, *setup) == (a, Duration::from_millis(800))));
     let Event::CallEnded(summary) = &events[5] else {
         panic!("{events:?}")
     };
@@ -1120,7 +1124,10 @@ fn an_unanswered_call_ends_without_setup_or_duration() {
 fn call_connected_only_from_a_party_once_per_side_within_bounds() {
     let (mut w, _a, _b, call) = World::ringing_pair();
     let c = w.join(3, "r", "Cy");
-    let connected = |setup_ms| RoomMsg::CallConnected { call_id: call, setup_ms };
+    let connected = |setup_ms| RoomMsg::CallConnected {
+        call_id: call,
+        setup_ms,
+    };
     // Not before accept.
     assert_eq!(error_code(&w.send(1, connected(10))), ErrorCode::InvalidCallState);
     w.send(2, RoomMsg::Accept { call_id: call });
@@ -1131,7 +1138,10 @@ fn call_connected_only_from_a_party_once_per_side_within_bounds() {
     assert_eq!(error_code(&w.send(1, connected(120_001))), ErrorCode::BadMessage);
     // Once per side.
     assert!(w.send(1, connected(900)).is_empty());
-    assert_eq!(error_code(&w.send(1, connected(900))), ErrorCode::InvalidCallState);
+    assert_eq!(
+        error_code(&w.send(1, connected(900))),
+        ErrorCode::InvalidCallState
+    );
     assert!(w.send(2, connected(1200)).is_empty());
     assert_eq!(w.core.totals().connect_time.count, 2);
     let _ = c;
@@ -1142,6 +1152,9 @@ fn ending_a_room_for_all_ends_calls_then_members_then_the_room() {
     let (mut w, _a, _b, call) = World::active_pair();
     event_kinds(&mut w);
     w.core.end_room_for_all("r", None);
-    assert_eq!(event_kinds(&mut w), ["call_ended", "left", "left", "room_finished"]);
+    assert_eq!(
+        event_kinds(&mut w),
+        ["call_ended", "left", "left", "room_finished"]
+    );
     let _ = call;
 }

@@ -569,7 +569,9 @@ fn parse_webhook_url(s: &str) -> Result<String, String> {
         return Err(format!("{s:?}: a webhook URL names a host"));
     };
     if authority.host().is_empty() || authority.as_str().contains('@') {
-        return Err(format!("{s:?}: a webhook URL names a host, without a user or password"));
+        return Err(format!(
+            "{s:?}: a webhook URL names a host, without a user or password"
+        ));
     }
     Ok(s.to_owned())
 }
@@ -703,7 +705,13 @@ mod tests {
         for good in ["http://127.0.0.1:9000/hooks", "https://app.example.org/v?k=1"] {
             assert_eq!(parse(good).unwrap().webhook_urls, [good]);
         }
-        for bad in ["ftp://a.example/x", "/hooks", "app.example.org", "https://u:p@a.example/", "http://"] {
+        for bad in [
+            "ftp://a.example/x",
+            "/hooks",
+            "app.example.org",
+            "https://u:p@a.example/",
+            "http://",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

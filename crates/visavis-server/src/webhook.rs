@@ -253,11 +253,15 @@ impl Endpoint {
         self.next_seq += 1;
         self.held += 1;
         self.waiting.insert(seq, room.to_owned());
-        self.lanes.entry(room.to_owned()).or_default().events.push_back(Queued {
-            seq,
-            payload,
-            attempts: 0,
-        });
+        self.lanes
+            .entry(room.to_owned())
+            .or_default()
+            .events
+            .push_back(Queued {
+                seq,
+                payload,
+                attempts: 0,
+            });
     }
 
     /// Takes out the oldest event that is not in flight; whether there was one.
@@ -627,7 +631,10 @@ mod tests {
         });
         let body: Value = serde_json::from_slice(&payload(&joined, "ev2", 5).unwrap().body).unwrap();
         assert_eq!(body["event"], "participant_joined");
-        assert_eq!(body["participant"], json!({"id": 7, "name": "Ann", "identity": null}));
+        assert_eq!(
+            body["participant"],
+            json!({"id": 7, "name": "Ann", "identity": null})
+        );
         let connected = Event::CallConnected {
             room: "r".into(),
             call_id: 3,

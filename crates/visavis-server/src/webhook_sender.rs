@@ -99,7 +99,9 @@ impl Webhooks {
         };
         let payload = Arc::new(payload);
         for sender in &self.endpoints {
-            sender.lock().handle_event(now.mono, event.room(), payload.clone());
+            sender
+                .lock()
+                .handle_event(now.mono, event.room(), payload.clone());
             sender.wake.notify_one();
         }
     }
@@ -210,7 +212,10 @@ async fn deliver(
     .await;
     let held = sender.lock().held();
     if held > 0 {
-        tracing::warn!("webhooks to {}: {held} events not delivered at shutdown", sender.shown);
+        tracing::warn!(
+            "webhooks to {}: {held} events not delivered at shutdown",
+            sender.shown
+        );
     }
 }
 

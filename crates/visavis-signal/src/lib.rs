@@ -34,9 +34,9 @@ use bytes::Bytes;
 use visavis_protocol::{
     decode_client, ClientMsg, ErrorCode, ServerMsg, SessionFields, SessionMsg, PROTOCOL_VERSION,
 };
-pub use visavis_room::{Event, MemberEvent};
 pub use visavis_room::SessionId;
 use visavis_room::{Core, Counts};
+pub use visavis_room::{Event, MemberEvent};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use session::Session;
