@@ -47,7 +47,10 @@ struct Inner {
 
 /// What else must know what happens in rooms: the TURN server, which relays only for members,
 /// and the webhooks. Called under the hub's lock, so it only hands the event on.
-pub struct EventHook(pub Box<dyn Fn(Now, &Event) + Send + Sync>);
+pub struct EventHook(pub Box<OnEvent>);
+
+/// The time of the input that made the event, and the event.
+type OnEvent = dyn Fn(Now, &Event) + Send + Sync;
 
 impl std::fmt::Debug for EventHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
