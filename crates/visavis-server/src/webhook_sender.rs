@@ -263,9 +263,21 @@ async fn post(
     match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) if response.status().is_success() => true,
         Ok(Ok(response)) => failed(&sender, &payload, format!("HTTP {}", response.status())),
-        Ok(Err(err)) => failed(&sender, &payload, format!("{err:#}")),
+        Ok(Err(err)) => failed(&sender, &payload, chain(&err)),
         Err(_) => failed(&sender, &payload, format!("no answer in {timeout:?}")),
     }
+}
+
+/// An error with its causes: hyper's own says only "client error (Connect)".
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn failed(sender: &Sender, payload: &Payload, error: String) -> bool {
