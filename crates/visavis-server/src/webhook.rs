@@ -212,7 +212,8 @@ pub struct Endpoint {
     in_flight: usize,
     next_seq: u64,
     totals: Totals,
-    /// Drops not yet reported, and when the next report may go.
+    /// Drops not yet reported, and when the next report may go (`REPORT_EVERY` after the last
+    /// one; at once before the first).
     unreported: BTreeMap<DropReason, u64>,
     next_report: Option<Instant>,
 }
@@ -241,10 +242,10 @@ impl Endpoint {
     /// A new event of `room`, behind the room's earlier ones. A full queue drops its oldest
     /// waiting event first (or, if every held event is in flight, this one): when a receiver
     /// is down, what it gets once back is the latest news.
-    pub fn handle_event(&mut self, now: Instant, room: &str, payload: Arc<Payload>) {
+    pub fn handle_event(&mut self, room: &str, payload: Arc<Payload>) {
         if self.held >= self.policy.queue {
             let made_room = self.drop_oldest_waiting();
-            self.dropped(now, DropReason::QueueFull);
+            self.dropped(DropReason::QueueFull);
             if !made_room {
                 return;
             }
@@ -322,27 +323,29 @@ impl Endpoint {
         }
         self.held -= 1;
         if !delivered {
-            self.dropped(now, DropReason::GaveUp);
+            self.dropped(DropReason::GaveUp);
         }
     }
 
-    fn dropped(&mut self, now: Instant, reason: DropReason) {
+    fn dropped(&mut self, reason: DropReason) {
         match reason {
             DropReason::QueueFull => self.totals.dropped_queue_full += 1,
             DropReason::GaveUp => self.totals.dropped_gave_up += 1,
         }
         *self.unreported.entry(reason).or_default() += 1;
-        // The first drop is reported at once; later ones gathered until the next report.
-        self.next_report.get_or_insert(now);
     }
 
     /// The next thing to do at `now`: a drop report that is due, or an event that may go.
     pub fn poll_output(&mut self, now: Instant) -> Option<Output> {
-        if self.next_report.is_some_and(|at| at <= now) {
+        // Drops are reported together, at most every `REPORT_EVERY`: a receiver that is down
+        // costs a log line now and then, not one per event.
+        if self.next_report.is_none_or(|at| at <= now) {
             if let Some((reason, count)) = self.unreported.pop_first() {
+                if self.unreported.is_empty() {
+                    self.next_report = Some(now + REPORT_EVERY);
+                }
                 return Some(Output::Dropped { reason, count });
             }
-            self.next_report = None;
         }
         if self.in_flight >= self.policy.parallel {
             return None;
@@ -373,27 +376,17 @@ impl Endpoint {
 
     /// When [`Endpoint::poll_output`] next has something to do that is not there now: a retry
     /// or a drop report.
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        if self.unreported.is_empty() {
-            // Nothing to report: the next drop is reported at once.
-            self.next_report = None;
-        } else if let Some(at) = self.next_report {
-            return Some(at);
-        }
-        self.lanes
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let report = self.next_report.filter(|_| !self.unreported.is_empty());
+        let retry = self
+            .lanes
             .values()
             .filter_map(|l| match l.state {
                 LaneState::Retry(at) => Some(at),
                 _ => None,
             })
-            .min()
-    }
-
-    /// Marks the drop report just given: the next one waits [`REPORT_EVERY`].
-    pub fn handle_reported(&mut self, now: Instant) {
-        if self.unreported.is_empty() {
-            self.next_report = Some(now + REPORT_EVERY);
-        }
+            .min();
+        report.into_iter().chain(retry).min()
     }
 
     pub fn totals(&self) -> Totals {
@@ -441,9 +434,9 @@ mod tests {
     fn a_rooms_events_go_one_at_a_time_in_order_and_rooms_in_parallel() {
         let t0 = Instant::now();
         let mut e = Endpoint::new(Policy::default());
-        e.handle_event(t0, "a", event(0));
-        e.handle_event(t0, "a", event(1));
-        e.handle_event(t0, "b", event(2));
+        e.handle_event("a", event(0));
+        e.handle_event("a", event(1));
+        e.handle_event("b", event(2));
         assert_eq!(sends(&mut e, t0), [("e0".into(), 1), ("e2".into(), 1)]);
         e.handle_result(t0, 2, true);
         assert!(sends(&mut e, t0).is_empty(), "e1 waits for e0");
@@ -465,8 +458,8 @@ mod tests {
             ..Policy::default()
         };
         let mut e = Endpoint::new(policy);
-        e.handle_event(t0, "a", event(0));
-        e.handle_event(t0, "a", event(1));
+        e.handle_event("a", event(0));
+        e.handle_event("a", event(1));
         let mut now = t0;
         let mut waits = Vec::new();
         for attempt in 1..=4 {
@@ -491,7 +484,6 @@ mod tests {
                 count: 1
             })
         );
-        e.handle_reported(now);
         // The room's next event goes at once.
         assert_eq!(sends(&mut e, now), [("e1".into(), 1)]);
         assert_eq!(
@@ -514,12 +506,12 @@ mod tests {
             ..Policy::default()
         };
         let mut e = Endpoint::new(policy);
-        e.handle_event(t0, "a", event(0));
+        e.handle_event("a", event(0));
         assert_eq!(seq_of(&mut e, t0), [0], "e0 in flight");
-        e.handle_event(t0, "b", event(1));
-        e.handle_event(t0, "a", event(2));
+        e.handle_event("b", event(1));
+        e.handle_event("a", event(2));
         // Full: e1 is the oldest not in flight.
-        e.handle_event(t0, "b", event(3));
+        e.handle_event("b", event(3));
         assert_eq!(
             e.poll_output(t0),
             Some(Output::Dropped {
@@ -527,9 +519,9 @@ mod tests {
                 count: 1
             })
         );
-        e.handle_reported(t0);
-        e.handle_event(t0, "c", event(4)); // drops e2
-        e.handle_event(t0, "c", event(5)); // drops e3
+        assert_eq!(e.poll_timeout(), None, "nothing to report, nothing to retry");
+        e.handle_event("c", event(4)); // drops e2
+        e.handle_event("c", event(5)); // drops e3
         assert_eq!(e.held(), 3);
         assert_eq!(e.totals().dropped_queue_full, 3);
         // The next report waits its turn, then tells both drops at once.
@@ -543,7 +535,6 @@ mod tests {
                 count: 2
             })
         );
-        e.handle_reported(at);
         e.handle_result(at, 0, true);
         assert_eq!(sends(&mut e, at), [("e4".into(), 1)]);
         e.handle_result(at, 4, true);
@@ -557,10 +548,10 @@ mod tests {
             queue: 2,
             ..Policy::default()
         });
-        e.handle_event(t0, "a", event(0));
-        e.handle_event(t0, "b", event(1));
+        e.handle_event("a", event(0));
+        e.handle_event("b", event(1));
         assert_eq!(seq_of(&mut e, t0), [0, 1]);
-        e.handle_event(t0, "c", event(2));
+        e.handle_event("c", event(2));
         assert_eq!(e.held(), 2);
         assert_eq!(e.totals().dropped_queue_full, 1);
     }
@@ -572,11 +563,11 @@ mod tests {
             queue: 2,
             ..Policy::default()
         });
-        e.handle_event(t0, "a", event(0));
-        e.handle_event(t0, "a", event(1));
+        e.handle_event("a", event(0));
+        e.handle_event("a", event(1));
         assert_eq!(seq_of(&mut e, t0), [0]);
         e.handle_result(t0, 0, false);
-        e.handle_event(t0, "a", event(2)); // drops e0, waiting to be retried
+        e.handle_event("a", event(2)); // drops e0, waiting to be retried
         let _ = e.poll_output(t0); // the drop report
         assert_eq!(sends(&mut e, t0), [("e1".into(), 1)], "the lane moves on at once");
         // A late answer for the dropped attempt changes nothing.
@@ -592,7 +583,7 @@ mod tests {
             ..Policy::default()
         });
         for (n, room) in ["c", "a", "b", "a"].iter().enumerate() {
-            e.handle_event(t0, room, event(n as u32));
+            e.handle_event(room, event(n as u32));
         }
         assert_eq!(seq_of(&mut e, t0), [0, 1]);
         e.handle_result(t0, 1, true);

@@ -99,9 +99,7 @@ impl Webhooks {
         };
         let payload = Arc::new(payload);
         for sender in &self.endpoints {
-            sender
-                .lock()
-                .handle_event(now.mono, event.room(), payload.clone());
+            sender.lock().handle_event(event.room(), payload.clone());
             sender.wake.notify_one();
         }
     }
@@ -182,7 +180,6 @@ async fn deliver(
                     }
                     Output::Dropped { reason, count } => {
                         report(&sender, reason, count, machine.totals());
-                        machine.handle_reported(now);
                     }
                 }
             }
