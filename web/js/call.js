@@ -49,6 +49,8 @@ export class CallView {
     this.remotes = new Map();
     /** @type {number | null} */
     this.connectedAt = null;
+    /** When the call was accepted (this view is made then), for the setup time we report. */
+    this.startedAt = Date.now();
     /** @type {string | null} the pinned tile: `<member id>` or `<member id>:screen` */
     this.pinned = null;
 
@@ -136,7 +138,12 @@ export class CallView {
         },
         onConnectionState: (state) => {
           remote.connection = state;
-          if (state === 'connected' && this.connectedAt === null) this.connectedAt = Date.now();
+          if (state === 'connected' && this.connectedAt === null) {
+            this.connectedAt = Date.now();
+            // Accepted → connected, for the server's setup-time metric (1:1 calls only).
+            const setupMs = this.connectedAt - this.startedAt;
+            if (this.mode === 'direct') this.send({ type: 'call_connected', callId: this.callId, setupMs });
+          }
           this.render();
         },
       }),

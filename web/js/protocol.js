@@ -72,6 +72,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'leave'}
  *   | {type: 'invite', to: number}
  *   | {type: 'cancel' | 'accept' | 'decline' | 'hangup', callId: number}
+ *   | {type: 'call_connected', callId: number, setupMs: number}
  *   | {type: 'description', callId: number, to?: number, description: RTCSessionDescriptionInit}
  *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}

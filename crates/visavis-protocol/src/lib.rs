@@ -101,6 +101,10 @@ pub enum RoomMsg {
     Decline { call_id: CallId },
     /// Either party ends an accepted call.
     Hangup { call_id: CallId },
+    /// A party of an accepted 1:1 call tells how long its peer connection took to reach
+    /// `connected` after `accepted` (milliseconds, its own clock): once per side, for the
+    /// setup-time metric and the `call_ended` webhook.
+    CallConnected { call_id: CallId, setup_ms: u64 },
     /// An SDP offer or answer for the peer connection of an accepted call. In a group call
     /// `to` names the participant the peer connection is with.
     Description {

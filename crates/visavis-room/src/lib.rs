@@ -16,6 +16,7 @@
 
 mod api;
 mod chat;
+mod event;
 mod group;
 mod private;
 mod validate;
@@ -31,12 +32,16 @@ use visavis_protocol::{
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 pub use api::{ApiError, Participant, RoomDetail, RoomInfo, RoomOptions, MAX_DURATION};
+pub use event::{CallSummary, Event, Person};
 use private::Private;
 pub use validate::{is_private_id, validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
 
 /// A member's session, numbered by the session layer: it outlives the connections that carry
 /// it (a dropped connection resumes the same session).
 pub type SessionId = u64;
+
+/// Longest accept-to-connected time a party may report (`call_connected`).
+pub const MAX_CONNECT_SETUP: Duration = Duration::from_secs(120);
 
 /// Settings of the core; the server maps its command line onto these.
 #[derive(Debug, Clone)]
@@ -329,6 +334,10 @@ pub enum RoomError {
     TokenRevoked,
     #[error("your access token does not allow {0}")]
     NotPermitted(&'static str),
+    #[error("you already reported call {0} connected")]
+    AlreadyReported(CallId),
+    #[error("{0}")]
+    BadValue(String),
 }
 
 impl RoomError {
@@ -362,6 +371,8 @@ impl RoomError {
             Self::TokenWrongRoom => ErrorCode::TokenWrongRoom,
             Self::TokenRevoked => ErrorCode::TokenRevoked,
             Self::NotPermitted(_) => ErrorCode::NotPermitted,
+            Self::AlreadyReported(_) => ErrorCode::InvalidCallState,
+            Self::BadValue(_) => ErrorCode::BadMessage,
         }
     }
 }
@@ -373,7 +384,8 @@ pub struct Output {
     pub msg: ServerMsg,
 }
 
-/// A member came or went, for what else the edge ties to members (TURN credentials).
+/// A member came or went, for what else the edge ties to members (TURN credentials); read
+/// off [`Event::member`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberEvent {
     Joined(MemberId),
@@ -408,6 +420,8 @@ pub struct Totals {
     pub relayed_bytes: u64,
     /// Time from `invite` to `accept` of 1:1 calls.
     pub answer_time: Histogram,
+    /// Time from `accept` to the peer connection up, as the parties report it.
+    pub connect_time: Histogram,
 }
 
 /// Durations counted into fixed buckets: what a Prometheus histogram holds.
@@ -504,7 +518,13 @@ struct Call {
     caller: MemberId,
     callee: MemberId,
     state: CallState,
+    /// The room it rings or runs in (its parties may be gone when it ends with the room).
+    room: String,
     invited_at: Instant,
+    accepted_at: Option<Instant>,
+    /// Accept to peer connection up, as the caller and the callee reported it.
+    caller_connect: Option<Duration>,
+    callee_connect: Option<Duration>,
 }
 
 impl Call {
@@ -540,7 +560,7 @@ pub struct Core {
     /// When each member's ICE servers are next renewed (if their credentials expire).
     renewals: Deadlines<MemberId>,
     out: VecDeque<Output>,
-    events: VecDeque<MemberEvent>,
+    events: VecDeque<Event>,
     /// Empty private rooms, by number, and when each is dropped.
     empty_private: private::EmptyRooms,
     /// The time of the input being handled, for what it schedules deep down.
@@ -669,11 +689,6 @@ impl Core {
         self.out.pop_front()
     }
 
-    /// The next member who joined or left, if any.
-    pub fn poll_member_event(&mut self) -> Option<MemberEvent> {
-        self.events.pop_front()
-    }
-
     /// When [`Core::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
@@ -782,6 +797,9 @@ impl Core {
                 self.ringing_call_as(me, call_id, Role::Callee, "accept")?;
                 self.activate(call_id);
                 Ok(())
+            }
+            RoomMsg::CallConnected { call_id, setup_ms } => {
+                self.call_connected(now.mono, me, call_id, setup_ms)
             }
             RoomMsg::Hangup { call_id } => {
                 let call = self.call_of(me, call_id)?;
@@ -930,6 +948,11 @@ impl Core {
         let (chat_rate, chat_burst) = (self.config.chat_rate, self.config.chat_burst);
         let capacity = self.config.room_capacity;
         let serial = self.next_serial;
+        if !self.rooms.contains_key(room) {
+            self.record(Event::RoomStarted {
+                room: room.to_owned(),
+            });
+        }
         let room = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             serial,
             api: false,
@@ -951,7 +974,11 @@ impl Core {
 
     /// Forgets `room` and everything kept about it: it is over.
     fn drop_room(&mut self, room: &str) {
-        self.take_room(room);
+        if self.take_room(room).is_some() {
+            self.record(Event::RoomFinished {
+                room: room.to_owned(),
+            });
+        }
     }
 
     /// Takes `room` out, with its time limit and its place among the empty rooms; returns it.
@@ -1107,9 +1134,20 @@ impl Core {
         if let Some(every) = self.config.ice_servers.renew_every {
             self.renewals.insert(id, now.mono + every);
         }
-        self.events.push_back(MemberEvent::Joined(id));
+        self.record(Event::Joined(self.person(id)));
         if you.host {
             self.show_knocks(id);
+        }
+    }
+
+    /// Member `id` as events name it.
+    fn person(&self, id: MemberId) -> Person {
+        let m = &self.members[&id];
+        Person {
+            room: m.room.clone(),
+            member: id,
+            name: m.name.clone(),
+            identity: m.identity.clone(),
         }
     }
 
@@ -1184,7 +1222,11 @@ impl Core {
                 caller: me,
                 callee: to,
                 state: CallState::Ringing,
+                room: self.members[&me].room.clone(),
                 invited_at: now,
+                accepted_at: None,
+                caller_connect: None,
+                callee_connect: None,
             },
         );
         self.ring_deadlines.insert(call_id, deadline);
@@ -1254,6 +1296,57 @@ impl Core {
         Ok(())
     }
 
+    /// `me` reports its peer connection of call `call_id` up `setup_ms` after accept: once,
+    /// while the call is active, and no longer than the call has been accepted (with a second
+    /// for the messages' travel), so one client cannot skew the metric with made-up numbers.
+    fn call_connected(
+        &mut self,
+        now: Instant,
+        me: MemberId,
+        call_id: CallId,
+        setup_ms: u64,
+    ) -> Result<(), RoomError> {
+        let call = self.call_of(me, call_id)?;
+        let Some(accepted_at) = call.accepted_at.filter(|_| call.state == CallState::Active) else {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: call.state_name(),
+                action: "call_connected",
+            });
+        };
+        let reported = if call.caller == me {
+            call.caller_connect
+        } else {
+            call.callee_connect
+        };
+        if reported.is_some() {
+            return Err(RoomError::AlreadyReported(call_id));
+        }
+        let setup = Duration::from_millis(setup_ms);
+        let since_accept = now.saturating_duration_since(accepted_at) + Duration::from_secs(1);
+        if setup > MAX_CONNECT_SETUP || setup > since_accept {
+            return Err(RoomError::BadValue(format!(
+                "setupMs {setup_ms} is more than {} ms, or than the call has been accepted",
+                MAX_CONNECT_SETUP.as_millis()
+            )));
+        }
+        let room = call.room.clone();
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            if call.caller == me {
+                call.caller_connect = Some(setup);
+            } else {
+                call.callee_connect = Some(setup);
+            }
+        }
+        self.record(Event::CallConnected {
+            room,
+            call_id,
+            member: me,
+            setup,
+        });
+        Ok(())
+    }
+
     /// The other party of `me`'s active call `call_id`.
     fn active_peer(
         &self,
@@ -1285,11 +1378,17 @@ impl Core {
         };
         self.ring_deadlines.remove(call_id);
         call.state = CallState::Active;
-        if let Some(now) = self.clock {
-            let waited = now.saturating_duration_since(call.invited_at);
-            self.totals.answer_time.observe(waited);
-        }
+        let now = self.clock.unwrap_or(call.invited_at);
+        call.accepted_at = Some(now);
         let (caller, callee) = (call.caller, call.callee);
+        let started = Event::CallStarted {
+            room: call.room.clone(),
+            call_id,
+            caller,
+            callee,
+            setup: now.saturating_duration_since(call.invited_at),
+        };
+        self.record(started);
         self.send_member(
             caller,
             ServerMsg::Accepted {
@@ -1313,7 +1412,21 @@ impl Core {
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
-        *self.totals.calls_ended.entry(reason).or_default() += 1;
+        let now = self.clock.unwrap_or(call.invited_at);
+        self.record(Event::CallEnded(CallSummary {
+            room: call.room.clone(),
+            call_id,
+            caller: call.caller,
+            callee: call.callee,
+            reason,
+            by,
+            setup: call
+                .accepted_at
+                .map(|at| at.saturating_duration_since(call.invited_at)),
+            duration: call.accepted_at.map(|at| now.saturating_duration_since(at)),
+            caller_connect: call.caller_connect,
+            callee_connect: call.callee_connect,
+        }));
         self.ring_deadlines.remove(call_id);
         for (me, peer) in [(call.caller, call.callee), (call.callee, call.caller)] {
             if let Some(m) = self.members.get_mut(&me) {
@@ -1349,7 +1462,12 @@ impl Core {
             return String::new();
         };
         self.renewals.remove(member);
-        self.events.push_back(MemberEvent::Left(member));
+        self.record(Event::Left(Person {
+            room: state.room.clone(),
+            member,
+            name: state.name.clone(),
+            identity: state.identity.clone(),
+        }));
         self.sessions.remove(&state.session);
         if let Some(room) = self.rooms.get_mut(&state.room) {
             room.members.retain(|m| *m != member);

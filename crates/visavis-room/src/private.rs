@@ -152,7 +152,7 @@ impl Core {
         if let Some(m) = self.members.get_mut(&id) {
             m.waiting = true;
         }
-        self.totals.knocks += 1;
+        self.record(crate::Event::Knock(self.person(id)));
         let you = self.member(id);
         self.send_member(
             id,
@@ -343,6 +343,7 @@ impl Core {
             .iter()
             .chain(r.private.iter().flat_map(|p| p.lobby.iter()));
         let mut calls = Vec::new();
+        let mut left = Vec::new();
         for id in everyone {
             let Some(state) = self.members.remove(id) else {
                 continue;
@@ -351,15 +352,27 @@ impl Core {
             self.renewals.remove(*id);
             self.no_redial.retain(|(a, b), _| a != id && b != id);
             if !state.waiting {
-                self.events.push_back(crate::MemberEvent::Left(*id));
+                left.push(crate::Person {
+                    room: room.to_owned(),
+                    member: *id,
+                    name: state.name,
+                    identity: state.identity,
+                });
             }
             calls.extend(state.call);
             self.send(state.session, ended.clone());
         }
-        // Both parties are gone: ending their calls only tidies up (nobody left to tell).
+        // Both parties are gone: ending their calls only tidies up (nobody left to tell). The
+        // events go as if everyone had left one by one: calls end, people leave, the room ends.
         for call in calls {
             self.end_call(call, visavis_protocol::EndReason::Left, by);
         }
+        for person in left {
+            self.record(crate::Event::Left(person));
+        }
+        self.record(crate::Event::RoomFinished {
+            room: room.to_owned(),
+        });
     }
 
     /// Drops `room` when nobody is in it or its lobby: a named room at once, a private one

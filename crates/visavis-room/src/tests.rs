@@ -212,12 +212,9 @@ fn each_member_gets_its_own_ice_servers_renewed_while_it_stays() {
     };
     assert_eq!(ice_servers[0].username, Some(format!("{}:{ann}", unix + 900)));
     let members = [ann, bob].map(MemberEvent::Joined).to_vec();
-    assert_eq!(
-        std::iter::from_fn(|| w.core.poll_member_event()).collect::<Vec<_>>(),
-        members
-    );
+    assert_eq!(member_events(&mut w), members);
     w.core.handle_disconnect(w.now, 1);
-    assert_eq!(w.core.poll_member_event(), Some(MemberEvent::Left(ann)));
+    assert_eq!(member_events(&mut w), [MemberEvent::Left(ann)]);
     // Ann left: Bob alone keeps getting them.
     let later = w.advance(Duration::from_secs(300));
     assert!(
@@ -1027,4 +1024,137 @@ fn a_chat_flood_slows_the_flooders_not_the_room() {
     assert_eq!(error_code(&w.send(3, chat("more"))), ErrorCode::RateLimited);
     w.advance(Duration::from_secs(1));
     assert_eq!(w.send(1, chat("later")).len(), 3);
+}
+
+/// The member events among the core's events so far (what the TURN server is told).
+fn member_events(w: &mut World) -> Vec<MemberEvent> {
+    std::iter::from_fn(|| w.core.poll_event())
+        .filter_map(|e| e.member())
+        .collect()
+}
+
+/// The core's events so far, each named by its kind.
+fn event_kinds(w: &mut World) -> Vec<&'static str> {
+    std::iter::from_fn(|| w.core.poll_event())
+        .map(|e| match e {
+            Event::RoomStarted { .. } => "room_started",
+            Event::RoomFinished { .. } => "room_finished",
+            Event::Joined(_) => "joined",
+            Event::Left(_) => "left",
+            Event::Knock(_) => "knock",
+            Event::CallStarted { .. } => "call_started",
+            Event::CallConnected { .. } => "call_connected",
+            Event::CallEnded(_) => "call_ended",
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_makes_its_events_in_order_and_the_totals_count_the_same_events() {
+    let (mut w, a, b, call) = World::ringing_pair();
+    w.now = w.now.after(Duration::from_millis(1500));
+    w.send(2, RoomMsg::Accept { call_id: call });
+    w.now = w.now.after(Duration::from_secs(1));
+    assert!(w
+        .send(
+            1,
+            RoomMsg::CallConnected {
+                call_id: call,
+                setup_ms: 800
+            }
+        )
+        .is_empty());
+    w.now = w.now.after(Duration::from_secs(60));
+    w.send(2, RoomMsg::Hangup { call_id: call });
+    let events: Vec<Event> = std::iter::from_fn(|| w.core.poll_event()).collect();
+    assert_eq!(
+        events.iter().map(Event::room).collect::<Vec<_>>(),
+        ["r"; 6],
+        "{events:?}"
+    );
+    assert_eq!(events[0], Event::RoomStarted { room: "r".into() });
+    assert!(matches!(&events[1], Event::Joined(p) if p.member == a && p.name == "Ann"));
+    assert!(matches!(&events[2], Event::Joined(p) if p.member == b));
+    assert!(
+        matches!(&events[3], Event::CallStarted { caller, callee, setup, .. }
+            if (*caller, *callee, *setup) == (a, b, Duration::from_millis(1500)))
+    );
+    assert!(matches!(&events[4], Event::CallConnected { member, setup, .. }
+            if (*member, *setup) == (a, Duration::from_millis(800))));
+    let Event::CallEnded(summary) = &events[5] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        summary,
+        &CallSummary {
+            room: "r".into(),
+            call_id: call,
+            caller: a,
+            callee: b,
+            reason: EndReason::Hangup,
+            by: Some(b),
+            setup: Some(Duration::from_millis(1500)),
+            duration: Some(Duration::from_secs(61)),
+            caller_connect: Some(Duration::from_millis(800)),
+            callee_connect: None,
+        }
+    );
+    w.send(1, RoomMsg::Leave);
+    w.send(2, RoomMsg::Leave);
+    assert_eq!(event_kinds(&mut w), ["left", "left", "room_finished"]);
+    let totals = w.core.totals();
+    assert_eq!(totals.calls_ended.get(&EndReason::Hangup), Some(&1));
+    assert_eq!((totals.answer_time.count, totals.connect_time.count), (1, 1));
+    assert_eq!(totals.connect_time.sum, Duration::from_millis(800));
+}
+
+#[test]
+fn an_unanswered_call_ends_without_setup_or_duration() {
+    let (mut w, _a, _b, call) = World::ringing_pair();
+    event_kinds(&mut w);
+    w.send(2, RoomMsg::Decline { call_id: call });
+    let Some(Event::CallEnded(summary)) = w.core.poll_event() else {
+        panic!()
+    };
+    assert_eq!(summary.reason, EndReason::Declined);
+    assert_eq!((summary.setup, summary.duration), (None, None));
+}
+
+#[test]
+fn call_connected_only_from_a_party_once_per_side_within_bounds() {
+    let (mut w, _a, _b, call) = World::ringing_pair();
+    let c = w.join(3, "r", "Cy");
+    let connected = |setup_ms| RoomMsg::CallConnected {
+        call_id: call,
+        setup_ms,
+    };
+    // Not before accept.
+    assert_eq!(error_code(&w.send(1, connected(10))), ErrorCode::InvalidCallState);
+    w.send(2, RoomMsg::Accept { call_id: call });
+    // Not from someone else, nor longer than the call has been accepted (plus a second).
+    assert_eq!(error_code(&w.send(3, connected(10))), ErrorCode::UnknownCall);
+    assert_eq!(error_code(&w.send(1, connected(2000))), ErrorCode::BadMessage);
+    w.now = w.now.after(Duration::from_secs(600));
+    assert_eq!(error_code(&w.send(1, connected(120_001))), ErrorCode::BadMessage);
+    // Once per side.
+    assert!(w.send(1, connected(900)).is_empty());
+    assert_eq!(
+        error_code(&w.send(1, connected(900))),
+        ErrorCode::InvalidCallState
+    );
+    assert!(w.send(2, connected(1200)).is_empty());
+    assert_eq!(w.core.totals().connect_time.count, 2);
+    let _ = c;
+}
+
+#[test]
+fn ending_a_room_for_all_ends_calls_then_members_then_the_room() {
+    let (mut w, _a, _b, call) = World::active_pair();
+    event_kinds(&mut w);
+    w.core.end_room_for_all("r", None);
+    assert_eq!(
+        event_kinds(&mut w),
+        ["call_ended", "left", "left", "room_finished"]
+    );
+    let _ = call;
 }

@@ -336,6 +336,34 @@ pub struct Settings {
     )]
     pub trusted_proxies: Vec<Cidr>,
 
+    /// A URL that receives every room event as a signed JSON POST (webhooks; see
+    /// docs/api.md); repeatable. http:// or https://. Signed with the API secret.
+    #[arg(long = "webhook-url", env = "VISAVIS_WEBHOOK_URLS", value_delimiter = ',',
+          value_parser = parse_webhook_url, help_heading = "Webhooks")]
+    pub webhook_urls: Vec<String>,
+
+    /// Webhook events held per URL (waiting, or waiting to be retried); when full, the oldest
+    /// waiting event is dropped for the new one.
+    #[arg(long, env = "VISAVIS_WEBHOOK_QUEUE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Webhooks")]
+    pub webhook_queue: u32,
+
+    /// Attempts to deliver one webhook event before it is dropped.
+    #[arg(long, env = "VISAVIS_WEBHOOK_ATTEMPTS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100), help_heading = "Webhooks")]
+    pub webhook_attempts: u32,
+
+    /// Milliseconds before the first retry of a webhook; each next retry waits twice as long,
+    /// up to a minute.
+    #[arg(long, env = "VISAVIS_WEBHOOK_BACKOFF_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=60_000), help_heading = "Webhooks")]
+    pub webhook_backoff_ms: u64,
+
+    /// Seconds one webhook request may take (connecting included) before it counts as failed.
+    #[arg(long, env = "VISAVIS_WEBHOOK_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300), help_heading = "Webhooks")]
+    pub webhook_timeout: u64,
+
     /// Messages queued for one slow client before it is disconnected (close code 1008).
     #[arg(long, env = "VISAVIS_OUTBOUND_QUEUE", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(8..=65_536))]
@@ -530,6 +558,25 @@ fn parse_domain(s: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// A webhook receiver: an absolute http:// or https:// URL with a host, no user or password.
+fn parse_webhook_url(s: &str) -> Result<String, String> {
+    let uri: axum::http::Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a URL such as https://app.example.org/hooks/visavis: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{s:?}: a webhook URL starts with http:// or https://"));
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(format!("{s:?}: a webhook URL names a host"));
+    };
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err(format!(
+            "{s:?}: a webhook URL names a host, without a user or password"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (low, high) = s.split_once('-').ok_or("expected LOW-HIGH, e.g. 61000-65535")?;
     let low: u16 = low.trim().parse().map_err(|_| format!("bad port {low:?}"))?;
@@ -597,6 +644,20 @@ impl Settings {
         Duration::from_secs(self.turn_credential_lifetime.unwrap_or(default))
     }
 
+    /// The webhook settings.
+    pub fn webhooks(&self) -> crate::webhook_sender::Setup {
+        crate::webhook_sender::Setup {
+            urls: self.webhook_urls.clone(),
+            policy: crate::webhook::Policy {
+                queue: self.webhook_queue as usize,
+                attempts: self.webhook_attempts,
+                backoff: Duration::from_millis(self.webhook_backoff_ms),
+                ..crate::webhook::Policy::default()
+            },
+            timeout: Duration::from_secs(self.webhook_timeout),
+        }
+    }
+
     pub fn max_message_size(&self) -> usize {
         usize::try_from(self.max_message_size).unwrap_or(usize::MAX)
     }
@@ -637,6 +698,23 @@ mod tests {
             https(&["--domain", "a.example", "--listen", "127.0.0.1:8443"]),
             Https::Acme
         );
+    }
+
+    #[test]
+    fn webhook_urls_are_http_or_https_with_a_host() {
+        let parse = |url: &str| Settings::try_parse_from(["visavis", "--webhook-url", url]);
+        for good in ["http://127.0.0.1:9000/hooks", "https://app.example.org/v?k=1"] {
+            assert_eq!(parse(good).unwrap().webhook_urls, [good]);
+        }
+        for bad in [
+            "ftp://a.example/x",
+            "/hooks",
+            "app.example.org",
+            "https://u:p@a.example/",
+            "http://",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use visavis_sansio::Now;
-use visavis_signal::{close, ConnId, Ending, MemberEvent, Output, Refusal, Signalling, SignallingCounts};
+use visavis_signal::{close, ConnId, Ending, Event, Output, Refusal, Signalling, SignallingCounts};
 
 /// What a connection task is told to do.
 #[derive(Debug)]
@@ -41,16 +41,20 @@ struct Inner {
     outbound_queue: usize,
     /// Set once shutdown began: new connections are turned away.
     stopping: bool,
-    /// Told of every member who joins or leaves, in order, under the lock.
-    on_member: MemberHook,
+    /// Told of every room event, in the order the core made them, under the lock.
+    on_event: EventHook,
 }
 
-/// What else must know who is a member: the TURN server, which relays only for members.
-pub struct MemberHook(pub Box<dyn Fn(MemberEvent) + Send + Sync>);
+/// What else must know what happens in rooms: the TURN server, which relays only for members,
+/// and the webhooks. Called under the hub's lock, so it only hands the event on.
+pub struct EventHook(pub Box<OnEvent>);
 
-impl std::fmt::Debug for MemberHook {
+/// The time of the input that made the event, and the event.
+type OnEvent = dyn Fn(Now, &Event) + Send + Sync;
+
+impl std::fmt::Debug for EventHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MemberHook")
+        f.write_str("EventHook")
     }
 }
 
@@ -74,8 +78,8 @@ impl Inner {
                     Err(_) => continue,
                 },
                 Output::Close { conn, code, reason } => (conn, Out::Close(code, reason)),
-                Output::Member(event) => {
-                    (self.on_member.0)(event);
+                Output::Event(event) => {
+                    (self.on_event.0)(now, &event);
                     continue;
                 }
             };
@@ -100,14 +104,14 @@ impl Inner {
 }
 
 impl Hub {
-    pub fn new(sig: Signalling, outbound_queue: usize, on_member: MemberHook) -> Self {
+    pub fn new(sig: Signalling, outbound_queue: usize, on_event: EventHook) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 sig,
                 outboxes: HashMap::new(),
                 outbound_queue,
                 stopping: false,
-                on_member,
+                on_event,
             }),
             timer: Notify::new(),
         }

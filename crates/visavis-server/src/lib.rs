@@ -24,6 +24,8 @@ mod sniff;
 mod tls;
 pub mod token;
 mod turn;
+mod webhook;
+mod webhook_sender;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -48,7 +50,7 @@ use fd_budget::{FdPool, FdSlot};
 use headers::SecurityHeaders;
 use http::HttpLimits;
 use http_error::HttpError;
-use hub::{Hub, MemberHook};
+use hub::{EventHook, Hub};
 pub use token::ApiCredentials;
 use turn::Turn;
 pub use turn::TurnAddrs;
@@ -61,6 +63,7 @@ struct AppState {
     hub: Arc<Hub>,
     api: api::Api,
     turn: Option<Arc<Turn>>,
+    webhooks: Option<Arc<webhook_sender::Webhooks>>,
     sessions: TaskTracker,
     shutdown: CancellationToken,
     /// `--public-origin` and `--allowed-origin` together.
@@ -216,14 +219,32 @@ impl App {
             },
             Box::new(new_token),
         );
-        let on_member = MemberHook(match &turn {
-            Some(turn) => {
-                let turn = turn.clone();
-                Box::new(move |event| turn.handle_member(event))
+        let webhooks = match (&credentials, settings.webhook_urls.is_empty()) {
+            (_, true) => None,
+            (Some(credentials), false) => Some(webhook_sender::Webhooks::start(
+                settings.webhooks(),
+                &credentials.secret,
+                &shutdown,
+            )?),
+            (None, false) => anyhow::bail!(
+                "--webhook-url signs its requests with the API secret: give --api-key and \
+                 --api-secret, or a --data-dir that can keep the pair made for you"
+            ),
+        };
+        // Room events reach the TURN server (who is a member) and the webhooks in the order
+        // the core made them.
+        let on_event = EventHook(Box::new({
+            let (turn, webhooks) = (turn.clone(), webhooks.clone());
+            move |now, event| {
+                if let (Some(turn), Some(member)) = (&turn, event.member()) {
+                    turn.handle_member(member);
+                }
+                if let Some(webhooks) = &webhooks {
+                    webhooks.handle_event(now, event);
+                }
             }
-            None => Box::new(|_| {}),
-        });
-        let hub = Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_member));
+        }));
+        let hub = Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_event));
         let state = AppState {
             api: api::Api::new(
                 hub.clone(),
@@ -233,6 +254,7 @@ impl App {
             )?,
             hub,
             turn,
+            webhooks,
             sessions: TaskTracker::new(),
             shutdown,
             allowed_origins: settings
@@ -276,7 +298,11 @@ impl App {
     /// The metrics routes with this app's state (what `--metrics-listen` serves), for tests
     /// that call them without a socket.
     pub fn metrics_router(&self) -> Router {
-        metrics::router(self.state.hub.clone(), self.state.turn.clone())
+        metrics::router(
+            self.state.hub.clone(),
+            self.state.turn.clone(),
+            self.state.webhooks.clone(),
+        )
     }
 
     /// Where the embedded TURN server listens, if it runs.
@@ -314,7 +340,7 @@ impl App {
             ));
         }
         if let Some(metrics) = metrics {
-            let router = metrics::router(state.hub.clone(), turn.clone());
+            let router = metrics::router(state.hub.clone(), turn.clone(), state.webhooks.clone());
             sessions.spawn(http::serve(
                 metrics,
                 router,

@@ -23,12 +23,15 @@ use tokio::net::TcpListener;
 
 use crate::hub::Hub;
 use crate::turn::Turn;
+use crate::webhook::DropReason;
+use crate::webhook_sender::Webhooks;
 
 /// Reads the signalling and TURN counts when scraped.
 #[derive(Debug)]
 struct Counts {
     hub: Arc<Hub>,
     turn: Option<Arc<Turn>>,
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Collector for Counts {
@@ -112,24 +115,49 @@ impl Collector for Counts {
             let counter = ConstCounter::new(n);
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }
-        let answer = &core_totals.answer_time;
-        let buckets: Vec<(f64, u64)> = visavis_room::Histogram::BOUNDS
-            .iter()
-            .copied()
-            .zip(answer.buckets.iter().copied())
-            .collect();
-        let mut histogram = encoder.encode_descriptor(
+        histogram(
+            &mut encoder,
             "visavis_call_answer",
             "Time from invite to accept of 1:1 calls",
-            Some(&prometheus_client::registry::Unit::Seconds),
-            MetricType::Histogram,
+            &core_totals.answer_time,
         )?;
-        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            answer.sum.as_secs_f64(),
-            answer.count,
-            &buckets,
-            None,
+        histogram(
+            &mut encoder,
+            "visavis_call_connect",
+            "Time from accept to the peer connection up in 1:1 calls, as each party reports it",
+            &core_totals.connect_time,
         )?;
+        if let Some(webhooks) = &self.webhooks {
+            let totals = webhooks.totals();
+            let counters = [
+                (
+                    "visavis_webhooks_delivered",
+                    "Webhook events delivered (answered 2xx), all URLs together",
+                    totals.delivered,
+                ),
+                (
+                    "visavis_webhooks_failed",
+                    "Webhook requests that failed (not 2xx, an error, the timeout); retried or dropped",
+                    totals.failed,
+                ),
+            ];
+            for (name, help, n) in counters {
+                let counter = ConstCounter::new(n);
+                counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            }
+            labelled_counter(
+                &mut encoder,
+                "visavis_webhooks_dropped",
+                "Webhook events dropped: the queue was full, or every attempt failed",
+                "reason",
+                [
+                    (DropReason::QueueFull, totals.dropped_queue_full),
+                    (DropReason::GaveUp, totals.dropped_gave_up),
+                ]
+                .into_iter()
+                .map(|(r, n)| (r.label().to_owned(), n)),
+            )?;
+        }
         if let Some(turn) = &self.turn {
             let turn = turn.counts();
             gauge(
@@ -163,6 +191,32 @@ impl Collector for Counts {
         }
         Ok(())
     }
+}
+
+/// A histogram of durations, in seconds.
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &visavis_room::Histogram,
+) -> Result<(), std::fmt::Error> {
+    let buckets: Vec<(f64, u64)> = visavis_room::Histogram::BOUNDS
+        .iter()
+        .copied()
+        .zip(h.buckets.iter().copied())
+        .collect();
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        Some(&prometheus_client::registry::Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum.as_secs_f64(),
+        h.count,
+        &buckets,
+        None,
+    )
 }
 
 /// One counter family with a label: each `(value, count)` a series.
@@ -205,9 +259,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// The metrics routes (`/metrics`, and `/healthz` so a probe can use the same port).
-pub fn router(hub: Arc<Hub>, turn: Option<Arc<Turn>>) -> Router {
+pub fn router(hub: Arc<Hub>, turn: Option<Arc<Turn>>, webhooks: Option<Arc<Webhooks>>) -> Router {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Counts { hub, turn }));
+    registry.register_collector(Box::new(Counts { hub, turn, webhooks }));
     Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(crate::healthz))

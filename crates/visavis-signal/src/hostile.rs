@@ -203,8 +203,11 @@ proptest! {
                         let text = std::str::from_utf8(&frame).expect("UTF-8");
                         prop_assert!(visavis_protocol::decode_server(text).is_ok(), "{}", text);
                     }
-                    Output::Member(MemberEvent::Joined(id)) => prop_assert!(members.insert(id)),
-                    Output::Member(MemberEvent::Left(id)) => prop_assert!(members.remove(&id)),
+                    Output::Event(event) => match event.member() {
+                        Some(MemberEvent::Joined(id)) => prop_assert!(members.insert(id)),
+                        Some(MemberEvent::Left(id)) => prop_assert!(members.remove(&id)),
+                        None => {}
+                    },
                     Output::Close { .. } => {}
                 }
             }

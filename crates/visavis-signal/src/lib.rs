@@ -34,9 +34,9 @@ use bytes::Bytes;
 use visavis_protocol::{
     decode_client, ClientMsg, ErrorCode, ServerMsg, SessionFields, SessionMsg, PROTOCOL_VERSION,
 };
-pub use visavis_room::MemberEvent;
 pub use visavis_room::SessionId;
 use visavis_room::{Core, Counts};
+pub use visavis_room::{Event, MemberEvent};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use session::Session;
@@ -122,8 +122,9 @@ pub enum Output {
         code: u16,
         reason: &'static str,
     },
-    /// A member joined or left (for the TURN credentials the edge ties to members).
-    Member(MemberEvent),
+    /// Something happened in a room (for the TURN credentials the edge ties to members, the
+    /// metrics and the webhooks).
+    Event(Event),
 }
 
 /// How a connection ended, as the edge saw it.
@@ -703,8 +704,8 @@ impl Signalling {
             }
             self.send(now, out.to, msg);
         }
-        while let Some(event) = self.core.poll_member_event() {
-            self.out.push_back(Output::Member(event));
+        while let Some(event) = self.core.poll_event() {
+            self.out.push_back(Output::Event(event));
         }
     }
 

@@ -114,7 +114,7 @@ fn closes(out: &[Output]) -> Vec<(ConnId, u16)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Close { conn, code, .. } => Some((*conn, *code)),
-            Output::Send { .. } | Output::Member(_) => None,
+            Output::Send { .. } | Output::Event(_) => None,
         })
         .collect()
 }

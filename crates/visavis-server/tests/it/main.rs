@@ -65,6 +65,7 @@ mod reliability;
 mod systemd;
 mod tokens;
 mod turn;
+mod webhooks;
 
 const WAIT: Duration = Duration::from_secs(5);
 
