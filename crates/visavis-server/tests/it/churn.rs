@@ -95,8 +95,10 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
         "--no-turn",
         "--room-capacity",
         "2",
+        // Every dropped session here is resumed; a long grace keeps a loaded machine (a resume
+        // that takes seconds) from turning into an expired token.
         "--resume-grace",
-        "5",
+        "60",
         "--heartbeat-timeout",
         "600",
         // One test address plays 2,000 clients.
