@@ -3,18 +3,18 @@
 //! media, one peer connection per other person, their tiles, and the controls (mute, camera,
 //! screen sharing, device pickers, duration, connection state, hang-up / leave).
 
-import { PeerCall } from './peer.js';
-import { LocalMedia } from './local.js';
-import { listDevices } from './media.js';
+import { PeerCall } from '../sdk/peer.js';
+import { LocalMedia } from '../sdk/local.js';
+import { listDevices } from '../sdk/media.js';
 import { Tile } from './tile.js';
 import { t } from './i18n.js';
 
 /**
- * @typedef {import('./protocol.js').ClientMsg} ClientMsg
- * @typedef {import('./protocol.js').ServerMsg} ServerMsg
- * @typedef {import('./media.js').LocalMedia} OpenedMedia
+ * @typedef {import('../sdk/protocol.js').ClientMsg} ClientMsg
+ * @typedef {import('../sdk/protocol.js').ServerMsg} ServerMsg
+ * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
  * @typedef {{name: string, peer: PeerCall, tile: Tile, screen: Tile | null,
- *            state: import('./local.js').MediaState, connection: RTCPeerConnectionState,
+ *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
  *            level: number, reconnecting: boolean}} Remote
  */
 
