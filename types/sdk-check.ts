@@ -6,13 +6,14 @@ import * as sdk from '../web/sdk/visavis.js'; // resolves to visavis.d.ts
 import { Client, connect, socketUrl } from '../web/sdk/client.js';
 import { PROTOCOL_VERSION, Signalling, SignallingError } from '../web/sdk/protocol.js';
 import { PeerCall } from '../web/sdk/peer.js';
+import { CallPeers } from '../web/sdk/peers.js';
 import { LocalMedia } from '../web/sdk/local.js';
 import { listDevices, mediaBlocked, openLocalMedia, openTrack } from '../web/sdk/media.js';
 import type { ClientEvents } from '../web/sdk/client.js';
 
 // The implementations fit the declarations.
 const implementations: { [K in keyof typeof sdk]: (typeof sdk)[K] } = {
-  Client, connect, socketUrl, PROTOCOL_VERSION, Signalling, SignallingError, PeerCall, LocalMedia,
+  Client, connect, socketUrl, PROTOCOL_VERSION, Signalling, SignallingError, PeerCall, CallPeers, LocalMedia,
   listDevices, mediaBlocked, openLocalMedia, openTrack,
 };
 void implementations;

@@ -6,8 +6,7 @@
 //! the product puts the streams into its own <video> elements.
 
 import { Signalling, SignallingError } from './protocol.js';
-import { PeerCall } from './peer.js';
-import { LocalMedia } from './local.js';
+import { CallPeers } from './peers.js';
 import { openLocalMedia } from './media.js';
 
 /**
@@ -137,16 +136,16 @@ export class Client extends EventTarget {
     this.iceServers = [];
     /** @type {(CallInfo & {media: Promise<OpenedMedia> | null, cancelled: boolean}) | null} */
     this.current = null;
-    /** @type {PeerCall | null} */
-    this.peer = null;
-    /** @type {LocalMedia | null} */
-    this.local = null;
+    /** @type {CallPeers | null} the call's media, once accepted */
+    this.media = null;
     /** @type {MediaStream | null} our camera and microphone during a call */
     this.localStream = null;
     /** @type {MediaStream | null} the other person's camera and microphone */
     this.remoteStream = null;
     /** @type {MediaStream | null} the other person's shared screen */
     this.remoteScreen = null;
+    /** `local_stream` went out for this call's stream. */
+    this.localAnnounced = false;
     /** What the person chose before a call had media: applied when it opens. */
     this.prefs = { muted: false, cameraOff: false };
   }
@@ -297,7 +296,7 @@ export class Client extends EventTarget {
         return;
       case 'ice_servers':
         this.iceServers = msg.iceServers;
-        this.peer?.setIceServers(msg.iceServers);
+        this.media?.setIceServers(msg.iceServers);
         return;
       case 'member_joined':
         this.memberMap.set(msg.member.id, msg.member);
@@ -358,17 +357,7 @@ export class Client extends EventTarget {
       case 'description':
       case 'candidate':
       case 'media':
-        if (!this.peer || this.current?.id !== msg.callId || msg.from !== this.current.peer) return;
-        if (msg.type === 'description') this.peer.handle({ description: msg.description });
-        else if (msg.type === 'candidate') this.peer.handle({ candidate: msg.candidate });
-        else {
-          const state = { audio: msg.audio, video: msg.video, screen: msg.screen ?? false };
-          if (!state.screen && this.remoteScreen) {
-            this.remoteScreen = null;
-            this.emit('remote_screen', { peer: msg.from, stream: null });
-          }
-          this.emit('remote_media', { peer: msg.from, ...state });
-        }
+        this.media?.handle(msg);
         return;
       case 'group_call':
         return; // group calls: the web app has them; this SDK does 1:1 calls for now
@@ -442,65 +431,69 @@ export class Client extends EventTarget {
    */
   startCall(callId, peer, polite) {
     const pending = this.current;
-    const media = pending?.media ?? openLocalMedia();
     this.current = {
       id: callId, peer, peerName: pending?.peerName || this.memberMap.get(peer)?.name || '',
-      direction: pending?.direction ?? 'outgoing', status: 'accepted', media, cancelled: false,
+      direction: pending?.direction ?? 'outgoing', status: 'accepted', media: null, cancelled: false,
     };
     const call = this.current;
     this.remoteStream = null;
     this.remoteScreen = null;
-    const pc = new PeerCall({
-      polite,
+    this.localStream = new MediaStream();
+    this.localAnnounced = false;
+    const media = new CallPeers({
+      callId,
+      mode: 'direct',
       iceServers: this.iceServers,
       iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
-      signal: (signal) => this.sig.send('description' in signal
-        ? { type: 'description', callId, description: signal.description }
-        : { type: 'candidate', callId, candidate: signal.candidate }),
-      onRemoteStream: (stream) => {
-        this.remoteStream = stream;
-        this.emit('remote_stream', { peer, stream });
-      },
-      onRemoteScreen: (stream) => {
-        this.remoteScreen = stream;
-        this.emit('remote_screen', { peer, stream });
-      },
-      onConnectionState: (state) => {
-        this.emit('connection_state', { peer, state });
-        if (state === 'connected' && call.status === 'accepted' && this.current === call) {
-          call.status = 'connected';
-          this.emit('connected', { callId, peer });
-        }
+      media: pending?.media ?? openLocalMedia(),
+      start: { ...this.prefs },
+      send: (msg) => this.sig.send(msg),
+      events: {
+        remoteStream: (id, stream) => {
+          this.remoteStream = stream;
+          this.emit('remote_stream', { peer: id, stream });
+        },
+        remoteScreen: (id, stream) => {
+          this.remoteScreen = stream;
+          this.emit('remote_screen', { peer: id, stream });
+        },
+        remoteMedia: (id, state) => {
+          if (!state.screen && this.remoteScreen) {
+            this.remoteScreen = null;
+            this.emit('remote_screen', { peer: id, stream: null });
+          }
+          this.emit('remote_media', { peer: id, ...state });
+        },
+        connectionState: (id, state) => {
+          this.emit('connection_state', { peer: id, state });
+          if (state === 'connected' && call.status === 'accepted' && this.current === call) {
+            call.status = 'connected';
+            this.emit('connected', { callId, peer });
+          }
+        },
+        localChange: () => this.localChanged(media),
       },
     });
-    this.peer = pc;
+    this.media = media;
+    media.addPeer(peer, polite);
     this.emit('accepted', { callId, peer });
-    media.then((opened) => {
-      if (this.peer !== pc) return releaseMedia(Promise.resolve(opened)); // ended meanwhile
-      this.local = new LocalMedia(opened, () => this.localChanged());
-      if (this.prefs.muted && this.local.audio) this.local.toggleMute();
-      if (this.prefs.cameraOff && this.local.video) {
-        this.local.video.stop();
-        this.local.video = null;
-      }
-      this.localStream = new MediaStream();
-      this.local.attach(pc);
-      this.localChanged();
-      this.emit('local_stream', { stream: this.localStream });
-    });
   }
 
-  /** Our media changed: tell the other side, keep `localStream` current, tell the page. */
-  localChanged() {
-    const local = this.local;
-    if (!local || !this.current || this.current.id === null) return;
-    this.sig.send({ type: 'media', callId: this.current.id, ...local.state() });
+  /**
+   * Our media opened or changed: keep `localStream` current (the same stream all call long, so
+   * a <video> showing it follows), tell the page.
+   * @param {CallPeers} media
+   */
+  localChanged(media) {
+    const local = media.local;
     const stream = this.localStream;
-    if (stream) {
-      const want = [local.audio, local.video].filter((t) => t !== null);
-      for (const track of stream.getTracks()) if (!want.includes(track)) stream.removeTrack(track);
-      for (const track of want) if (!stream.getTracks().includes(track)) stream.addTrack(track);
-    }
+    if (!local || !stream || this.media !== media) return;
+    const first = !this.localAnnounced;
+    this.localAnnounced = true;
+    const want = [local.audio, local.video].filter((t) => t !== null);
+    for (const track of stream.getTracks()) if (!want.includes(track)) stream.removeTrack(track);
+    for (const track of want) if (!stream.getTracks().includes(track)) stream.addTrack(track);
+    if (first) this.emit('local_stream', { stream });
     this.emit('local_media', { ...local.state(), problems: [...local.problems] });
   }
 
@@ -514,11 +507,9 @@ export class Client extends EventTarget {
     const c = this.current;
     if (!c) return;
     this.current = null;
-    this.peer?.close();
-    this.peer = null;
-    this.local?.stop();
-    this.local = null;
-    releaseMedia(c.media); // still opening, or opened for a call that never started
+    this.media?.close(); // devices too, also those still opening
+    this.media = null;
+    releaseMedia(c.media); // opened for a call that was never accepted
     this.localStream = this.remoteStream = this.remoteScreen = null;
     this.emit('local_stream', { stream: null });
     if (!silent) this.emit('call_ended', by === undefined ? { callId: c.id, peer: c.peer, reason } : { callId: c.id, peer: c.peer, reason, by });
@@ -531,7 +522,7 @@ export class Client extends EventTarget {
    */
   setMicrophoneMuted(muted) {
     this.prefs.muted = muted;
-    const local = this.local;
+    const local = this.media?.local;
     if (local?.audio && local.audioEnabled === muted) local.toggleMute();
   }
 
@@ -543,7 +534,7 @@ export class Client extends EventTarget {
    */
   async setCameraOff(off) {
     this.prefs.cameraOff = off;
-    const local = this.local;
+    const local = this.media?.local;
     if (local && (local.video === null) !== off) await local.toggleVideo();
   }
 
@@ -553,7 +544,7 @@ export class Client extends EventTarget {
    * @returns {Promise<void>}
    */
   async shareScreen(on = true) {
-    const local = this.local;
+    const local = this.media?.local;
     if (local && (local.screen !== null) !== on) await local.toggleScreen();
   }
 

@@ -204,6 +204,37 @@ export class PeerCall {
   close(): void;
 }
 
+/** One call's media (a 1:1 call, or a group call's full mesh): local media, a PeerCall per participant, the call's signalling. */
+export class CallPeers {
+  constructor(options: {
+    callId: number;
+    mode: 'direct' | 'group';
+    iceServers: RTCIceServer[];
+    iceTransportPolicy?: RTCIceTransportPolicy;
+    media: Promise<OpenedMedia>;
+    start?: { muted?: boolean; cameraOff?: boolean };
+    send: (msg: { type: string }) => void;
+    events: {
+      remoteStream: (id: number, stream: MediaStream) => void;
+      remoteScreen: (id: number, stream: MediaStream) => void;
+      remoteMedia: (id: number, state: MediaState) => void;
+      connectionState: (id: number, state: RTCPeerConnectionState) => void;
+      localChange: () => void;
+    };
+  });
+  callId: number;
+  peers: Map<number, PeerCall>;
+  local: LocalMedia | null;
+  ready: Promise<void>;
+  addPeer(id: number, polite: boolean): PeerCall;
+  removePeer(id: number): void;
+  /** A `description`, `candidate` or `media` message of this call; false for any other. */
+  handle(msg: { type: string }): boolean;
+  announce(): void;
+  setIceServers(iceServers: RTCIceServer[]): void;
+  close(): void;
+}
+
 /** Opened camera and microphone, and what is missing. */
 export interface OpenedMedia {
   audio: MediaStreamTrack | null;

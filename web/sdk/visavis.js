@@ -9,5 +9,6 @@
 export { Client, connect, socketUrl } from './client.js';
 export { PROTOCOL_VERSION, Signalling, SignallingError } from './protocol.js';
 export { PeerCall } from './peer.js';
+export { CallPeers } from './peers.js';
 export { LocalMedia } from './local.js';
 export { listDevices, mediaBlocked, openLocalMedia, openTrack } from './media.js';
