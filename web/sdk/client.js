@@ -212,6 +212,8 @@ export class Client extends EventTarget {
   async join() {
     if (this.state !== 'new') throw new SignallingError('already_joined', 'this client has joined already');
     this.state = 'joining';
+    // A session that failed to join is closed for good: a retry needs a new one.
+    if (this.sig.phase !== 'joining') this.sig = new Signalling(this.sig.url);
     this.sig.onmessage = (msg) => this.receive(msg);
     this.sig.onstatus = (status, joined, error) => this.sessionStatus(status, joined, error);
     /** @type {JoinedMsg | WaitingMsg} */
