@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { test, expect } from '@playwright/test';
-import { closeContexts, expectDecoding, startServer, stopServer } from './support.js';
+import { BINARY, closeContexts, expectDecoding, startServer, stopServer } from './support.js';
 
 const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080);
 const VISAVIS = `127.0.0.1:${BASE + 20}`;
@@ -23,7 +23,7 @@ let room = '';
 /** Whether this build of visavis sends webhooks (they come from another branch). */
 function hasWebhooks() {
   return new Promise((resolve) => {
-    const help = spawn('target/debug/visavis', ['--help']);
+    const help = spawn(BINARY, ['--help']);
     let out = '';
     help.stdout.on('data', (d) => { out += d; });
     help.on('exit', () => resolve(out.includes('--webhook-url')));
@@ -139,4 +139,6 @@ test('visavis told the back end of the call, with signed webhooks', async () => 
   const { events } = await fetch(`${CLINIC}/events`).then((r) => r.json());
   const ended = events.find((/** @type {{room: string, event: string}} */ e) => e.room === room && e.event === 'call_ended');
   expect(ended.reason).toBe('hangup');
+  // Both pages reported when their media connected (`call_connected`, sent by the SDK's CallPeers).
+  expect(ended.connectMs).toEqual({ caller: expect.any(Number), callee: expect.any(Number) });
 });

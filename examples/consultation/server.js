@@ -158,7 +158,7 @@ function page(res, title, body, script = '') {
 <style nonce="${nonce}">
   body { font: 16px/1.4 system-ui, sans-serif; margin: 0 auto; padding: 1rem; max-width: 60rem; }
   .videos { display: grid; grid-template-columns: 3fr 1fr; gap: .5rem; }
-  video { width: 100%; background: #222; border-radius: .5rem; }
+  video { width: 100%; max-height: 60vh; object-fit: contain; background: #222; border-radius: .5rem; }
   button { font: inherit; padding: .5rem 1rem; margin: .25rem .25rem .25rem 0; }
   [hidden] { display: none !important; }
   #events { font: 13px/1.3 ui-monospace, monospace; }
