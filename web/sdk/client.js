@@ -1,9 +1,10 @@
 // @ts-check
 //! The SDK's client: one person in one room, and their 1:1 call, as an EventTarget a product's
 //! page can drive without knowing the wire protocol. Built from the same modules the web app
-//! runs on (protocol.js for the session, peer.js for the peer connection, local.js and media.js
-//! for the camera and microphone); it adds only the bookkeeping between them. Touches no DOM:
-//! the product puts the streams into its own <video> elements.
+//! runs on (protocol.js for the session, peers.js for the call's media and signalling, media.js
+//! to open the camera and microphone); it adds only the bookkeeping of one person's room and
+//! 1:1 call (ringing, who called whom). Touches no DOM: the product puts the streams into its
+//! own <video> elements.
 
 import { Signalling, SignallingError } from './protocol.js';
 import { CallPeers } from './peers.js';
