@@ -142,13 +142,16 @@ export function selectedPair(page) {
   });
 }
 
+/** The visavis binary the tests start: the debug build, or `VISAVIS_BIN` (another build to try). */
+export const BINARY = process.env.VISAVIS_BIN ?? 'target/debug/visavis';
+
 /**
  * Starts a visavis of its own for a test (debug build) and waits until it serves.
  * @param {string} listen
  * @param {string[]} args
  */
 export async function startServer(listen, args = []) {
-  const proc = spawn('target/debug/visavis', ['--listen', listen, '--no-turn', ...args], { stdio: 'ignore' });
+  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...args], { stdio: 'ignore' });
   const url = `http://${listen}`;
   for (let i = 0; i < 100; i++) {
     try {

@@ -3,23 +3,23 @@
 //! call, chat), knocks, and the call dialogs. It holds the app state, reacts to signalling
 //! messages, and renders state as text (never as HTML).
 
-import { Signalling, SignallingError, defaultUrl } from './protocol.js';
-import { mediaBlocked, openLocalMedia, secureUrl } from './media.js';
+import { Signalling, SignallingError, defaultUrl } from '../sdk/protocol.js';
+import { mediaBlocked, openLocalMedia, secureUrl } from '../sdk/media.js';
 import { Ringer } from './ring.js';
 import { CallView, setLabel } from './call.js';
 import { ChatView } from './chat.js';
 import { currentLang, setLang, t } from './i18n.js';
 
 /**
- * @typedef {import('./protocol.js').ServerMsg} ServerMsg
- * @typedef {import('./protocol.js').Member} Member
- * @typedef {import('./protocol.js').GroupCall} GroupCall
- * @typedef {import('./protocol.js').CallEndedMsg} CallEndedMsg
- * @typedef {import('./protocol.js').JoinedMsg} JoinedMsg
- * @typedef {import('./protocol.js').WaitingMsg} WaitingMsg
- * @typedef {import('./protocol.js').RoomState} RoomState
+ * @typedef {import('../sdk/protocol.js').ServerMsg} ServerMsg
+ * @typedef {import('../sdk/protocol.js').Member} Member
+ * @typedef {import('../sdk/protocol.js').GroupCall} GroupCall
+ * @typedef {import('../sdk/protocol.js').CallEndedMsg} CallEndedMsg
+ * @typedef {import('../sdk/protocol.js').JoinedMsg} JoinedMsg
+ * @typedef {import('../sdk/protocol.js').WaitingMsg} WaitingMsg
+ * @typedef {import('../sdk/protocol.js').RoomState} RoomState
  * @typedef {import('./i18n.js').Key} Key
- * @typedef {import('./media.js').LocalMedia} OpenedMedia
+ * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
  * @typedef {{key: import('./i18n.js').Key, params?: Record<string, string>}} Text
  *
  * A 1:1 call before it is accepted. `id` is null until the server confirms the invite.
@@ -340,7 +340,7 @@ function nameOf(id) {
  * Our session's connection: dropped (we keep going: media is peer to peer), resumed, or
  * replaced by a new membership because the old one could not be resumed (in a private room's
  * lobby, perhaps: then we wait to be let in again).
- * @param {import('./protocol.js').SessionStatus} status
+ * @param {import('../sdk/protocol.js').SessionStatus} status
  * @param {JoinedMsg | WaitingMsg} [joined]
  * @param {SignallingError} [error]
  */
@@ -523,7 +523,7 @@ function callEvent(text) {
 /** Errors about the room's new rules, each with a message of its own. */
 const ROOM_ERRORS = ['not_host', 'not_waiting', 'not_admitted', 'unknown_member', 'room_locked'];
 
-/** @param {import('./protocol.js').ErrorMsg} msg */
+/** @param {import('../sdk/protocol.js').ErrorMsg} msg */
 function onError(msg) {
   if (msg.code === 'invalid_chat') return chat.refused(t('err.invalid_chat'));
   if (ROOM_ERRORS.includes(msg.code)) {

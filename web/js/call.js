@@ -1,20 +1,20 @@
 // @ts-check
-//! The call panel: one call (a 1:1 call, or the room's group call as a full mesh), its local
-//! media, one peer connection per other person, their tiles, and the controls (mute, camera,
-//! screen sharing, device pickers, duration, connection state, hang-up / leave).
+//! The call panel: one call (a 1:1 call, or the room's group call as a full mesh), run by the
+//! SDK's CallPeers (local media, one peer connection per other person, the call's signalling),
+//! with their tiles and the controls (mute, camera, screen sharing, device pickers, duration,
+//! connection state, hang-up / leave).
 
-import { PeerCall } from './peer.js';
-import { LocalMedia } from './local.js';
-import { listDevices } from './media.js';
+import { CallPeers } from '../sdk/peers.js';
+import { listDevices } from '../sdk/media.js';
 import { Tile } from './tile.js';
 import { t } from './i18n.js';
 
 /**
- * @typedef {import('./protocol.js').ClientMsg} ClientMsg
- * @typedef {import('./protocol.js').ServerMsg} ServerMsg
- * @typedef {import('./media.js').LocalMedia} OpenedMedia
- * @typedef {{name: string, peer: PeerCall, tile: Tile, screen: Tile | null,
- *            state: import('./local.js').MediaState, connection: RTCPeerConnectionState,
+ * @typedef {import('../sdk/protocol.js').ClientMsg} ClientMsg
+ * @typedef {import('../sdk/protocol.js').ServerMsg} ServerMsg
+ * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
+ * @typedef {{name: string, peer: import('../sdk/peer.js').PeerCall, tile: Tile, screen: Tile | null,
+ *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
  *            level: number, reconnecting: boolean}} Remote
  */
 
@@ -41,16 +41,10 @@ export class CallView {
     this.mode = mode;
     this.myName = myName;
     this.isHost = isHost;
-    this.iceServers = iceServers;
-    this.send = send;
-    /** @type {LocalMedia | null} set once the devices are open */
-    this.local = null;
     /** @type {Map<number, Remote>} */
     this.remotes = new Map();
     /** @type {number | null} */
     this.connectedAt = null;
-    /** When the call was accepted (this view is made then), for the setup time we report. */
-    this.startedAt = Date.now();
     /** @type {string | null} the pinned tile: `<member id>` or `<member id>:screen` */
     this.pinned = null;
 
@@ -80,16 +74,44 @@ export class CallView {
     if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = () => this.refreshDevices();
     this.ticker = setInterval(() => this.tick(), 500);
 
+    /** @param {number} id */
+    const remote = (id) => this.remotes.get(id);
+    this.peers = new CallPeers({
+      callId,
+      mode,
+      iceServers,
+      iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
+      media,
+      send,
+      events: {
+        remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
+        remoteScreen: (id, stream) => {
+          const r = remote(id);
+          if (!r) return;
+          r.screen ??= new Tile({ kind: 'screen', onpin: () => this.togglePin(`${id}:screen`) });
+          r.screen.setStream(stream);
+          this.render();
+        },
+        remoteMedia: (id, state) => this.remoteMedia(id, state),
+        connectionState: (id, state) => {
+          const r = remote(id);
+          if (!r) return;
+          r.connection = state;
+          if (state === 'connected' && this.connectedAt === null) this.connectedAt = Date.now();
+          this.render();
+        },
+        localChange: () => this.onLocalChange(),
+      },
+    });
+
     this.render();
     this.dialog.show(); // not modal: the room and its chat stay usable during a call
-    this.ready = media.then((opened) => {
-      this.local = new LocalMedia(opened, () => this.onLocalChange());
-      this.localTile.setStream(this.local.video ? new MediaStream([this.local.video]) : null);
-      for (const remote of this.remotes.values()) this.local.attach(remote.peer);
-      this.announce();
-      this.render();
-      return this.refreshDevices();
-    });
+    this.ready = this.peers.ready.then(() => this.refreshDevices());
+  }
+
+  /** Our media, once the devices are open. */
+  get local() {
+    return this.peers.local;
   }
 
   /**
@@ -97,8 +119,7 @@ export class CallView {
    * @param {RTCIceServer[]} iceServers
    */
   setIceServers(iceServers) {
-    this.iceServers = iceServers;
-    for (const remote of this.remotes.values()) remote.peer.setIceServers(iceServers);
+    this.peers.setIceServers(iceServers);
   }
 
   /**
@@ -111,7 +132,8 @@ export class CallView {
   addPeer(id, name, polite) {
     if (this.remotes.has(id)) return;
     const tile = new Tile({ kind: 'remote', onpin: () => this.togglePin(String(id)) });
-    /** @type {Remote} */
+    // The tile is there before the peer connection can report anything about it.
+    /** @type {Omit<Remote, 'peer'> & {peer?: Remote['peer']}} */
     const remote = {
       name,
       tile,
@@ -120,39 +142,9 @@ export class CallView {
       connection: 'new',
       level: 0,
       reconnecting: false,
-      peer: new PeerCall({
-        polite,
-        iceServers: this.iceServers,
-        iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
-        signal: (signal) => {
-          const to = this.mode === 'group' ? id : undefined;
-          this.send('description' in signal
-            ? { type: 'description', callId: this.callId, to, description: signal.description }
-            : { type: 'candidate', callId: this.callId, to, candidate: signal.candidate });
-        },
-        onRemoteStream: (stream) => tile.setStream(stream),
-        onRemoteScreen: (stream) => {
-          remote.screen ??= new Tile({ kind: 'screen', onpin: () => this.togglePin(`${id}:screen`) });
-          remote.screen.setStream(stream);
-          this.render();
-        },
-        onConnectionState: (state) => {
-          remote.connection = state;
-          if (state === 'connected' && this.connectedAt === null) {
-            this.connectedAt = Date.now();
-            // Accepted → connected, for the server's setup-time metric (1:1 calls only).
-            const setupMs = this.connectedAt - this.startedAt;
-            if (this.mode === 'direct') this.send({ type: 'call_connected', callId: this.callId, setupMs });
-          }
-          this.render();
-        },
-      }),
     };
-    this.remotes.set(id, remote);
-    if (this.local) {
-      this.local.attach(remote.peer);
-      this.announce(); // so the newcomer learns our mute / camera / screen state
-    }
+    this.remotes.set(id, /** @type {Remote} */ (remote));
+    remote.peer = this.peers.addPeer(id, polite);
     this.render();
   }
 
@@ -160,8 +152,7 @@ export class CallView {
   removePeer(id) {
     const remote = this.remotes.get(id);
     if (!remote) return;
-    this.local?.detach(remote.peer);
-    remote.peer.close();
+    this.peers.removePeer(id);
     remote.tile.remove();
     remote.screen?.remove();
     this.remotes.delete(id);
@@ -173,20 +164,24 @@ export class CallView {
    * @param {ServerMsg} msg
    */
   handle(msg) {
-    if (!('from' in msg) || typeof msg.from !== 'number') return;
-    const remote = this.remotes.get(msg.from);
+    this.peers.handle(msg);
+  }
+
+  /**
+   * The other person's microphone / camera / screen state.
+   * @param {number} id
+   * @param {import('../sdk/local.js').MediaState} state
+   */
+  remoteMedia(id, state) {
+    const remote = this.remotes.get(id);
     if (!remote) return;
-    if (msg.type === 'description') remote.peer.handle({ description: msg.description });
-    else if (msg.type === 'candidate') remote.peer.handle({ candidate: msg.candidate });
-    else if (msg.type === 'media') {
-      remote.state = { audio: msg.audio, video: msg.video, screen: msg.screen ?? false };
-      if (!remote.state.screen && remote.screen) {
-        remote.screen.remove();
-        remote.screen = null;
-        if (this.pinned === `${msg.from}:screen`) this.pinned = null;
-      }
-      this.render();
+    remote.state = state;
+    if (!state.screen && remote.screen) {
+      remote.screen.remove();
+      remote.screen = null;
+      if (this.pinned === `${id}:screen`) this.pinned = null;
     }
+    this.render();
   }
 
   /**
@@ -198,17 +193,11 @@ export class CallView {
     if (this.local?.audio && this.local.audioEnabled) this.local.toggleMute();
   }
 
+  /** Our media opened or changed (CallPeers told the others). */
   onLocalChange() {
     this.localTile.setStream(this.local?.video ? new MediaStream([this.local.video]) : null);
     this.localScreen.setStream(this.local?.screen ? new MediaStream([this.local.screen]) : null);
-    this.announce();
     this.render();
-  }
-
-  /** Tells the others our microphone / camera / screen state. */
-  announce() {
-    if (!this.local) return;
-    this.send({ type: 'media', callId: this.callId, ...this.local.state() });
   }
 
   /**
@@ -339,9 +328,8 @@ export class CallView {
   close() {
     clearInterval(this.ticker);
     for (const id of [...this.remotes.keys()]) this.removePeer(id);
-    this.local?.stop();
-    // Media still opening when the call ended is released too.
-    this.ready.then(() => this.local?.stop());
+    // Devices too, also those still opening.
+    this.peers.close();
     this.localTile.remove();
     this.localScreen.remove();
     if (navigator.mediaDevices) navigator.mediaDevices.ondevicechange = null;

@@ -4,7 +4,7 @@
 
 import { t } from './i18n.js';
 
-/** @typedef {import('./protocol.js').ChatEntry} ChatEntry */
+/** @typedef {import('../sdk/protocol.js').ChatEntry} ChatEntry */
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));

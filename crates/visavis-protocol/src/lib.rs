@@ -5,7 +5,7 @@
 //! are the one list of message kinds: serde names each from its variant (snake_case), with
 //! camelCase fields; [`ClientMsg::kinds`] and [`ServerMsg::kinds`] list them and `kind()` names
 //! one. `docs/protocol.md` is the normative description; a test checks that it, these types and
-//! the JSDoc typedefs in `web/js/protocol.js` name the same messages and fields.
+//! the JSDoc typedefs in `web/sdk/protocol.js` name the same messages and fields.
 //!
 //! Client messages come in two scopes: [`SessionMsg`] (`join`, `resume`, `pong`: about the
 //! session and its connection) and [`RoomMsg`] (everything the room core handles). Relayed

@@ -1,5 +1,5 @@
 //! Holds the protocol's two hand-written descriptions, `docs/protocol.md` and the JSDoc typedefs
-//! in `web/js/protocol.js`, to the Rust message types (read through `visavis_protocol::schema`):
+//! in `web/sdk/protocol.js`, to the Rust message types (read through `visavis_protocol::schema`):
 //! for each direction the three must name the same message kinds, and for each kind the same
 //! fields. Every disagreement is reported as its own line naming the kind, the field and the
 //! source that lacks it.
@@ -11,7 +11,7 @@ use serde_json::Value;
 use visavis_protocol::schema;
 
 const DOCS: &str = "docs/protocol.md";
-const JSDOC: &str = "web/js/protocol.js";
+const JSDOC: &str = "web/sdk/protocol.js";
 
 /// Message kind → the names of its fields, without `type` and the envelope.
 type Messages = BTreeMap<String, BTreeSet<String>>;

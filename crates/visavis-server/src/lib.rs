@@ -385,6 +385,10 @@ fn router(state: AppState) -> Router {
             "/r/{room}",
             get(|_: Path<String>| async { assets::file("index.html") }),
         )
+        .route(
+            "/sdk/{*path}",
+            get(|Path(path): Path<String>| async move { assets::sdk_file(&path) }),
+        )
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .merge(api::router(state.api.clone()))

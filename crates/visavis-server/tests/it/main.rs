@@ -375,6 +375,56 @@ async fn every_response_carries_the_security_headers() {
 }
 
 #[tokio::test]
+async fn the_sdk_is_served_with_cors_and_its_types() {
+    let server = Server::start(&[]).await;
+    let fetch = |path: &'static str| {
+        let router = server.router.clone();
+        async move {
+            let request = Request::get(path)
+                .header("origin", "https://clinic.example.org")
+                .body(Body::empty())
+                .expect("request");
+            router.oneshot(request).await.expect("infallible")
+        }
+    };
+    let header = |response: &axum::response::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    for (path, mime) in [
+        ("/sdk/visavis.js", "javascript"),
+        ("/sdk/client.js", "javascript"),
+        ("/sdk/protocol.js", "javascript"),
+        ("/sdk/visavis.d.ts", "application/typescript"),
+    ] {
+        let response = fetch(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let content_type = header(&response, "content-type").unwrap_or_default();
+        assert!(content_type.contains(mime), "{path}: {content_type}");
+        assert_eq!(
+            header(&response, "access-control-allow-origin").as_deref(),
+            Some("*"),
+            "{path}"
+        );
+        assert_eq!(
+            header(&response, "x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+    }
+    // Only the SDK: the app's own files and pages stay same-origin.
+    for path in ["/", "/js/app.js", "/sdk/no-such-file.js"] {
+        let response = fetch(path).await;
+        assert!(
+            header(&response, "access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn frame_ancestors_must_be_origins() {
     for bad in ["https://x.org; script-src *", "clinic.example.org", "https://"] {
         let settings = Settings::parse_from(["visavis", "--no-turn", "--frame-ancestors", bad]);

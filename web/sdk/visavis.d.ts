@@ -1,0 +1,269 @@
+// Types of the visavis JavaScript SDK (web/sdk/visavis.js), written by hand and checked against
+// the implementation by `npx tsc -p tsconfig.json` (types/sdk-check.ts). Self-contained: a
+// product may copy this one file beside its code (served at /sdk/visavis.d.ts).
+// docs/sdk.md documents every export and event.
+
+/** Protocol version this SDK speaks (docs/protocol.md). */
+export const PROTOCOL_VERSION: number;
+
+/** Someone in a room. `host`: runs a private room (admits, removes, ends it). */
+export interface Member {
+  id: number;
+  name: string;
+  host: boolean;
+}
+
+/** A room's kind and settings. */
+export interface RoomState {
+  private: boolean;
+  lobby: boolean;
+  locked: boolean;
+  shareHistory: boolean;
+}
+
+/** A chat message, stamped by the server (`at`: Unix milliseconds). */
+export interface ChatEntry {
+  seq: number;
+  from: number;
+  name: string;
+  text: string;
+  at: number;
+}
+
+/** Why a 1:1 call ended. */
+export type EndReason = 'declined' | 'cancelled' | 'no_answer' | 'busy' | 'hangup' | 'left';
+
+/** Why camera or microphone are missing. */
+export type MediaProblem = 'denied' | 'no-camera' | 'no-microphone' | 'no-devices' | 'insecure' | 'unsupported';
+
+/** What the others see of someone's media: microphone live, camera on, screen shared. */
+export interface MediaState {
+  audio: boolean;
+  video: boolean;
+  screen: boolean;
+}
+
+export interface ConnectOptions {
+  /** The visavis server (`https://host`) or its WebSocket (`wss://host/ws`); by default the server the SDK was loaded from. */
+  url?: string;
+  /** The room; with `token`, the token's room. */
+  room?: string;
+  /** The display name; with `token`, the server takes the token's. */
+  name?: string;
+  /** An access token from the product's back end (`POST /api/v1/tokens`). */
+  token?: string;
+  /** A private room's host key: enters as a host. */
+  hostKey?: string;
+  /** Relay every call through TURN. */
+  relayOnly?: boolean;
+}
+
+/** Where this client is: `waiting` in a private room's lobby, `admitted` in the room, or out for good. */
+export type RoomStatus = 'new' | 'joining' | 'waiting' | 'admitted' | 'denied' | 'removed' | 'room_ended' | 'left';
+
+export interface JoinResult {
+  state: 'admitted' | 'waiting';
+  room: string;
+  you: Member;
+  members: Member[];
+}
+
+/** The 1:1 call: `ringing` (either way), `accepted` (media connecting), `connected` (media flows). */
+export interface CallInfo {
+  /** null until the server has numbered an outgoing call */
+  id: number | null;
+  peer: number;
+  peerName: string;
+  direction: 'outgoing' | 'incoming';
+  status: 'ringing' | 'accepted' | 'connected';
+}
+
+/** Every event's `detail`, by event type. */
+export interface ClientEvents {
+  state: { state: RoomStatus; by?: number };
+  connection: { status: 'online' | 'reconnecting' | 'rejoined' };
+  member_joined: { member: Member };
+  member_left: { member: Member };
+  member_updated: { member: Member };
+  member_state: { id: number; state: 'online' | 'reconnecting' };
+  knock: { member: Member };
+  knock_ended: { id: number; outcome: 'admitted' | 'denied' | 'left'; by?: number };
+  room_state: RoomState;
+  incoming: { callId: number; from: number; name: string };
+  ringing: { callId: number; peer: number };
+  accepted: { callId: number; peer: number };
+  connected: { callId: number; peer: number };
+  call_ended: { callId: number | null; peer: number; reason: EndReason; by?: number };
+  local_stream: { stream: MediaStream | null };
+  local_media: MediaState & { problems: MediaProblem[] };
+  remote_stream: { peer: number; stream: MediaStream };
+  remote_screen: { peer: number; stream: MediaStream | null };
+  remote_media: { peer: number } & MediaState;
+  connection_state: { peer: number; state: RTCPeerConnectionState };
+  chat: ChatEntry & { history: boolean };
+  mute_request: { by?: number };
+  error: { code: string; message: string; request?: string };
+}
+
+/** One person in one room. Events are `CustomEvent`s whose `detail` is `ClientEvents[type]`. */
+export class Client extends EventTarget {
+  constructor(options: ConnectOptions);
+  /** The room (the server's id for it once joined). */
+  room: string;
+  /** We, once in the room or its lobby. */
+  you: Member | null;
+  state: RoomStatus;
+  roomState: RoomState | null;
+  /** A private room's host key, when we are its host. */
+  hostKey: string;
+  /** Our camera and microphone during a call. */
+  localStream: MediaStream | null;
+  /** The other person's camera and microphone during a call. */
+  remoteStream: MediaStream | null;
+  /** The other person's shared screen. */
+  remoteScreen: MediaStream | null;
+  /** The others in the room, in join order. */
+  readonly members: Member[];
+  /** For hosts: who waits in the lobby. */
+  readonly knocks: Member[];
+  /** The 1:1 call, ringing or running, or null. */
+  readonly activeCall: CallInfo | null;
+
+  /** Calls `listener` with each `type` event's detail; returns a function that stops it. */
+  on<K extends keyof ClientEvents>(type: K, listener: (detail: ClientEvents[K]) => void): () => void;
+  off<K extends keyof ClientEvents>(type: K, listener: (detail: ClientEvents[K]) => void): void;
+
+  /** Enters the room; rejects with a SignallingError (`code`: the server's, or `unreachable`). */
+  join(): Promise<JoinResult>;
+  /** Leaves the room (ending any call) and closes the connection. */
+  leave(): void;
+  /** Rings a member; `ringing`, then `accepted` or `call_ended` follow. */
+  call(memberId: number): void;
+  accept(): void;
+  decline(): void;
+  /** Ends the call; cancels or declines it while it rings. */
+  hangUp(): void;
+  setMicrophoneMuted(muted: boolean): void;
+  setCameraOff(off: boolean): Promise<void>;
+  shareScreen(on?: boolean): Promise<void>;
+  sendChat(text: string): void;
+  /** For hosts. */
+  admit(id: number): void;
+  deny(id: number): void;
+  remove(id: number): void;
+  endRoom(): void;
+}
+
+/** A client for one person in one room; nothing is sent until `join()`. */
+export function connect(options: ConnectOptions): Client;
+
+/** The WebSocket endpoint for a server's address (`https://h` → `wss://h/ws`). */
+export function socketUrl(url: string | undefined, base?: string): string;
+
+/** A refusal from the server (`code` as in docs/protocol.md), or `unreachable`. */
+export class SignallingError extends Error {
+  constructor(code: string, message: string);
+  code: string;
+}
+
+// ---- building blocks: what `Client` and the visavis web app are made of ---------------------
+
+/** The signalling session: one WebSocket at a time, resumed across drops (docs/protocol.md). */
+export class Signalling {
+  constructor(url: string);
+  url: string;
+  room: string;
+  hostKey: string;
+  join(room: string, name: string, hostKey?: string, accessToken?: string): Promise<{ type: 'joined' | 'waiting'; room: string; you: Member }>;
+  create(name: string): Promise<{ type: 'joined' | 'waiting'; room: string; you: Member }>;
+  /** Sends a client message of docs/protocol.md, numbered and kept until acknowledged. */
+  send(msg: { type: string }): void;
+  /** Leaves the room and closes the connection. */
+  close(): void;
+  shutdown(): void;
+}
+
+/** One RTCPeerConnection to one other person (perfect negotiation). */
+export class PeerCall {
+  constructor(options: {
+    polite: boolean;
+    iceServers: RTCIceServer[];
+    iceTransportPolicy?: RTCIceTransportPolicy;
+    signal: (signal: { description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit | null }) => void;
+    onRemoteStream: (stream: MediaStream) => void;
+    onRemoteScreen?: (stream: MediaStream) => void;
+    onConnectionState: (state: RTCPeerConnectionState) => void;
+  });
+  pc: RTCPeerConnection;
+  polite: boolean;
+  start(tracks: { audio: MediaStreamTrack | null; video: MediaStreamTrack | null }): void;
+  handle(signal: { description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit | null }): Promise<void>;
+  replaceTrack(kind: 'audio' | 'video', track: MediaStreamTrack | null): Promise<void>;
+  shareScreen(track: MediaStreamTrack | null): Promise<void>;
+  setIceServers(iceServers: RTCIceServer[]): void;
+  close(): void;
+}
+
+/** One call's media (a 1:1 call, or a group call's full mesh): local media, a PeerCall per participant, the call's signalling. */
+export class CallPeers {
+  constructor(options: {
+    callId: number;
+    mode: 'direct' | 'group';
+    iceServers: RTCIceServer[];
+    iceTransportPolicy?: RTCIceTransportPolicy;
+    media: Promise<OpenedMedia>;
+    start?: { muted?: boolean; cameraOff?: boolean };
+    send: (msg: { type: string }) => void;
+    events: {
+      remoteStream: (id: number, stream: MediaStream) => void;
+      remoteScreen: (id: number, stream: MediaStream) => void;
+      remoteMedia: (id: number, state: MediaState) => void;
+      connectionState: (id: number, state: RTCPeerConnectionState) => void;
+      localChange: () => void;
+    };
+  });
+  callId: number;
+  peers: Map<number, PeerCall>;
+  local: LocalMedia | null;
+  ready: Promise<void>;
+  addPeer(id: number, polite: boolean): PeerCall;
+  removePeer(id: number): void;
+  /** A `description`, `candidate` or `media` message of this call; false for any other. */
+  handle(msg: { type: string }): boolean;
+  announce(): void;
+  setIceServers(iceServers: RTCIceServer[]): void;
+  close(): void;
+}
+
+/** Opened camera and microphone, and what is missing. */
+export interface OpenedMedia {
+  audio: MediaStreamTrack | null;
+  video: MediaStreamTrack | null;
+  problems: MediaProblem[];
+}
+
+/** This person's media in a call, applied to every peer connection of the call. */
+export class LocalMedia {
+  constructor(opened: OpenedMedia, onchange: () => void);
+  audio: MediaStreamTrack | null;
+  video: MediaStreamTrack | null;
+  screen: MediaStreamTrack | null;
+  audioEnabled: boolean;
+  problems: MediaProblem[];
+  state(): MediaState;
+  attach(peer: PeerCall): void;
+  detach(peer: PeerCall): void;
+  toggleMute(): void;
+  toggleVideo(deviceId?: string): Promise<void>;
+  switchDevice(kind: 'audio' | 'video', deviceId: string): Promise<void>;
+  toggleScreen(): Promise<void>;
+  stop(): void;
+}
+
+/** Opens camera and microphone, falling back to whichever works; never rejects. */
+export function openLocalMedia(prefs?: { audioInput?: string; videoInput?: string }): Promise<OpenedMedia>;
+/** Opens one device; `track` is null when there is none or it is refused. */
+export function openTrack(kind: 'audio' | 'video', deviceId?: string): Promise<{ track: MediaStreamTrack | null; error?: string }>;
+export function listDevices(): Promise<{ cameras: MediaDeviceInfo[]; microphones: MediaDeviceInfo[]; speakers: MediaDeviceInfo[] }>;
+/** Why this page can never open a camera or microphone (`insecure`, `unsupported`), or null. */
+export function mediaBlocked(): 'insecure' | 'unsupported' | null;
