@@ -5,7 +5,7 @@
 //! expired one, is told why not.
 import { execFileSync } from 'node:child_process';
 import { test, expect } from '@playwright/test';
-import { closeContexts, startServer, stopServer } from './support.js';
+import { audioEnergyDuring, closeContexts, expectDecoding, inbound, startCall, startServer, stopServer } from './support.js';
 
 test.afterEach(closeContexts);
 
@@ -57,6 +57,54 @@ test('a doctor and a patient enter by their links; the patient knocks; no link, 
     const latecomer = await (await browser.newContext({ locale: 'zh-CN' })).newPage();
     await latecomer.goto(late);
     await expect(latecomer.getByText('此链接已过期。请索取新的链接。')).toBeVisible();
+  } finally {
+    await stopServer(server.proc);
+  }
+});
+
+test('a patient whose link allows no video and no screen: no camera, no such buttons, and a video forced into the call is not shown', async ({ browser }) => {
+  const server = await startServer(LISTEN, ['--access', 'token', ...CREDENTIALS, '--allowed-origin', `http://${LISTEN}`]);
+  try {
+    const room = `visit-${Date.now().toString(36)}`;
+    const doctor = await (await browser.newContext()).newPage();
+    await doctor.goto(link(['--room', room, '--name', 'Dr. Zhang', '--role', 'host']));
+    await expect(doctor.getByText('You are Dr. Zhang')).toBeVisible();
+    const patient = await (await browser.newContext()).newPage();
+    await patient.goto(link(['--room', room, '--name', 'Patient Li', '--skip-lobby', '--no-video', '--no-screen']));
+    await expect(patient.getByText('You are Patient Li')).toBeVisible();
+
+    await startCall(doctor, patient, 'Dr. Zhang', 'Patient Li');
+    await expectDecoding(patient, 'Dr. Zhang');
+    // The patient's camera was never opened and its controls are not offered; the microphone is.
+    await expect(patient.getByRole('button', { name: 'Mute' })).toBeVisible();
+    await expect(patient.getByRole('button', { name: 'Stop video' })).toBeHidden();
+    await expect(patient.getByRole('button', { name: 'Share screen' })).toBeHidden();
+    const sending = () => patient.evaluate(() =>
+      // @ts-ignore: the app exposes its live peer connection as window.visavis.pc
+      /** @type {RTCPeerConnection} */ (window.visavis.pc).getSenders().map((s) => s.track?.kind).filter(Boolean).sort());
+    expect(await sending()).toEqual(['audio']);
+    await expect.poll(async () => (await audioEnergyDuring(doctor, 1000)).packets).toBeGreaterThan(0);
+
+    // A patient's browser that sends video anyway (here: a canvas stream added by hand, as a
+    // modified page could): the doctor's browser plays none of it.
+    await patient.evaluate(() => {
+      const canvas = Object.assign(document.createElement('canvas'), { width: 160, height: 120 });
+      const paint = canvas.getContext('2d');
+      setInterval(() => { if (paint) { paint.fillStyle = `hsl(${Date.now() % 360} 80% 50%)`; paint.fillRect(0, 0, 160, 120); } }, 40);
+      const track = canvas.captureStream(25).getVideoTracks()[0];
+      // @ts-ignore: the app exposes its live peer connection as window.visavis.pc
+      /** @type {RTCPeerConnection} */ (window.visavis.pc).addTrack(track, new MediaStream([track]));
+    });
+    await expect.poll(sending).toEqual(['audio', 'video']);
+    // The video does arrive at the doctor's browser (so the check below can see a difference)...
+    await expect.poll(async () => (await inbound(doctor, 'video')).packets, { timeout: 15_000 }).toBeGreaterThan(0);
+    // ...and is not shown: the patient's tile has no video track and decodes no frames.
+    const shown = () => doctor.getByLabel('Patient Li', { exact: true }).evaluate((v) => {
+      const stream = /** @type {MediaStream | null} */ (/** @type {HTMLVideoElement} */ (v).srcObject);
+      return { tracks: stream?.getVideoTracks().length ?? 0, frames: /** @type {HTMLVideoElement} */ (v).getVideoPlaybackQuality().totalVideoFrames };
+    });
+    await doctor.waitForTimeout(1500);
+    expect(await shown()).toEqual({ tracks: 0, frames: 0 });
   } finally {
     await stopServer(server.proc);
   }

@@ -319,6 +319,11 @@ function setHostKey(key) {
   hostKeys.set(state.room, key);
 }
 
+/** Opens camera and microphone, only the kinds this person may send (an access token may forbid some). */
+function openMedia() {
+  return openLocalMedia({ publish: state.me?.publish });
+}
+
 /** @param {number} [id] a member, or we without an id */
 function isHost(id) {
   if (id === undefined || id === state.me?.id) return state.me?.host ?? false;
@@ -567,7 +572,7 @@ function invite(peer) {
     peerName: state.members.get(peer)?.name ?? '',
     direction: 'outgoing',
     // Open the camera while it rings, so the call starts as soon as it is accepted.
-    media: openLocalMedia(),
+    media: openMedia(),
     cancelled: false,
     answered: false,
   };
@@ -580,7 +585,7 @@ function accept() {
   if (!pending || pending.id === null || !state.sig || INSECURE) return;
   ringer.stop();
   pending.answered = true;
-  pending.media = openLocalMedia();
+  pending.media = openMedia();
   state.sig.send({ type: 'accept', callId: pending.id });
   render();
 }
@@ -610,8 +615,8 @@ function startDirectCall(callId, peer, polite) {
   const pending = state.pending;
   ringer.stop();
   state.pending = null;
-  const call = newCall(callId, 'direct', pending?.media ?? openLocalMedia());
-  call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite);
+  const call = newCall(callId, 'direct', pending?.media ?? openMedia());
+  call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite, state.members.get(peer)?.publish);
 }
 
 /**
@@ -631,6 +636,7 @@ function newCall(callId, mode, media) {
     media,
     send: (msg) => sig.send(msg),
     isHost,
+    publish: state.me.publish,
   });
   return state.call;
 }
@@ -676,7 +682,7 @@ function endCallUi() {
 function joinGroup() {
   if (!state.sig || state.pending || state.call || state.joiningGroup || INSECURE || state.offline) return;
   state.notice = null;
-  state.joiningGroup = openLocalMedia();
+  state.joiningGroup = openMedia();
   state.sig.send({ type: 'group_join' });
   render();
 }
@@ -704,7 +710,7 @@ function onGroupCall(group) {
   if (call?.mode !== 'group' || call.callId !== group.callId) return;
   for (const id of group.participants) {
     // Of each pair, the one with the lower id is polite (and the other one offers).
-    if (id !== me) call.addPeer(id, state.members.get(id)?.name ?? '', me < id);
+    if (id !== me) call.addPeer(id, state.members.get(id)?.name ?? '', me < id, state.members.get(id)?.publish);
   }
   for (const id of [...call.remotes.keys()]) {
     if (!group.participants.includes(id)) call.removePeer(id);

@@ -35,8 +35,10 @@ export class CallView {
    * @param {(msg: ClientMsg) => void} options.send
    * @param {(id?: number) => boolean} [options.isHost] whether a member (we, without an id) is a
    *   host of the private room, for the tiles' captions
+   * @param {import('../sdk/protocol.js').Publish} [options.publish] what we may send: the
+   *   controls for anything else are not shown
    */
-  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false }) {
+  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
@@ -61,6 +63,9 @@ export class CallView {
     byId('mute').onclick = () => this.local?.toggleMute();
     byId('video-toggle').onclick = () => this.local?.toggleVideo(this.cameraSelect.value);
     byId('screen-toggle').onclick = () => this.local?.toggleScreen();
+    byId('mute').hidden = publish?.audio === false;
+    byId('video-toggle').hidden = publish?.video === false;
+    byId('screen-toggle').hidden = publish?.screen === false;
     this.cameraSelect.onchange = () => this.local?.switchDevice('video', this.cameraSelect.value);
     this.micSelect.onchange = () => this.local?.switchDevice('audio', this.micSelect.value);
     this.speakerSelect.onchange = () => this.setSpeaker(this.speakerSelect.value);
@@ -128,8 +133,9 @@ export class CallView {
    * @param {number} id
    * @param {string} name
    * @param {boolean} polite
+   * @param {import('../sdk/protocol.js').Publish} [publish] what they may send
    */
-  addPeer(id, name, polite) {
+  addPeer(id, name, polite, publish) {
     if (this.remotes.has(id)) return;
     const tile = new Tile({ kind: 'remote', onpin: () => this.togglePin(String(id)) });
     // The tile is there before the peer connection can report anything about it.
@@ -144,7 +150,7 @@ export class CallView {
       reconnecting: false,
     };
     this.remotes.set(id, /** @type {Remote} */ (remote));
-    remote.peer = this.peers.addPeer(id, polite);
+    remote.peer = this.peers.addPeer(id, polite, publish);
     this.render();
   }
 

@@ -391,7 +391,7 @@ export class Client extends EventTarget {
     if (this.current) throw new SignallingError('already_in_call', 'call: already in a call');
     this.current = {
       id: null, peer: memberId, peerName: this.memberMap.get(memberId)?.name ?? '', direction: 'outgoing',
-      status: 'ringing', media: openLocalMedia(), cancelled: false,
+      status: 'ringing', media: openLocalMedia({ publish: this.you?.publish }), cancelled: false,
     };
     this.sig.send({ type: 'invite', to: memberId });
   }
@@ -400,7 +400,7 @@ export class Client extends EventTarget {
   accept() {
     const c = this.current;
     if (!c || c.direction !== 'incoming' || c.status !== 'ringing' || c.id === null) return;
-    c.media ??= openLocalMedia();
+    c.media ??= openLocalMedia({ publish: this.you?.publish });
     this.sig.send({ type: 'accept', callId: c.id });
   }
 
@@ -448,7 +448,7 @@ export class Client extends EventTarget {
       mode: 'direct',
       iceServers: this.iceServers,
       iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
-      media: pending?.media ?? openLocalMedia(),
+      media: pending?.media ?? openLocalMedia({ publish: this.you?.publish }),
       start: { ...this.prefs },
       send: (msg) => this.sig.send(msg),
       events: {
@@ -478,7 +478,7 @@ export class Client extends EventTarget {
       },
     });
     this.media = media;
-    media.addPeer(peer, polite);
+    media.addPeer(peer, polite, this.memberMap.get(peer)?.publish);
     this.emit('accepted', { callId, peer });
   }
 

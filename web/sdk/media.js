@@ -5,7 +5,9 @@
  * @typedef {{audio: MediaStreamTrack | null, video: MediaStreamTrack | null,
  *            problems: MediaProblem[]}} LocalMedia
  * @typedef {'denied' | 'no-camera' | 'no-microphone' | 'no-devices' | 'insecure' | 'unsupported'} MediaProblem
- * @typedef {{audioInput?: string, videoInput?: string}} DevicePrefs
+ * `publish`: what this person may send (an access token's permissions); a kind not allowed is
+ * never opened, so the camera light stays off.
+ * @typedef {{audioInput?: string, videoInput?: string, publish?: import('./protocol.js').Publish}} DevicePrefs
  * @typedef {{cameras: MediaDeviceInfo[], microphones: MediaDeviceInfo[], speakers: MediaDeviceInfo[]}} DeviceLists
  */
 
@@ -63,22 +65,30 @@ export async function openLocalMedia(prefs = {}) {
   if (blocked) return { audio: null, video: null, problems: [blocked] };
   /** @type {MediaProblem[]} */
   const problems = [];
+  const wantAudio = prefs.publish?.audio ?? true;
+  const wantVideo = prefs.publish?.video ?? true;
+  if (!wantAudio && !wantVideo) return { audio: null, video: null, problems };
   try {
     const stream = await navigator.mediaDevices.getUserMedia({
-      audio: constraint('audio', prefs.audioInput),
-      video: constraint('video', prefs.videoInput),
+      audio: wantAudio && constraint('audio', prefs.audioInput),
+      video: wantVideo && constraint('video', prefs.videoInput),
     });
     return { audio: stream.getAudioTracks()[0] ?? null, video: stream.getVideoTracks()[0] ?? null, problems };
   } catch {
     // Fall through: find out which of the two is missing or refused.
   }
-  const [audio, video] = await Promise.all([openTrack('audio', prefs.audioInput), openTrack('video', prefs.videoInput)]);
+  /** @type {{track: MediaStreamTrack | null, error?: string}} */
+  const skipped = { track: null };
+  const [audio, video] = await Promise.all([
+    wantAudio ? openTrack('audio', prefs.audioInput) : skipped,
+    wantVideo ? openTrack('video', prefs.videoInput) : skipped,
+  ]);
   const denied = [audio.error, video.error].some((e) => e === 'NotAllowedError' || e === 'SecurityError');
   if (denied) problems.push('denied');
-  else if (!audio.track && !video.track) problems.push('no-devices');
+  else if (!audio.track && !video.track) problems.push(wantAudio && wantVideo ? 'no-devices' : wantVideo ? 'no-camera' : 'no-microphone');
   else {
-    if (!video.track) problems.push('no-camera');
-    if (!audio.track) problems.push('no-microphone');
+    if (wantVideo && !video.track) problems.push('no-camera');
+    if (wantAudio && !audio.track) problems.push('no-microphone');
   }
   return { audio: audio.track, video: video.track, problems };
 }

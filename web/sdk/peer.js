@@ -32,9 +32,13 @@ export class PeerCall {
    * @param {(stream: MediaStream) => void} options.onRemoteStream the camera and microphone tracks
    * @param {(stream: MediaStream) => void} [options.onRemoteScreen] the shared-screen track
    * @param {(state: RTCPeerConnectionState) => void} options.onConnectionState
+   * @param {import('./protocol.js').Publish} [options.accepts] what the other side may send
+   *   (from the server's member list): a track of another kind is never played, whatever that
+   *   browser sends, since the media goes past the server
    */
-  constructor({ polite, iceServers, iceTransportPolicy = 'all', signal, onRemoteStream, onRemoteScreen, onConnectionState }) {
+  constructor({ polite, iceServers, iceTransportPolicy = 'all', signal, onRemoteStream, onRemoteScreen, onConnectionState, accepts }) {
     this.polite = polite;
+    this.accepts = accepts ?? { audio: true, video: true, screen: true };
     this.signal = signal;
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
     this.remoteStream = new MediaStream();
@@ -71,7 +75,12 @@ export class PeerCall {
     };
     this.pc.onicecandidate = ({ candidate }) => this.signal({ candidate: candidate ? candidate.toJSON() : null });
     this.pc.ontrack = ({ track, transceiver }) => {
-      if (this.isMain(transceiver)) {
+      const main = this.isMain(transceiver);
+      if (!(main ? this.accepts[/** @type {'audio' | 'video'} */ (track.kind)] : this.accepts.screen)) {
+        track.stop();
+        return;
+      }
+      if (main) {
         this.remoteStream.addTrack(track);
         onRemoteStream(this.remoteStream);
       } else {

@@ -76,9 +76,10 @@ export class CallPeers {
    * a 1:1 call; in a group call the lower member id is polite, so every pair agrees by itself).
    * @param {number} id
    * @param {boolean} polite
+   * @param {import('./protocol.js').Publish} [accepts] what that participant may send
    * @returns {PeerCall}
    */
-  addPeer(id, polite) {
+  addPeer(id, polite, accepts) {
     const existing = this.peers.get(id);
     if (existing) return existing;
     const to = this.mode === 'group' ? id : undefined;
@@ -86,6 +87,7 @@ export class CallPeers {
       polite,
       iceServers: this.iceServers,
       iceTransportPolicy: this.iceTransportPolicy,
+      accepts,
       signal: (signal) => this.send('description' in signal
         ? { type: 'description', callId: this.callId, to, description: signal.description }
         : { type: 'candidate', callId: this.callId, to, candidate: signal.candidate }),

@@ -9,7 +9,9 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * `host`: a host of a private room (named rooms have none).
- * @typedef {{id: number, name: string, host: boolean}} Member
+ * What a member may send in calls (an access token's permissions); absent: everything.
+ * @typedef {{audio: boolean, video: boolean, screen: boolean}} Publish
+ * @typedef {{id: number, name: string, host: boolean, publish?: Publish}} Member
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {'declined'|'cancelled'|'no_answer'|'busy'|'hangup'|'left'} EndReason
  * @typedef {{callId: number, participants: number[]}} GroupCall

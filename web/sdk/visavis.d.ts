@@ -6,11 +6,21 @@
 /** Protocol version this SDK speaks (docs/protocol.md). */
 export const PROTOCOL_VERSION: number;
 
-/** Someone in a room. `host`: runs a private room (admits, removes, ends it). */
+/** Someone in a room. `host`: runs a private room (admits, removes, ends it). `publish`: what
+ * they may send in calls (from their access token); absent when everything is allowed. */
 export interface Member {
   id: number;
   name: string;
   host: boolean;
+  publish?: Publish;
+}
+
+/** What a member may send in calls. A kind not allowed is never opened by the SDK, refused by
+ * the server in `media` states, and not played by the other browsers. */
+export interface Publish {
+  audio: boolean;
+  video: boolean;
+  screen: boolean;
 }
 
 /** A room's kind and settings. */
@@ -193,6 +203,7 @@ export class PeerCall {
     onRemoteStream: (stream: MediaStream) => void;
     onRemoteScreen?: (stream: MediaStream) => void;
     onConnectionState: (state: RTCPeerConnectionState) => void;
+    accepts?: Publish;
   });
   pc: RTCPeerConnection;
   polite: boolean;
@@ -226,7 +237,7 @@ export class CallPeers {
   peers: Map<number, PeerCall>;
   local: LocalMedia | null;
   ready: Promise<void>;
-  addPeer(id: number, polite: boolean): PeerCall;
+  addPeer(id: number, polite: boolean, accepts?: Publish): PeerCall;
   removePeer(id: number): void;
   /** A `description`, `candidate` or `media` message of this call; false for any other. */
   handle(msg: { type: string }): boolean;
@@ -261,7 +272,7 @@ export class LocalMedia {
 }
 
 /** Opens camera and microphone, falling back to whichever works; never rejects. */
-export function openLocalMedia(prefs?: { audioInput?: string; videoInput?: string }): Promise<OpenedMedia>;
+export function openLocalMedia(prefs?: { audioInput?: string; videoInput?: string; publish?: Publish }): Promise<OpenedMedia>;
 /** Opens one device; `track` is null when there is none or it is refused. */
 export function openTrack(kind: 'audio' | 'video', deviceId?: string): Promise<{ track: MediaStreamTrack | null; error?: string }>;
 export function listDevices(): Promise<{ cameras: MediaDeviceInfo[]; microphones: MediaDeviceInfo[]; speakers: MediaDeviceInfo[] }>;

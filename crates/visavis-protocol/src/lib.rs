@@ -387,6 +387,43 @@ pub struct Member {
     /// A host of a private room.
     #[serde(default)]
     pub host: bool,
+    /// What the member may send in calls; absent when everything is allowed.
+    #[serde(default, skip_serializing_if = "Publish::is_all")]
+    pub publish: Publish,
+}
+
+/// What a member may send in calls: an access token's `audio`, `video` and `screen`
+/// permissions. The server refuses `media` states beyond them, and the other browsers play no
+/// track of a kind the sender may not send (media flows peer to peer, past the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    pub audio: bool,
+    pub video: bool,
+    pub screen: bool,
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Publish {
+    pub const ALL: Self = Self {
+        audio: true,
+        video: true,
+        screen: true,
+    };
+
+    pub fn is_all(&self) -> bool {
+        *self == Self::ALL
+    }
+
+    /// Whether a `media` state of microphone `audio` on, camera `video` on and `screen` shared
+    /// stays within these permissions.
+    pub fn allows(&self, audio: bool, video: bool, screen: bool) -> bool {
+        (self.audio || !audio) && (self.video || !video) && (self.screen || !screen)
+    }
 }
 
 /// An `RTCIceServer` as the browser takes it.

@@ -433,7 +433,7 @@ impl<'de> VariantAccess<'de> for MadeUpVariant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChatEntry, ClientMsg, GroupCall, IceServer, Member, RoomState};
+    use crate::{ChatEntry, ClientMsg, GroupCall, IceServer, Member, Publish, RoomState};
 
     fn fields(msgs: &[Message], kind: &str) -> Vec<String> {
         let msg = msgs.iter().find(|m| m.kind == kind);
@@ -477,6 +477,7 @@ mod tests {
                 id: 1,
                 name: "A".into(),
                 host: true,
+                publish: Publish::ALL,
             },
             members: vec![],
             ice_servers: vec![IceServer {

@@ -176,11 +176,13 @@ fn joined(session: Option<SessionFields>) -> ServerMsg {
             id: 2,
             name: "Bo".into(),
             host: true,
+            publish: Publish::ALL,
         },
         members: vec![Member {
             id: 1,
             name: "Al".into(),
             host: false,
+            publish: Publish::ALL,
         }],
         ice_servers: vec![],
         ring_timeout_ms: 30_000,
@@ -277,6 +279,7 @@ fn every_server_message_round_trips_through_the_client_decoder() {
                 id: 9,
                 name: "Li".into(),
                 host: false,
+                publish: Publish::ALL,
             },
         },
         ServerMsg::KnockEnded {

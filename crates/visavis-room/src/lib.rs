@@ -26,8 +26,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence, RoomMsg,
-    RoomState, ServerMsg, PROTOCOL_VERSION,
+    CallId, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence, Publish,
+    RoomMsg, RoomState, ServerMsg, PROTOCOL_VERSION,
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
@@ -126,6 +126,8 @@ pub struct Grant {
     /// Straight in, past the lobby.
     pub skip_lobby: bool,
     pub chat: bool,
+    /// What the person may send in calls.
+    pub publish: Publish,
 }
 
 /// Why an access token was refused.
@@ -468,6 +470,8 @@ struct MemberState {
     identity: Option<String>,
     /// May send chat messages (access tokens may forbid it).
     may_chat: bool,
+    /// What it may send in calls (access tokens may forbid some of it).
+    publish: Publish,
     /// A 1:1 call, ringing or active.
     call: Option<CallId>,
     /// In the room's group call.
@@ -836,6 +840,9 @@ impl Core {
                 video,
                 screen,
             } => {
+                if !self.members[&me].publish.allows(audio, video, screen) {
+                    return Err(RoomError::NotPermitted("media"));
+                }
                 let msg = |from| ServerMsg::Media {
                     call_id,
                     from,
@@ -931,6 +938,7 @@ impl Core {
         let id = self.add_member(now, session, &room, &name, entry.from, host);
         if let (Some(g), Some(m)) = (grant, self.members.get_mut(&id)) {
             m.may_chat = g.chat;
+            m.publish = g.publish;
             m.identity = Some(g.identity);
         }
         if waiting {
@@ -1016,6 +1024,7 @@ impl Core {
                 from,
                 identity: None,
                 may_chat: true,
+                publish: Publish::ALL,
                 call: None,
                 in_group: false,
                 invites: TokenBucket::new(self.config.invite_rate, self.config.invite_burst, now.mono),
@@ -1158,6 +1167,7 @@ impl Core {
             id,
             name: m.name.clone(),
             host: m.host,
+            publish: m.publish,
         }
     }
 

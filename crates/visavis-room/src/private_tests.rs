@@ -275,6 +275,7 @@ fn mute_asks_the_member_and_make_host_hands_over_the_key() {
             id: nurse,
             name: "Nurse".into(),
             host: true,
+            publish: Publish::ALL,
         },
     };
     assert!(got.contains(&out(1, updated.clone())) && got.contains(&out(2, updated)));
@@ -581,7 +582,8 @@ fn counts_tell_the_lobby_from_the_room_and_totals_count_knocks() {
 }
 
 /// A core that admits by token. Tokens here are `room|identity|name|role|flags` (flags: `s` skips
-/// the lobby, `q` may not chat); `expired` and `forged` are refused as such.
+/// the lobby, `q` may not chat, `a`, `v`, `x` may not send audio, video, a screen); `expired`
+/// and `forged` are refused as such.
 pub(crate) fn by_token() -> World {
     World::with(Config {
         access_tokens: Some(TokenCheck::new(|token, room, _now| {
@@ -603,6 +605,11 @@ pub(crate) fn by_token() -> World {
                 host: role == "host",
                 skip_lobby: flags.contains('s'),
                 chat: !flags.contains('q'),
+                publish: Publish {
+                    audio: !flags.contains('a'),
+                    video: !flags.contains('v'),
+                    screen: !flags.contains('x'),
+                },
             })
         })),
         ..Config::default()
@@ -672,4 +679,69 @@ fn a_token_may_forbid_chat_and_a_removed_identity_cannot_come_back() {
         error_code(&w.send(9, join_with_token("visit-7", "visit-7|obs|Observer|guest|sq"))),
         ErrorCode::TokenRevoked
     );
+}
+
+#[test]
+fn a_token_may_forbid_video_and_screen_everyone_is_told_and_media_states_beyond_it_are_refused() {
+    let mut w = by_token();
+    let got = w.send(1, join_with_token("visit-7", "visit-7|dr|Dr. Zhang|host|"));
+    let ServerMsg::Joined { you: doctor, .. } = &got[0].msg else {
+        panic!("{got:?}")
+    };
+    assert!(doctor.publish.is_all());
+    let got = w.send(2, join_with_token("visit-7", "visit-7|pt|Patient|guest|svx"));
+    let ServerMsg::Joined { you, .. } = &got[0].msg else {
+        panic!("{got:?}")
+    };
+    let limited = Publish {
+        audio: true,
+        video: false,
+        screen: false,
+    };
+    assert_eq!(you.publish, limited);
+    let patient = you.id;
+    assert!(
+        got.iter().any(|o| o.to == 1
+            && matches!(&o.msg, ServerMsg::MemberJoined { member } if member.publish == limited)),
+        "the doctor learns what the patient may send: {got:?}"
+    );
+
+    let rung = w.send(1, RoomMsg::Invite { to: patient });
+    let call_id = rung
+        .iter()
+        .find_map(|o| match o.msg {
+            ServerMsg::Ringing { call_id, .. } => Some(call_id),
+            _ => None,
+        })
+        .expect("ringing");
+    w.send(2, RoomMsg::Accept { call_id });
+    let media = |audio, video, screen| RoomMsg::Media {
+        call_id,
+        audio,
+        video,
+        screen,
+    };
+    assert_eq!(
+        error_code(&w.send(2, media(true, true, false))),
+        ErrorCode::NotPermitted
+    );
+    assert_eq!(
+        error_code(&w.send(2, media(true, false, true))),
+        ErrorCode::NotPermitted
+    );
+    assert_eq!(
+        w.send(2, media(true, false, false)),
+        vec![out(
+            1,
+            ServerMsg::Media {
+                call_id,
+                from: patient,
+                audio: true,
+                video: false,
+                screen: false
+            }
+        )]
+    );
+    // The doctor's token allows everything.
+    assert_eq!(w.send(1, media(true, true, true)).len(), 1);
 }

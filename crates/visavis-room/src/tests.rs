@@ -160,6 +160,7 @@ fn join_gets_member_list_and_others_are_told() {
             id: a,
             name: "Ann".into(),
             host: false,
+            publish: Publish::ALL,
         }]
     );
     assert_eq!(got[1], out(1, ServerMsg::MemberJoined { member: you.clone() }));

@@ -183,6 +183,14 @@ fn token_options() -> clap::Command {
                 .action(ArgAction::SetTrue)
                 .help("May not send chat messages"),
         )
+        .args(
+            [
+                ("no-audio", "May not send audio (a microphone) in calls"),
+                ("no-video", "May not send video (a camera) in calls"),
+                ("no-screen", "May not share a screen in calls"),
+            ]
+            .map(|(flag, help)| Arg::new(flag).long(flag).action(ArgAction::SetTrue).help(help)),
+        )
 }
 
 fn token_command(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
@@ -233,6 +241,9 @@ fn token_command(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     let mut claims = Claims::new(&credentials.key, &identity, &room, &name, role, now, ttl);
     claims.permissions.skip_lobby = options.get_flag("skip-lobby");
     claims.permissions.chat = !options.get_flag("no-chat");
+    claims.permissions.audio = !options.get_flag("no-audio");
+    claims.permissions.video = !options.get_flag("no-video");
+    claims.permissions.screen = !options.get_flag("no-screen");
     let minted = token::mint(&credentials, &claims)?;
     println!("{minted}");
     println!(

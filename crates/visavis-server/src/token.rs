@@ -188,6 +188,11 @@ pub fn verify(
         host,
         skip_lobby: host || claims.permissions.skip_lobby,
         chat: claims.permissions.chat,
+        publish: visavis_protocol::Publish {
+            audio: claims.permissions.audio,
+            video: claims.permissions.video,
+            screen: claims.permissions.screen,
+        },
     })
 }
 
@@ -260,7 +265,8 @@ mod tests {
                 name: "Patient Li".into(),
                 host: false,
                 skip_lobby: false,
-                chat: true
+                chat: true,
+                publish: visavis_protocol::Publish::ALL,
             }
         );
         assert_eq!(verify(&pair(), &t, "visit-8", NOW), Err(TokenRefusal::WrongRoom));
@@ -327,8 +333,10 @@ mod tests {
         );
         claims.permissions.chat = false;
         claims.permissions.skip_lobby = true;
+        claims.permissions.video = false;
         let grant = verify(&pair(), &token(&claims, &pair()), "r", NOW).expect("valid");
         assert!(grant.skip_lobby && !grant.chat && !grant.host);
+        assert!(grant.publish.audio && !grant.publish.video && grant.publish.screen);
         let host = Claims {
             role: Role::Host,
             ..Claims::new(
