@@ -179,9 +179,19 @@ impl Collector for Counts {
                     turn.relayed_packets,
                 ),
                 (
+                    "visavis_turn_relayed_bytes",
+                    "Payload bytes relayed by TURN, both ways",
+                    turn.relayed_bytes,
+                ),
+                (
                     "visavis_turn_dropped_packets",
                     "Packets TURN dropped (no permission, over bandwidth)",
                     turn.dropped_packets,
+                ),
+                (
+                    "visavis_turn_refused_peers",
+                    "TURN permissions and channels refused for a forbidden peer address",
+                    turn.refused_peers,
                 ),
             ];
             for (name, help, n) in counters {

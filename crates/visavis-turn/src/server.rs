@@ -107,7 +107,12 @@ pub struct TurnCounts {
     pub allocations: usize,
     pub users: usize,
     pub relayed_packets: u64,
+    /// Payload bytes relayed, both ways.
+    pub relayed_bytes: u64,
     pub dropped_packets: u64,
+    /// Permissions and channels refused for a peer address the policy forbids (loopback,
+    /// private, this server's own...): each one a client trying to reach what it may not.
+    pub refused_peers: u64,
 }
 
 #[derive(Debug)]
@@ -225,7 +230,9 @@ pub struct TurnServer {
     /// When idle `unauth` buckets are next swept; set only while there are too many of them.
     unauth_sweep: Option<Instant>,
     relayed: u64,
+    relayed_bytes: u64,
     dropped: u64,
+    refused_peers: u64,
     out: VecDeque<Output>,
 }
 
@@ -269,7 +276,9 @@ impl TurnServer {
             unauth: HashMap::new(),
             unauth_sweep: None,
             relayed: 0,
+            relayed_bytes: 0,
             dropped: 0,
+            refused_peers: 0,
             out: VecDeque::new(),
         }
     }
@@ -279,7 +288,9 @@ impl TurnServer {
             allocations: self.allocations.len(),
             users: self.users.len(),
             relayed_packets: self.relayed,
+            relayed_bytes: self.relayed_bytes,
             dropped_packets: self.dropped,
+            refused_peers: self.refused_peers,
         }
     }
 
@@ -393,6 +404,7 @@ impl TurnServer {
                 .finish(),
         };
         self.relayed += 1;
+        self.relayed_bytes += data.len() as u64;
         self.out.push_back(Output::ToClient { client, data: frame });
     }
 
@@ -689,6 +701,14 @@ impl TurnServer {
         self.send(client, resp);
     }
 
+    /// Counts a CreatePermission/ChannelBind answered with `code`, if [`Self::check_peer`]
+    /// refused its peer (403).
+    fn count_refusal(&mut self, code: u16) {
+        if code == 403 {
+            self.refused_peers += 1;
+        }
+    }
+
     /// Checks a peer address for CreatePermission/ChannelBind: the peer and whether it is
     /// allowed only as one of our own relay addresses, or the error to send.
     fn check_peer(
@@ -743,6 +763,7 @@ impl TurnServer {
                 MessageBuilder::new(Class::Success, method::CREATE_PERMISSION, msg.transaction_id)
             }
             Err((code, reason)) => {
+                self.count_refusal(code);
                 error_response(method::CREATE_PERMISSION, msg.transaction_id, code, reason)
             }
         };
@@ -786,7 +807,10 @@ impl TurnServer {
                 }
                 MessageBuilder::new(Class::Success, method::CHANNEL_BIND, msg.transaction_id)
             }
-            Err((code, reason)) => error_response(method::CHANNEL_BIND, msg.transaction_id, code, reason),
+            Err((code, reason)) => {
+                self.count_refusal(code);
+                error_response(method::CHANNEL_BIND, msg.transaction_id, code, reason)
+            }
         };
         self.send(client, resp.integrity(&auth.key).fingerprint().finish());
     }
@@ -833,6 +857,7 @@ impl TurnServer {
             return;
         }
         self.relayed += 1;
+        self.relayed_bytes += data.len() as u64;
         self.out.push_back(Output::ToPeer {
             relay,
             peer,

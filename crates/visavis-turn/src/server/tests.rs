@@ -234,6 +234,9 @@ fn allocate_permission_and_relay_both_ways() {
     assert_eq!((ind.class, ind.method), (Class::Indication, method::DATA));
     assert_eq!(ind.xor_address(attr::XOR_PEER_ADDRESS), Some(peer));
     assert_eq!(ind.get(attr::DATA), Some(&b"back"[..]));
+    // Payload bytes, not the STUN framing around them; the refused "sneaky" not at all.
+    let counts = w.turn.counts();
+    assert_eq!((counts.relayed_packets, counts.relayed_bytes), (2, 9));
 
     // Permissions last 5 minutes.
     w.advance(Duration::from_secs(301));
@@ -286,6 +289,7 @@ fn channels_carry_data_without_stun_headers() {
 
 /// CreatePermission and ChannelBind to each of `ips` get 403.
 fn expect_refused(w: &mut World, c: ClientAddr, creds: &Creds, ips: &[&str]) {
+    let before = w.turn.counts().refused_peers;
     for (i, ip) in ips.iter().enumerate() {
         let peer = SocketAddr::new(ip.parse().unwrap(), 80);
         let n = i as u8;
@@ -301,6 +305,7 @@ fn expect_refused(w: &mut World, c: ClientAddr, creds: &Creds, ips: &[&str]) {
             "{ip}"
         );
     }
+    assert_eq!(w.turn.counts().refused_peers, before + 2 * ips.len() as u64);
 }
 
 #[test]
