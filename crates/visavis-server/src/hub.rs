@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -31,6 +32,9 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Wakes the timer task when a deadline moved earlier.
     timer: Notify,
+    /// Set by every input that may have changed what the state store keeps; cleared when a
+    /// snapshot is taken for it.
+    changed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -114,6 +118,7 @@ impl Hub {
                 on_event,
             }),
             timer: Notify::new(),
+            changed: AtomicBool::new(false),
         }
     }
 
@@ -131,6 +136,7 @@ impl Hub {
         let before = inner.sig.poll_timeout();
         let result = input(&mut inner, now);
         inner.dispatch(now);
+        self.changed.store(true, Ordering::Relaxed);
         let after = inner.sig.poll_timeout();
         if after.is_some() && (before.is_none() || after < before) {
             self.timer.notify_one();
@@ -182,7 +188,8 @@ impl Hub {
 
     /// A WebSocket ping or pong frame: a sign of life.
     pub fn alive(&self, conn: ConnId) {
-        self.with(|inner, now| inner.sig.handle_alive(now, conn));
+        // Changes nothing the store keeps, sends nothing, moves no deadline.
+        self.lock().sig.handle_alive(Now::system(), conn);
     }
 
     /// The connection ended (nothing happens if the server had already closed it).
@@ -197,6 +204,15 @@ impl Hub {
     /// sends then reaches the connections, as after a client's message.
     pub fn api<R>(&self, f: impl FnOnce(&mut visavis_room::Core, Now) -> R) -> R {
         self.with(|inner, now| inner.sig.handle_api(now, f))
+    }
+
+    /// What the state store keeps, if any input may have changed it since the last call (or
+    /// always, with `force`). Copied out under the lock; encoding and writing happen after.
+    pub fn snapshot(&self, force: bool) -> Option<visavis_signal::Snapshot> {
+        if !self.changed.swap(false, Ordering::Relaxed) && !force {
+            return None;
+        }
+        Some(self.lock().sig.snapshot(Now::system()))
     }
 
     /// Reads the room core under the lock (the REST API's listings).
