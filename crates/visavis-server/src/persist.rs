@@ -121,3 +121,103 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use visavis_room::{Config as RoomConfig, Core};
+    use visavis_sansio::Now;
+    use visavis_signal::{Config, Signalling};
+    use visavis_store::{FileStore, StateStore};
+
+    /// `pairs` rooms of two members in an active call, each with 20 chat messages that nobody
+    /// has acknowledged yet (so every session's replay log holds them).
+    fn busy(pairs: usize, now: Now) -> Signalling {
+        let config = Config {
+            sessions_per_ip: usize::MAX,
+            max_sessions: usize::MAX,
+            seats_per_ip: usize::MAX,
+            ip_rate: 1e9,
+            ip_burst: 1e9,
+            ..Config::default()
+        };
+        let room = RoomConfig {
+            max_rooms: usize::MAX,
+            ..RoomConfig::default()
+        };
+        let mut n = 0u64;
+        let tokens = Box::new(move || {
+            n += 1;
+            format!("{n:032x}")
+        });
+        let mut sig = Signalling::new(Core::new(room), config, tokens);
+        let ip = [127, 0, 0, 1].into();
+        for p in 0..pairs {
+            let mut conns = Vec::new();
+            for name in ["Alice", "Bob"] {
+                let conn = sig.handle_open(now, ip).expect("open");
+                let join = format!(r#"{{"type":"join","version":1,"room":"room-{p}","name":"{name}"}}"#);
+                sig.handle_text(now, conn, &join);
+                conns.push(conn);
+            }
+            while sig.poll_output().is_some() {}
+            let bob = sig.core().snapshot(now).members.last().map(|m| m.id).unwrap_or(0);
+            sig.handle_text(now, conns[0], &format!(r#"{{"type":"invite","to":{bob}}}"#));
+            let call = sig.core().snapshot(now).calls.last().map(|c| c.id).unwrap_or(0);
+            sig.handle_text(now, conns[1], &format!(r#"{{"type":"accept","callId":{call}}}"#));
+            for i in 0..10 {
+                for conn in &conns {
+                    let chat = format!(r#"{{"type":"chat","text":"message number {i} of this pair"}}"#);
+                    sig.handle_text(now, *conn, &chat);
+                }
+            }
+            while sig.poll_output().is_some() {}
+        }
+        sig
+    }
+
+    /// The cost of one write of the whole state, by its size: copying it out (under the hub's
+    /// lock), encoding it, writing it to redb with fsync. For docs/benchmarks.md:
+    /// `cargo test --release -p visavis-server --bin visavis -- --ignored --nocapture flush_cost`
+    /// (or `--lib`).
+    #[test]
+    #[ignore = "a measurement; run it with --release"]
+    fn flush_cost() {
+        let dir = std::env::temp_dir().join(format!("visavis-flush-cost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FileStore::open(&dir.join("state.redb")).expect("store");
+        let now = Now::system();
+        println!("| sessions | rooms (1:1 calls) | bytes | copy (lock held) | encode | write (fsync) | total |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        for pairs in [10, 100, 1000, 5000] {
+            let sig = busy(pairs, now);
+            let runs = 20u32;
+            let (mut copy, mut encode, mut write, mut bytes) =
+                (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
+            for _ in 0..runs {
+                let t0 = Instant::now();
+                let snapshot = sig.snapshot(now);
+                let t1 = Instant::now();
+                let encoded = serde_json::to_vec(&snapshot).expect("encode");
+                let t2 = Instant::now();
+                store.save(&encoded).expect("save");
+                let t3 = Instant::now();
+                copy += t1 - t0;
+                encode += t2 - t1;
+                write += t3 - t2;
+                bytes = encoded.len();
+            }
+            let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0 / f64::from(runs));
+            println!(
+                "| {} | {pairs} | {bytes} | {} | {} | {} | {} |",
+                pairs * 2,
+                ms(copy),
+                ms(encode),
+                ms(write),
+                ms(copy + encode + write)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
