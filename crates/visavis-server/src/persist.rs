@@ -162,9 +162,10 @@ mod tests {
                 conns.push(conn);
             }
             while sig.poll_output().is_some() {}
-            let bob = sig.core().snapshot(now).members.last().map(|m| m.id).unwrap_or(0);
+            // The default ids count up: members 1, 2, … and calls 1, 2, ….
+            let bob = 2 * p + 2;
             sig.handle_text(now, conns[0], &format!(r#"{{"type":"invite","to":{bob}}}"#));
-            let call = sig.core().snapshot(now).calls.last().map(|c| c.id).unwrap_or(0);
+            let call = p + 1;
             sig.handle_text(now, conns[1], &format!(r#"{{"type":"accept","callId":{call}}}"#));
             for i in 0..10 {
                 for conn in &conns {
@@ -188,10 +189,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store = FileStore::open(&dir.join("state.redb")).expect("store");
         let now = Now::system();
-        println!("| sessions | rooms (1:1 calls) | bytes | copy (lock held) | encode | write (fsync) | total |");
+        println!(
+            "| sessions | rooms (1:1 calls) | bytes | copy (lock held) | encode | write (fsync) | total |"
+        );
         println!("| --- | --- | --- | --- | --- | --- | --- |");
         for pairs in [10, 100, 1000, 5000] {
+            let setup = Instant::now();
             let sig = busy(pairs, now);
+            assert_eq!(
+                sig.counts().core.calls,
+                pairs,
+                "every pair in a call ({:?})",
+                setup.elapsed()
+            );
             let runs = 20u32;
             let (mut copy, mut encode, mut write, mut bytes) =
                 (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);

@@ -41,7 +41,7 @@ pub use visavis_room::{Event, MemberEvent};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use session::Session;
-pub use snapshot::{SessionSnapshot, Snapshot, CRASH_SN_GAP};
+pub use snapshot::{Frame, SessionSnapshot, Snapshot, CRASH_SN_GAP};
 use sources::Sources;
 
 /// One WebSocket connection, numbered by [`Signalling::handle_open`].

@@ -49,10 +49,29 @@ pub struct SessionSnapshot {
     pub next_sn: u64,
     pub last_cn: u64,
     /// Unacknowledged messages, `(sn, frame)`, oldest first.
-    pub log: Vec<(u64, String)>,
+    pub log: Vec<(u64, Frame)>,
     /// When its grace ends (Unix ms), if its own connection had dropped before the snapshot;
     /// `None` if it was connected or detached by the shutdown.
     pub grace_until: Option<u64>,
+}
+
+/// A text frame kept for replay: shared with the session's log (copying a snapshot out costs
+/// a reference count, not the bytes), written as a JSON string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(pub Bytes);
+
+impl Serialize for Frame {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Frames are the JSON text the server wrote, so always UTF-8.
+        let text = std::str::from_utf8(&self.0).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Frame {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|s| Frame(Bytes::from(s)))
+    }
 }
 
 impl Signalling {
@@ -74,10 +93,7 @@ impl Signalling {
                     token,
                     next_sn: s.next_sn(),
                     last_cn: s.last_cn,
-                    log: s
-                        .log_entries()
-                        .filter_map(|(sn, f)| Some((*sn, String::from_utf8(f.to_vec()).ok()?)))
-                        .collect(),
+                    log: s.log_entries().map(|(sn, f)| (*sn, Frame(f.clone()))).collect(),
                     grace_until,
                 })
             })
@@ -107,11 +123,7 @@ impl Signalling {
             if sig.core.member_of(s.id).is_none() || sig.by_token.contains_key(&s.token) {
                 continue;
             }
-            let log: VecDeque<(u64, Bytes)> = s
-                .log
-                .into_iter()
-                .map(|(sn, frame)| (sn, Bytes::from(frame)))
-                .collect();
+            let log: VecDeque<(u64, Bytes)> = s.log.into_iter().map(|(sn, frame)| (sn, frame.0)).collect();
             let session = Session::restored(s.ip, s.token.clone(), s.next_sn + gap, s.last_cn, log);
             sig.log_total += session.log_bytes();
             sig.sources.add_session(now.mono, s.ip);
