@@ -72,9 +72,13 @@ struct Outbox {
 }
 
 impl Inner {
-    /// Carries out everything the state machine asked for.
-    fn dispatch(&mut self, now: Now) {
+    /// Carries out everything the state machine asked for. Returns whether anything but a
+    /// heartbeat `ping` went out: a timer that only sent pings changed nothing the state
+    /// store keeps (a ping is not numbered and not logged), so it need not be written again.
+    fn dispatch(&mut self, now: Now) -> bool {
+        let mut changed = false;
         while let Some(out) = self.sig.poll_output() {
+            changed |= !matches!(&out, Output::Send { frame, .. } if frame.starts_with(PING));
             let (conn, out) = match out {
                 // The state machine writes JSON, which is UTF-8; the check is cheap.
                 Output::Send { conn, frame } => match Utf8Bytes::try_from(frame) {
@@ -104,8 +108,12 @@ impl Inner {
             }
             outbox.queue.push_back(out);
         }
+        changed
     }
 }
+
+/// How every `ping` frame starts (visavis-protocol writes `type` first, and a ping has no `sn`).
+const PING: &[u8] = br#"{"type":"ping","#;
 
 impl Hub {
     pub fn new(sig: Signalling, outbound_queue: usize, on_event: EventHook) -> Self {
@@ -142,6 +150,18 @@ impl Hub {
             self.timer.notify_one();
         }
         result
+    }
+
+    /// As [`Hub::with`] for the timer: only a timeout that sent more than pings counts as a
+    /// change for the state store (heartbeats are due every few milliseconds on a busy server).
+    fn with_timer(&self) {
+        let mut inner = self.lock();
+        let now = Now::system();
+        inner.sig.handle_timeout(now);
+        if inner.dispatch(now) {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        // The timer task asks for the next deadline itself before it sleeps again.
     }
 
     /// Whether a connection from `ip` would be taken now.
@@ -255,7 +275,7 @@ impl Hub {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.timer.notified() => {}
-                () = sleep => self.with(|inner, now| inner.sig.handle_timeout(now)),
+                () = sleep => self.with_timer(),
             }
         }
         self.with(|inner, now| {
