@@ -585,11 +585,21 @@ fn open_store(settings: &Settings) -> anyhow::Result<Option<Arc<dyn visavis_stor
         StateKind::None => Ok(None),
         StateKind::File => {
             let path = settings.data_dir.join("state.redb");
-            let store = visavis_store::FileStore::open(&path).with_context(|| {
-                "the state file cannot be opened: give a --data-dir of this server's own, or \
-                 --state none"
-            })?;
-            Ok(Some(Arc::new(store)))
+            match visavis_store::FileStore::open(&path) {
+                Ok(store) => Ok(Some(Arc::new(store))),
+                // Two servers on one file would each lose the other's calls: refuse.
+                Err(err @ visavis_store::StoreError::Locked(_)) => Err(anyhow::Error::new(err)
+                    .context("give each server a --data-dir of its own, or --state none")),
+                // A directory that cannot be written still serves (as the API credentials
+                // do), in memory only, and says so: the first command must start anywhere.
+                Err(err) => {
+                    tracing::warn!(
+                        "{err}: state kept in memory only, so a restart ends every call \
+                         (give a --data-dir that can be written)"
+                    );
+                    Ok(None)
+                }
+            }
         }
     }
 }
