@@ -64,6 +64,13 @@ impl FileStore {
             }
             other => io(other.to_string()),
         })?;
+        // It holds resume tokens, which take a session over: for this user's eyes only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io(format!("cannot make it private: {e}")))?;
+        }
         Ok(Self {
             db,
             path: path.to_owned(),
@@ -127,6 +134,12 @@ mod tests {
         }
         let store = FileStore::open(&path).unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some(&b"two"[..]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "resume tokens are secrets");
+        }
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
