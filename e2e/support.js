@@ -3,6 +3,9 @@
 //! see and hear (decoded frames on a labelled <video>, received audio in getStats), and a visavis
 //! of a test's own.
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from '@playwright/test';
 
 /**
@@ -146,16 +149,22 @@ export function selectedPair(page) {
 export const BINARY = process.env.VISAVIS_BIN ?? 'target/debug/visavis';
 
 /**
- * Starts a visavis of its own for a test (debug build) and waits until it serves.
+ * Starts a visavis of its own for a test (debug build) and waits until it serves. It keeps its
+ * state in a new temporary `--data-dir` (its state file is locked, so servers side by side each
+ * need one), unless `args` name one: a restart passes the `dataDir` of the server it replaces.
  * @param {string} listen
  * @param {string[]} args
  */
 export async function startServer(listen, args = []) {
-  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...args], { stdio: 'ignore' });
+  const dataDir = args.includes('--data-dir')
+    ? args[args.indexOf('--data-dir') + 1]
+    : mkdtempSync(join(tmpdir(), 'visavis-e2e-'));
+  const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
+  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...data, ...args], { stdio: 'ignore' });
   const url = `http://${listen}`;
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { proc, url };
+      if ((await fetch(`${url}/healthz`)).ok) return { proc, url, dataDir };
     } catch {
       // not up yet
     }

@@ -122,8 +122,9 @@ start_server() {
     local log=$LOG_DIR/server-$1-$PORT.log
     case $1 in
         visavis)
+            # A fresh data dir each time: a server must not restore the last run's sessions.
             RUST_LOG=warn taskset -c "$SERVER_CPU" "$VISAVIS" --listen "127.0.0.1:$PORT" \
-                "${VISAVIS_FLAGS[@]}" >"$log" 2>&1 &
+                --data-dir "$LOG_DIR/data-$PORT" "${VISAVIS_FLAGS[@]}" >"$log" 2>&1 &
             URL=ws://127.0.0.1:$PORT ;;
         before)
             RUST_LOG=warn taskset -c "$SERVER_CPU" "$BEFORE" --listen "127.0.0.1:$PORT" \

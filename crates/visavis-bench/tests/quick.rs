@@ -21,12 +21,10 @@ async fn quick_run_relays_messages_without_errors() {
         "--ip-rate-burst",
         "1000000",
     ];
-    let settings = Settings::try_parse_from(
-        ["visavis", "--no-turn", "--room-capacity", "2"]
-            .iter()
-            .chain(&unlimited),
-    )
-    .unwrap_or_else(|_| Settings::parse_from(["visavis", "--no-turn", "--room-capacity", "2"]));
+    // No state file: it is locked per process, and nothing here restarts.
+    let base = ["visavis", "--no-turn", "--room-capacity", "2", "--state", "none"];
+    let settings = Settings::try_parse_from(base.iter().chain(&unlimited))
+        .unwrap_or_else(|_| Settings::parse_from(base));
     let shutdown = CancellationToken::new();
     let app = App::start(listener, settings, shutdown.clone()).await.unwrap();
     let server = tokio::spawn(app.serve());

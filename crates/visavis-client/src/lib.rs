@@ -76,6 +76,8 @@ pub struct Client {
     ping_unanswered: bool,
     /// Whether a replayed duplicate is an error rather than skipped ([`Client::set_strict`]).
     strict: bool,
+    /// Whether the next numbered message may jump forward ([`Client::allow_gap`]).
+    gap_allowed: bool,
 }
 
 impl Client {
@@ -131,6 +133,7 @@ impl Client {
             you: None,
             ping_unanswered: false,
             strict: false,
+            gap_allowed: false,
         })
     }
 
@@ -180,6 +183,13 @@ impl Client {
     /// that the server never sends a message twice. Carried over by [`Client::resume`].
     pub fn set_strict(&mut self, strict: bool) {
         self.strict = strict;
+    }
+
+    /// Lets the next numbered message skip numbers (once): after a server crash the resumed
+    /// session's numbering jumps past what the dead process may have sent (docs/protocol.md),
+    /// and what was sent in its last moments is lost. Any other gap stays an error.
+    pub fn allow_gap(&mut self) {
+        self.gap_allowed = true;
     }
 
     /// The WebSocket itself, for tests that need to misbehave.
@@ -243,6 +253,10 @@ impl Client {
                     self.ping_unanswered = true;
                 }
                 (_, Some(sn)) if sn <= self.last_sn && !self.strict => continue, // a replay overlap
+                (_, Some(sn)) if sn > self.last_sn && self.gap_allowed => {
+                    self.gap_allowed = false;
+                    self.last_sn = sn;
+                }
                 (_, Some(sn)) if sn != self.last_sn + 1 => {
                     return Err(ClientError::Sequence {
                         expected: self.last_sn + 1,

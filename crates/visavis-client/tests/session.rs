@@ -7,7 +7,8 @@ use visavis_client::{Client, ClientError};
 use visavis_protocol::{ErrorCode, RoomMsg, ServerMsg};
 
 async fn server() -> (String, CancellationToken) {
-    let settings = visavis_server::Settings::parse_from(["visavis", "--no-turn"]);
+    // Several servers side by side, none restarted: no state file (it is locked per process).
+    let settings = visavis_server::Settings::parse_from(["visavis", "--no-turn", "--state", "none"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let shutdown = CancellationToken::new();
     let app = visavis_server::App::start(listener, settings, shutdown.clone())

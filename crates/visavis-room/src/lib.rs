@@ -19,6 +19,7 @@ mod chat;
 mod event;
 mod group;
 mod private;
+mod snapshot;
 mod validate;
 
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +35,7 @@ use visavis_sansio::{Deadlines, Now, TokenBucket};
 pub use api::{ApiError, Participant, RoomDetail, RoomInfo, RoomOptions, MAX_DURATION};
 pub use event::{CallSummary, Event, Person};
 use private::Private;
+pub use snapshot::{CallSnapshot, CoreSnapshot, MemberSnapshot, PrivateSnapshot, RoomSnapshot};
 pub use validate::{is_private_id, validate_name, validate_room, MAX_NAME_CHARS, MAX_ROOM_CHARS};
 
 /// A member's session, numbered by the session layer: it outlives the connections that carry
@@ -1624,5 +1626,7 @@ enum Role {
 mod api_tests;
 #[cfg(test)]
 mod private_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use visavis_sansio::{Deadlines, Now};
 use crate::{Core, RoomError};
 
 /// What a private room has beyond a named one.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Private {
     pub host_key: String,
     pub state: RoomState,
@@ -66,7 +66,13 @@ pub(crate) struct EmptyRooms {
 impl EmptyRooms {
     /// Records `room` (by `creator`) as empty until `until`; returns the creator's oldest empty
     /// room if that makes more than `cap`.
-    fn insert(&mut self, room: &str, creator: IpAddr, until: Instant, cap: usize) -> Option<String> {
+    pub(crate) fn insert(
+        &mut self,
+        room: &str,
+        creator: IpAddr,
+        until: Instant,
+        cap: usize,
+    ) -> Option<String> {
         self.next += 1;
         let number = self.next;
         self.deadlines.insert(number, until);
@@ -109,6 +115,11 @@ impl EmptyRooms {
 
     pub fn contains(&self, room: &str) -> bool {
         self.numbers.contains_key(room)
+    }
+
+    /// When empty `room` is dropped, if it waits empty.
+    pub fn until(&self, room: &str) -> Option<Instant> {
+        self.deadlines.get(*self.numbers.get(room)?)
     }
 }
 

@@ -100,6 +100,25 @@ impl Now {
     pub fn after(self, d: Duration) -> Self {
         self.at(self.mono + d)
     }
+
+    /// `instant` on the wall clock (Unix ms): how a time is written down to outlive the
+    /// process, since a monotonic instant means nothing to the next one.
+    pub fn unix_ms_of(&self, instant: Instant) -> u64 {
+        self.at(instant).unix_ms
+    }
+
+    /// The monotonic instant of a wall-clock time (Unix ms) written down by an earlier process.
+    /// A time further back than this process's clock reaches becomes `self.mono`: it is past
+    /// either way, and a past deadline fires at the next timeout.
+    pub fn instant_of(&self, unix_ms: u64) -> Instant {
+        if unix_ms >= self.unix_ms {
+            self.mono + Duration::from_millis(unix_ms - self.unix_ms)
+        } else {
+            self.mono
+                .checked_sub(Duration::from_millis(self.unix_ms - unix_ms))
+                .unwrap_or(self.mono)
+        }
+    }
 }
 
 /// One deadline per key, soonest first.
@@ -245,5 +264,19 @@ mod tests {
         let later = n.after(Duration::from_millis(2500));
         assert_eq!((later.unix_ms, later.unix_secs()), (12_500, 12));
         assert_eq!(later.at(n.mono), n);
+    }
+
+    #[test]
+    fn times_go_to_the_wall_clock_and_back() {
+        let n = Now {
+            mono: Instant::now() + Duration::from_secs(100),
+            unix_ms: 1_000_000,
+        };
+        let later = n.mono + Duration::from_millis(1500);
+        assert_eq!(n.unix_ms_of(later), 1_001_500);
+        assert_eq!(n.instant_of(1_001_500), later);
+        let earlier = n.mono - Duration::from_millis(250);
+        assert_eq!(n.unix_ms_of(earlier), 999_750);
+        assert_eq!(n.instant_of(999_750), earlier);
     }
 }

@@ -42,6 +42,16 @@ pub enum Access {
     Token,
 }
 
+/// Where rooms, sessions, calls and chat are kept so that they outlive the process (`--state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateKind {
+    /// In memory only: a restart ends every call.
+    None,
+    /// A file in --data-dir (state.redb), written every 100 ms while anything changes and at
+    /// a graceful stop: a restart, even a crash, keeps the calls.
+    File,
+}
+
 /// Let's Encrypt's production directory, where `--domain` gets certificates by default.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
@@ -127,9 +137,16 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_INSECURE_HTTP")]
     pub insecure_http: bool,
 
-    /// Where visavis keeps what must outlive a run (the self-signed certificate).
+    /// Where visavis keeps what must outlive a run (the state file, the self-signed
+    /// certificate, the API credentials).
     #[arg(long, env = "VISAVIS_DATA_DIR", default_value = "visavis-data")]
     pub data_dir: PathBuf,
+
+    /// Where rooms, sessions, calls and chat are kept so that a restart keeps every call:
+    /// `file`, in --data-dir/state.redb (a crash loses at most the last 100 ms or so, a
+    /// graceful stop nothing); `none`, in memory only (a restart ends every call).
+    #[arg(long, env = "VISAVIS_STATE", value_enum, default_value = "file")]
+    pub state: StateKind,
 
     /// Most members one room may hold; one more gets a `room_full` error.
     #[arg(long, env = "VISAVIS_ROOM_CAPACITY", default_value_t = 16,

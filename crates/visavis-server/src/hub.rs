@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -31,6 +32,9 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Wakes the timer task when a deadline moved earlier.
     timer: Notify,
+    /// Set by every input that may have changed what the state store keeps; cleared when a
+    /// snapshot is taken for it.
+    changed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -68,9 +72,13 @@ struct Outbox {
 }
 
 impl Inner {
-    /// Carries out everything the state machine asked for.
-    fn dispatch(&mut self, now: Now) {
+    /// Carries out everything the state machine asked for. Returns whether anything but a
+    /// heartbeat `ping` went out: a timer that only sent pings changed nothing the state
+    /// store keeps (a ping is not numbered and not logged), so it need not be written again.
+    fn dispatch(&mut self, now: Now) -> bool {
+        let mut changed = false;
         while let Some(out) = self.sig.poll_output() {
+            changed |= !matches!(&out, Output::Send { frame, .. } if frame.starts_with(PING));
             let (conn, out) = match out {
                 // The state machine writes JSON, which is UTF-8; the check is cheap.
                 Output::Send { conn, frame } => match Utf8Bytes::try_from(frame) {
@@ -100,8 +108,12 @@ impl Inner {
             }
             outbox.queue.push_back(out);
         }
+        changed
     }
 }
+
+/// How every `ping` frame starts (visavis-protocol writes `type` first, and a ping has no `sn`).
+const PING: &[u8] = br#"{"type":"ping","#;
 
 impl Hub {
     pub fn new(sig: Signalling, outbound_queue: usize, on_event: EventHook) -> Self {
@@ -114,6 +126,7 @@ impl Hub {
                 on_event,
             }),
             timer: Notify::new(),
+            changed: AtomicBool::new(false),
         }
     }
 
@@ -131,11 +144,24 @@ impl Hub {
         let before = inner.sig.poll_timeout();
         let result = input(&mut inner, now);
         inner.dispatch(now);
+        self.changed.store(true, Ordering::Relaxed);
         let after = inner.sig.poll_timeout();
         if after.is_some() && (before.is_none() || after < before) {
             self.timer.notify_one();
         }
         result
+    }
+
+    /// As [`Hub::with`] for the timer: only a timeout that sent more than pings counts as a
+    /// change for the state store (heartbeats are due every few milliseconds on a busy server).
+    fn with_timer(&self) {
+        let mut inner = self.lock();
+        let now = Now::system();
+        inner.sig.handle_timeout(now);
+        if inner.dispatch(now) {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        // The timer task asks for the next deadline itself before it sleeps again.
     }
 
     /// Whether a connection from `ip` would be taken now.
@@ -182,7 +208,8 @@ impl Hub {
 
     /// A WebSocket ping or pong frame: a sign of life.
     pub fn alive(&self, conn: ConnId) {
-        self.with(|inner, now| inner.sig.handle_alive(now, conn));
+        // Changes nothing the store keeps, sends nothing, moves no deadline.
+        self.lock().sig.handle_alive(Now::system(), conn);
     }
 
     /// The connection ended (nothing happens if the server had already closed it).
@@ -197,6 +224,15 @@ impl Hub {
     /// sends then reaches the connections, as after a client's message.
     pub fn api<R>(&self, f: impl FnOnce(&mut visavis_room::Core, Now) -> R) -> R {
         self.with(|inner, now| inner.sig.handle_api(now, f))
+    }
+
+    /// What the state store keeps, if any input may have changed it since the last call (or
+    /// always, with `force`). Copied out under the lock; encoding and writing happen after.
+    pub fn snapshot(&self, force: bool) -> Option<visavis_signal::Snapshot> {
+        if !self.changed.swap(false, Ordering::Relaxed) && !force {
+            return None;
+        }
+        Some(self.lock().sig.snapshot(Now::system()))
     }
 
     /// Reads the room core under the lock (the REST API's listings).
@@ -239,7 +275,7 @@ impl Hub {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.timer.notified() => {}
-                () = sleep => self.with(|inner, now| inner.sig.handle_timeout(now)),
+                () = sleep => self.with_timer(),
             }
         }
         self.with(|inner, now| {

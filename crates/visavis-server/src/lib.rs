@@ -19,6 +19,7 @@ mod hub;
 mod ice;
 mod metrics;
 mod per_ip;
+mod persist;
 mod plain_http;
 mod sniff;
 mod tls;
@@ -45,7 +46,7 @@ use visavis_room::{Config, Core, IdSource, SecretSource};
 use visavis_signal::{Refusal, Signalling};
 
 use admission::{client_ip, origin_allowed};
-pub use config::{Https, LogFormat, Settings};
+pub use config::{Https, LogFormat, Settings, StateKind};
 use fd_budget::{FdPool, FdSlot};
 use headers::SecurityHeaders;
 use http::HttpLimits;
@@ -72,6 +73,8 @@ struct AppState {
     public_origin_configured: bool,
     http_limits: HttpLimits,
     headers: SecurityHeaders,
+    /// Where the state is written while serving (`--state file`).
+    store: Option<Arc<dyn visavis_store::StateStore>>,
 }
 
 /// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
@@ -171,7 +174,7 @@ impl App {
                 (None, None, ice::ice_source(&settings, &secret, None, None))
             }
         };
-        let core = Core::new(Config {
+        let room_config = Config {
             room_capacity: settings.room_capacity as usize,
             ring_timeout: settings.ring_timeout(),
             ice_servers,
@@ -199,26 +202,42 @@ impl App {
             },
             private_room_ttl: Duration::from_secs(3600),
             empty_private_per_ip: 8,
-        });
-        let signalling = Signalling::new(
-            core,
-            visavis_signal::Config {
-                heartbeat: Duration::from_secs(settings.heartbeat_timeout),
-                grace: Duration::from_secs(settings.resume_grace),
-                log_limit: usize::try_from(settings.resume_log_limit).unwrap_or(usize::MAX),
-                log_total: usize::try_from(settings.resume_log_total).unwrap_or(usize::MAX),
-                max_message: settings.max_message_size(),
-                rate: f64::from(settings.rate_limit),
-                burst: f64::from(settings.rate_burst),
-                ip_rate: f64::from(settings.ip_rate_limit),
-                ip_burst: f64::from(settings.ip_rate_burst),
-                sessions_per_ip: settings.max_sessions_per_ip as usize,
-                max_sessions: settings.max_sessions as usize,
-                seats_per_ip: settings.max_seats_per_ip as usize,
-                join_timeout: Duration::from_secs(settings.join_timeout),
-            },
-            Box::new(new_token),
-        );
+        };
+        let signal_config = visavis_signal::Config {
+            heartbeat: Duration::from_secs(settings.heartbeat_timeout),
+            grace: Duration::from_secs(settings.resume_grace),
+            log_limit: usize::try_from(settings.resume_log_limit).unwrap_or(usize::MAX),
+            log_total: usize::try_from(settings.resume_log_total).unwrap_or(usize::MAX),
+            max_message: settings.max_message_size(),
+            rate: f64::from(settings.rate_limit),
+            burst: f64::from(settings.rate_burst),
+            ip_rate: f64::from(settings.ip_rate_limit),
+            ip_burst: f64::from(settings.ip_rate_burst),
+            sessions_per_ip: settings.max_sessions_per_ip as usize,
+            max_sessions: settings.max_sessions as usize,
+            seats_per_ip: settings.max_seats_per_ip as usize,
+            join_timeout: Duration::from_secs(settings.join_timeout),
+        };
+        let store = open_store(&settings)?;
+        let restored = match &store {
+            Some(store) => persist::load(store.as_ref())?,
+            None => None,
+        };
+        let signalling = match restored {
+            Some(snapshot) => {
+                let now = visavis_sansio::Now::system();
+                let core = Core::restore(room_config, snapshot.core.clone(), now);
+                let sig = Signalling::restore(core, signal_config, Box::new(new_token), snapshot, now);
+                // The TURN server relays for members only: those restored are members again.
+                if let Some(turn) = &turn {
+                    for (member, _) in sig.core().member_ids() {
+                        turn.handle_member(visavis_signal::MemberEvent::Joined(member));
+                    }
+                }
+                sig
+            }
+            None => Signalling::new(Core::new(room_config), signal_config, Box::new(new_token)),
+        };
         let webhooks = match (&credentials, settings.webhook_urls.is_empty()) {
             (_, true) => None,
             (Some(credentials), false) => Some(webhook_sender::Webhooks::start(
@@ -272,6 +291,7 @@ impl App {
                 fds: FdPool::new(http_fds),
             },
             headers: SecurityHeaders::new(&settings.frame_ancestors, tls.is_some())?,
+            store,
         };
         Ok(Self {
             listener,
@@ -325,6 +345,11 @@ impl App {
             let (hub, shutdown) = (state.hub.clone(), shutdown.clone());
             async move { hub.run_timers(shutdown).await }
         });
+        let writer = state
+            .store
+            .clone()
+            .map(|store| tokio::spawn(persist::run(state.hub.clone(), store, shutdown.clone())));
+        let hub = state.hub.clone();
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
         let limits = state.http_limits.clone();
@@ -371,6 +396,13 @@ impl App {
             tracing::warn!("{} sessions did not close in time", sessions.len());
         }
         let _ = timers.await;
+        // Every session is detached and no request is in flight: the state written now is
+        // complete, and the next process continues it exactly.
+        if let Some(writer) = writer {
+            if let Ok(mut writer) = writer.await {
+                writer.flush(&hub, true).await;
+            }
+        }
         if let Some(turn) = turn {
             let _ = tokio::time::timeout(Duration::from_secs(1), turn.stopped()).await;
         }
@@ -551,6 +583,31 @@ fn new_token() -> String {
 }
 
 /// The API credentials of `settings`; a pair made now is shown once, in the log. Without
+/// The state store `--state` asks for: with `file`, `state.redb` in `--data-dir`.
+fn open_store(settings: &Settings) -> anyhow::Result<Option<Arc<dyn visavis_store::StateStore>>> {
+    match settings.state {
+        StateKind::None => Ok(None),
+        StateKind::File => {
+            let path = settings.data_dir.join("state.redb");
+            match visavis_store::FileStore::open(&path) {
+                Ok(store) => Ok(Some(Arc::new(store))),
+                // Two servers on one file would each lose the other's calls: refuse.
+                Err(err @ visavis_store::StoreError::Locked(_)) => Err(anyhow::Error::new(err)
+                    .context("give each server a --data-dir of its own, or --state none")),
+                // A directory that cannot be written still serves (as the API credentials
+                // do), in memory only, and says so: the first command must start anywhere.
+                Err(err) => {
+                    tracing::warn!(
+                        "{err}: state kept in memory only, so a restart ends every call \
+                         (give a --data-dir that can be written)"
+                    );
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
 /// `--api-key`/`--api-secret` and with a `--data-dir` that cannot keep a pair, there are none
 /// (and the REST API answers 503); bad ones given are an error.
 fn api_credentials(settings: &Settings) -> anyhow::Result<Option<token::ApiCredentials>> {

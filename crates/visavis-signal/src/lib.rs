@@ -24,6 +24,7 @@
 //! kept for replay.
 
 mod session;
+mod snapshot;
 mod sources;
 
 use std::collections::{HashMap, VecDeque};
@@ -40,6 +41,7 @@ pub use visavis_room::{Event, MemberEvent};
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
 use session::Session;
+pub use snapshot::{Frame, SessionSnapshot, Snapshot, CRASH_SN_GAP};
 use sources::Sources;
 
 /// One WebSocket connection, numbered by [`Signalling::handle_open`].
@@ -207,6 +209,8 @@ pub struct Signalling {
     next_session: SessionId,
     tokens: TokenSource,
     out: VecDeque<Output>,
+    /// `handle_shutdown` ran: a snapshot taken now is complete.
+    stopped: bool,
 }
 
 impl std::fmt::Debug for Signalling {
@@ -253,6 +257,7 @@ impl Signalling {
             next_session: 1,
             tokens,
             out: VecDeque::new(),
+            stopped: false,
             config,
         }
     }
@@ -495,6 +500,7 @@ impl Signalling {
     /// The server is stopping: every connection is told to reconnect and closed. Joined
     /// sessions are detached without telling anyone (everyone is leaving), the others end.
     pub fn handle_shutdown(&mut self, now: Now) {
+        self.stopped = true;
         let reconnect = encode(
             &ServerMsg::Reconnect {
                 reason: "the server is restarting".into(),
@@ -513,6 +519,7 @@ impl Signalling {
                 match self.sessions.get_mut(&c.session) {
                     Some(s) if s.token.is_some() => {
                         s.conn = None;
+                        s.stopped = true;
                         self.grace.insert(c.session, now.mono + self.config.grace);
                     }
                     _ => {
@@ -650,6 +657,7 @@ impl Signalling {
         };
         s.ip = ip;
         s.token = Some(fresh.clone());
+        s.stopped = false;
         self.log_total -= s.ack(last_sn);
         // A connection still holding the session (its drop not noticed yet) gives way.
         let previous = s.conn.replace(conn);

@@ -24,6 +24,9 @@ pub(crate) struct Session {
     log_bytes: usize,
     /// Highest client `cn` processed.
     pub last_cn: u64,
+    /// Detached by the server's own shutdown (not by its network): the next process gives it
+    /// a whole grace period, since its client could not come back while the server was down.
+    pub stopped: bool,
 }
 
 impl Session {
@@ -36,7 +39,40 @@ impl Session {
             log: VecDeque::new(),
             log_bytes: 0,
             last_cn: 0,
+            stopped: false,
         }
+    }
+
+    /// A session written down by an earlier process, detached: numbering goes on from
+    /// `next_sn`, the log holds what its client had not acknowledged.
+    pub fn restored(
+        ip: IpAddr,
+        token: String,
+        next_sn: u64,
+        last_cn: u64,
+        log: VecDeque<(u64, Bytes)>,
+    ) -> Self {
+        let log_bytes = log.iter().map(|(_, f)| f.len()).sum();
+        Self {
+            conn: None,
+            ip,
+            token: Some(token),
+            next_sn,
+            log,
+            log_bytes,
+            last_cn,
+            stopped: false,
+        }
+    }
+
+    /// The `sn` of the next message.
+    pub fn next_sn(&self) -> u64 {
+        self.next_sn
+    }
+
+    /// The logged messages, oldest first.
+    pub fn log_entries(&self) -> impl Iterator<Item = &(u64, Bytes)> {
+        self.log.iter()
     }
 
     /// The number for the next message.

@@ -579,3 +579,168 @@ fn the_rest_api_acts_on_the_core_and_its_messages_reach_the_sessions() {
     assert_eq!(kinds(&out, a), ["room_ended"]);
     assert!(w.sig.core().rooms().is_empty());
 }
+
+/// Two members in an active call with one chat message; returns (a, b, call id), their
+/// tokens and the last `sn` each has seen.
+fn call_and_chat(w: &mut World) -> [(ConnId, u64, String, u64); 2] {
+    let mut people = Vec::new();
+    for name in ["Ann", "Bob"] {
+        let conn = w.open();
+        let out = w.text(conn, &join(name));
+        let f = &frames(&out, conn)[0];
+        let ServerMsg::Joined { you, session, .. } = &f.msg else {
+            panic!("{f:?}")
+        };
+        people.push((conn, you.id, session.as_ref().unwrap().token.clone()));
+    }
+    let (a, b) = (people[0].0, people[1].0);
+    let out = w.text(a, &format!(r#"{{"type":"invite","to":{},"cn":1}}"#, people[1].1));
+    let call = match &frames(&out, a)[0].msg {
+        ServerMsg::Ringing { call_id, .. } => *call_id,
+        other => panic!("{other:?}"),
+    };
+    w.text(b, &format!(r#"{{"type":"accept","callId":{call},"cn":1}}"#));
+    w.text(a, r#"{"type":"chat","text":"hello","cn":2}"#);
+    let last = |w: &World, conn: ConnId| {
+        let s = w.sig.conns[&conn].session;
+        w.sig.sessions[&s].last_sn()
+    };
+    let (la, lb) = (last(w, a), last(w, b));
+    let [p, q] = [people.remove(0), people.remove(0)];
+    [(p.0, p.1, p.2, la), (q.0, q.1, q.2, lb)]
+}
+
+/// A later process: a new monotonic clock, the wall clock `later` on.
+fn restored(w: &World, snapshot: Snapshot, later: Duration) -> World {
+    // Through the bytes, as the store keeps it.
+    let bytes = serde_json::to_vec(&snapshot).unwrap();
+    let snapshot: Snapshot = serde_json::from_slice(&bytes).unwrap();
+    let now = Now {
+        mono: Instant::now() + Duration::from_secs(1000),
+        unix_ms: w.now.unix_ms + u64::try_from(later.as_millis()).unwrap(),
+    };
+    let core = Core::restore(RoomConfig::default(), snapshot.core.clone(), now);
+    let mut sig = Signalling::restore(core, Config::default(), counter_tokens(), snapshot, now);
+    sig.tokens = Box::new({
+        let mut n = 100;
+        move || {
+            n += 1;
+            format!("t{n}")
+        }
+    });
+    let mut w = World { sig, now };
+    assert!(w.drain().is_empty(), "nothing to send before anyone is back");
+    w
+}
+
+#[test]
+fn a_graceful_restart_resumes_every_session_and_keeps_the_call_and_chat() {
+    let mut w = World::new();
+    let [(_, a_id, a_token, a_sn), (_, b_id, b_token, b_sn)] = call_and_chat(&mut w);
+    w.sig.handle_shutdown(w.now);
+    w.drain();
+    let snapshot = w.sig.snapshot(w.now);
+    assert!(snapshot.complete);
+    let mut w = restored(&w, snapshot, Duration::from_secs(3));
+    assert_eq!(w.sig.counts().detached, 2);
+
+    // Ann comes back first: nothing missed, and she hears that Bob is reconnecting.
+    let a = w.open();
+    let out = w.text(a, &resume(&a_token, a_sn));
+    let got = frames(&out, a);
+    assert!(
+        matches!(got[0].msg, ServerMsg::Resumed { last_cn: 2, .. }),
+        "{got:?}"
+    );
+    assert_eq!(got[1].sn, Some(a_sn + 1), "numbering goes on without a gap");
+    assert_eq!(
+        got[1].msg,
+        ServerMsg::MemberState {
+            id: b_id,
+            state: visavis_protocol::Presence::Reconnecting
+        }
+    );
+    assert_eq!(got.len(), 2);
+    let b = w.open();
+    let out = w.text(b, &resume(&b_token, b_sn));
+    let kinds_b = kinds(&out, b);
+    assert_eq!(
+        kinds_b,
+        ["resumed", "member_state", "member_state"],
+        "reconnecting, online"
+    );
+    // The call is still active: hanging up ends it for both.
+    let call = w.sig.core().snapshot(w.now).calls[0].id;
+    let out = w.text(a, &format!(r#"{{"type":"hangup","callId":{call},"cn":3}}"#));
+    for conn in [a, b] {
+        assert!(
+            frames(&out, conn).iter().any(|f| matches!(
+                f.msg,
+                ServerMsg::CallEnded {
+                    reason: visavis_protocol::EndReason::Hangup,
+                    ..
+                }
+            )),
+            "{:?}",
+            kinds(&out, conn)
+        );
+    }
+    // The chat history is the room's: a newcomer reads it.
+    let c = w.open();
+    let out = w.text(c, &join("Cy"));
+    let ServerMsg::Joined { chat, members, .. } = &frames(&out, c)[0].msg else {
+        panic!()
+    };
+    assert_eq!(
+        chat.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+        ["hello"]
+    );
+    assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), [a_id, b_id]);
+}
+
+#[test]
+fn after_a_crash_numbering_jumps_past_what_may_have_been_sent() {
+    let mut w = World::new();
+    let [(a, _, a_token, a_sn), (_, _, _, _)] = call_and_chat(&mut w);
+    let snapshot = w.sig.snapshot(w.now);
+    assert!(!snapshot.complete);
+    // Sent after the snapshot, then the process died: Ann saw one more message.
+    w.text(a, r#"{"type":"chat","text":"lost","cn":3}"#);
+    let mut w = restored(&w, snapshot, Duration::from_millis(800));
+    let a = w.open();
+    let out = w.text(a, &resume(&a_token, a_sn + 1));
+    let got = frames(&out, a);
+    assert!(
+        matches!(got[0].msg, ServerMsg::Resumed { last_cn: 2, .. }),
+        "{got:?}"
+    );
+    assert!(
+        got[1].sn.unwrap() > a_sn + 1 + 1000,
+        "a message after the crash is never taken for a replay: {got:?}"
+    );
+    // Ann sends her last message again (cn 3 was not processed as far as this process knows).
+    let out = w.text(a, r#"{"type":"chat","text":"lost","cn":3}"#);
+    assert_eq!(kinds(&out, a), ["chat"]);
+}
+
+#[test]
+fn grace_after_a_restart_is_whole_for_the_connected_and_what_was_left_for_the_dropped() {
+    let mut w = World::new();
+    let [(a, _, _, _), (_, _, b_token, b_sn)] = call_and_chat(&mut w);
+    w.close(a, Ending::Dropped);
+    w.advance(Duration::from_secs(20));
+    let snapshot = w.sig.snapshot(w.now);
+    // Down for 5 s: Ann (dropped 25 s ago) has 5 s left; Bob a whole 30 s.
+    let mut w = restored(&w, snapshot, Duration::from_secs(5));
+    let out = w.advance(Duration::from_secs(6));
+    assert_eq!(w.sig.counts().detached, 1, "Ann's grace ran out");
+    assert!(out.iter().all(|o| matches!(o, Output::Event(_))));
+    let b = w.open();
+    let out = w.text(b, &resume(&b_token, b_sn));
+    let kinds_b = kinds(&out, b);
+    assert!(kinds_b.starts_with(&["resumed"]), "{kinds_b:?}");
+    assert!(
+        kinds_b.contains(&"call_ended") && kinds_b.contains(&"member_left"),
+        "{kinds_b:?}"
+    );
+}

@@ -10,11 +10,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use visavis_client::Client;
 use visavis_protocol::ServerMsg;
 
-use super::{counts_from_metrics, get_over_socket, join, TestClient};
+use super::{counts_from_metrics, get_over_socket, join, TempDir, TestClient};
 
 /// A running `visavis` binary, killed when dropped.
 pub struct Binary {
     pub child: Child,
+    /// Its `--data-dir`, unless the test gave one: removed when dropped.
+    _data: Option<TempDir>,
     /// The HTTP(S) address it bound.
     pub addr: String,
     /// Where it serves metrics.
@@ -34,6 +36,11 @@ impl Binary {
     /// As [`Binary::start`], with its open-file limit (soft and hard) set to `limit`.
     pub async fn start_with_open_files(limit: Option<u32>, args: &[&str]) -> Self {
         let ulimit = limit.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        // A data directory of its own: tests run side by side, and the state file is locked.
+        let data = (!args.contains(&"--data-dir")).then(|| TempDir::new("binary"));
+        let data_args = data.as_ref().map_or(vec![], |d| {
+            vec!["--data-dir".to_owned(), d.0.display().to_string()]
+        });
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!("{ulimit}exec \"$0\" \"$@\""))
@@ -44,6 +51,7 @@ impl Binary {
             } else {
                 &["--listen", "127.0.0.1:0"]
             })
+            .args(data_args)
             .args(args)
             // The start-up lines are all the tests read; the server's other logs would only be
             // drained (thousands of lines in the churn test).
@@ -84,7 +92,12 @@ impl Binary {
         };
         let addr = after(&first.replace("https://", "http://"), "serving http://");
         let metrics = after(&metrics, "metrics on http://");
-        Self { child, addr, metrics }
+        Self {
+            child,
+            _data: data,
+            addr,
+            metrics,
+        }
     }
 
     /// `ws://ADDR/ws`.
@@ -167,7 +180,7 @@ fn the_binary_takes_every_file_descriptor_the_system_allows() {
     let mut child = Command::new("sh")
         .args([
             "-c",
-            "ulimit -Sn 1024 && exec \"$0\" --listen 127.0.0.1:0 --no-turn",
+            "ulimit -Sn 1024 && exec \"$0\" --listen 127.0.0.1:0 --no-turn --state none",
         ])
         .arg(env!("CARGO_BIN_EXE_visavis"))
         .env("RUST_LOG", "visavis=info")
@@ -220,7 +233,15 @@ async fn sighup_without_certificate_files_leaves_the_server_running() {
 #[test]
 fn json_logs_are_one_object_a_line() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_visavis"))
-        .args(["--listen", "127.0.0.1:0", "--no-turn", "--log-format", "json"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-turn",
+            "--state",
+            "none",
+            "--log-format",
+            "json",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn visavis");

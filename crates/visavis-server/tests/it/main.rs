@@ -2,6 +2,7 @@
 //! and its HTTP routes called through `App::router()`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -22,6 +23,41 @@ use visavis_protocol::{
     SessionMsg, PROTOCOL_VERSION,
 };
 use visavis_server::Settings;
+
+/// A folder of its own for one test, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `visavis-it-NAME-PID-N` in the temporary directory: unique to this call, so tests that
+    /// run side by side never share one (a server's state file is locked by its process).
+    pub fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("visavis-it-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    /// Writes `text` to `name` in it; returns the path.
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 // Defined before the modules so that they can use them too.
 
@@ -62,6 +98,7 @@ mod one_port;
 mod outside;
 mod private;
 mod reliability;
+mod restart;
 mod systemd;
 mod tokens;
 mod turn;
@@ -80,6 +117,8 @@ struct Server {
     turn: Option<visavis_server::TurnAddrs>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Its `--data-dir`, removed when the server is dropped.
+    _data: TempDir,
 }
 
 impl Server {
@@ -101,10 +140,19 @@ impl Server {
         } else {
             &["--max-seats-per-ip", "1000"][..]
         };
+        // A data directory of its own: tests run side by side, and the state file is locked.
+        let data = TempDir::new("server");
+        let data_dir = data.0.display().to_string();
+        let default_data = if args.contains(&"--data-dir") {
+            vec![]
+        } else {
+            vec!["--data-dir", &data_dir]
+        };
         let settings = Settings::parse_from(
             std::iter::once("visavis")
                 .chain(default_turn.iter().copied())
                 .chain(default_seats.iter().copied())
+                .chain(default_data)
                 .chain(args.iter().copied()),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -123,6 +171,7 @@ impl Server {
             turn,
             shutdown,
             task,
+            _data: data,
         }
     }
 
@@ -427,7 +476,14 @@ async fn the_sdk_is_served_with_cors_and_its_types() {
 #[tokio::test]
 async fn frame_ancestors_must_be_origins() {
     for bad in ["https://x.org; script-src *", "clinic.example.org", "https://"] {
-        let settings = Settings::parse_from(["visavis", "--no-turn", "--frame-ancestors", bad]);
+        let settings = Settings::parse_from([
+            "visavis",
+            "--no-turn",
+            "--state",
+            "none",
+            "--frame-ancestors",
+            bad,
+        ]);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let started = visavis_server::App::start(listener, settings, CancellationToken::new()).await;
         assert!(started.is_err(), "{bad} accepted");
