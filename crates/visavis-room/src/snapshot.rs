@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use visavis_protocol::{CallId, ChatEntry, GroupCall, MemberId, RoomState};
+use visavis_protocol::{CallId, ChatEntry, GroupCall, MemberId, Publish, RoomState};
 use visavis_sansio::{Now, TokenBucket};
 
 use crate::private::Private;
@@ -69,6 +69,9 @@ pub struct MemberSnapshot {
     pub from: IpAddr,
     pub identity: Option<String>,
     pub may_chat: bool,
+    /// What the member's token lets it send (all, when absent from an older snapshot).
+    #[serde(default)]
+    pub publish: Publish,
     pub call: Option<CallId>,
     pub in_group: bool,
 }
@@ -135,6 +138,7 @@ impl Core {
                 from: m.from,
                 identity: m.identity.clone(),
                 may_chat: m.may_chat,
+                publish: m.publish,
                 call: m.call,
                 in_group: m.in_group,
             })
@@ -242,6 +246,7 @@ impl Core {
                     from: m.from,
                     identity: m.identity,
                     may_chat: m.may_chat,
+                    publish: m.publish,
                     call: m.call,
                     in_group: m.in_group,
                     invites: TokenBucket::new(core.config.invite_rate, core.config.invite_burst, now.mono),
