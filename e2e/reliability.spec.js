@@ -13,6 +13,35 @@ test.afterEach(closeContexts);
  */
 const chatTexts = (page) => page.getByRole('log').locator('.text').allTextContents();
 
+/** The restart tests' own server: the suite's port + 16 (so checkouts side by side don't meet). */
+const RESTART_PORT = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 16;
+
+/**
+ * Stops `server` the way `signal` says: SIGTERM (graceful, the state flushed) or SIGKILL (a crash).
+ * @param {{ proc: import('node:child_process').ChildProcess }} server
+ * @param {'SIGTERM' | 'SIGKILL'} signal
+ */
+async function stopWith(server, signal) {
+  // Give the write-behind (every 100 ms) time to keep the latest state before a crash.
+  await new Promise((r) => setTimeout(r, 500));
+  if (signal === 'SIGTERM') return stopServer(server.proc);
+  const exited = new Promise((r) => server.proc.once('exit', r));
+  server.proc.kill('SIGKILL');
+  await exited;
+}
+
+/**
+ * Waits until every page has its session back on the restarted server, and returns how long that took.
+ * @param {import('@playwright/test').Page[]} pages
+ */
+async function resumed(pages) {
+  const started = Date.now();
+  for (const page of pages) {
+    await expect(page.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
+  }
+  return Date.now() - started;
+}
+
 test('a 10 s signalling outage: video keeps going, the session resumes, nothing is lost or doubled, hang-up works', async ({ browser }) => {
   test.setTimeout(90_000);
   const room = roomName('outage');
@@ -101,7 +130,7 @@ test('a network drop (the link cut for several seconds) triggers an ICE restart 
 test('a server restart (SIGTERM, then SIGKILL): the call goes on, video never stops, chat intact, hang-up works', async ({ playwright }, testInfo) => {
   test.setTimeout(120_000);
   const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
-  const listen = '127.0.0.1:18096';
+  const listen = `127.0.0.1:${RESTART_PORT}`;
   let server = await startServer(listen);
   const browser = await playwright.chromium.launch(launch);
   try {
@@ -115,22 +144,12 @@ test('a server restart (SIGTERM, then SIGKILL): the call goes on, video never st
     await expect.poll(() => chatTexts(bob)).toEqual(['before the restarts']);
 
     for (const signal of /** @type {const} */ (['SIGTERM', 'SIGKILL'])) {
-      // Give the write-behind (every 100 ms) time to keep the chat before a crash.
-      await new Promise((r) => setTimeout(r, 500));
-      if (signal === 'SIGTERM') await stopServer(server.proc);
-      else {
-        const exited = new Promise((r) => server.proc.once('exit', r));
-        server.proc.kill('SIGKILL');
-        await exited;
-      }
+      await stopWith(server, signal);
       // Media is peer to peer: the video goes on while no server runs.
       expect(await framesDuring(bob, 'Alice', 1000)).toBeGreaterThan(5);
       server = await startServer(listen, ['--data-dir', server.dataDir]);
-      const started = Date.now();
-      for (const page of [alice, bob]) {
-        await expect(page.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
-      }
-      console.log(`server restart (${signal}): both sessions resumed ${Date.now() - started} ms after the new server was up`);
+      const took = await resumed([alice, bob]);
+      console.log(`server restart (${signal}): both sessions resumed ${took} ms after the new server was up`);
       for (const page of [alice, bob]) {
         await expect(page.getByText('the call ended', { exact: false })).toHaveCount(0);
         await expect(page.getByRole('button', { name: 'Hang up' })).toBeVisible();
@@ -147,6 +166,47 @@ test('a server restart (SIGTERM, then SIGKILL): the call goes on, video never st
     // The call is the server's still: a hang-up reaches the other side.
     await alice.getByRole('button', { name: 'Hang up' }).click();
     await expect(bob.getByText('Alice hung up.')).toBeVisible();
+  } finally {
+    await browser.close();
+    await stopServer(server.proc);
+  }
+});
+
+test('a server restart during a group call of three (SIGTERM, then SIGKILL): nobody leaves the call, every video keeps decoding', async ({ playwright }, testInfo) => {
+  test.setTimeout(180_000);
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  const listen = `127.0.0.1:${RESTART_PORT + 1}`;
+  let server = await startServer(listen);
+  const browser = await playwright.chromium.launch(launch);
+  try {
+    const room = roomName('group-restart');
+    const names = ['Ann', 'Bob', 'Cy'];
+    const pages = [];
+    for (const name of names) pages.push(await joinRoom(browser, name, room, { url: server.url }));
+    for (const page of pages) {
+      await page.getByRole('button', { name: 'Join call' }).click();
+      await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
+    }
+    const others = (/** @type {number} */ i) => names.filter((_, j) => j !== i);
+    for (const [i, page] of pages.entries()) for (const name of others(i)) await expectDecoding(page, name, 10);
+
+    for (const signal of /** @type {const} */ (['SIGTERM', 'SIGKILL'])) {
+      await stopWith(server, signal);
+      expect(await framesDuring(pages[0], 'Bob', 1000)).toBeGreaterThan(5);
+      server = await startServer(listen, ['--data-dir', server.dataDir]);
+      const took = await resumed(pages);
+      console.log(`server restart (${signal}) in a group call: all three sessions resumed ${took} ms after the new server was up`);
+      for (const [i, page] of pages.entries()) {
+        // Still in the call, still seeing both others.
+        await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
+        for (const name of others(i)) expect(await framesDuring(page, name, 2000)).toBeGreaterThan(10);
+      }
+    }
+    // The server still knows the call: one leaving is seen by the others.
+    await pages[2].getByRole('button', { name: 'Leave call' }).click();
+    for (const page of pages.slice(0, 2)) await expect(page.getByLabel('Cy', { exact: true })).toHaveCount(0);
+    await expectDecoding(pages[0], 'Bob');
+    await expectDecoding(pages[1], 'Ann');
   } finally {
     await browser.close();
     await stopServer(server.proc);
