@@ -105,6 +105,9 @@ pub enum RoomMsg {
     /// `connected` after `accepted` (milliseconds, its own clock): once per side, for the
     /// setup-time metric and the `call_ended` webhook.
     CallConnected { call_id: CallId, setup_ms: u64 },
+    /// A party of a 1:1 call that was accepted tells, once, how its media went, within
+    /// [`QUALITY_REPORT_WINDOW`] after the call ended: for the server's log and metrics.
+    CallQuality { call_id: CallId, report: QualityReport },
     /// An SDP offer or answer for the peer connection of an accepted call. In a group call
     /// `to` names the participant the peer connection is with.
     Description {
@@ -390,6 +393,67 @@ pub struct Member {
     /// What the member may send in calls; absent when everything is allowed.
     #[serde(default, skip_serializing_if = "Publish::is_all")]
     pub publish: Publish,
+}
+
+/// How long after a call ended its parties may still send their `call_quality` report.
+pub const QUALITY_REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How one party's media went in a 1:1 call, from its peer connection's statistics
+/// (`call_quality`): the path the media took and summaries of the samples taken while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QualityReport {
+    /// The selected local candidate's type: how directly the media went.
+    pub path: CandidatePath,
+    /// How it went to the other side (or to the TURN server, when relayed).
+    pub transport: MediaTransport,
+    /// Round-trip time: the average and the worst sample, milliseconds.
+    pub rtt_avg_ms: u32,
+    pub rtt_max_ms: u32,
+    /// Received packets lost, per mille: the average and the worst sample.
+    pub loss_avg_permille: u32,
+    pub loss_max_permille: u32,
+    /// Times the received video froze.
+    pub freezes: u32,
+}
+
+impl QualityReport {
+    /// Longest round trip a report may claim, milliseconds: more is a broken clock or a lie.
+    pub const MAX_RTT_MS: u32 = 60_000;
+    /// Most freezes a report may claim.
+    pub const MAX_FREEZES: u32 = 100_000;
+
+    /// Why this report cannot be true, if it cannot.
+    pub fn invalid(&self) -> Option<&'static str> {
+        if self.rtt_avg_ms > self.rtt_max_ms || self.rtt_max_ms > Self::MAX_RTT_MS {
+            Some("rttAvgMs must be at most rttMaxMs, and rttMaxMs at most 60000")
+        } else if self.loss_avg_permille > self.loss_max_permille || self.loss_max_permille > 1000 {
+            Some("lossAvgPermille must be at most lossMaxPermille, and that at most 1000")
+        } else if self.freezes > Self::MAX_FREEZES {
+            Some("freezes must be at most 100000")
+        } else {
+            None
+        }
+    }
+}
+
+/// An ICE candidate type, as `getStats` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CandidatePath {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+}
+
+/// The transport media took: UDP, TCP, or TLS (TURN over TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaTransport {
+    Udp,
+    Tcp,
+    Tls,
 }
 
 /// What a member may send in calls: an access token's `audio`, `video` and `screen`

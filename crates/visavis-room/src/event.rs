@@ -1,5 +1,6 @@
 //! What happened in the core that the world outside the room may want to know: rooms starting
-//! and finishing, members coming and going, knocks, 1:1 calls starting, connecting and ending.
+//! and finishing, members coming and going, knocks, 1:1 calls starting, connecting and ending,
+//! and how their media went.
 //!
 //! Each happening is defined once, as an [`Event`], at the one place in the core where it
 //! happens ([`Core::record`]). Everything else is read off the events: the totals behind the
@@ -9,7 +10,7 @@
 
 use std::time::Duration;
 
-use visavis_protocol::{CallId, EndReason, MemberId};
+use visavis_protocol::{CallId, EndReason, MemberId, QualityReport};
 
 use crate::{Core, MemberEvent};
 
@@ -46,6 +47,13 @@ pub enum Event {
     },
     /// A 1:1 call ended, ringing or active (`busy` refusals never were calls).
     CallEnded(CallSummary),
+    /// A party of an ended 1:1 call reported how its media went (`call_quality`).
+    CallQuality {
+        room: String,
+        call_id: CallId,
+        member: MemberId,
+        report: QualityReport,
+    },
 }
 
 /// Who an event is about.
@@ -84,7 +92,8 @@ impl Event {
             Self::RoomStarted { room }
             | Self::RoomFinished { room }
             | Self::CallStarted { room, .. }
-            | Self::CallConnected { room, .. } => room,
+            | Self::CallConnected { room, .. }
+            | Self::CallQuality { room, .. } => room,
             Self::Joined(p) | Self::Left(p) | Self::Knock(p) => &p.room,
             Self::CallEnded(c) => &c.room,
         }
@@ -106,8 +115,19 @@ impl Core {
         let totals = &mut self.totals;
         match &event {
             Event::Knock(_) => totals.knocks += 1,
-            Event::CallStarted { setup, .. } => totals.answer_time.observe(*setup),
-            Event::CallConnected { setup, .. } => totals.connect_time.observe(*setup),
+            Event::CallStarted { setup, .. } => totals.answer_time.observe(setup.as_secs_f64()),
+            Event::CallConnected { setup, .. } => totals.connect_time.observe(setup.as_secs_f64()),
+            Event::CallQuality { report, .. } => {
+                totals.quality_rtt.observe(f64::from(report.rtt_avg_ms) / 1000.0);
+                totals
+                    .quality_loss
+                    .observe(f64::from(report.loss_avg_permille) / 1000.0);
+                totals.quality_freezes += u64::from(report.freezes);
+                *totals
+                    .quality_paths
+                    .entry((report.path, report.transport))
+                    .or_default() += 1;
+            }
             Event::CallEnded(call) => *totals.calls_ended.entry(call.reason).or_default() += 1,
             Event::RoomStarted { .. } | Event::RoomFinished { .. } | Event::Joined(_) | Event::Left(_) => {}
         }

@@ -27,8 +27,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, Member, MemberId, Presence, Publish,
-    RoomMsg, RoomState, ServerMsg, PROTOCOL_VERSION,
+    CallId, CandidatePath, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, MediaTransport, Member,
+    MemberId, Presence, Publish, QualityReport, RoomMsg, RoomState, ServerMsg, PROTOCOL_VERSION,
+    QUALITY_REPORT_WINDOW,
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
@@ -413,7 +414,7 @@ pub struct Counts {
 }
 
 /// What the core has done since it started, for metrics.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Totals {
     /// 1:1 calls ended, by reason.
     pub calls_ended: HashMap<EndReason, u64>,
@@ -426,30 +427,69 @@ pub struct Totals {
     pub answer_time: Histogram,
     /// Time from `accept` to the peer connection up, as the parties report it.
     pub connect_time: Histogram,
+    /// From the parties' `call_quality` reports: average round-trip time and loss of each,
+    /// freezes, and the paths media took (candidate type, transport).
+    pub quality_rtt: Histogram,
+    pub quality_loss: Histogram,
+    pub quality_freezes: u64,
+    pub quality_paths: HashMap<(CandidatePath, MediaTransport), u64>,
 }
 
-/// Durations counted into fixed buckets: what a Prometheus histogram holds.
-#[derive(Debug, Clone, Default)]
+impl Default for Totals {
+    fn default() -> Self {
+        Self {
+            calls_ended: HashMap::new(),
+            knocks: 0,
+            relayed_messages: 0,
+            relayed_bytes: 0,
+            answer_time: Histogram::new(Histogram::CALL_SECONDS),
+            connect_time: Histogram::new(Histogram::CALL_SECONDS),
+            quality_rtt: Histogram::new(Histogram::RTT_SECONDS),
+            quality_loss: Histogram::new(Histogram::LOSS_RATIO),
+            quality_freezes: 0,
+            quality_paths: HashMap::new(),
+        }
+    }
+}
+
+/// Values counted into fixed buckets: what a Prometheus histogram holds.
+#[derive(Debug, Clone)]
 pub struct Histogram {
-    /// Observations at most each of [`Histogram::BOUNDS`] seconds (not cumulative).
+    /// Upper bounds of the buckets; the last catches the rest (`f64::MAX` is what
+    /// prometheus-client writes as `+Inf`).
+    pub bounds: &'static [f64; 10],
+    /// Observations at most each bound (not cumulative).
     pub buckets: [u64; 10],
-    pub sum: Duration,
+    pub sum: f64,
     pub count: u64,
 }
 
 impl Histogram {
-    /// Upper bounds of the buckets, in seconds; the last catches the rest (`f64::MAX` is what
-    /// prometheus-client writes as `+Inf`).
-    pub const BOUNDS: [f64; 10] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, f64::MAX];
+    /// Call set-up times, seconds.
+    pub const CALL_SECONDS: &'static [f64; 10] = &[0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, f64::MAX];
+    /// Round-trip times of calls' media, seconds.
+    pub const RTT_SECONDS: &'static [f64; 10] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, f64::MAX];
+    /// Packet loss of calls' media, a ratio.
+    pub const LOSS_RATIO: &'static [f64; 10] =
+        &[0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, f64::MAX];
 
-    pub fn observe(&mut self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = Self::BOUNDS
+    pub fn new(bounds: &'static [f64; 10]) -> Self {
+        Self {
+            bounds,
+            buckets: [0; 10],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        let i = self
+            .bounds
             .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(Self::BOUNDS.len() - 1);
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len() - 1);
         self.buckets[i] += 1;
-        self.sum += d;
+        self.sum += value;
         self.count += 1;
     }
 }
@@ -561,6 +601,8 @@ pub struct Core {
     calls: HashMap<CallId, Call>,
     /// When each ringing call times out.
     ring_deadlines: Deadlines<CallId>,
+    /// Parties of accepted calls that ended, until when each may send its `call_quality`.
+    quality_due: Deadlines<(CallId, MemberId)>,
     /// (caller, callee) → until when the caller may not ring that callee again (it declined).
     no_redial: HashMap<(MemberId, MemberId), Instant>,
     /// When each member's ICE servers are next renewed (if their credentials expire).
@@ -593,6 +635,7 @@ impl Core {
             rooms: HashMap::new(),
             calls: HashMap::new(),
             ring_deadlines: Deadlines::default(),
+            quality_due: Deadlines::default(),
             no_redial: HashMap::new(),
             renewals: Deadlines::default(),
             out: VecDeque::new(),
@@ -687,6 +730,7 @@ impl Core {
         while let Some(member) = self.renewals.pop_due(now.mono) {
             self.renew_ice_servers(now, member);
         }
+        while self.quality_due.pop_due(now.mono).is_some() {}
         self.expire_empty_rooms(now.mono);
     }
 
@@ -699,6 +743,7 @@ impl Core {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.ring_deadlines.next(),
+            self.quality_due.next(),
             self.renewals.next(),
             self.empty_private.next(),
             self.time_limits.next(),
@@ -807,6 +852,7 @@ impl Core {
             RoomMsg::CallConnected { call_id, setup_ms } => {
                 self.call_connected(now.mono, me, call_id, setup_ms)
             }
+            RoomMsg::CallQuality { call_id, report } => self.call_quality(me, call_id, report),
             RoomMsg::Hangup { call_id } => {
                 let call = self.call_of(me, call_id)?;
                 // Hanging up a call that still rings is what the user meant by cancel/decline.
@@ -1359,6 +1405,41 @@ impl Core {
         Ok(())
     }
 
+    /// `me` tells how its media went in call `call_id`, which has ended: once, and within
+    /// [`QUALITY_REPORT_WINDOW`] (so what a client may claim is bounded by the calls it had).
+    fn call_quality(
+        &mut self,
+        me: MemberId,
+        call_id: CallId,
+        report: QualityReport,
+    ) -> Result<(), RoomError> {
+        if let Some(call) = self
+            .calls
+            .get(&call_id)
+            .filter(|c| c.caller == me || c.callee == me)
+        {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: call.state_name(),
+                action: "call_quality",
+            });
+        }
+        if let Some(why) = report.invalid() {
+            return Err(RoomError::BadValue(why.to_owned()));
+        }
+        if self.quality_due.remove((call_id, me)).is_none() {
+            return Err(RoomError::UnknownCall(call_id));
+        }
+        let room = self.members[&me].room.clone();
+        self.record(Event::CallQuality {
+            room,
+            call_id,
+            member: me,
+            report,
+        });
+        Ok(())
+    }
+
     /// The other party of `me`'s active call `call_id`.
     fn active_peer(
         &self,
@@ -1440,6 +1521,12 @@ impl Core {
             callee_connect: call.callee_connect,
         }));
         self.ring_deadlines.remove(call_id);
+        if call.accepted_at.is_some() {
+            for party in [call.caller, call.callee] {
+                self.quality_due
+                    .insert((call_id, party), now + QUALITY_REPORT_WINDOW);
+            }
+        }
         for (me, peer) in [(call.caller, call.callee), (call.callee, call.caller)] {
             if let Some(m) = self.members.get_mut(&me) {
                 m.call = None;

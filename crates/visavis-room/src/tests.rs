@@ -1046,6 +1046,7 @@ fn event_kinds(w: &mut World) -> Vec<&'static str> {
             Event::CallStarted { .. } => "call_started",
             Event::CallConnected { .. } => "call_connected",
             Event::CallEnded(_) => "call_ended",
+            Event::CallQuality { .. } => "call_quality",
         })
         .collect()
 }
@@ -1106,7 +1107,7 @@ fn a_session_makes_its_events_in_order_and_the_totals_count_the_same_events() {
     let totals = w.core.totals();
     assert_eq!(totals.calls_ended.get(&EndReason::Hangup), Some(&1));
     assert_eq!((totals.answer_time.count, totals.connect_time.count), (1, 1));
-    assert_eq!(totals.connect_time.sum, Duration::from_millis(800));
+    assert_eq!(totals.connect_time.sum, 0.8);
 }
 
 #[test]
@@ -1146,6 +1147,70 @@ fn call_connected_only_from_a_party_once_per_side_within_bounds() {
     assert!(w.send(2, connected(1200)).is_empty());
     assert_eq!(w.core.totals().connect_time.count, 2);
     let _ = c;
+}
+
+fn quality(rtt_avg_ms: u32, loss_avg_permille: u32) -> QualityReport {
+    QualityReport {
+        path: CandidatePath::Relay,
+        transport: MediaTransport::Tls,
+        rtt_avg_ms,
+        rtt_max_ms: 400,
+        loss_avg_permille,
+        loss_max_permille: 100,
+        freezes: 2,
+    }
+}
+
+#[test]
+fn call_quality_once_per_party_of_an_accepted_call_after_it_ended_within_the_window() {
+    let (mut w, _a, _b, call) = World::active_pair();
+    let c = w.join(3, "r", "Cy");
+    let report = |rtt, loss| RoomMsg::CallQuality {
+        call_id: call,
+        report: quality(rtt, loss),
+    };
+    // Not while the call goes on.
+    assert_eq!(
+        error_code(&w.send(1, report(40, 10))),
+        ErrorCode::InvalidCallState
+    );
+    w.send(1, RoomMsg::Hangup { call_id: call });
+    event_kinds(&mut w);
+    // Not from someone who was not in it; nothing that cannot be true.
+    assert_eq!(error_code(&w.send(3, report(40, 10))), ErrorCode::UnknownCall);
+    assert_eq!(error_code(&w.send(1, report(401, 10))), ErrorCode::BadMessage);
+    assert_eq!(error_code(&w.send(1, report(40, 101))), ErrorCode::BadMessage);
+    // Once per party.
+    assert!(w.send(1, report(40, 10)).is_empty());
+    assert_eq!(error_code(&w.send(1, report(40, 10))), ErrorCode::UnknownCall);
+    assert_eq!(event_kinds(&mut w), ["call_quality"]);
+    // The other party's window closes.
+    w.advance(QUALITY_REPORT_WINDOW + Duration::from_secs(1));
+    assert_eq!(error_code(&w.send(2, report(60, 30))), ErrorCode::UnknownCall);
+    let totals = w.core.totals();
+    assert_eq!(totals.quality_rtt.count, 1);
+    assert!((totals.quality_rtt.sum - 0.04).abs() < 1e-9);
+    assert!((totals.quality_loss.sum - 0.01).abs() < 1e-9);
+    assert_eq!(totals.quality_freezes, 2);
+    assert_eq!(
+        totals
+            .quality_paths
+            .get(&(CandidatePath::Relay, MediaTransport::Tls)),
+        Some(&1)
+    );
+    let _ = c;
+}
+
+#[test]
+fn a_call_never_accepted_has_no_quality_to_report() {
+    let (mut w, _a, _b, call) = World::ringing_pair();
+    w.send(2, RoomMsg::Decline { call_id: call });
+    let msg = RoomMsg::CallQuality {
+        call_id: call,
+        report: quality(40, 10),
+    };
+    assert_eq!(error_code(&w.send(1, msg)), ErrorCode::UnknownCall);
+    assert_eq!(w.core.poll_timeout(), None);
 }
 
 #[test]

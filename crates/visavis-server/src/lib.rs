@@ -255,6 +255,16 @@ impl App {
         let on_event = EventHook(Box::new({
             let (turn, webhooks) = (turn.clone(), webhooks.clone());
             move |now, event| {
+                if let visavis_room::Event::CallQuality {
+                    room,
+                    call_id,
+                    member,
+                    report,
+                } = event
+                {
+                    // The operator's record of how calls went (the metrics hold the totals).
+                    tracing::info!(room, call_id, member, ?report, "call quality");
+                }
                 if let (Some(turn), Some(member)) = (&turn, event.member()) {
                     turn.handle_member(member);
                 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, served only on `--metrics-listen`): the live counts that
 //! `/healthz` no longer tells everyone and the totals since start (calls by outcome, errors by
-//! code, resumes, knocks, relayed messages, answer times), read from the cores at each scrape;
-//! prometheus-client writes the exposition format.
+//! code, resumes, knocks, relayed messages, answer times, calls' reported quality), read from
+//! the cores at each scrape; prometheus-client writes the exposition format.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,18 +115,57 @@ impl Collector for Counts {
             let counter = ConstCounter::new(n);
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }
+        let seconds = Some(&prometheus_client::registry::Unit::Seconds);
         histogram(
             &mut encoder,
             "visavis_call_answer",
             "Time from invite to accept of 1:1 calls",
+            seconds,
             &core_totals.answer_time,
         )?;
         histogram(
             &mut encoder,
             "visavis_call_connect",
             "Time from accept to the peer connection up in 1:1 calls, as each party reports it",
+            seconds,
             &core_totals.connect_time,
         )?;
+        histogram(
+            &mut encoder,
+            "visavis_call_rtt",
+            "Average round-trip time of 1:1 calls' media, one observation per party's call_quality report",
+            seconds,
+            &core_totals.quality_rtt,
+        )?;
+        histogram(
+            &mut encoder,
+            "visavis_call_loss_ratio",
+            "Average received packet loss of 1:1 calls' media, one observation per party's call_quality report",
+            None,
+            &core_totals.quality_loss,
+        )?;
+        let freezes = ConstCounter::new(core_totals.quality_freezes);
+        freezes.encode(encoder.encode_descriptor(
+            "visavis_call_freezes",
+            "Received video freezes in 1:1 calls, as the parties report them",
+            None,
+            freezes.metric_type(),
+        )?)?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "visavis_call_paths",
+                "Parties' call_quality reports by the path their media took: candidate type and transport",
+                None,
+                MetricType::Counter,
+            )?;
+            let mut paths: Vec<_> = core_totals.quality_paths.iter().collect();
+            paths.sort_unstable();
+            for ((path, transport), n) in paths {
+                let labels = [("path", wire_name(path)), ("transport", wire_name(transport))];
+                let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         if let Some(webhooks) = &self.webhooks {
             let totals = webhooks.totals();
             let counters = [
@@ -203,30 +242,17 @@ impl Collector for Counts {
     }
 }
 
-/// A histogram of durations, in seconds.
+/// A histogram, in seconds unless `unit` says otherwise.
 fn histogram(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
+    unit: Option<&prometheus_client::registry::Unit>,
     h: &visavis_room::Histogram,
 ) -> Result<(), std::fmt::Error> {
-    let buckets: Vec<(f64, u64)> = visavis_room::Histogram::BOUNDS
-        .iter()
-        .copied()
-        .zip(h.buckets.iter().copied())
-        .collect();
-    let mut family = encoder.encode_descriptor(
-        name,
-        help,
-        Some(&prometheus_client::registry::Unit::Seconds),
-        MetricType::Histogram,
-    )?;
-    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-        h.sum.as_secs_f64(),
-        h.count,
-        &buckets,
-        None,
-    )
+    let buckets: Vec<(f64, u64)> = h.bounds.iter().copied().zip(h.buckets.iter().copied()).collect();
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Histogram)?;
+    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, h.count, &buckets, None)
 }
 
 /// One counter family with a label: each `(value, count)` a series.

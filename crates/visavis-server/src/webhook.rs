@@ -81,6 +81,20 @@ pub fn payload(event: &Event, id: &str, created_at: u64) -> Option<Payload> {
             json!({ "callId": call_id, "caller": caller, "callee": callee, "setupMs": ms(*setup) }),
         ),
         Event::CallEnded(call) => ("call_ended", call_ended(call)),
+        Event::CallQuality {
+            call_id,
+            member,
+            report,
+            ..
+        } => {
+            let mut fields = json!({ "callId": call_id, "member": member });
+            if let (Some(fields), Ok(Value::Object(report))) =
+                (fields.as_object_mut(), serde_json::to_value(report))
+            {
+                fields.extend(report);
+            }
+            ("call_quality", fields)
+        }
         Event::CallConnected { .. } => return None,
     };
     let mut body = json!({

@@ -522,10 +522,23 @@ async fn metrics_count_calls_by_outcome_errors_by_code_and_answer_times() {
     next_of!(bob, ServerMsg::CallEnded { .. });
     alice.send(RoomMsg::Hangup { call_id: call }).await;
     next_of!(alice, ServerMsg::Error { .. });
+    // The wire shape of a quality report, after the call ended.
+    alice
+        .send_json(json!({"type": "call_quality", "callId": call, "report": {
+            "path": "srflx", "transport": "udp", "rttAvgMs": 30, "rttMaxMs": 90,
+            "lossAvgPermille": 20, "lossMaxPermille": 80, "freezes": 3}}))
+        .await;
+    alice.send(RoomMsg::Hangup { call_id: call }).await;
+    next_of!(alice, ServerMsg::Error { .. }); // in order: the report before it was taken
     let (_, text) = get(&server.metrics, "/metrics").await;
     for line in [
+        "visavis_call_rtt_seconds_count 1",
+        "visavis_call_rtt_seconds_bucket{le=\"0.05\"} 1",
+        "visavis_call_loss_ratio_count 1",
+        "visavis_call_freezes_total 3",
+        "visavis_call_paths_total{path=\"srflx\",transport=\"udp\"} 1",
         "visavis_calls_ended_total{reason=\"hangup\"} 1",
-        "visavis_errors_total{code=\"unknown_call\"} 1",
+        "visavis_errors_total{code=\"unknown_call\"} 2",
         "visavis_call_answer_seconds_count 1",
         "visavis_call_answer_seconds_bucket{le=\"+Inf\"} 1",
         "visavis_calls 0",

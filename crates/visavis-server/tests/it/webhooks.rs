@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use visavis_protocol::{EndReason, RoomMsg, ServerMsg};
 
@@ -173,6 +173,16 @@ async fn a_call_makes_signed_events_in_order_with_setup_duration_and_connect_tim
     ann.send(RoomMsg::Hangup { call_id }).await;
     next_of!(ann, ServerMsg::CallEnded { .. });
     next_of!(bob, ServerMsg::CallEnded { .. });
+    let report = visavis_protocol::QualityReport {
+        path: visavis_protocol::CandidatePath::Host,
+        transport: visavis_protocol::MediaTransport::Udp,
+        rtt_avg_ms: 1,
+        rtt_max_ms: 2,
+        loss_avg_permille: 0,
+        loss_max_permille: 0,
+        freezes: 0,
+    };
+    bob.send(RoomMsg::CallQuality { call_id, report }).await;
     leave(&mut ann).await;
     leave(&mut bob).await;
 
@@ -185,6 +195,7 @@ async fn a_call_makes_signed_events_in_order_with_setup_duration_and_connect_tim
             "participant_joined",
             "call_started",
             "call_ended",
+            "call_quality",
             "participant_left",
             "participant_left",
             "room_finished"
@@ -218,10 +229,19 @@ async fn a_call_makes_signed_events_in_order_with_setup_duration_and_connect_tim
     assert!(ended["durationMs"].as_u64().expect("durationMs") >= 20, "{ended}");
     assert_eq!(ended["connectMs"]["caller"], 5);
     assert_eq!(ended["connectMs"]["callee"], Value::Null);
-    assert_eq!(hooks[5].body["participant"]["id"], ann_id);
+    let quality = &hooks[5].body;
+    assert_eq!(
+        (quality["callId"].as_u64(), quality["member"].as_u64()),
+        (Some(call_id), Some(bob_id))
+    );
+    assert_eq!(
+        (&quality["path"], &quality["transport"], &quality["rttMaxMs"]),
+        (&json!("host"), &json!("udp"), &json!(2))
+    );
+    assert_eq!(hooks[6].body["participant"]["id"], ann_id);
 
     for line in [
-        "visavis_webhooks_delivered_total 8",
+        "visavis_webhooks_delivered_total 9",
         "visavis_webhooks_failed_total 0",
         "visavis_call_connect_seconds_count 1",
     ] {
