@@ -29,13 +29,21 @@ async function relayedCall(browser, url) {
   return { alice, bob, pairs };
 }
 
-test('a relay-only call connects through the embedded TURN server', async ({ browser, baseURL }) => {
-  const { alice, pairs } = await relayedCall(browser, '/?relay');
+test('a relay-only call connects through the embedded TURN server, and both sides report it relayed when it ends', async ({ browser, baseURL }) => {
+  const { alice, bob, pairs } = await relayedCall(browser, '/?relay');
   const turnPort = Number(new URL(/** @type {string} */ (baseURL)).port) - 4602;
   for (const pair of pairs) expect(pair?.url).toContain(`127.0.0.1:${turnPort}`);
-  const metrics = await (await alice.request.get(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
-  const allocations = Number(/^visavis_turn_allocations (\d+)$/m.exec(metrics)?.[1]);
+  const metrics = async () => (await alice.request.get(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+  const allocations = Number(/^visavis_turn_allocations (\d+)$/m.exec(await metrics())?.[1]);
   expect(allocations).toBeGreaterThanOrEqual(2);
+
+  // Each side's call_quality report says the media went through the relay over UDP.
+  const relayed = async () =>
+    Number(/^visavis_call_paths_total\{path="relay",transport="udp"\} (\d+)$/m.exec(await metrics())?.[1] ?? 0);
+  const before = await relayed();
+  await alice.waitForTimeout(2500); // a quality sample or more on both sides
+  await bob.getByRole('button', { name: 'Hang up' }).click();
+  await expect.poll(relayed).toBe(before + 2);
 });
 
 test('a relay-only call connects through coturn with credentials minted by visavis', async ({ browser }) => {

@@ -7,6 +7,7 @@
 
 import { PeerCall } from './peer.js';
 import { LocalMedia } from './local.js';
+import { QualityMeter } from './quality.js';
 
 /**
  * @typedef {import('./protocol.js').ClientMsg} ClientMsg
@@ -50,6 +51,8 @@ export class CallPeers {
     /** When the call was accepted (calls are made then), for the set-up time reported once. */
     this.acceptedAt = Date.now();
     this.reportedConnected = false;
+    /** @type {QualityMeter | null} samples the 1:1 call's connection once it is up */
+    this.quality = null;
     /** Resolves once our media is open and attached to the peers (or the call ended first). */
     this.ready = media.then((opened) => {
       if (this.closed) {
@@ -94,7 +97,7 @@ export class CallPeers {
       onRemoteStream: (stream) => this.events.remoteStream(id, stream),
       onRemoteScreen: (stream) => this.events.remoteScreen(id, stream),
       onConnectionState: (state) => {
-        if (state === 'connected') this.reportConnected();
+        if (state === 'connected') this.reportConnected(peer);
         this.events.connectionState(id, state);
       },
     });
@@ -129,11 +132,16 @@ export class CallPeers {
     return true;
   }
 
-  /** Accepted → connected, once, for the server's set-up time metric (1:1 calls only). */
-  reportConnected() {
+  /**
+   * Accepted → connected, once, for the server's set-up time metric (1:1 calls only); from
+   * then on the connection's quality is sampled, for the report at the end.
+   * @param {PeerCall} peer
+   */
+  reportConnected(peer) {
     if (this.mode !== 'direct' || this.reportedConnected) return;
     this.reportedConnected = true;
     this.send({ type: 'call_connected', callId: this.callId, setupMs: Date.now() - this.acceptedAt });
+    this.quality = new QualityMeter(peer.pc);
   }
 
   /** Tells the others our microphone / camera / screen state. */
@@ -155,9 +163,16 @@ export class CallPeers {
     for (const peer of this.peers.values()) peer.setIceServers(iceServers);
   }
 
-  /** Ends everything the call holds: peer connections and devices (also those still opening). */
+  /**
+   * Ends everything the call holds: peer connections and devices (also those still opening).
+   * Called when the call has ended, so a 1:1 call that connected reports its quality.
+   */
   close() {
     this.closed = true;
+    this.quality?.stop();
+    const report = this.quality?.summary();
+    if (report) this.send({ type: 'call_quality', callId: this.callId, report });
+    this.quality = null;
     for (const id of [...this.peers.keys()]) this.removePeer(id);
     this.local?.stop();
     this.local = null;

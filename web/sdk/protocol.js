@@ -11,6 +11,9 @@ export const PROTOCOL_VERSION = 1;
  * `host`: a host of a private room (named rooms have none).
  * What a member may send in calls (an access token's permissions); absent: everything.
  * @typedef {{audio: boolean, video: boolean, screen: boolean}} Publish
+ * @typedef {{path: 'host' | 'srflx' | 'prflx' | 'relay', transport: 'udp' | 'tcp' | 'tls',
+ *   rttAvgMs: number, rttMaxMs: number, lossAvgPermille: number, lossMaxPermille: number,
+ *   freezes: number}} QualityReport
  * @typedef {{id: number, name: string, host: boolean, publish?: Publish}} Member
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {'declined'|'cancelled'|'no_answer'|'busy'|'hangup'|'left'} EndReason
@@ -75,6 +78,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'invite', to: number}
  *   | {type: 'cancel' | 'accept' | 'decline' | 'hangup', callId: number}
  *   | {type: 'call_connected', callId: number, setupMs: number}
+ *   | {type: 'call_quality', callId: number, report: QualityReport}
  *   | {type: 'description', callId: number, to?: number, description: RTCSessionDescriptionInit}
  *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}

@@ -236,6 +236,8 @@ export class CallPeers {
   callId: number;
   peers: Map<number, PeerCall>;
   local: LocalMedia | null;
+  /** Samples a 1:1 call's connection once it is up; its summary is sent as `call_quality` at close. */
+  quality: QualityMeter | null;
   ready: Promise<void>;
   addPeer(id: number, polite: boolean, accepts?: Publish): PeerCall;
   removePeer(id: number): void;
@@ -244,6 +246,36 @@ export class CallPeers {
   announce(): void;
   setIceServers(iceServers: RTCIceServer[]): void;
   close(): void;
+}
+
+/** How a call's media went, as sent in `call_quality` (docs/protocol.md). */
+export interface QualityReport {
+  path: 'host' | 'srflx' | 'prflx' | 'relay';
+  transport: 'udp' | 'tcp' | 'tls';
+  rttAvgMs: number;
+  rttMaxMs: number;
+  lossAvgPermille: number;
+  lossMaxPermille: number;
+  freezes: number;
+}
+
+/** One sample of a connection: round trip, loss in the last interval, freezes so far, path. */
+export interface QualitySample {
+  rttMs: number | null;
+  lossPermille: number;
+  freezes: number;
+  path: QualityReport['path'] | null;
+  transport: QualityReport['transport'] | null;
+}
+
+/** Samples one peer connection's `getStats` every two seconds. */
+export class QualityMeter {
+  constructor(pc: RTCPeerConnection);
+  samples: QualitySample[];
+  sample(): Promise<QualitySample | undefined>;
+  /** The summary of the samples so far; null if none saw a selected candidate pair. */
+  summary(): QualityReport | null;
+  stop(): void;
 }
 
 /** Opened camera and microphone, and what is missing. */
