@@ -21,6 +21,9 @@ pub struct Facts {
     pub certificates: BTreeMap<(PathBuf, PathBuf), Result<(), String>>,
     /// Why `--data-dir` cannot keep the self-signed certificate, if it is needed and cannot.
     pub data_dir: Option<Result<(), String>>,
+    /// Why `--data-dir` cannot keep the API key and secret made for the webhooks or the
+    /// access tokens, if they are needed, not given, and cannot be kept.
+    pub credentials_dir: Option<Result<(), String>>,
 }
 
 impl Facts {
@@ -38,11 +41,19 @@ impl Facts {
                 ((cert, key), loaded)
             })
             .collect();
-        let data_dir = self_signed(settings).then(|| data_dir_usable(&settings.data_dir));
+        let data_dir = self_signed(settings).then(|| {
+            data_dir_usable(
+                &settings.data_dir,
+                &["self-signed-cert.pem", "self-signed-key.pem"],
+            )
+        });
+        let credentials_dir = needs_api_secret(settings)
+            .then(|| data_dir_usable(&settings.data_dir, &["api-credentials.json"]));
         Self {
             addresses,
             certificates,
             data_dir,
+            credentials_dir,
         }
     }
 }
@@ -61,6 +72,16 @@ pub fn problems(settings: &Settings, facts: &Facts) -> Vec<String> {
             problems.push(format!(
                 "--data-dir {}: {err}; the self-signed certificate is kept there (or give \
                  --tls-cert and --tls-key)",
+                settings.data_dir.display()
+            ));
+        }
+    }
+    if needs_api_secret(settings) {
+        if let Some(Err(err)) = &facts.credentials_dir {
+            problems.push(format!(
+                "--data-dir {}: {err}; --webhook-url and --access token need the API secret: \
+                 give --api-key and --api-secret, or a --data-dir that can keep the pair made \
+                 for you",
                 settings.data_dir.display()
             ));
         }
@@ -135,6 +156,14 @@ pub fn problems(settings: &Settings, facts: &Facts) -> Vec<String> {
     problems
 }
 
+/// Webhooks are signed, and access tokens checked, with the API secret; without `--api-key`
+/// and `--api-secret` the server makes a pair and keeps it in `--data-dir`.
+fn needs_api_secret(settings: &Settings) -> bool {
+    let given = settings.api_key.is_some() && settings.api_secret.is_some();
+    let needed = !settings.webhook_urls.is_empty() || settings.access == crate::config::Access::Token;
+    needed && !given
+}
+
 /// The certificate and key pairs the server would load, with the option that names them.
 fn certificate_pairs(settings: &Settings) -> Vec<(&'static str, PathBuf, PathBuf)> {
     let mut pairs = Vec::new();
@@ -154,8 +183,8 @@ fn self_signed(settings: &Settings) -> bool {
 
 /// Whether `dir` holds the self-signed certificate, or can be made to: it exists and a file
 /// can be made in it, or the nearest folder above that exists can have it made.
-fn data_dir_usable(dir: &Path) -> Result<(), String> {
-    if dir.join("self-signed-cert.pem").is_file() && dir.join("self-signed-key.pem").is_file() {
+fn data_dir_usable(dir: &Path, keeps: &[&str]) -> Result<(), String> {
+    if keeps.iter().all(|file| dir.join(file).is_file()) {
         return Ok(());
     }
     let mut existing = dir;
@@ -372,6 +401,7 @@ mod tests {
             addresses: Some(vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([192, 0, 2, 10])]),
             certificates: BTreeMap::new(),
             data_dir: Some(Ok(())),
+            credentials_dir: Some(Ok(())),
         }
     }
 
@@ -532,6 +562,31 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_or_token_access_without_a_secret_or_a_data_dir_to_keep_one() {
+        let mut facts = machine();
+        facts.credentials_dir = Some(Err("cannot write in /srv: Permission denied".into()));
+        let hooks = settings(&["--webhook-url", "https://clinic.example/hooks"]);
+        let found = problems(&hooks, &facts);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with("--data-dir visavis-data: cannot write in /srv"),
+            "{found:#?}"
+        );
+        assert_eq!(problems(&settings(&["--access", "token"]), &facts).len(), 1);
+        // Given a pair, nothing needs keeping; without webhooks or tokens, nothing needs it.
+        let given = settings(&[
+            "--webhook-url",
+            "https://clinic.example/hooks",
+            "--api-key",
+            "k",
+            "--api-secret",
+            "0123456789abcdef0123456789abcdef",
+        ]);
+        assert!(problems(&given, &facts).is_empty());
+        assert!(problems(&settings(&[]), &facts).is_empty());
+    }
+
+    #[test]
     fn settings_the_server_would_refuse() {
         let found = problems(
             &settings(&[
@@ -551,11 +606,11 @@ mod tests {
     fn a_data_dir_under_a_file_is_not_usable() {
         let file = std::env::temp_dir().join(format!("visavis-check-file-{}", std::process::id()));
         std::fs::write(&file, "").expect("write");
-        let result = data_dir_usable(&file.join("data"));
+        let result = data_dir_usable(&file.join("data"), &["x"]);
         let _ = std::fs::remove_file(&file);
         assert!(result.is_err_and(|e| e.ends_with("is not a folder")));
         assert_eq!(
-            data_dir_usable(&std::env::temp_dir().join("visavis-nonexistent/a/b")),
+            data_dir_usable(&std::env::temp_dir().join("visavis-nonexistent/a/b"), &["x"]),
             Ok(())
         );
     }
