@@ -3,7 +3,7 @@
 //! see and hear (decoded frames on a labelled <video>, received audio in getStats), and a visavis
 //! of a test's own.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from '@playwright/test';
@@ -148,6 +148,12 @@ export function selectedPair(page) {
 /** The visavis binary the tests start: the debug build, or `VISAVIS_BIN` (another build to try). */
 export const BINARY = process.env.VISAVIS_BIN ?? 'target/debug/visavis';
 
+/** Data dirs startServer made: removed when the test run ends (a restart reuses one until then). */
+const madeDataDirs = /** @type {string[]} */ ([]);
+process.once('exit', () => {
+  for (const dir of madeDataDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 /**
  * Starts a visavis of its own for a test (debug build) and waits until it serves. It keeps its
  * state in a new temporary `--data-dir` (its state file is locked, so servers side by side each
@@ -156,9 +162,12 @@ export const BINARY = process.env.VISAVIS_BIN ?? 'target/debug/visavis';
  * @param {string[]} args
  */
 export async function startServer(listen, args = []) {
-  const dataDir = args.includes('--data-dir')
-    ? args[args.indexOf('--data-dir') + 1]
-    : mkdtempSync(join(tmpdir(), 'visavis-e2e-'));
+  let dataDir;
+  if (args.includes('--data-dir')) dataDir = args[args.indexOf('--data-dir') + 1];
+  else {
+    dataDir = mkdtempSync(join(tmpdir(), 'visavis-e2e-'));
+    madeDataDirs.push(dataDir);
+  }
   const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
   const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...data, ...args], { stdio: 'ignore' });
   const url = `http://${listen}`;
