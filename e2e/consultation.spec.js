@@ -66,7 +66,7 @@ test('a doctor starts a consultation, admits the patient and calls; both see eac
   // The SDK came from visavis, with everything it declares.
   const exports = await doctor.evaluate(async (url) => Object.keys(await import(url)).sort(), `${visavis?.url}/sdk/visavis.js`);
   expect(exports).toEqual([
-    'CallPeers', 'Client', 'LocalMedia', 'PROTOCOL_VERSION', 'PeerCall', 'Signalling', 'SignallingError', 'connect',
+    'CallPeers', 'Client', 'LocalMedia', 'PROTOCOL_VERSION', 'PeerCall', 'QualityMeter', 'Signalling', 'SignallingError', 'connect',
     'listDevices', 'mediaBlocked', 'openLocalMedia', 'openTrack', 'socketUrl',
   ]);
   const patientLink = await doctor.getByRole('link', { name: /\/patient#k=/ }).getAttribute('href');

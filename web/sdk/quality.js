@@ -27,6 +27,9 @@ export class QualityMeter {
     /** Packets received and lost so far, per inbound stream, for the next interval's loss. */
     this.counted = new Map();
     this.timer = setInterval(() => this.sample().catch(() => {}), SAMPLE_EVERY_MS);
+    // One sample at once: the pair is selected by now, so even a call hung up within the
+    // first interval has a path to report.
+    this.sample().catch(() => {});
   }
 
   /** Takes one sample (also called by the interval). */
