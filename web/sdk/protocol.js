@@ -23,17 +23,27 @@ export const PROTOCOL_VERSION = 1;
  * new may enter (locked), people admitted later read the chat from before (shareHistory).
  * @typedef {{private: boolean, lobby: boolean, locked: boolean, shareHistory: boolean}} RoomState
  * @typedef {'admitted' | 'denied' | 'left'} KnockOutcome
+ * Devices that could not be opened at all (none there, or refused), not just turned off.
+ * @typedef {{audio: boolean, video: boolean}} Unavailable
+ * After a reloaded resume, the member's 1:1 call: `outgoing` (we called: impolite), `active`
+ * (accepted; else ringing), `since` (accepted at, server ms since the epoch; null while ringing).
+ * @typedef {{callId: number, peer: number, name: string, outgoing: boolean, active: boolean,
+ *            since: number | null}} CurrentCall
  *
  * `hostKey`: to hosts of a private room, the key of the host link; `null` for everyone else.
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
  *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
  *            chat: ChatEntry[], state: RoomState, hostKey: string | null,
+ *            inCall: number[], call: CurrentCall | null,
  *            token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
  * @typedef {{type: 'ice_servers', iceServers: IceServer[]}} IceServersMsg
  * @typedef {{type: 'left', room: string}} LeftMsg
  * @typedef {{type: 'member_joined', member: Member}} MemberJoinedMsg
  * @typedef {{type: 'member_left', id: number}} MemberLeftMsg
- * @typedef {{type: 'member_state', id: number, state: 'online' | 'reconnecting'}} MemberStateMsg
+ * `reloaded`: its page reloaded, its peer connections are gone: make new ones to it.
+ * @typedef {{type: 'member_state', id: number, state: 'online' | 'reconnecting', reloaded?: boolean}} MemberStateMsg
+ * @typedef {{type: 'member_call', id: number, inCall: boolean}} MemberCallMsg
+ * @typedef {{type: 'call_attempt', from: number, name: string}} CallAttemptMsg
  * In a private room's lobby; the session fields as in `joined`, so the place in the lobby
  * survives a dropped connection.
  * @typedef {{type: 'waiting', room: string, you: Member,
@@ -53,12 +63,14 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'call_ended', callId: number, peer: number, reason: EndReason, by?: number}} CallEndedMsg
  * @typedef {{type: 'description', callId: number, from: number, description: RTCSessionDescriptionInit}} DescriptionMsg
  * @typedef {{type: 'candidate', callId: number, from: number, candidate: RTCIceCandidateInit | null}} CandidateMsg
- * @typedef {{type: 'media', callId: number, from: number, audio: boolean, video: boolean, screen: boolean}} MediaMsg
+ * @typedef {{type: 'media', callId: number, from: number, audio: boolean, video: boolean, screen: boolean,
+ *            unavailable?: Unavailable}} MediaMsg
  * @typedef {{type: 'group_call'} & GroupCall} GroupCallMsg
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
  * @typedef {JoinedMsg | IceServersMsg | LeftMsg | MemberJoinedMsg | MemberLeftMsg | MemberStateMsg |
+ *           MemberCallMsg | CallAttemptMsg |
  *           WaitingMsg | KnockMsg | KnockEndedMsg | DeniedMsg | RemovedMsg | RoomEndedMsg |
  *           MuteRequestMsg | MemberUpdatedMsg | HostKeyMsg | RoomStateMsg |
  *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
@@ -72,7 +84,7 @@ export const PROTOCOL_VERSION = 1;
  * module sends them itself, unnumbered.
  * @typedef {{type: 'join', version: number, room: string, name: string, hostKey?: string, accessToken?: string}
  *   | {type: 'create', version: number, name: string}
- *   | {type: 'resume', version: number, token: string, lastSn: number}
+ *   | {type: 'resume', version: number, token: string, lastSn: number, reloaded?: boolean}
  *   | {type: 'pong', ack: number}
  *   | {type: 'leave'}
  *   | {type: 'invite', to: number}
@@ -81,7 +93,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'call_quality', callId: number, report: QualityReport}
  *   | {type: 'description', callId: number, to?: number, description: RTCSessionDescriptionInit}
  *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
- *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}
+ *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean, unavailable?: Unavailable}
  *   | {type: 'group_join' | 'group_leave'}
  *   | {type: 'chat', text: string}
  *   | {type: 'admit' | 'deny' | 'remove' | 'mute' | 'make_host', id: number}

@@ -374,6 +374,7 @@ impl Client {
                 version: PROTOCOL_VERSION,
                 token: token.clone(),
                 last_sn,
+                reloaded: false,
             })
             .await?;
         let text = client.next_text().await?;

@@ -80,6 +80,11 @@ pub enum SessionMsg {
         token: String,
         /// The highest `sn` this client has received.
         last_sn: u64,
+        /// The page was reloaded: it kept its token but nothing else, so instead of the
+        /// replay it gets the room afresh (`joined`, with its call), and the others make new
+        /// peer connections to it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reloaded: bool,
     },
     /// The answer to `ping`, acknowledging every message up to `ack` (an `sn`).
     Pong { ack: u64 },
@@ -131,6 +136,9 @@ pub enum RoomMsg {
         video: bool,
         #[serde(default)]
         screen: bool,
+        /// Devices that could not be opened (missing, or access refused), not just turned off.
+        #[serde(default, skip_serializing_if = "Unavailable::is_none")]
+        unavailable: Unavailable,
     },
     /// Join the room's group call, starting it if none is running.
     GroupJoin,
@@ -185,6 +193,12 @@ pub enum ServerMsg {
         /// To hosts of a private room: the key of the host link (`null` for everyone else).
         #[serde(default)]
         host_key: Option<String>,
+        /// The members (of `members`) in a 1:1 call now.
+        #[serde(default)]
+        in_call: Vec<MemberId>,
+        /// After a reloaded `resume`: this member's 1:1 call, ringing or active (`null` otherwise).
+        #[serde(default)]
+        call: Option<CurrentCall>,
     },
     /// Reply to `join` in a private room with its lobby on: wait for a host to admit you
     /// (`joined` follows) or deny you (`denied`). The session may resume while it waits.
@@ -255,7 +269,18 @@ pub enum ServerMsg {
     MemberLeft { id: MemberId },
     /// Someone in your room lost their connection and may come back (`reconnecting`), or came
     /// back (`online`). After the grace period without coming back, `member_left` follows.
-    MemberState { id: MemberId, state: Presence },
+    MemberState {
+        id: MemberId,
+        state: Presence,
+        /// With `online`: its page was reloaded, so its peer connections are gone; the others
+        /// make new ones to it in the calls they share.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reloaded: bool,
+    },
+    /// To everyone else in the room: a member's 1:1 call became active (`in_call`), or ended.
+    MemberCall { id: MemberId, in_call: bool },
+    /// To a member who was busy (ringing or in a call): `from` tried to call it.
+    CallAttempt { from: MemberId, name: String },
     /// To the caller: the invite is ringing at `peer`.
     Ringing { call_id: CallId, peer: MemberId },
     /// To the callee: `from` is calling.
@@ -299,6 +324,8 @@ pub enum ServerMsg {
         audio: bool,
         video: bool,
         screen: bool,
+        #[serde(default, skip_serializing_if = "Unavailable::is_none")]
+        unavailable: Unavailable,
     },
     /// To every member of the room whenever its group call starts, changes or ends (an empty
     /// `participants` list means it ended).
@@ -325,6 +352,44 @@ pub struct SessionFields {
     pub heartbeat_ms: u64,
     /// How long a dropped session may come back.
     pub resume_grace_ms: u64,
+}
+
+/// Which of a member's devices could not be opened at all (none there, or access refused), as
+/// opposed to turned off: the others say "camera unavailable" rather than "camera off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Unavailable {
+    #[serde(default)]
+    pub audio: bool,
+    #[serde(default)]
+    pub video: bool,
+}
+
+impl Unavailable {
+    pub const NONE: Self = Self {
+        audio: false,
+        video: false,
+    };
+
+    pub fn is_none(&self) -> bool {
+        *self == Self::NONE
+    }
+}
+
+/// A member's 1:1 call as `joined` gives it after a reload, so the page picks it up again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentCall {
+    pub call_id: CallId,
+    /// The other party, and its name.
+    pub peer: MemberId,
+    pub name: String,
+    /// `true` when this member called (it is then the impolite side, as in `accepted`).
+    pub outgoing: bool,
+    /// Still ringing, or accepted.
+    pub active: bool,
+    /// When it was accepted, server time in milliseconds since the Unix epoch (for the call's
+    /// duration), `null` while it rings.
+    pub since: Option<u64>,
 }
 
 /// A room's group call: a full mesh between its participants.

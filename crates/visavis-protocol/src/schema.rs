@@ -453,7 +453,10 @@ mod tests {
     #[test]
     fn fields_are_the_wire_names_of_every_variant_shape() {
         let (client, server) = (client_messages(), server_messages());
-        assert_eq!(fields(&client, "resume"), ["version", "token", "lastSn"]);
+        assert_eq!(
+            fields(&client, "resume"),
+            ["version", "token", "lastSn", "reloaded"]
+        );
         assert_eq!(fields(&client, "leave"), Vec::<String>::new());
         // Optional and defaulted fields count.
         assert_eq!(fields(&client, "candidate"), ["callId", "to", "candidate"]);
@@ -499,6 +502,15 @@ mod tests {
             }],
             state: RoomState::default(),
             host_key: Some("k".into()),
+            in_call: vec![2],
+            call: Some(crate::CurrentCall {
+                call_id: 1,
+                peer: 2,
+                name: "B".into(),
+                outgoing: true,
+                active: false,
+                since: None,
+            }),
         };
         let encoded: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&msg.to_json()).expect("an object");

@@ -201,6 +201,15 @@ fn joined(session: Option<SessionFields>) -> ServerMsg {
             share_history: false,
         },
         host_key: Some("Xb1m0VqN3yR5eWc8ZtP2uA".into()),
+        in_call: vec![1],
+        call: Some(CurrentCall {
+            call_id: 3,
+            peer: 1,
+            name: "Al".into(),
+            outgoing: false,
+            active: true,
+            since: Some(4),
+        }),
     }
 }
 
@@ -246,6 +255,17 @@ fn every_server_message_round_trips_through_the_client_decoder() {
         ServerMsg::MemberState {
             id: 1,
             state: Presence::Reconnecting,
+            reloaded: false,
+        },
+        ServerMsg::MemberState {
+            id: 1,
+            state: Presence::Online,
+            reloaded: true,
+        },
+        ServerMsg::MemberCall { id: 1, in_call: true },
+        ServerMsg::CallAttempt {
+            from: 1,
+            name: "Al".into(),
         },
         ServerMsg::Candidate {
             call_id: 1,
@@ -334,6 +354,7 @@ fn client_frames_encode_with_cn_and_decode_back() {
                 version: 1,
                 token: "t".into(),
                 last_sn: 9,
+                reloaded: true,
             }
             .into(),
         },
@@ -364,5 +385,5 @@ fn kinds_are_listed_once_per_scope_and_named_by_kind() {
     assert_eq!(RoomMsg::Chat { text: "x".into() }.kind(), "chat");
     assert_eq!(ClientMsg::from(SessionMsg::Pong { ack: 1 }).kind(), "pong");
     assert_eq!(ServerMsg::Ping { ack: 0 }.kind(), "ping");
-    assert_eq!(ServerMsg::kinds().len(), 29);
+    assert_eq!(ServerMsg::kinds().len(), 31);
 }

@@ -27,9 +27,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, CandidatePath, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, MediaTransport, Member,
-    MemberId, Presence, Publish, QualityReport, RoomMsg, RoomState, ServerMsg, PROTOCOL_VERSION,
-    QUALITY_REPORT_WINDOW,
+    CallId, CandidatePath, ChatEntry, CurrentCall, EndReason, ErrorCode, GroupCall, IceServer,
+    MediaTransport, Member, MemberId, Presence, Publish, QualityReport, RoomMsg, RoomState, ServerMsg,
+    PROTOCOL_VERSION, QUALITY_REPORT_WINDOW,
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
@@ -688,15 +688,56 @@ impl Core {
     /// `session` lost its connection but may resume: the room sees it as reconnecting; its
     /// calls go on (media is peer to peer).
     pub fn handle_detach(&mut self, session: SessionId) {
-        self.announce_presence(session, Presence::Reconnecting);
+        self.announce_presence(session, Presence::Reconnecting, false);
     }
 
     /// `session` resumed on a new connection.
     pub fn handle_reattach(&mut self, session: SessionId) {
-        self.announce_presence(session, Presence::Online);
+        self.announce_presence(session, Presence::Online, false);
     }
 
-    fn announce_presence(&mut self, session: SessionId, state: Presence) {
+    /// `session` resumed from a reloaded page, which kept its token and nothing else: it gets
+    /// its room afresh (`joined`, with its 1:1 call if it has one; `waiting` in a lobby), and
+    /// the others learn it is back and must make new peer connections to it. Its membership,
+    /// calls and group call go on untouched.
+    pub fn handle_reload(&mut self, now: Now, session: SessionId) {
+        self.clock = Some(now.mono);
+        let Some(id) = self.sessions.get(&session).copied() else {
+            return;
+        };
+        let state = &self.members[&id];
+        if state.waiting {
+            let msg = ServerMsg::Waiting {
+                session: None,
+                room: state.room.clone(),
+                you: self.member(id),
+            };
+            self.send(session, msg);
+            return;
+        }
+        let call = state.call.and_then(|call_id| {
+            let call = self.calls.get(&call_id)?;
+            let peer = call.other(id);
+            Some(CurrentCall {
+                call_id,
+                peer,
+                name: self
+                    .members
+                    .get(&peer)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+                outgoing: call.caller == id,
+                active: call.state == CallState::Active,
+                since: call.accepted_at.map(|at| now.unix_ms_of(at)),
+            })
+        });
+        let first_seq = state.first_seq;
+        let msg = self.joined_msg(now, id, first_seq, call);
+        self.send(session, msg);
+        self.announce_presence(session, Presence::Online, true);
+    }
+
+    fn announce_presence(&mut self, session: SessionId, state: Presence, reloaded: bool) {
         let Some(member) = self.sessions.get(&session).copied() else {
             return;
         };
@@ -711,7 +752,46 @@ impl Core {
             .filter(|m| *m != member)
             .collect();
         for other in others {
-            self.send_member(other, ServerMsg::MemberState { id: member, state });
+            self.send_member(
+                other,
+                ServerMsg::MemberState {
+                    id: member,
+                    state,
+                    reloaded,
+                },
+            );
+        }
+    }
+
+    /// Tells everyone else in the room of a 1:1 call's `parties` that they are in a call now
+    /// (or no longer): the parties know it already.
+    fn announce_call(&mut self, parties: [MemberId; 2], in_call: bool) {
+        let Some(room) = parties
+            .iter()
+            .find_map(|p| self.members.get(p))
+            .map(|m| m.room.clone())
+        else {
+            return;
+        };
+        let others: Vec<MemberId> = self
+            .rooms
+            .get(&room)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .copied()
+                    .filter(|m| !parties.contains(m))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let present: Vec<MemberId> = parties
+            .into_iter()
+            .filter(|p| self.members.contains_key(p))
+            .collect();
+        for other in others {
+            for &id in &present {
+                self.send_member(other, ServerMsg::MemberCall { id, in_call });
+            }
         }
     }
 
@@ -887,6 +967,7 @@ impl Core {
                 audio,
                 video,
                 screen,
+                unavailable,
             } => {
                 if !self.members[&me].publish.allows(audio, video, screen) {
                     return Err(RoomError::NotPermitted("media"));
@@ -897,6 +978,7 @@ impl Core {
                     audio,
                     video,
                     screen,
+                    unavailable,
                 };
                 if self.group_of(me).is_some_and(|g| g.call_id == call_id) {
                     self.group_broadcast(me, msg(me));
@@ -1133,12 +1215,48 @@ impl Core {
 
     /// Takes member `id` into its room: `joined` to it, `member_joined` to the others.
     fn enter(&mut self, now: Now, id: MemberId) {
-        let state = &self.members[&id];
-        let room_id = state.room.clone();
-        let room = &self.rooms[&room_id];
-        let first_seq = room.chat_seq;
+        let room_id = self.members[&id].room.clone();
+        let first_seq = self.rooms[&room_id].chat_seq;
         let you = self.member(id);
-        let members: Vec<Member> = room.members.iter().map(|m| self.member(*m)).collect();
+        let joined = self.joined_msg(now, id, first_seq, None);
+        let others_now = self.rooms[&room_id].members.clone();
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.push(id);
+        }
+        if let Some(m) = self.members.get_mut(&id) {
+            m.first_seq = first_seq;
+            m.waiting = false;
+        }
+        let session = self.members[&id].session;
+        self.send(session, joined);
+        for other in others_now {
+            self.send_member(other, ServerMsg::MemberJoined { member: you.clone() });
+        }
+        if let Some(every) = self.config.ice_servers.renew_every {
+            self.renewals.insert(id, now.mono + every);
+        }
+        self.record(Event::Joined(self.person(id)));
+        if you.host {
+            self.show_knocks(id);
+        }
+    }
+
+    /// The `joined` that shows member `id` its room: the others in it, the chat it may read
+    /// (from `first_seq` on, unless the room shares its history), and `call`.
+    fn joined_msg(&self, now: Now, id: MemberId, first_seq: u64, call: Option<CurrentCall>) -> ServerMsg {
+        let room_id = self.members[&id].room.clone();
+        let room = &self.rooms[&room_id];
+        let you = self.member(id);
+        let others = room.members.iter().copied().filter(|m| *m != id);
+        let members: Vec<Member> = others.clone().map(|m| self.member(m)).collect();
+        let in_call = others
+            .filter(|m| {
+                self.members[m]
+                    .call
+                    .and_then(|c| self.calls.get(&c))
+                    .is_some_and(|c| c.state == CallState::Active)
+            })
+            .collect();
         let history = room.private.as_ref().is_none_or(|p| p.state.share_history);
         let chat = room
             .chat
@@ -1160,40 +1278,20 @@ impl Core {
             .as_ref()
             .filter(|_| you.host)
             .map(|p| p.host_key.clone());
-        let (group, others_now) = (room.group.clone(), room.members.clone());
-        if let Some(room) = self.rooms.get_mut(&room_id) {
-            room.members.push(id);
-        }
-        if let Some(m) = self.members.get_mut(&id) {
-            m.first_seq = first_seq;
-            m.waiting = false;
-        }
-        let session = self.members[&id].session;
-        self.send(
-            session,
-            ServerMsg::Joined {
-                session: None,
-                version: PROTOCOL_VERSION,
-                room: room_id,
-                you: you.clone(),
-                members,
-                ice_servers: self.config.ice_servers.for_member(id, now),
-                ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
-                group,
-                chat,
-                state,
-                host_key,
-            },
-        );
-        for other in others_now {
-            self.send_member(other, ServerMsg::MemberJoined { member: you.clone() });
-        }
-        if let Some(every) = self.config.ice_servers.renew_every {
-            self.renewals.insert(id, now.mono + every);
-        }
-        self.record(Event::Joined(self.person(id)));
-        if you.host {
-            self.show_knocks(id);
+        ServerMsg::Joined {
+            session: None,
+            version: PROTOCOL_VERSION,
+            room: room_id,
+            you,
+            members,
+            ice_servers: self.config.ice_servers.for_member(id, now),
+            ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
+            group: room.group.clone(),
+            chat,
+            state,
+            host_key,
+            in_call,
+            call,
         }
     }
 
@@ -1262,6 +1360,9 @@ impl Core {
 
         let call_id = self.fresh_call_id();
         if callee_busy {
+            // The busy one hears of it, so it can call back.
+            let name = self.members[&me].name.clone();
+            self.send_member(to, ServerMsg::CallAttempt { from: me, name });
             self.send_member(
                 me,
                 ServerMsg::CallEnded {
@@ -1482,6 +1583,7 @@ impl Core {
             setup: now.saturating_duration_since(call.invited_at),
         };
         self.record(started);
+        self.announce_call([caller, callee], true);
         self.send_member(
             caller,
             ServerMsg::Accepted {
@@ -1527,10 +1629,14 @@ impl Core {
                     .insert((call_id, party), now + QUALITY_REPORT_WINDOW);
             }
         }
+        if call.accepted_at.is_some() {
+            self.announce_call([call.caller, call.callee], false);
+        }
         for (me, peer) in [(call.caller, call.callee), (call.callee, call.caller)] {
             if let Some(m) = self.members.get_mut(&me) {
                 m.call = None;
             }
+
             self.send_member(
                 me,
                 ServerMsg::CallEnded {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::tests::{error_code, join, out, World};
-use visavis_protocol::{ClientMsg, KnockOutcome, SessionMsg};
+use visavis_protocol::{ClientMsg, KnockOutcome, SessionMsg, Unavailable};
 
 fn create(name: &str) -> ClientMsg {
     SessionMsg::Create {
@@ -720,6 +720,7 @@ fn a_token_may_forbid_video_and_screen_everyone_is_told_and_media_states_beyond_
         audio,
         video,
         screen,
+        unavailable: Unavailable::NONE,
     };
     assert_eq!(
         error_code(&w.send(2, media(true, true, false))),
@@ -738,7 +739,8 @@ fn a_token_may_forbid_video_and_screen_everyone_is_told_and_media_states_beyond_
                 from: patient,
                 audio: true,
                 video: false,
-                screen: false
+                screen: false,
+                unavailable: Unavailable::NONE,
             }
         )]
     );

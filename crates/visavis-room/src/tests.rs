@@ -3,7 +3,7 @@
 use super::*;
 use std::time::Instant;
 
-use visavis_protocol::{Candidate, ClientMsg, Description, SdpKind, SessionMsg};
+use visavis_protocol::{Candidate, ClientMsg, Description, SdpKind, SessionMsg, Unavailable};
 
 pub(crate) struct World {
     pub core: Core,
@@ -418,7 +418,15 @@ fn invite_to_a_member_in_a_call_is_busy() {
     let (mut w, _a, b, _call) = World::active_pair();
     let c = w.join(3, "r", "Cy");
     let got = w.send(3, RoomMsg::Invite { to: b });
-    assert_eq!(got, vec![out(3, ended(2, b, EndReason::Busy, None))]);
+    // The busy one hears who tried, so it can call back.
+    let attempt = ServerMsg::CallAttempt {
+        from: c,
+        name: "Cy".into(),
+    };
+    assert_eq!(
+        got,
+        vec![out(2, attempt), out(3, ended(2, b, EndReason::Busy, None))]
+    );
     // Also busy while the callee is only ringing.
     let d = w.join(4, "r", "Di");
     w.send(3, RoomMsg::Invite { to: d });
@@ -426,16 +434,37 @@ fn invite_to_a_member_in_a_call_is_busy() {
     let got = w.send(5, RoomMsg::Invite { to: d });
     assert!(matches!(
         got[..],
-        [Output {
-            to: 5,
-            msg: ServerMsg::CallEnded {
-                reason: EndReason::Busy,
-                ..
+        [
+            Output {
+                to: 4,
+                msg: ServerMsg::CallAttempt { .. }
+            },
+            Output {
+                to: 5,
+                msg: ServerMsg::CallEnded {
+                    reason: EndReason::Busy,
+                    ..
+                }
             }
-        }]
+        ]
     ));
-    // The busy attempt did not disturb the ringing call.
-    assert!(w.send(4, RoomMsg::Accept { call_id: 3 }).len() == 2);
+    // The busy attempt did not disturb the ringing call: accepted, both parties are told, and
+    // the three others learn that Cy and Di are in a call now.
+    let got = w.send(4, RoomMsg::Accept { call_id: 3 });
+    let accepted = got
+        .iter()
+        .filter(|o| matches!(o.msg, ServerMsg::Accepted { .. }))
+        .count();
+    assert_eq!(accepted, 2);
+    let mut told: Vec<(SessionId, MemberId)> = got
+        .iter()
+        .filter_map(|o| match o.msg {
+            ServerMsg::MemberCall { id, in_call: true } => Some((o.to, id)),
+            _ => None,
+        })
+        .collect();
+    told.sort_unstable();
+    assert_eq!(told, [(1, c), (1, d), (2, c), (2, d), (5, c), (5, d)]);
     let _ = (c, e);
 }
 
@@ -642,7 +671,8 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
                 call_id: call,
                 audio: false,
                 video: true,
-                screen: true
+                screen: true,
+                unavailable: Unavailable::NONE,
             }
         ),
         vec![out(
@@ -652,7 +682,8 @@ fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
                 from: b,
                 audio: false,
                 video: true,
-                screen: true
+                screen: true,
+                unavailable: Unavailable::NONE,
             }
         )]
     );
@@ -771,6 +802,7 @@ fn group_signalling_goes_only_between_two_participants() {
         audio: true,
         video: false,
         screen: true,
+        unavailable: Unavailable::NONE,
     };
     assert_eq!(
         w.send(2, media),
@@ -781,7 +813,8 @@ fn group_signalling_goes_only_between_two_participants() {
                 from: b,
                 audio: true,
                 video: false,
-                screen: true
+                screen: true,
+                unavailable: Unavailable::NONE,
             }
         )]
     );
@@ -813,13 +846,19 @@ fn group_and_one_to_one_calls_exclude_each_other() {
     let got = w.send(2, RoomMsg::Invite { to: a });
     assert!(matches!(
         got[..],
-        [Output {
-            msg: ServerMsg::CallEnded {
-                reason: EndReason::Busy,
-                ..
+        [
+            Output {
+                to: 1,
+                msg: ServerMsg::CallAttempt { .. }
             },
-            ..
-        }]
+            Output {
+                msg: ServerMsg::CallEnded {
+                    reason: EndReason::Busy,
+                    ..
+                },
+                ..
+            }
+        ]
     ));
     assert_eq!(
         error_code(&w.send(1, RoomMsg::Invite { to: b })),
@@ -917,7 +956,8 @@ fn a_detached_member_is_reconnecting_and_keeps_its_call() {
             2,
             ServerMsg::MemberState {
                 id: a,
-                state: Presence::Reconnecting
+                state: Presence::Reconnecting,
+                reloaded: false
             }
         )]
     );
@@ -929,7 +969,8 @@ fn a_detached_member_is_reconnecting_and_keeps_its_call() {
             2,
             ServerMsg::MemberState {
                 id: a,
-                state: Presence::Online
+                state: Presence::Online,
+                reloaded: false
             }
         )]
     );
@@ -1223,4 +1264,134 @@ fn ending_a_room_for_all_ends_calls_then_members_then_the_room() {
         ["call_ended", "left", "left", "room_finished"]
     );
     let _ = call;
+}
+
+// ---- presence and reloads ------------------------------------------------------------------
+
+#[test]
+fn others_learn_who_is_in_a_call_and_newcomers_see_it_in_joined() {
+    let (mut w, a, b, call) = World::active_pair();
+    let out = w.send(3, join("r", "Cy"));
+    let ServerMsg::Joined {
+        in_call, call: none, ..
+    } = &out[0].msg
+    else {
+        panic!("expected joined, got {out:?}");
+    };
+    assert_eq!((in_call.clone(), none.clone()), (vec![a, b], None));
+    // The call ends: the third member is told, the parties get call_ended only.
+    let got = w.send(1, RoomMsg::Hangup { call_id: call });
+    let told: Vec<_> = got
+        .iter()
+        .filter(|o| matches!(o.msg, ServerMsg::MemberCall { .. }))
+        .map(|o| (o.to, o.msg.clone()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (
+                3,
+                ServerMsg::MemberCall {
+                    id: a,
+                    in_call: false
+                }
+            ),
+            (
+                3,
+                ServerMsg::MemberCall {
+                    id: b,
+                    in_call: false
+                }
+            )
+        ]
+    );
+    let out = w.send(4, join("r", "Di"));
+    let ServerMsg::Joined { in_call, .. } = &out[0].msg else {
+        panic!("expected joined");
+    };
+    assert!(in_call.is_empty());
+}
+
+#[test]
+fn a_reloaded_member_gets_its_room_and_call_afresh_and_the_others_rebuild() {
+    let (mut w, a, b, call) = World::active_pair();
+    w.send(
+        1,
+        RoomMsg::Chat {
+            text: "before".into(),
+        },
+    );
+    let accepted_at = w.now.unix_ms;
+    w.advance(Duration::from_secs(5));
+    w.core.handle_detach(1);
+    w.drain();
+    w.core.handle_reload(w.now, 1);
+    let got = w.drain();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let ServerMsg::Joined {
+        you,
+        members,
+        chat,
+        call: Some(current),
+        ..
+    } = &got[0].msg
+    else {
+        panic!("expected joined with the call, got {got:?}");
+    };
+    assert_eq!((got[0].to, you.id, members.len()), (1, a, 1));
+    assert_eq!(
+        chat.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
+        ["before"]
+    );
+    assert_eq!(
+        *current,
+        CurrentCall {
+            call_id: call,
+            peer: b,
+            name: "Bob".into(),
+            outgoing: true,
+            active: true,
+            since: Some(accepted_at),
+        }
+    );
+    assert_eq!(
+        got[1],
+        out(
+            2,
+            ServerMsg::MemberState {
+                id: a,
+                state: Presence::Online,
+                reloaded: true
+            }
+        )
+    );
+    // Nothing else changed: no member_joined, the call goes on.
+    assert_eq!(w.core.counts().calls, 1);
+    assert_eq!(w.core.counts().members, 2);
+}
+
+#[test]
+fn a_reloaded_callee_of_a_ringing_call_sees_it_ring_again() {
+    let (mut w, a, b, call) = World::ringing_pair();
+    w.core.handle_reload(w.now, 2);
+    let got = w.drain();
+    let ServerMsg::Joined {
+        call: Some(current),
+        you,
+        ..
+    } = &got[0].msg
+    else {
+        panic!("expected joined with the call, got {got:?}");
+    };
+    assert_eq!(you.id, b);
+    assert_eq!(
+        (
+            current.call_id,
+            current.peer,
+            current.outgoing,
+            current.active,
+            current.since
+        ),
+        (call, a, false, false, None)
+    );
 }

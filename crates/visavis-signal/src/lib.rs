@@ -348,7 +348,8 @@ impl Signalling {
                 version,
                 token,
                 last_sn,
-            }) => self.resume(now, conn, session, version, &token, last_sn),
+                reloaded,
+            }) => self.resume(now, conn, session, version, &token, last_sn, reloaded),
             msg => {
                 // Messages the client numbers are processed once, even when it sends them
                 // again after a resume.
@@ -611,6 +612,10 @@ impl Signalling {
         false
     }
 
+    /// Takes a session back on a new connection: replays what it missed, or, for a reloaded
+    /// page (`reloaded`), which holds nothing of the session but its token, drops the replay
+    /// and has the room core show it its room afresh.
+    #[allow(clippy::too_many_arguments)]
     fn resume(
         &mut self,
         now: Now,
@@ -619,6 +624,7 @@ impl Signalling {
         version: u32,
         token: &str,
         last_sn: u64,
+        reloaded: bool,
     ) {
         if !self.check_version(now, current, version, "resume") {
             return;
@@ -658,11 +664,13 @@ impl Signalling {
         s.ip = ip;
         s.token = Some(fresh.clone());
         s.stopped = false;
-        self.log_total -= s.ack(last_sn);
+        // A reloaded page starts from a fresh `joined`: nothing before it is worth replaying.
+        let acked = if reloaded { s.last_sn() } else { last_sn };
+        self.log_total -= s.ack(acked);
         // A connection still holding the session (its drop not noticed yet) gives way.
         let previous = s.conn.replace(conn);
         let last_cn = s.last_cn;
-        let replay: Vec<Bytes> = s.after(last_sn).cloned().collect();
+        let replay: Vec<Bytes> = s.after(acked).cloned().collect();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = session;
         }
@@ -689,7 +697,9 @@ impl Signalling {
         for frame in replay {
             self.out.push_back(Output::Send { conn, frame });
         }
-        if previous.is_none() {
+        if reloaded {
+            self.core.handle_reload(now, session);
+        } else if previous.is_none() {
             self.core.handle_reattach(session);
         }
         self.deliver(now);

@@ -151,6 +151,53 @@ fn joined_carries_the_session_fields_and_every_message_is_numbered() {
 }
 
 #[test]
+fn a_reloaded_page_resumes_with_its_room_afresh_instead_of_the_replay() {
+    let mut w = World::new();
+    let (a, ann) = w.joined("Ann"); // t1
+    let (b, _) = w.joined("Bob"); // t2
+    w.text(a, r#"{"cn":1,"type":"chat","text":"from Ann"}"#);
+    w.text(b, r#"{"type":"chat","text":"m1"}"#);
+    // The page goes away saying it will be back (close code 4001).
+    w.close(a, Ending::Dropped);
+    let a2 = w.open();
+    let out = w.text(
+        a2,
+        r#"{"type":"resume","version":1,"token":"t1","lastSn":0,"reloaded":true}"#,
+    );
+    let got = frames(&out, a2);
+    assert!(
+        matches!(got[0].msg, ServerMsg::Resumed { last_cn: 1, .. }),
+        "{got:?}"
+    );
+    // No replay: one `joined`, numbered after everything sent before, with the chat in it and
+    // a token of its own (the one in `resumed` is replaced).
+    assert_eq!(got.len(), 2, "{got:?}");
+    let ServerMsg::Joined {
+        chat,
+        session: Some(fields),
+        ..
+    } = &got[1].msg
+    else {
+        panic!("expected joined, got {got:?}");
+    };
+    assert_eq!(chat.len(), 2);
+    assert!(got[1].sn.unwrap() > 3);
+    let ServerMsg::MemberState { id, reloaded, .. } = &frames(&out, b)[0].msg else {
+        panic!()
+    };
+    assert_eq!((*id, *reloaded), (ann, true));
+    // The old token resumes nothing; the new one does.
+    w.close(a2, Ending::Dropped);
+    let a3 = w.open();
+    assert_eq!(
+        error_code(&w.text(a3, &resume("t1", 0)), a3),
+        ErrorCode::InvalidToken
+    );
+    let out = w.text(a3, &resume(&fields.token, got[1].sn.unwrap()));
+    assert!(matches!(frames(&out, a3)[0].msg, ServerMsg::Resumed { .. }));
+}
+
+#[test]
 fn versions_other_than_1_are_refused_for_join_and_resume() {
     let mut w = World::new();
     let a = w.open();
@@ -189,7 +236,7 @@ fn a_dropped_session_resumes_with_the_replay_of_what_was_not_acknowledged() {
     assert_eq!(got[0].sn, None);
     let sns: Vec<_> = got[1..].iter().map(|f| f.sn.unwrap()).collect();
     assert_eq!(sns, [5, 6], "everything above lastSn, in order");
-    let ServerMsg::MemberState { id, state } = &frames(&out, b)[0].msg else {
+    let ServerMsg::MemberState { id, state, .. } = &frames(&out, b)[0].msg else {
         panic!()
     };
     assert_eq!((*id, *state), (ann, visavis_protocol::Presence::Online));
@@ -657,7 +704,8 @@ fn a_graceful_restart_resumes_every_session_and_keeps_the_call_and_chat() {
         got[1].msg,
         ServerMsg::MemberState {
             id: b_id,
-            state: visavis_protocol::Presence::Reconnecting
+            state: visavis_protocol::Presence::Reconnecting,
+            reloaded: false
         }
     );
     assert_eq!(got.len(), 2);

@@ -186,6 +186,7 @@ async fn a_stolen_token_works_at_most_once() {
         version: 1,
         token: token.into(),
         last_sn: 1,
+        reloaded: false,
     };
     thief.send(resume(&stolen)).await.expect("send");
     let got = tokio::time::timeout(WAIT, thief.recv())

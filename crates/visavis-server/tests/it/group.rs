@@ -61,7 +61,7 @@ async fn group_call_membership_and_pairwise_signalling() {
     // leaves the call; the other two stay in it.
     let (ann, _) = people.remove(0);
     drop(ann);
-    let state = next_of!(people[0].0, ServerMsg::MemberState { id, state } => (id, state));
+    let state = next_of!(people[0].0, ServerMsg::MemberState { id, state, .. } => (id, state));
     assert_eq!(state, (ids[0], Presence::Reconnecting));
     let call = next_of!(people[0].0, ServerMsg::GroupCall(call) => call);
     assert_eq!(call.participants, ids[1..3]);

@@ -628,6 +628,7 @@ async fn full_call_relays_signalling_with_from_stamped() {
         audio: false,
         video: true,
         screen: false,
+        unavailable: Default::default(),
     })
     .await;
     let got = expect!(alice, ServerMsg::Media { audio, video, .. } => (audio, video));
@@ -650,7 +651,7 @@ async fn peer_vanishing_mid_call_ends_it_for_the_other_after_the_grace_period() 
     let server = Server::start(&["--resume-grace", "1"]).await;
     let (mut alice, _a, bob, b, call) = call_pair(&server, "r").await;
     drop(bob); // no close frame: as if the network went away
-    let state = expect!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    let state = expect!(alice, ServerMsg::MemberState { id, state, .. } => (id, state));
     assert_eq!(state, (b, Presence::Reconnecting));
     let ended = expect!(alice, ServerMsg::CallEnded { call_id, reason, .. } => (call_id, reason));
     assert_eq!(ended, (call, EndReason::Left));

@@ -33,6 +33,7 @@ fn resume(token: &str, last_sn: u64) -> SessionMsg {
         version: PROTOCOL_VERSION,
         token: token.into(),
         last_sn,
+        reloaded: false,
     }
 }
 
@@ -47,7 +48,7 @@ async fn a_silent_client_is_declared_reconnecting_within_the_heartbeat_timeout()
     let (_bob, bob_id, _) = join_with_token(&server, "r", "Bob").await; // never answers again
     expect!(alice, ServerMsg::MemberJoined { .. });
     let silent_since = Instant::now();
-    let state = next_of!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    let state = next_of!(alice, ServerMsg::MemberState { id, state, .. } => (id, state));
     let detected = silent_since.elapsed();
     assert_eq!(state, (bob_id, Presence::Reconnecting));
     println!(
@@ -83,7 +84,7 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
 
     // Bob's network goes away: no close frame.
     bob.drop_connection().await;
-    let state = next_of!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    let state = next_of!(alice, ServerMsg::MemberState { id, state, .. } => (id, state));
     assert_eq!(state, (b, Presence::Reconnecting));
     // Meanwhile Alice talks to him.
     let offer = Description::new(SdpKind::Offer, "v=0\r\n");
@@ -120,7 +121,7 @@ async fn resume_replays_what_was_missed_both_ways_without_loss_or_duplicates() {
     expect!(bob, ServerMsg::Chat(entry) if entry.text == "missed 2");
     assert_eq!(bob.client.last_sn(), last_sn + 3);
     bob.expect_silence().await;
-    let state = next_of!(alice, ServerMsg::MemberState { id, state } => (id, state));
+    let state = next_of!(alice, ServerMsg::MemberState { id, state, .. } => (id, state));
     assert_eq!(state, (b, Presence::Online));
 
     // Bob re-sends what the server had already processed (cn 2) and one new message: the

@@ -99,7 +99,7 @@ async fn restart_keeps_the_call(signal: &str) {
     // Each sees the other reconnecting, then back: never `member_left`.
     for (client, other) in [(&mut alice, b), (&mut bob, a)] {
         for state in [Presence::Reconnecting, Presence::Online] {
-            expect!(client, ServerMsg::MemberState { id, state: got } if id == other && got == state);
+            expect!(client, ServerMsg::MemberState { id, state: got, .. } if id == other && got == state);
         }
     }
 
