@@ -1,9 +1,15 @@
 // @ts-check
 //! A full 1:1 call between two people, through the dialogs, checking what each one sees and hears.
 import { test, expect } from '@playwright/test';
-import { closeContexts, audioEnergyDuring, expectDecoding, framesDuring, inbound, joinRoom, roomName, startCall } from './support.js';
+import {
+  closeContexts, audioEnergyDuring, expectDecoding, framesDuring, inbound, joinRoom, roomName, startCall, startServer,
+  stopServer,
+} from './support.js';
 
 test.afterEach(closeContexts);
+
+/** A visavis of this file's own, with a short grace period. */
+const GRACE_LISTEN = `127.0.0.1:${Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 11}`;
 
 test('two people call: video and audio both ways, mute, camera off, camera switch, hang-up', async ({ browser }) => {
   const room = roomName('call');
@@ -49,7 +55,7 @@ test('two people call: video and audio both ways, mute, camera off, camera switc
   // Alice switches camera: the call goes on, now from the other device. Chromium's fake
   // devices cycle pixel formats and fake_device_1 is a Y16 depth camera, so take the third.
   await alice.getByRole('button', { name: 'Devices' }).click();
-  const camera = alice.getByLabel('Camera');
+  const camera = alice.locator('#devices').getByLabel('Camera');
   await expect(camera.locator('option')).toHaveCount(4); // "Default" + three fake cameras
   const senderCamera = () =>
     alice.evaluate(() => window.visavis.pc.getSenders().find((s) => s.track?.kind === 'video')?.track?.label);
@@ -117,12 +123,20 @@ test('a person already in a call is busy', async ({ browser }) => {
   await expect(bob.getByRole('dialog', { name: 'Carol is calling you' })).toHaveCount(0);
 });
 
-test('a person who leaves mid-call ends it for the other', async ({ browser }) => {
-  const room = roomName('vanish');
-  const alice = await joinRoom(browser, 'Alice', room);
-  const bob = await joinRoom(browser, 'Bob', room);
-  await startCall(alice, bob, 'Alice', 'Bob');
-  await bob.context().close();
-  await expect(alice.getByText('Bob left the room; the call ended.')).toBeVisible();
-  await expect(alice.getByRole('button', { name: 'Call Bob' })).toHaveCount(0);
+test('a person who closes the tab mid-call is reconnecting, then leaves when the grace period ends', async ({ browser }) => {
+  // A closed tab cannot be told from a reload, which keeps the session (reload.spec.js): the
+  // member leaves when the server's grace period ends, here 2 s.
+  const server = await startServer(GRACE_LISTEN, ['--resume-grace', '2']);
+  try {
+    const room = roomName('vanish');
+    const alice = await joinRoom(browser, 'Alice', room, { url: server.url });
+    const bob = await joinRoom(browser, 'Bob', room, { url: server.url });
+    await startCall(alice, bob, 'Alice', 'Bob');
+    await bob.context().close();
+    await expect(alice.getByText('Bob (reconnecting…)').first()).toBeVisible();
+    await expect(alice.getByText('Bob left the room; the call ended.')).toBeVisible();
+    await expect(alice.getByRole('button', { name: 'Call Bob' })).toHaveCount(0);
+  } finally {
+    await stopServer(server.proc);
+  }
 });

@@ -106,7 +106,8 @@ test('without camera or microphone permission the call still goes ahead, receive
   await startCall(doctor, patient, 'Doctor', 'Patient');
   await expect(patient.getByRole('alert').filter({ hasText: 'Camera and microphone access was denied.' })).toBeVisible();
   await expectDecoding(patient, 'Doctor');
-  await expect(doctor.getByText('Patient: camera off')).toBeVisible();
-  await expect(doctor.getByRole('img', { name: 'Patient is muted' })).toBeVisible();
+  // The doctor sees that the patient has no camera or microphone, not that they turned them off.
+  await expect(doctor.getByText('Patient: camera unavailable')).toBeVisible();
+  await expect(doctor.getByRole('img', { name: 'Patient has no microphone' })).toBeVisible();
   await expect(patient.getByRole('button', { name: 'Mute' })).toBeDisabled();
 });

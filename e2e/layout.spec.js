@@ -73,10 +73,10 @@ for (const [size, context] of Object.entries(LAYOUTS)) {
 
       // The devices panel opens above the bar, in view.
       await alice.getByRole('button', { name: 'Devices' }).click();
-      await expectOnScreen(alice.getByLabel('Camera'));
-      await expectOnScreen(alice.getByLabel('Speaker'));
+      await expectOnScreen(alice.locator('#devices').getByLabel('Camera'));
+      await expectOnScreen(alice.locator('#devices').getByLabel('Speaker'));
       await alice.keyboard.press('Escape');
-      await expect(alice.getByLabel('Camera')).toBeHidden();
+      await expect(alice.locator('#devices').getByLabel('Camera')).toBeHidden();
       await expect(alice.getByRole('button', { name: 'Devices' })).toBeFocused();
 
       const chatButton = alice.locator('#in-call').getByRole('button', { name: /^Chat/ });

@@ -9,6 +9,8 @@ import { Ringer } from './ring.js';
 import { CallView, setLabel } from './call.js';
 import { ChatView } from './chat.js';
 import { currentLang, setLang, t } from './i18n.js';
+import { forgetSession, lockSession, newSessionKey, storeSession, storedSession } from './session.js';
+import { PreJoin, callPrefs } from './prejoin.js';
 
 /**
  * @typedef {import('../sdk/protocol.js').ServerMsg} ServerMsg
@@ -75,6 +77,10 @@ const state = {
   shared: null,
   /** @type {Set<number>} members whose connection dropped and who may come back */
   reconnecting: new Set(),
+  /** @type {Set<number>} members in a 1:1 call (with someone else than us, or with us) */
+  inCall: new Set(),
+  /** the key of this tab's session (its Web Lock), kept across a reload */
+  sessionKey: '',
   /** our own connection to the server is down and being retried */
   offline: false,
   /** @type {RTCIceServer[]} */
@@ -91,8 +97,8 @@ const state = {
   notice: null,
   /** @type {Text | null} */
   landingError: null,
-  /** @type {'' | 'join' | 'create'} a join or create in flight */
-  joining: /** @type {'' | 'join' | 'create'} */ (''),
+  /** @type {'' | 'join' | 'create' | 'resume'} a join, create, or (after a reload) resume in flight */
+  joining: /** @type {'' | 'join' | 'create' | 'resume'} */ (''),
 };
 let callEventIds = 0;
 /**
@@ -115,12 +121,18 @@ Object.defineProperty(window, 'visavis', {
       return call ? Object.fromEntries([...call.remotes.values()].map((r) => [r.name, r.peer.pc])) : {};
     },
     get ringing() { return ringer.ringing; },
+    /** The call we are in (1:1 or group), by its server id. */
+    get callId() { return state.call?.callId ?? null; },
+    /** Our member id in the room. */
+    get memberId() { return state.me?.id ?? null; },
     /** Knock chimes sounded so far. */
     get chimes() { return ringer.chimes; },
     /** ICE restarts done by the peer connections of the current call. */
     get iceRestarts() {
       return state.call ? [...state.call.remotes.values()].reduce((n, r) => n + r.peer.iceRestarts, 0) : 0;
     },
+    /** Test sounds the pre-join screen played. */
+    get testSounds() { return prejoin.played; },
     /** Drops the signalling connection as a network would (the session then resumes). */
     dropSignalling() { state.sig?.simulateDrop(); },
   }),
@@ -230,16 +242,19 @@ const LANDING_ERRORS = [
 ];
 
 /**
- * Joins or creates a room, then shows it (or its lobby).
- * @param {'join' | 'create'} how
+ * Joins or creates a room (or, after a reload, takes this tab's session back), then shows it
+ * (or its lobby).
+ * @param {'join' | 'create' | 'resume'} how
  * @param {string} name
  * @param {(sig: Signalling) => Promise<JoinedMsg | WaitingMsg>} start
+ * @param {string} [key] the session's key, when taking it back
  */
-async function enter(how, name, start) {
+async function enter(how, name, start, key = '') {
   if (state.joining) return;
   state.joining = how;
   state.landingError = null;
   render();
+  prejoin.stop();
   const sig = new Signalling(defaultUrl());
   try {
     const answer = await start(sig);
@@ -248,12 +263,31 @@ async function enter(how, name, start) {
     sig.onmessage = onMessage;
     sig.onstatus = onSessionStatus;
     localStorage.setItem('visavis.name', name);
-    if (answer.type === 'joined') enterRoom(answer);
-    else waitInLobby(answer);
+    state.sessionKey = key || newSessionKey();
+    if (!key) lockSession(state.sessionKey);
+    keepSession();
+    if (answer.type === 'joined') {
+      enterRoom(answer);
+      resumeCalls(answer);
+    } else {
+      waitInLobby(answer);
+    }
+    // Ask now (a click brought us here) so an incoming call can notify while the tab is hidden.
+    if (how !== 'resume' && typeof Notification === 'function' && Notification.permission === 'default') {
+      Notification.requestPermission().catch(() => {});
+    }
     render();
-    // Keyboard and screen reader users land on what they came for, not the top of the page.
-    byId(answer.type === 'joined' ? 'room-title' : 'waiting-leave').focus();
+    // Keyboard and screen reader users land on what they came for, not the top of the page
+    // (or, back after a reload, in the call they were in).
+    if (!state.call) byId(answer.type === 'joined' ? 'room-title' : 'waiting-leave').focus();
   } catch (err) {
+    if (how === 'resume') {
+      // The session is gone (the grace period ran out, or the server restarted without its
+      // state): the landing form, filled in, to join again.
+      forgetSession();
+      state.landingError = null;
+      return;
+    }
     const code = err instanceof SignallingError ? err.code : 'generic';
     // A host link that does not fit the room is of no more use.
     if (code === 'invalid_host_key') hostKeys.forget(roomInput.value.trim());
@@ -278,6 +312,7 @@ function enterRoom(joined) {
   state.members = new Map(joined.members.map((m) => [m.id, m]));
   state.departed.clear();
   state.reconnecting.clear();
+  state.inCall = new Set(joined.inCall ?? []);
   state.group = joined.group;
   state.knocks.clear();
   state.confirmEnd = false;
@@ -287,6 +322,54 @@ function enterRoom(joined) {
   else if (!joined.you.host) state.hostKey = '';
   chat.reset(joined.chat);
   showRoomAddress(joined.room);
+}
+
+/**
+ * Back after a reload (`joined` carries our 1:1 call, and the group call lists us): pick our
+ * calls up again with new peer connections; the others make theirs when they hear we reloaded.
+ * @param {JoinedMsg} joined
+ */
+function resumeCalls(joined) {
+  const c = joined.call;
+  if (c?.active) {
+    const call = newCall(c.callId, 'direct', openMedia(), c.since ?? Date.now());
+    call?.addPeer(c.peer, c.name, !c.outgoing, state.members.get(c.peer)?.publish);
+  } else if (c) {
+    state.pending = {
+      id: c.callId, peer: c.peer, peerName: c.name, direction: c.outgoing ? 'outgoing' : 'incoming',
+      media: c.outgoing ? openMedia() : null, cancelled: false, answered: false,
+    };
+    if (!c.outgoing) announceIncoming(c.name);
+  }
+  const me = state.me?.id;
+  if (me !== undefined && joined.group?.participants.includes(me)) {
+    state.joiningGroup = openMedia();
+    onGroupCall(joined.group);
+  }
+}
+
+/** Keeps what a reload needs to take this tab's session back (the token changes over time). */
+function keepSession() {
+  const sig = state.sig;
+  if (!sig || !state.sessionKey || !sig.token) return;
+  storeSession({
+    key: state.sessionKey, token: sig.token, room: sig.room, name: sig.name,
+    hostKey: sig.hostKey || undefined, accessToken: sig.accessToken || undefined,
+  });
+}
+
+/** A reloaded tab takes its session back: same room, same call, the chat as it was. */
+async function resumeStored() {
+  const stored = storedSession();
+  if (!stored) return false;
+  roomInput.value = stored.room;
+  if (!(await lockSession(stored.key))) {
+    // Another tab (this one duplicated) holds the session: this one starts afresh.
+    forgetSession();
+    return false;
+  }
+  await enter('resume', stored.name, (sig) => sig.reload(stored.token, stored), stored.key);
+  return true;
 }
 
 /** In a private room's lobby: nothing of the room until a host lets us in. @param {WaitingMsg} msg */
@@ -319,9 +402,13 @@ function setHostKey(key) {
   hostKeys.set(state.room, key);
 }
 
-/** Opens camera and microphone, only the kinds this person may send (an access token may forbid some). */
+/**
+ * Opens camera and microphone, only the kinds this person may send (an access token may forbid
+ * some), from the devices picked before (the pre-join screen).
+ */
 function openMedia() {
-  return openLocalMedia({ publish: state.me?.publish });
+  const prefs = callPrefs();
+  return openLocalMedia({ publish: state.me?.publish, audioInput: prefs.microphone || undefined, videoInput: prefs.camera || undefined });
 }
 
 /** @param {number} [id] a member, or we without an id */
@@ -377,6 +464,8 @@ function onSessionStatus(status, joined, error) {
  */
 function resetToLanding(error, { goodbye = true, forget = false } = {}) {
   endCallUi();
+  forgetSession();
+  state.sessionKey = '';
   if (goodbye) state.sig?.close();
   else state.sig?.shutdown();
   state.sig = null;
@@ -394,6 +483,7 @@ function resetToLanding(error, { goodbye = true, forget = false } = {}) {
   state.hostKey = '';
   state.members.clear();
   state.reconnecting.clear();
+  state.inCall.clear();
   state.knocks.clear();
   state.callEvents = [];
   state.peopleOpen = false;
@@ -427,6 +517,7 @@ function onMessage(msg) {
       if (name !== undefined) state.departed.set(msg.id, name);
       state.members.delete(msg.id);
       state.reconnecting.delete(msg.id);
+      state.inCall.delete(msg.id);
       if (name !== undefined) callEvent({ key: 'event.left', params: { name } });
       break;
     }
@@ -471,7 +562,19 @@ function onMessage(msg) {
       if (msg.state === 'reconnecting') state.reconnecting.add(msg.id);
       else state.reconnecting.delete(msg.id);
       state.call?.setReconnecting(msg.id, msg.state === 'reconnecting');
+      // Their page reloaded: its peer connections are gone; make ours to it again.
+      if (msg.reloaded) state.call?.renewPeer(msg.id);
       break;
+    case 'member_call':
+      if (msg.inCall) state.inCall.add(msg.id);
+      else state.inCall.delete(msg.id);
+      break;
+    case 'call_attempt': {
+      const text = /** @type {Text} */ ({ key: 'callAttempt', params: { name: msg.name } });
+      state.notice = text;
+      callEvent(text);
+      break;
+    }
     case 'ringing':
       if (state.pending?.direction === 'outgoing' && state.pending.peer === msg.peer) {
         state.pending.id = msg.callId;
@@ -484,7 +587,7 @@ function onMessage(msg) {
         id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming',
         media: null, cancelled: false, answered: false,
       };
-      ringer.start();
+      announceIncoming(msg.name);
       break;
     case 'accepted':
       startDirectCall(msg.callId, msg.peer, msg.polite);
@@ -580,10 +683,43 @@ function invite(peer) {
   render();
 }
 
+/** The page's title when no call rings. */
+const TITLE = document.title;
+/** @type {Notification | null} */
+let incomingNotice = null;
+
+/**
+ * A call rings here: the ring tone, the tab's title, a vibration on phones, and, while the page
+ * is hidden, a system notification (if the person allowed them).
+ * @param {string} name the caller
+ */
+function announceIncoming(name) {
+  ringer.start();
+  document.title = t('titleIncoming', { name });
+  navigator.vibrate?.([400, 200, 400, 200, 400]);
+  if (document.hidden && typeof Notification === 'function' && Notification.permission === 'granted') {
+    try {
+      incomingNotice = new Notification(t('incomingFrom', { name }), { tag: 'visavis-incoming', requireInteraction: true });
+      incomingNotice.onclick = () => { window.focus(); incomingNotice?.close(); };
+    } catch {
+      incomingNotice = null; // some browsers allow notifications only from a service worker
+    }
+  }
+}
+
+/** The ringing stopped (answered, declined, cancelled): the title and notification go too. */
+function ringingOver() {
+  ringer.stop();
+  document.title = TITLE;
+  navigator.vibrate?.(0);
+  incomingNotice?.close();
+  incomingNotice = null;
+}
+
 function accept() {
   const pending = state.pending;
   if (!pending || pending.id === null || !state.sig || INSECURE) return;
-  ringer.stop();
+  ringingOver();
   pending.answered = true;
   pending.media = openMedia();
   state.sig.send({ type: 'accept', callId: pending.id });
@@ -593,7 +729,7 @@ function accept() {
 function decline() {
   const pending = state.pending;
   if (!pending || pending.id === null) return;
-  ringer.stop();
+  ringingOver();
   pending.answered = true;
   state.sig?.send({ type: 'decline', callId: pending.id });
   render();
@@ -613,7 +749,7 @@ function cancel() {
  */
 function startDirectCall(callId, peer, polite) {
   const pending = state.pending;
-  ringer.stop();
+  ringingOver();
   state.pending = null;
   const call = newCall(callId, 'direct', pending?.media ?? openMedia());
   call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite, state.members.get(peer)?.publish);
@@ -623,11 +759,13 @@ function startDirectCall(callId, peer, polite) {
  * @param {number} callId
  * @param {'direct' | 'group'} mode
  * @param {Promise<OpenedMedia>} media
+ * @param {number | null} [since] when the call started, for a call picked up after a reload
  */
-function newCall(callId, mode, media) {
+function newCall(callId, mode, media, since = null) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
   chat.closeIfNarrow();
+  const prefs = callPrefs();
   state.call = new CallView({
     callId,
     mode,
@@ -637,6 +775,9 @@ function newCall(callId, mode, media) {
     send: (msg) => sig.send(msg),
     isHost,
     publish: state.me.publish,
+    start: { muted: prefs.muted, cameraOff: prefs.cameraOff },
+    speaker: prefs.speaker,
+    since,
   });
   return state.call;
 }
@@ -667,7 +808,7 @@ function onCallEnded(msg) {
 }
 
 function endCallUi() {
-  ringer.stop();
+  ringingOver();
   state.call?.close();
   state.call = null;
   state.pending = null;
@@ -731,7 +872,8 @@ function render() {
 
   const joined = state.me !== null;
   const waiting = state.waiting !== null;
-  byId('landing').hidden = joined || waiting;
+  byId('landing').hidden = joined || waiting || state.joining === 'resume';
+  byId('resuming').hidden = state.joining !== 'resume';
   byId('waiting').hidden = !waiting;
   byId('lobby').hidden = !joined;
   byId('chat-toggle').hidden = !joined;
@@ -771,6 +913,7 @@ function render() {
   }
   renderKnocks();
   renderCallAwareness();
+  prejoin.render();
 
   const pending = state.pending;
   showDialog(dialogs.outgoing, pending?.direction === 'outgoing');
@@ -849,6 +992,7 @@ function renderMembers() {
     let text = withHostMark(name, member.host);
     if (group.includes(id)) text += ` ${t('inGroupCall')}`;
     else if (direct.includes(id)) text += ` ${t('inCallWithYou')}`;
+    else if (state.inCall.has(id)) text += ` ${t('inACall')}`;
     if (state.reconnecting.has(id)) text += ` ${t('reconnectingSuffix')}`;
     label.textContent = text;
     const actions = document.createElement('span');
@@ -1062,8 +1206,22 @@ async function copy(text, done, where = 'copied') {
   render();
 }
 
+// The page goes away (a reload, or the tab closing): keep the session for the next page of this
+// tab, and close the connection saying we will be back, so the others see "reconnecting", not
+// "left". A closed tab therefore leaves only when the server's grace period ends.
+window.addEventListener('pagehide', () => {
+  keepSession();
+  state.sig?.suspend();
+});
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) keepSession();
+});
+
+const prejoin = new PreJoin();
 takeSecretsFromFragment();
 roomInput.value = roomFromPath();
 nameInput.value = localStorage.getItem('visavis.name') ?? '';
 render();
-enterWithToken();
+resumeStored().then((resumed) => {
+  if (!resumed) enterWithToken();
+});

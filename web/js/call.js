@@ -15,7 +15,8 @@ import { t } from './i18n.js';
  * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
  * @typedef {{name: string, peer: import('../sdk/peer.js').PeerCall, tile: Tile, screen: Tile | null,
  *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
- *            level: number, reconnecting: boolean}} Remote
+ *            level: number, reconnecting: boolean, polite: boolean,
+ *            unavailable: import('../sdk/protocol.js').Unavailable}} Remote
  */
 
 /** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
@@ -37,16 +38,22 @@ export class CallView {
    *   host of the private room, for the tiles' captions
    * @param {import('../sdk/protocol.js').Publish} [options.publish] what we may send: the
    *   controls for anything else are not shown
+   * @param {{muted?: boolean, cameraOff?: boolean}} [options.start] how our media starts (the
+   *   pre-join choices)
+   * @param {string} [options.speaker] the speaker to play the others on
+   * @param {number | null} [options.since] when the call started (a call picked up again after
+   *   a reload): the duration counts from there
    */
-  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish }) {
+  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish, start = {}, speaker = '', since = null }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
     this.isHost = isHost;
     /** @type {Map<number, Remote>} */
     this.remotes = new Map();
-    /** @type {number | null} */
-    this.connectedAt = null;
+    /** @type {number | null} when the duration starts: connected, or the call's start before a reload */
+    this.connectedAt = since === null ? null : Math.min(since, Date.now());
+    this.speaker = speaker;
     /** @type {string | null} the pinned tile: `<member id>` or `<member id>:screen` */
     this.pinned = null;
 
@@ -87,6 +94,8 @@ export class CallView {
       iceServers,
       iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
       media,
+      start,
+      resumed: since !== null,
       send,
       events: {
         remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
@@ -97,7 +106,7 @@ export class CallView {
           r.screen.setStream(stream);
           this.render();
         },
-        remoteMedia: (id, state) => this.remoteMedia(id, state),
+        remoteMedia: (id, state, unavailable) => this.remoteMedia(id, state, unavailable),
         connectionState: (id, state) => {
           const r = remote(id);
           if (!r) return;
@@ -148,9 +157,29 @@ export class CallView {
       connection: 'new',
       level: 0,
       reconnecting: false,
+      polite,
+      unavailable: { audio: false, video: false },
     };
     this.remotes.set(id, /** @type {Remote} */ (remote));
     remote.peer = this.peers.addPeer(id, polite, publish);
+    if (this.speaker) this.setSinkOf(tile);
+    this.render();
+  }
+
+  /**
+   * The other person's page was reloaded: its end of our peer connection is gone, so a new one
+   * replaces ours (same roles); the tile stays and shows the new stream when it arrives.
+   * @param {number} id
+   */
+  renewPeer(id) {
+    const remote = this.remotes.get(id);
+    const peer = remote && this.peers.renew(id);
+    if (!remote || !peer) return;
+    remote.peer = peer;
+    remote.connection = 'new';
+    remote.reconnecting = false;
+    remote.screen?.remove();
+    remote.screen = null;
     this.render();
   }
 
@@ -177,11 +206,13 @@ export class CallView {
    * The other person's microphone / camera / screen state.
    * @param {number} id
    * @param {import('../sdk/local.js').MediaState} state
+   * @param {import('../sdk/protocol.js').Unavailable} unavailable
    */
-  remoteMedia(id, state) {
+  remoteMedia(id, state, unavailable) {
     const remote = this.remotes.get(id);
     if (!remote) return;
     remote.state = state;
+    remote.unavailable = unavailable;
     if (!state.screen && remote.screen) {
       remote.screen.remove();
       remote.screen = null;
@@ -225,17 +256,21 @@ export class CallView {
 
   /** @param {string} deviceId */
   async setSpeaker(deviceId) {
-    for (const remote of this.remotes.values()) {
-      const video = /** @type {HTMLVideoElement & {setSinkId?: (id: string) => Promise<void>}} */ (remote.tile.video);
-      if (video.setSinkId) await video.setSinkId(deviceId).catch((err) => console.warn('setSinkId', err));
-    }
+    this.speaker = deviceId;
+    await Promise.all([...this.remotes.values()].map((remote) => this.setSinkOf(remote.tile)));
+  }
+
+  /** Plays a tile's sound on the chosen speaker. @param {Tile} tile */
+  async setSinkOf(tile) {
+    const video = /** @type {HTMLVideoElement & {setSinkId?: (id: string) => Promise<void>}} */ (tile.video);
+    if (video.setSinkId) await video.setSinkId(this.speaker).catch((err) => console.warn('setSinkId', err));
   }
 
   async refreshDevices() {
     const { cameras, microphones, speakers } = await listDevices();
     fillSelect(this.cameraSelect, cameras, this.local?.video?.getSettings().deviceId ?? this.cameraSelect.value);
     fillSelect(this.micSelect, microphones, this.local?.audio?.getSettings().deviceId ?? this.micSelect.value);
-    fillSelect(this.speakerSelect, speakers, this.speakerSelect.value);
+    fillSelect(this.speakerSelect, speakers, this.speaker || this.speakerSelect.value);
   }
 
   /** Twice a second: the duration, and who is speaking (loudest received audio). */
@@ -314,6 +349,7 @@ export class CallView {
         reconnecting: remote.reconnecting,
         audio: remote.state.audio,
         video: remote.state.video,
+        unavailable: remote.unavailable,
         speaking: id === loudest,
         pinned: this.pinned === String(id),
         host: this.isHost(id),

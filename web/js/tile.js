@@ -54,17 +54,21 @@ export class Tile {
    * @param {boolean} [state.pinned]
    * @param {boolean} [state.reconnecting] their signalling connection dropped
    * @param {boolean} [state.host] a host of the private room: the caption says so
+   * @param {import('../sdk/protocol.js').Unavailable} [state.unavailable] devices they could not
+   *   open at all (missing, or access refused), shown as such rather than as "off"
    */
-  render({ name, audio, video, speaking = false, pinned = false, reconnecting = false, host = false }) {
+  render({ name, audio, video, speaking = false, pinned = false, reconnecting = false, host = false, unavailable }) {
     const label = this.kind === 'screen' ? t('screenOf', { name }) : name;
     this.video.setAttribute('aria-label', label);
     let caption = this.kind === 'local' ? t('youSuffix', { name }) : label;
     if (host && this.kind !== 'screen') caption = `${caption} ${t('hostMark')}`;
     this.caption.textContent = reconnecting ? `${caption} ${t('reconnectingSuffix')}` : caption;
     this.placeholder.hidden = this.kind === 'screen' || video;
-    this.placeholder.textContent = this.kind === 'local' ? t('yourCameraOff') : t('cameraOff', { name });
+    this.placeholder.textContent = this.kind === 'local'
+      ? t('yourCameraOff')
+      : t(unavailable?.video ? 'cameraUnavailable' : 'cameraOff', { name });
     this.mutedBadge.hidden = this.kind !== 'remote' || audio;
-    this.mutedBadge.setAttribute('aria-label', t('isMuted', { name }));
+    this.mutedBadge.setAttribute('aria-label', t(unavailable?.audio ? 'micUnavailable' : 'isMuted', { name }));
     this.el.classList.toggle('speaking', speaking);
     this.el.classList.toggle('pinned', pinned);
     if (this.pinButton) {

@@ -314,6 +314,8 @@ export class Client extends EventTarget {
         else this.memberMap.set(msg.member.id, msg.member);
         return this.emit('member_updated', { member: msg.member });
       case 'member_state':
+        // Their page reloaded: its end of our peer connection is gone; make ours again.
+        if (msg.reloaded && this.current?.peer === msg.id) this.media?.renew(msg.id);
         return this.emit('member_state', { id: msg.id, state: msg.state });
       case 'host_key':
         this.hostKey = msg.hostKey;

@@ -35,6 +35,19 @@ export class LocalMedia {
   }
 
   /**
+   * Which devices could not be opened at all (none there, access refused, or no access for this
+   * page), as opposed to turned off: the others say "unavailable" rather than "off".
+   * @returns {import('./protocol.js').Unavailable}
+   */
+  unavailable() {
+    const both = this.problems.some((p) => p === 'denied' || p === 'no-devices' || p === 'insecure' || p === 'unsupported');
+    return {
+      audio: this.audio === null && (both || this.problems.includes('no-microphone')),
+      video: this.video === null && (both || this.problems.includes('no-camera')),
+    };
+  }
+
+  /**
    * Starts `peer` with our tracks, and keeps it updated from now on.
    * @param {PeerCall} peer
    */

@@ -19,7 +19,8 @@ import { QualityMeter } from './quality.js';
  * @typedef {object} CallPeersEvents
  * @property {(id: number, stream: MediaStream) => void} remoteStream camera and microphone
  * @property {(id: number, stream: MediaStream) => void} remoteScreen a shared screen
- * @property {(id: number, state: MediaState) => void} remoteMedia their mute / camera / screen state
+ * @property {(id: number, state: MediaState, unavailable: import('./protocol.js').Unavailable) => void} remoteMedia
+ *   their mute / camera / screen state, and which of their devices could not be opened at all
  * @property {(id: number, state: RTCPeerConnectionState) => void} connectionState
  * @property {() => void} localChange our media opened or changed (the others were told)
  */
@@ -33,10 +34,12 @@ export class CallPeers {
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy]
    * @param {Promise<OpenedMedia>} options.media camera and microphone, opening
    * @param {{muted?: boolean, cameraOff?: boolean}} [options.start] how our media starts
+   * @param {boolean} [options.resumed] a call this page picks up again after a reload (its set-up
+   *   time was reported before)
    * @param {(msg: ClientMsg) => void} options.send
    * @param {CallPeersEvents} options.events
    */
-  constructor({ callId, mode, iceServers, iceTransportPolicy = 'all', media, start = {}, send, events }) {
+  constructor({ callId, mode, iceServers, iceTransportPolicy = 'all', media, start = {}, resumed = false, send, events }) {
     this.callId = callId;
     this.mode = mode;
     this.iceServers = iceServers;
@@ -45,12 +48,15 @@ export class CallPeers {
     this.events = events;
     /** @type {Map<number, PeerCall>} by the other participant's member id */
     this.peers = new Map();
+    /** How each peer connection was made, to make it again. @type {Map<number, {polite: boolean, accepts: import('./protocol.js').Publish | undefined}>} */
+    this.roles = new Map();
     /** @type {LocalMedia | null} set once the devices are open */
     this.local = null;
     this.closed = false;
     /** When the call was accepted (calls are made then), for the set-up time reported once. */
     this.acceptedAt = Date.now();
     this.reportedConnected = false;
+    this.resumed = resumed;
     /** @type {QualityMeter | null} samples the 1:1 call's connection once it is up */
     this.quality = null;
     /** Resolves once our media is open and attached to the peers (or the call ended first). */
@@ -102,11 +108,25 @@ export class CallPeers {
       },
     });
     this.peers.set(id, peer);
+    this.roles.set(id, { polite, accepts });
     if (this.local) {
       this.local.attach(peer);
       this.announce(); // so the newcomer learns our mute / camera / screen state
     }
     return peer;
+  }
+
+  /**
+   * The other side's page was reloaded (`member_state` with `reloaded`): its peer connection is
+   * gone, so ours to it is replaced by a new one with the same roles; our media carries over.
+   * @param {number} id
+   * @returns {PeerCall | null} the new one, or null if `id` is not in this call
+   */
+  renew(id) {
+    const role = this.roles.get(id);
+    if (!role || !this.peers.has(id)) return null;
+    this.removePeer(id);
+    return this.addPeer(id, role.polite, role.accepts);
   }
 
   /** @param {number} id */
@@ -128,7 +148,10 @@ export class CallPeers {
     if (msg.callId !== this.callId || !peer) return false;
     if (msg.type === 'description') peer.handle({ description: msg.description });
     else if (msg.type === 'candidate') peer.handle({ candidate: msg.candidate });
-    else this.events.remoteMedia(msg.from, { audio: msg.audio, video: msg.video, screen: msg.screen ?? false });
+    else {
+      const unavailable = { audio: msg.unavailable?.audio ?? false, video: msg.unavailable?.video ?? false };
+      this.events.remoteMedia(msg.from, { audio: msg.audio, video: msg.video, screen: msg.screen ?? false }, unavailable);
+    }
     return true;
   }
 
@@ -140,13 +163,17 @@ export class CallPeers {
   reportConnected(peer) {
     if (this.mode !== 'direct' || this.reportedConnected) return;
     this.reportedConnected = true;
-    this.send({ type: 'call_connected', callId: this.callId, setupMs: Date.now() - this.acceptedAt });
+    // A call picked up again after a reload was reported by the page before it.
+    if (!this.resumed) this.send({ type: 'call_connected', callId: this.callId, setupMs: Date.now() - this.acceptedAt });
     this.quality = new QualityMeter(peer.pc);
   }
 
   /** Tells the others our microphone / camera / screen state. */
   announce() {
-    if (this.local && !this.closed) this.send({ type: 'media', callId: this.callId, ...this.local.state() });
+    if (!this.local || this.closed) return;
+    const unavailable = this.local.unavailable();
+    const extra = unavailable.audio || unavailable.video ? { unavailable } : {};
+    this.send({ type: 'media', callId: this.callId, ...this.local.state(), ...extra });
   }
 
   localChanged() {
@@ -174,6 +201,7 @@ export class CallPeers {
     if (report) this.send({ type: 'call_quality', callId: this.callId, report });
     this.quality = null;
     for (const id of [...this.peers.keys()]) this.removePeer(id);
+    this.roles.clear();
     this.local?.stop();
     this.local = null;
   }

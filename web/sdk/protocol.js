@@ -174,7 +174,8 @@ export class Signalling {
     this.heartbeatMs = 10_000;
     this.graceMs = 30_000;
     this.lastHeard = 0;
-    /** @type {'joining' | 'online' | 'resuming' | 'rejoining' | 'closed'} */
+    /** `reloading`: a reloaded page takes its session back (`resume` with `reloaded`).
+     * @type {'joining' | 'reloading' | 'online' | 'resuming' | 'rejoining' | 'closed'} */
     this.phase = 'joining';
     /** In a private room's lobby: a session (it resumes like any other), not yet in the room. */
     this.waiting = false;
@@ -218,6 +219,25 @@ export class Signalling {
     return this.start();
   }
 
+  /**
+   * Takes back the session of a page that was reloaded: it kept `token` and nothing else, so
+   * the server answers with the room afresh (`joined`, with our call in `call`, or `waiting`)
+   * rather than a replay. Rejects as `join` (`invalid_token`: the session is gone).
+   * @param {string} token
+   * @param {{room: string, name: string, hostKey?: string, accessToken?: string}} entry how to
+   *   join again should the session be lost later
+   * @returns {Promise<JoinedMsg | WaitingMsg>}
+   */
+  reload(token, entry) {
+    this.token = token;
+    this.room = entry.room;
+    this.name = entry.name;
+    this.hostKey = entry.hostKey ?? '';
+    this.accessToken = entry.accessToken ?? '';
+    this.phase = 'reloading';
+    return this.start();
+  }
+
   /** @returns {Promise<JoinedMsg | WaitingMsg>} */
   start() {
     return new Promise((resolve, reject) => {
@@ -252,6 +272,8 @@ export class Signalling {
       this.lastHeard = Date.now();
       if (this.phase === 'resuming') {
         this.raw({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, lastSn: this.lastSn });
+      } else if (this.phase === 'reloading') {
+        this.raw({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, lastSn: 0, reloaded: true });
       } else {
         this.hello();
       }
@@ -275,6 +297,12 @@ export class Signalling {
       return;
     }
     if (msg.type === 'reconnect') return; // the close follows; we come back by ourselves
+    if (msg.type === 'resumed' && this.phase === 'reloading') {
+      // Our numbering goes on from the server's count; `joined` (or `waiting`) follows.
+      this.token = msg.token;
+      this.nextCn = msg.lastCn + 1;
+      return;
+    }
     if (msg.type === 'resumed') {
       // Tokens are single-use: the one just used no longer works.
       this.token = msg.token;
@@ -292,7 +320,7 @@ export class Signalling {
       // Acknowledge busy streams before the next ping, so the server's replay log stays small.
       if (msg.sn % ACK_EVERY === 0) this.raw({ type: 'pong', ack: msg.sn });
     }
-    if (this.phase === 'joining' || this.phase === 'rejoining') return this.answerToJoin(msg);
+    if (this.phase === 'joining' || this.phase === 'rejoining' || this.phase === 'reloading') return this.answerToJoin(msg);
     if (this.phase === 'resuming') {
       if (msg.type === 'error') {
         // The session is gone (expired, or the server restarted): join again as someone new.
@@ -338,7 +366,7 @@ export class Signalling {
       else this.firstJoin?.resolve(msg);
     } else if (msg.type === 'error') {
       const error = new SignallingError(msg.code, msg.message);
-      if (this.phase === 'joining') {
+      if (this.phase === 'joining' || this.phase === 'reloading') {
         this.firstJoin?.reject(error);
         this.shutdown();
       } else {
@@ -368,7 +396,7 @@ export class Signalling {
   dropped(ws) {
     if (ws !== this.ws || this.phase === 'closed') return;
     this.ws = null;
-    if (this.phase === 'joining') {
+    if (this.phase === 'joining' || this.phase === 'reloading') {
       this.firstJoin?.reject(new SignallingError('unreachable', `cannot reach ${this.url}`));
       this.shutdown();
       return;
@@ -420,6 +448,16 @@ export class Signalling {
       this.ws.close(1000);
       this.ws = null;
     }
+  }
+
+  /**
+   * The page is going away (reloaded, or closed): close saying we will be back (4001), so the
+   * server keeps the session for its grace period and a reloaded page can take it back. If the
+   * page stays after all (restored from the back-forward cache), the session resumes as after a
+   * drop.
+   */
+  suspend() {
+    if (this.phase === 'online') this.ws?.close(BE_RIGHT_BACK, 'page hidden');
   }
 
   /** For tests: drop the connection as a network would, without a goodbye. */
