@@ -198,7 +198,7 @@ pub enum ServerMsg {
         in_call: Vec<MemberId>,
         /// After a reloaded `resume`: this member's 1:1 call, ringing or active (`null` otherwise).
         #[serde(default)]
-        call: Option<CurrentCall>,
+        call: Option<Box<CurrentCall>>,
     },
     /// Reply to `join` in a private room with its lobby on: wait for a host to admit you
     /// (`joined` follows) or deny you (`denied`). The session may resume while it waits.

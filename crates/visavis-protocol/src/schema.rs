@@ -503,14 +503,14 @@ mod tests {
             state: RoomState::default(),
             host_key: Some("k".into()),
             in_call: vec![2],
-            call: Some(crate::CurrentCall {
+            call: Some(Box::new(crate::CurrentCall {
                 call_id: 1,
                 peer: 2,
                 name: "B".into(),
                 outgoing: true,
                 active: false,
                 since: None,
-            }),
+            })),
         };
         let encoded: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&msg.to_json()).expect("an object");

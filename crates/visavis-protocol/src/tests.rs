@@ -202,14 +202,14 @@ fn joined(session: Option<SessionFields>) -> ServerMsg {
         },
         host_key: Some("Xb1m0VqN3yR5eWc8ZtP2uA".into()),
         in_call: vec![1],
-        call: Some(CurrentCall {
+        call: Some(Box::new(CurrentCall {
             call_id: 3,
             peer: 1,
             name: "Al".into(),
             outgoing: false,
             active: true,
             since: Some(4),
-        }),
+        })),
     }
 }
 

@@ -718,7 +718,7 @@ impl Core {
         let call = state.call.and_then(|call_id| {
             let call = self.calls.get(&call_id)?;
             let peer = call.other(id);
-            Some(CurrentCall {
+            Some(Box::new(CurrentCall {
                 call_id,
                 peer,
                 name: self
@@ -729,7 +729,7 @@ impl Core {
                 outgoing: call.caller == id,
                 active: call.state == CallState::Active,
                 since: call.accepted_at.map(|at| now.unix_ms_of(at)),
-            })
+            }))
         });
         let first_seq = state.first_seq;
         let msg = self.joined_msg(now, id, first_seq, call);
@@ -1243,7 +1243,13 @@ impl Core {
 
     /// The `joined` that shows member `id` its room: the others in it, the chat it may read
     /// (from `first_seq` on, unless the room shares its history), and `call`.
-    fn joined_msg(&self, now: Now, id: MemberId, first_seq: u64, call: Option<CurrentCall>) -> ServerMsg {
+    fn joined_msg(
+        &self,
+        now: Now,
+        id: MemberId,
+        first_seq: u64,
+        call: Option<Box<CurrentCall>>,
+    ) -> ServerMsg {
         let room_id = self.members[&id].room.clone();
         let room = &self.rooms[&room_id];
         let you = self.member(id);

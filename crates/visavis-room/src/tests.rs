@@ -1344,7 +1344,7 @@ fn a_reloaded_member_gets_its_room_and_call_afresh_and_the_others_rebuild() {
         ["before"]
     );
     assert_eq!(
-        *current,
+        **current,
         CurrentCall {
             call_id: call,
             peer: b,
