@@ -113,8 +113,9 @@ test('group call: bars for each other person, in Chinese too', async ({ browser 
     await page.getByRole('button', { name: 'Join call' }).click();
     await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
   }
-  await expect(ann.getByRole('button', { name: 'Connection to Ben: good' })).toBeVisible({ timeout: 20_000 });
-  await expect(ann.getByRole('button', { name: 'Connection to Cy: good' })).toBeVisible({ timeout: 20_000 });
+  // A busy machine (three Chromiums on two cores) has moments of "fair"; good comes back.
+  await expect(ann.getByRole('button', { name: 'Connection to Ben: good' })).toBeVisible({ timeout: 30_000 });
+  await expect(ann.getByRole('button', { name: 'Connection to Cy: good' })).toBeVisible({ timeout: 30_000 });
   await cy.getByLabel('Language').selectOption('zh-CN');
   await expect(cy.getByRole('button', { name: '与 Ann 的连接：良好' })).toBeVisible({ timeout: 20_000 });
   await expect(cy.getByRole('button', { name: '与 Ben 的连接：良好' })).toBeVisible();
