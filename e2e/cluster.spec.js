@@ -117,6 +117,7 @@ test('a cluster of two nodes: a call across nodes survives the death of the room
     const exited = new Promise((r) => node1?.proc.once('exit', r));
     node1.proc.kill('SIGKILL');
     await exited;
+    node1 = undefined;
     expect(await framesDuring(bob, 'Alice', 1000)).toBeGreaterThan(5);
     for (const page of [alice, bob]) {
       await expect(page.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
