@@ -188,12 +188,15 @@ test('the network check from the landing page: STUN and the relay over UDP and T
   await expect(dialog).toBeHidden();
   await expect(open).toBeFocused();
 
-  // In Chinese too.
+  // On a phone, in Chinese: the dialog fits, and says the same.
+  await page.setViewportSize(SIZES.phone.viewport);
   await page.getByLabel('Language').selectOption('zh-CN');
   await page.getByRole('button', { name: '检测我的网络' }).click();
   const zh = page.getByRole('dialog', { name: '你的网络连接' });
   await expect(zh.getByRole('status')).toHaveText('检测完成。', { timeout: 30_000 });
   await expect(checkRow(zh, '经 UDP 中继')).toHaveText('可以连通');
+  await expectOnScreen(zh.getByRole('button', { name: '关闭' }));
+  await page.screenshot({ path: 'docs/screenshots/netcheck-phone.png' });
 });
 
 test('the network check names what a firewall lets through: everything, then only TURN over TLS on 443', async ({ playwright }, testInfo) => {
