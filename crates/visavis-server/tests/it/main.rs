@@ -94,6 +94,7 @@ mod cluster;
 mod config;
 mod group;
 mod https;
+mod netcheck;
 mod nginx;
 mod one_port;
 mod outside;
