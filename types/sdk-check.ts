@@ -27,7 +27,7 @@ const detailsMatch: { [K in keyof ClientEvents]: Same<ClientEvents[K], sdk.Clien
   member_state: true, knock: true, knock_ended: true, room_state: true, incoming: true,
   ringing: true, accepted: true, connected: true, call_ended: true, local_stream: true,
   local_media: true, remote_stream: true, remote_screen: true, remote_media: true,
-  connection_state: true, chat: true, mute_request: true, error: true,
+  connection_state: true, quality: true, chat: true, mute_request: true, error: true,
 };
 void eventsMatch;
 void detailsMatch;

@@ -21,7 +21,8 @@ export const HISTORY_MS = 60_000;
  * @property {number} lossPermille received packets lost in the interval, all kinds together
  * @property {number | null} outLossPermille of the packets we sent, the share the other side
  *   reported lost (its latest receiver reports, the worst kind); null before any report
- * @property {number | null} jitterMs the worst received stream's jitter
+ * @property {number | null} jitterMs the received audio's jitter (video's when there is no
+ *   audio: a video frame leaves in a burst of packets, which inflates its figure)
  * @property {number} inKbps received bitrate over the interval, all streams
  * @property {number} outKbps sent bitrate over the interval, all streams
  * @property {number | null} availableOutKbps the sender's bandwidth estimate for this path
@@ -131,6 +132,8 @@ export class QualityMeter {
     /** @type {number | null} */
     let jitter = null;
     /** @type {number | null} */
+    let videoJitter = null;
+    /** @type {number | null} */
     let outLoss = null;
     /** @type {any} */
     let video = null;
@@ -147,7 +150,8 @@ export class QualityMeter {
         received += delta(s.id, 'received', s.packetsReceived ?? 0);
         lost += delta(s.id, 'lost', s.packetsLost ?? 0);
         bytesIn += delta(s.id, 'bytes', s.bytesReceived ?? 0);
-        if (typeof s.jitter === 'number') jitter = Math.max(jitter ?? 0, s.jitter * 1000);
+        if (typeof s.jitter === 'number' && s.kind === 'audio') jitter = Math.max(jitter ?? 0, s.jitter * 1000);
+        if (typeof s.jitter === 'number' && s.kind === 'video') videoJitter = Math.max(videoJitter ?? 0, s.jitter * 1000);
         if (s.kind === 'video') {
           freezes += s.freezeCount ?? 0;
           if ((s.frameWidth ?? 0) > (video?.frameWidth ?? -1)) video = s;
@@ -158,6 +162,7 @@ export class QualityMeter {
         outLoss = Math.max(outLoss ?? 0, Math.round(s.fractionLost * 1000));
       }
     });
+    jitter ??= videoJitter;
     const local = pair ? stats.get(pair.localCandidateId) : null;
     const kbps = (/** @type {number} */ bytes) => (seconds > 0 ? Math.round((bytes * 8) / seconds / 1000) : 0);
     /** @type {QualitySample} */

@@ -110,6 +110,8 @@ export interface ClientEvents {
   remote_screen: { peer: number; stream: MediaStream | null };
   remote_media: { peer: number } & MediaState;
   connection_state: { peer: number; state: RTCPeerConnectionState };
+  /** Every 2 s once connected: how the connection to `peer` goes, and its bars (`qualityLevel`). */
+  quality: { peer: number; level: 0 | 1 | 2 | 3 | 4 | null; sample: QualitySample };
   chat: ChatEntry & { history: boolean };
   mute_request: { by?: number };
   error: { code: string; message: string; request?: string };
