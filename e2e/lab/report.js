@@ -131,7 +131,7 @@ to install), and the blackout with a forward chain that drops everything.
 - \`npm run lab\` (as root): all ${matrix.results.length} calls of the matrix and all
   ${bad.results.length} bad networks, then this document (about 7 minutes on this machine).
 - \`npx playwright test\` (the README's test command, through \`scripts/test.sh\`) runs a quick
-  subset: open × symmetric (direct through a NAT), symmetric × symmetric (relay over UDP),
+  subset: open × cone (direct through a NAT), symmetric × symmetric (relay over UDP),
   cone × tcp443 (relay over TLS on 443) and the 500 kbit/s cap, in under 2 minutes.
 - Without root the lab's tests are skipped, saying why. \`VISAVIS_E2E_NET\` (0-9) picks the
   lab's namespace names (\`vvlabN-*\`) and subnets (172.(16+N).0.0/16, fd7a:11a6:N::/48),
