@@ -7,7 +7,7 @@ import {
   SIZES, closeContexts, expectAccessible, expectDecoding, expectOnScreen, joinRoom, roomName, startCall, startServer, stopServer,
 } from './support.js';
 import { HOST_IP, allowOnlyTcpOut, chromiumInNamespace, createNetwork, loseUdpOut, removeNetwork } from './netns.js';
-import { diagnose, levelWord, qualityLevel } from '../web/sdk/quality.js';
+import { diagnose, levelWord, qualityLevel, steady } from '../web/sdk/quality.js';
 
 test.afterEach(closeContexts);
 
@@ -45,6 +45,11 @@ test('grading samples (no browser): bars from RTT, loss either way and jitter; w
   // Group: everyone looks bad from here: ours. Only one does: theirs.
   expect(diagnose(new Map([['bob', bad], ['cy', sample({ rttMs: 1200 })]]))).toEqual({ own: true, poor: [] });
   expect(diagnose(new Map([['bob', bad], ['cy', sample()]]))).toEqual({ own: false, poor: ['bob'] });
+  // One bad interval among three does not count; two do.
+  expect(steady([])).toBeNull();
+  expect(qualityLevel(steady([sample(), bad, sample()]))).toBe(4);
+  expect(qualityLevel(steady([sample(), bad, bad]))).toBe(0);
+  expect(steady([sample({ rttMs: null }), sample({ rttMs: 80, at: 5 })])).toMatchObject({ rttMs: 80, at: 5 });
   // Nothing known, or all fine: no warning.
   expect(diagnose(new Map([['bob', null]]))).toEqual({ own: false, poor: [] });
   expect(diagnose(new Map([['bob', sample()], ['cy', sample()]]))).toEqual({ own: false, poor: [] });
@@ -188,12 +193,15 @@ test('the network check from the landing page: STUN and the relay over UDP and T
   await expect(dialog).toBeHidden();
   await expect(open).toBeFocused();
 
-  // In Chinese too.
+  // On a phone, in Chinese: the dialog fits, and says the same.
+  await page.setViewportSize(SIZES.phone.viewport);
   await page.getByLabel('Language').selectOption('zh-CN');
   await page.getByRole('button', { name: '检测我的网络' }).click();
   const zh = page.getByRole('dialog', { name: '你的网络连接' });
   await expect(zh.getByRole('status')).toHaveText('检测完成。', { timeout: 30_000 });
   await expect(checkRow(zh, '经 UDP 中继')).toHaveText('可以连通');
+  await expectOnScreen(zh.getByRole('button', { name: '关闭' }));
+  await page.screenshot({ path: 'docs/screenshots/netcheck-phone.png' });
 });
 
 test('the network check names what a firewall lets through: everything, then only TURN over TLS on 443', async ({ playwright }, testInfo) => {
