@@ -859,7 +859,8 @@ fn another_node_adopts_one_room_and_its_sessions_resume_there() {
         got[1].msg,
         ServerMsg::MemberState {
             id: bob,
-            state: visavis_protocol::Presence::Reconnecting
+            state: visavis_protocol::Presence::Reconnecting,
+            reloaded: false
         }
     );
     let bob_conn = b.open();

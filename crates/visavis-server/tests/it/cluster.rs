@@ -266,7 +266,7 @@ async fn failover(signal: &str) {
     }
     for (client, other) in [(&mut alice, b), (&mut bob, a)] {
         for state in [Presence::Reconnecting, Presence::Online] {
-            expect!(client, ServerMsg::MemberState { id, state: got } if id == other && got == state);
+            expect!(client, ServerMsg::MemberState { id, state: got, .. } if id == other && got == state);
         }
     }
     call_goes_on(&mut alice, a, &mut bob, call).await;
