@@ -1,7 +1,8 @@
 // @ts-check
 //! Accessibility: axe-core on every screen of a 1:1 call's way (landing, room, the outgoing and
 //! incoming call dialogs, the call, the chat open), on a phone and a laptop, in English and in
-//! Chinese. Any serious or critical violation fails the test.
+//! Chinese. The pre-join screen (preview, level meter, device pickers) is checked with the
+//! landing. Any serious or critical violation fails the test.
 import { test, expect } from '@playwright/test';
 import { SIZES, closeContexts, expectAccessible, roomName } from './support.js';
 import { COTURN_APP_PORT } from '../playwright.config.js';
@@ -24,7 +25,14 @@ async function join(browser, name, room, options, check = false) {
   const page = await (await browser.newContext(options)).newPage();
   await page.goto('/');
   await expect(page.locator('#join')).toBeVisible();
-  if (check) await expectAccessible(page, 'landing');
+  if (check) {
+    await expectAccessible(page, 'landing');
+    // The pre-join screen, with the preview running and the device pickers filled in.
+    await page.locator('#prejoin-toggle').click();
+    await expect(page.locator('#preview')).toBeVisible();
+    await expect(page.locator('#pj-camera option')).not.toHaveCount(1);
+    await expectAccessible(page, 'pre-join');
+  }
   await page.locator('#name').fill(name);
   await page.locator('#room').fill(room);
   await page.locator('#join').click();
@@ -127,6 +135,14 @@ async function joinByKeyboard(browser, name, room) {
   await page.keyboard.press('Tab');
   await expect(page.getByLabel('Room')).toBeFocused();
   await page.keyboard.type(room);
+  // Through the pre-join screen: start the check, then back to Join.
+  const check = page.getByRole('button', { name: 'Check camera and microphone' });
+  await tabTo(page, check);
+  await page.keyboard.press('Enter');
+  await expect(page.getByLabel('Your camera preview')).toBeVisible();
+  await expect(page.locator('#prejoin-devices').getByLabel('Camera')).toBeFocused();
+  await tabTo(page, page.getByLabel('Join muted'));
+  await tabTo(page, page.getByRole('button', { name: 'Join', exact: true }));
   await page.keyboard.press('Enter');
   await expect(page.getByRole('heading', { name: `Room ${room}` })).toBeFocused();
   return page;

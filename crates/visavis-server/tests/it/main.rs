@@ -685,7 +685,7 @@ async fn decline_cancel_and_busy() {
     let server = Server::start(&["--redial-delay", "0"]).await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
-    let (mut carol, _c) = server.joined("r", "Carol").await;
+    let (mut carol, c) = server.joined("r", "Carol").await;
     expect!(alice, ServerMsg::MemberJoined { .. });
     expect!(alice, ServerMsg::MemberJoined { .. });
     expect!(bob, ServerMsg::MemberJoined { .. });
@@ -693,10 +693,12 @@ async fn decline_cancel_and_busy() {
     alice.send(RoomMsg::Invite { to: b }).await;
     let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
     expect!(bob, ServerMsg::Incoming { .. });
-    // Carol calls Bob while he rings: busy, and only Carol hears of it.
+    // Carol calls Bob while he rings: busy for Carol; Bob only hears that she tried.
     carol.send(RoomMsg::Invite { to: b }).await;
     let busy = expect!(carol, ServerMsg::CallEnded { reason, peer, .. } => (reason, peer));
     assert_eq!(busy, (EndReason::Busy, b));
+    let tried = expect!(bob, ServerMsg::CallAttempt { from, name } => (from, name));
+    assert_eq!(tried, (c, "Carol".to_owned()));
     bob.send(RoomMsg::Decline { call_id: call }).await;
     expect!(
         alice,
