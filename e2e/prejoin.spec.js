@@ -17,7 +17,7 @@ test('preview, level meter, named devices, test sound; choices and camera carrie
   await expect.poll(() => page.locator('#mic-level').evaluate((m) => /** @type {HTMLMeterElement} */ (m).value), { timeout: 10_000 })
     .toBeGreaterThan(0.01);
   // With access granted the devices have their names.
-  const camera = page.locator('#prejoin').getByLabel('Camera', { exact: true });
+  const camera = page.locator('#pj-camera');
   await expect(camera).toContainText('fake_device_2');
   await camera.selectOption({ label: 'fake_device_2' });
   await expect.poll(() => page.evaluate(() => /** @type {HTMLVideoElement} */ (document.getElementById('preview')).srcObject
