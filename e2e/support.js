@@ -169,7 +169,9 @@ export async function startServer(listen, args = []) {
     madeDataDirs.push(dataDir);
   }
   const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
-  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...data, ...args], { stdio: 'ignore' });
+  // The SFU on a port of its own, so servers side by side do not all want 3479.
+  const sfu = args.some((a) => a === '--sfu-listen' || a === '--group-media') ? [] : ['--sfu-listen', `${listen.replace(/:\d+$/, '')}:0`];
+  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...data, ...sfu, ...args], { stdio: 'ignore' });
   const url = `http://${listen}`;
   for (let i = 0; i < 100; i++) {
     try {

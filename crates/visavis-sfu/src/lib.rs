@@ -51,8 +51,8 @@ pub struct SfuConfig {
 
 /// Defaults of the flags, defined once.
 pub const DEFAULT_PORT: u16 = 3479;
-pub const DEFAULT_MAX_SESSIONS: usize = 500;
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_MAX_SESSIONS: u32 = 500;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 15;
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
 /// How often sessions are checked for silence.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -61,8 +61,8 @@ impl SfuConfig {
     pub fn new(public_addr: SocketAddr) -> Self {
         Self {
             public_addr,
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_sessions: DEFAULT_MAX_SESSIONS as usize,
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             keyframe_interval: KEYFRAME_INTERVAL,
         }
     }
@@ -143,7 +143,11 @@ enum Propagate {
     /// Media to forward to the room.
     Media(MediaData),
     /// A subscriber wants a keyframe of this publisher's track.
-    Keyframe { origin: Sid, mid: Mid, kind: KeyframeRequestKind },
+    Keyframe {
+        origin: Sid,
+        mid: Mid,
+        kind: KeyframeRequestKind,
+    },
 }
 
 /// The SFU.
@@ -175,7 +179,9 @@ pub struct Sfu {
 
 impl std::fmt::Debug for Sfu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sfu").field("sessions", &self.live).finish_non_exhaustive()
+        f.debug_struct("Sfu")
+            .field("sessions", &self.live)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,7 +223,13 @@ impl Sfu {
     /// A browser's offer for its one peer connection to the SFU, in `room`. Its answer comes
     /// out as [`Output::Description`]; then the SFU offers the room's tracks. A member with a
     /// session already starts over (a reload, or its connection broke).
-    pub fn handle_offer(&mut self, now: Now, room: &str, member: MemberId, sdp: &str) -> Result<(), SfuError> {
+    pub fn handle_offer(
+        &mut self,
+        now: Now,
+        room: &str,
+        member: MemberId,
+        sdp: &str,
+    ) -> Result<(), SfuError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadDescription(e.to_string()))?;
         if let Some(&old) = self.by_member.get(&member) {
             self.remove(old);
@@ -238,7 +250,8 @@ impl Sfu {
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(now.mono);
-        let candidate = Candidate::host(self.config.public_addr, "udp").map_err(|e| SfuError::BadDescription(e.to_string()))?;
+        let candidate = Candidate::host(self.config.public_addr, "udp")
+            .map_err(|e| SfuError::BadDescription(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = rtc
             .sdp_api()
@@ -310,7 +323,13 @@ impl Sfu {
     }
 
     /// A datagram arrived on the SFU's socket.
-    pub fn handle_datagram(&mut self, now: Now, source: SocketAddr, destination: SocketAddr, datagram: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Now,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) {
         let sid = match self.by_addr.get(&source) {
             Some(&sid) => sid,
             None => match stun_local_ufrag(datagram).and_then(|u| self.by_ufrag.get(u)) {
@@ -364,9 +383,9 @@ impl Sfu {
             let idle = self.config.idle_timeout;
             let silent: Vec<Sid> = (0..self.sessions.len())
                 .filter(|&sid| {
-                    self.sessions[sid]
-                        .as_ref()
-                        .is_some_and(|s| now.mono.saturating_duration_since(s.last_rx) >= idle || !s.rtc.is_alive())
+                    self.sessions[sid].as_ref().is_some_and(|s| {
+                        now.mono.saturating_duration_since(s.last_rx) >= idle || !s.rtc.is_alive()
+                    })
                 })
                 .collect();
             for sid in silent {
@@ -513,7 +532,14 @@ impl Sfu {
                     }
                     Event::KeyframeRequest(req) => {
                         if let Some((origin, mid)) = session.origin_of(req.mid) {
-                            self.props.push((sid, Propagate::Keyframe { origin, mid, kind: req.kind }));
+                            self.props.push((
+                                sid,
+                                Propagate::Keyframe {
+                                    origin,
+                                    mid,
+                                    kind: req.kind,
+                                },
+                            ));
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -608,7 +634,11 @@ impl Sfu {
         let Some(track) = session.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return;
         };
-        if track.source == Source::Audio || track.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+        if track.source == Source::Audio
+            || track
+                .last_keyframe_request
+                .is_some_and(|t| now.saturating_duration_since(t) < interval)
+        {
             return;
         }
         if let Some(mut writer) = session.rtc.writer(mid) {
@@ -642,5 +672,8 @@ fn random_token(len: usize) -> String {
             *b = (seed >> (i % 16 * 8)) as u8 ^ i as u8;
         }
     }
-    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }

@@ -101,7 +101,11 @@ impl Session {
         if !direction.is_receiving() {
             return None;
         }
-        let videos = self.tracks_in.iter().filter(|t| t.source != Source::Audio).count();
+        let videos = self
+            .tracks_in
+            .iter()
+            .filter(|t| t.source != Source::Audio)
+            .count();
         let audios = self.tracks_in.len() - videos;
         let source = match kind {
             MediaKind::Audio if audios == 0 => Source::Audio,
@@ -159,7 +163,13 @@ impl Session {
                         Source::Camera | Source::Screen => MediaKind::Video,
                     };
                     let stream = format!("m{}", track.origin_member);
-                    let mid = change.add_media(kind, Direction::SendOnly, Some(stream), Some(track.source.as_str().into()), None);
+                    let mid = change.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(stream),
+                        Some(track.source.as_str().into()),
+                        None,
+                    );
                     track.state = OutState::Negotiating(mid);
                 }
                 OutState::ToStop(mid) => {

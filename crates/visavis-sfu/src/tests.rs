@@ -70,7 +70,8 @@ impl World {
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         let (offer, pending) = change.apply().unwrap();
-        self.sfu.handle_offer(self.now, room, member, &offer.to_sdp_string())?;
+        self.sfu
+            .handle_offer(self.now, room, member, &offer.to_sdp_string())?;
         self.clients.push(Client {
             member,
             addr,
@@ -100,7 +101,11 @@ impl World {
             while let Some(out) = self.sfu.poll_output() {
                 busy = true;
                 match out {
-                    Output::Transmit { source, destination, contents } => {
+                    Output::Transmit {
+                        source,
+                        destination,
+                        contents,
+                    } => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
                             let input = Input::Receive(
                                 self.now.mono,
@@ -114,7 +119,12 @@ impl World {
                             c.rtc.handle_input(input).unwrap();
                         }
                     }
-                    Output::Description { member, kind, sdp, tracks } => {
+                    Output::Description {
+                        member,
+                        kind,
+                        sdp,
+                        tracks,
+                    } => {
                         let Some(c) = self.clients.iter_mut().find(|c| c.member == member) else {
                             continue;
                         };
@@ -128,7 +138,9 @@ impl World {
                             SdpKind::Offer => {
                                 let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
                                 let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
-                                self.sfu.handle_answer(self.now, member, &answer.to_sdp_string()).unwrap();
+                                self.sfu
+                                    .handle_answer(self.now, member, &answer.to_sdp_string())
+                                    .unwrap();
                             }
                         }
                     }
@@ -142,7 +154,8 @@ impl World {
                         RtcOutput::Transmit(t) => {
                             busy = true;
                             if t.destination == sfu_addr {
-                                self.sfu.handle_datagram(self.now, t.source, t.destination, &t.contents);
+                                self.sfu
+                                    .handle_datagram(self.now, t.source, t.destination, &t.contents);
                             }
                         }
                         RtcOutput::Timeout(_) => break,
@@ -192,11 +205,18 @@ impl World {
 
 /// One VP8 frame and one Opus frame (their content does not matter to forwarding).
 fn send_frames(c: &mut Client, now: Instant, n: u32) {
-    for (mid, codec, clock, size) in [(c.video, Codec::Vp8, 90_000, 900), (c.audio, Codec::Opus, 48_000, 80)] {
+    for (mid, codec, clock, size) in [
+        (c.video, Codec::Vp8, 90_000, 900),
+        (c.audio, Codec::Opus, 48_000, 80),
+    ] {
         let Some(writer) = c.rtc.writer(mid) else {
             continue;
         };
-        let Some(pt) = writer.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()) else {
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
             continue;
         };
         // A VP8 keyframe's first byte has bit 0 clear; the rest are interframes.
@@ -204,7 +224,10 @@ fn send_frames(c: &mut Client, now: Instant, n: u32) {
         if n % 50 == 1 {
             data[0] = 0x10;
         }
-        let time = MediaTime::new(u64::from(n) * clock / 200, str0m::media::Frequency::new(clock as u32).unwrap());
+        let time = MediaTime::new(
+            u64::from(n) * clock / 200,
+            str0m::media::Frequency::new(clock as u32).unwrap(),
+        );
         writer.write(pt, now, time, data).unwrap();
     }
 }
@@ -225,7 +248,10 @@ fn three_people_each_receive_the_other_two() {
                 assert!(got > 50, "{me} got {got} {source:?} frames of {other}");
             }
         }
-        assert!(!c.received.contains_key(&(me, Source::Camera)), "no echo of one's own camera");
+        assert!(
+            !c.received.contains_key(&(me, Source::Camera)),
+            "no echo of one's own camera"
+        );
         assert_eq!(c.tracks.len(), 4, "two tracks of each other person");
     }
     assert_eq!(w.sfu.sessions(), 3);
@@ -258,8 +284,22 @@ fn leaving_stops_the_tracks_at_the_others_and_joining_adds_them() {
     w.join("r", 4).unwrap();
     w.run(Duration::from_secs(1), true);
     assert_eq!(w.client(4).tracks.len(), 4, "the late joiner gets 1 and 3");
-    assert!(w.client(4).received.get(&(1, Source::Camera)).copied().unwrap_or(0) > 20);
-    assert!(w.client(1).received.get(&(4, Source::Camera)).copied().unwrap_or(0) > 20);
+    assert!(
+        w.client(4)
+            .received
+            .get(&(1, Source::Camera))
+            .copied()
+            .unwrap_or(0)
+            > 20
+    );
+    assert!(
+        w.client(1)
+            .received
+            .get(&(4, Source::Camera))
+            .copied()
+            .unwrap_or(0)
+            > 20
+    );
     assert_eq!(w.sfu.sessions(), 3);
 }
 
@@ -308,7 +348,10 @@ fn keyframe_requests_reach_the_publisher_at_most_once_a_second() {
     w.join("r", 1).unwrap();
     w.join("r", 2).unwrap();
     w.run(Duration::from_millis(500), true);
-    let first = w.sfu.last_keyframe_request(1).expect("a keyframe was asked for 2's new track");
+    let first = w
+        .sfu
+        .last_keyframe_request(1)
+        .expect("a keyframe was asked for 2's new track");
     // Newcomers within the second each want one: the publisher is not asked again.
     for m in 3..6 {
         w.join("r", m).unwrap();
@@ -319,7 +362,10 @@ fn keyframe_requests_reach_the_publisher_at_most_once_a_second() {
     w.join("r", 6).unwrap();
     w.run(Duration::from_millis(200), true);
     let later = w.sfu.last_keyframe_request(1).unwrap();
-    assert!(later.duration_since(first) >= KEYFRAME_INTERVAL, "asked again after the interval");
+    assert!(
+        later.duration_since(first) >= KEYFRAME_INTERVAL,
+        "asked again after the interval"
+    );
 }
 
 /// `cargo test --release -p visavis-sfu forwarding_benchmark -- --ignored --nocapture`:
@@ -344,7 +390,9 @@ fn forwarding_benchmark() {
         send_frames(c, w.now.mono, n + 1);
         while let Ok(out) = c.rtc.poll_output() {
             match out {
-                RtcOutput::Transmit(t) if t.destination == sfu_addr => datagrams.push((t.source, t.contents.to_vec())),
+                RtcOutput::Transmit(t) if t.destination == sfu_addr => {
+                    datagrams.push((t.source, t.contents.to_vec()))
+                }
                 RtcOutput::Timeout(_) => break,
                 _ => {}
             }
