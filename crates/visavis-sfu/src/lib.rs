@@ -136,6 +136,9 @@ pub enum SfuError {
 }
 
 /// What one session's output asks of the others.
+// Media is by far the most common, and the list of these is reused: boxing it would allocate
+// once a packet instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Propagate {
     /// A track was published: forward it to the room.
@@ -513,7 +516,8 @@ impl Sfu {
                 }
                 Ok(RtcOutput::Event(event)) => match event {
                     Event::MediaAdded(added) => {
-                        if session.publish(added.mid, added.kind, added.direction).is_some() {
+                        let published = session.publish(added.mid, added.kind, added.direction);
+                        if published.is_some() {
                             self.props.push((sid, Propagate::Published(added.mid)));
                         }
                     }
