@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
 
 /**
  * Opens visavis in a fresh browser context (its own permissions and storage) and joins `room`.
@@ -213,4 +214,17 @@ export async function expectOnScreen(locator) {
     return hit && el.contains(hit) ? null : (hit?.outerHTML.slice(0, 120) ?? 'nothing');
   });
   expect(covered, 'covered by').toBeNull();
+}
+
+/**
+ * Runs axe on the page as it is and fails on serious or critical violations (listed).
+ * @param {import('@playwright/test').Page} page
+ * @param {string} screen
+ */
+export async function expectAccessible(page, screen) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']).analyze();
+  const bad = results.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => `${n.target.join(' ')} — ${n.failureSummary?.split('\n').slice(1, 2).join('')}`).join('\n    ')}`);
+  expect(bad, `axe on ${screen}`).toEqual([]);
 }

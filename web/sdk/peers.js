@@ -22,6 +22,8 @@ import { QualityMeter } from './quality.js';
  * @property {(id: number, state: MediaState) => void} remoteMedia their mute / camera / screen state
  * @property {(id: number, state: RTCPeerConnectionState) => void} connectionState
  * @property {() => void} localChange our media opened or changed (the others were told)
+ * @property {(id: number, sample: import('./quality.js').QualitySample) => void} [quality] a new
+ *   sample of the connection to that participant (every 2 s once it is up)
  */
 
 export class CallPeers {
@@ -51,7 +53,9 @@ export class CallPeers {
     /** When the call was accepted (calls are made then), for the set-up time reported once. */
     this.acceptedAt = Date.now();
     this.reportedConnected = false;
-    /** @type {QualityMeter | null} samples the 1:1 call's connection once it is up */
+    /** @type {Map<number, QualityMeter>} one per connection, from when it is first up */
+    this.meters = new Map();
+    /** @type {QualityMeter | null} the 1:1 call's meter, kept past its peer for the report */
     this.quality = null;
     /** Resolves once our media is open and attached to the peers (or the call ended first). */
     this.ready = media.then((opened) => {
@@ -97,7 +101,14 @@ export class CallPeers {
       onRemoteStream: (stream) => this.events.remoteStream(id, stream),
       onRemoteScreen: (stream) => this.events.remoteScreen(id, stream),
       onConnectionState: (state) => {
-        if (state === 'connected') this.reportConnected(peer);
+        if (state === 'connected') {
+          this.reportConnected();
+          if (!this.meters.has(id)) {
+            const meter = new QualityMeter(peer.pc, (sample) => this.events.quality?.(id, sample));
+            this.meters.set(id, meter);
+            if (this.mode === 'direct') this.quality ??= meter;
+          }
+        }
         this.events.connectionState(id, state);
       },
     });
@@ -116,6 +127,8 @@ export class CallPeers {
     this.local?.detach(peer);
     peer.close();
     this.peers.delete(id);
+    this.meters.get(id)?.stop();
+    this.meters.delete(id);
   }
 
   /**
@@ -132,16 +145,11 @@ export class CallPeers {
     return true;
   }
 
-  /**
-   * Accepted → connected, once, for the server's set-up time metric (1:1 calls only); from
-   * then on the connection's quality is sampled, for the report at the end.
-   * @param {PeerCall} peer
-   */
-  reportConnected(peer) {
+  /** Accepted → connected, once, for the server's set-up time metric (1:1 calls only). */
+  reportConnected() {
     if (this.mode !== 'direct' || this.reportedConnected) return;
     this.reportedConnected = true;
     this.send({ type: 'call_connected', callId: this.callId, setupMs: Date.now() - this.acceptedAt });
-    this.quality = new QualityMeter(peer.pc);
   }
 
   /**

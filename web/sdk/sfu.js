@@ -10,6 +10,7 @@
 //! DOM.
 
 import { LocalMedia } from './local.js';
+import { QualityMeter } from './quality.js';
 
 /**
  * @typedef {import('./protocol.js').ClientMsg} ClientMsg
@@ -54,9 +55,20 @@ export class SfuCall {
     this.queue = Promise.resolve();
     /** @type {RTCRtpTransceiver[]} microphone, camera, screen */
     this.senders = [];
+    /**
+     * Samples the one connection (to the server) from when it is first up; each participant's
+     * tile shows it, as the path their media takes to us.
+     * @type {QualityMeter | null}
+     */
+    this.meter = null;
 
     this.pc.ontrack = ({ track, transceiver }) => this.onTrack(track, transceiver.mid);
     this.pc.onconnectionstatechange = () => {
+      if (this.pc.connectionState === 'connected' && !this.meter) {
+        this.meter = new QualityMeter(this.pc, (sample) => {
+          for (const id of this.peers.keys()) this.events.quality?.(id, sample);
+        });
+      }
       for (const id of this.peers.keys()) this.events.connectionState(id, this.pc.connectionState);
     };
 
@@ -204,6 +216,14 @@ export class SfuCall {
     if (stream && this.states.get(id)?.screen && this.peers.has(id)) this.events.remoteScreen(id, stream);
   }
 
+  /** The quality meter of each participant's media: the one of the connection to the server. */
+  get meters() {
+    /** @type {Map<number, QualityMeter>} */
+    const meters = new Map();
+    if (this.meter) for (const id of this.peers.keys()) meters.set(id, this.meter);
+    return meters;
+  }
+
   /**
    * How loud each participant's received audio is (0…1), by member id.
    * @returns {Promise<Map<number, number>>}
@@ -239,6 +259,7 @@ export class SfuCall {
   /** Ends the connection and releases the devices (also those still opening). */
   close() {
     this.closed = true;
+    this.meter?.stop();
     this.pc.ontrack = null;
     this.pc.onconnectionstatechange = null;
     this.pc.close();
