@@ -6,8 +6,8 @@ import { test, expect } from '@playwright/test';
 import {
   SIZES, closeContexts, expectAccessible, expectDecoding, expectOnScreen, joinRoom, roomName, startCall, startServer, stopServer,
 } from './support.js';
-import { HOST_IP, chromiumInNamespace, createNetwork, loseUdpOut, removeNetwork } from './netns.js';
-import { diagnose, levelWord, qualityLevel } from '../web/sdk/quality.js';
+import { HOST_IP, allowOnlyTcpOut, chromiumInNamespace, createNetwork, loseUdpOut, removeNetwork } from './netns.js';
+import { diagnose, levelWord, qualityLevel, steady } from '../web/sdk/quality.js';
 
 test.afterEach(closeContexts);
 
@@ -45,6 +45,11 @@ test('grading samples (no browser): bars from RTT, loss either way and jitter; w
   // Group: everyone looks bad from here: ours. Only one does: theirs.
   expect(diagnose(new Map([['bob', bad], ['cy', sample({ rttMs: 1200 })]]))).toEqual({ own: true, poor: [] });
   expect(diagnose(new Map([['bob', bad], ['cy', sample()]]))).toEqual({ own: false, poor: ['bob'] });
+  // One bad interval among three does not count; two do.
+  expect(steady([])).toBeNull();
+  expect(qualityLevel(steady([sample(), bad, sample()]))).toBe(4);
+  expect(qualityLevel(steady([sample(), bad, bad]))).toBe(0);
+  expect(steady([sample({ rttMs: null }), sample({ rttMs: 80, at: 5 })])).toMatchObject({ rttMs: 80, at: 5 });
   // Nothing known, or all fine: no warning.
   expect(diagnose(new Map([['bob', null]]))).toEqual({ own: false, poor: [] });
   expect(diagnose(new Map([['bob', sample()], ['cy', sample()]]))).toEqual({ own: false, poor: [] });
@@ -113,8 +118,9 @@ test('group call: bars for each other person, in Chinese too', async ({ browser 
     await page.getByRole('button', { name: 'Join call' }).click();
     await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
   }
-  await expect(ann.getByRole('button', { name: 'Connection to Ben: good' })).toBeVisible({ timeout: 20_000 });
-  await expect(ann.getByRole('button', { name: 'Connection to Cy: good' })).toBeVisible({ timeout: 20_000 });
+  // A busy machine (three Chromiums on two cores) has moments of "fair"; good comes back.
+  await expect(ann.getByRole('button', { name: 'Connection to Ben: good' })).toBeVisible({ timeout: 30_000 });
+  await expect(ann.getByRole('button', { name: 'Connection to Cy: good' })).toBeVisible({ timeout: 30_000 });
   await cy.getByLabel('Language').selectOption('zh-CN');
   await expect(cy.getByRole('button', { name: '与 Ann 的连接：良好' })).toBeVisible({ timeout: 20_000 });
   await expect(cy.getByRole('button', { name: '与 Ben 的连接：良好' })).toBeVisible();
@@ -154,6 +160,79 @@ test('loss on one side\'s network: its bars drop, that side is told its connecti
   } finally {
     await here.close();
     await away.close();
+    await stopServer(server.proc);
+    removeNetwork();
+  }
+});
+
+/**
+ * What the network check shows for `term`.
+ * @param {import('@playwright/test').Locator} dialog
+ * @param {string} term
+ */
+const checkRow = (dialog, term) => dialog.locator(`dt:text-is("${term}") + dd`);
+
+test('the network check from the landing page: STUN and the relay over UDP and TCP reachable, TLS as configured, RTT and throughput', async ({ page }) => {
+  await page.goto('/');
+  const open = page.getByRole('button', { name: 'Test my connection' });
+  await open.click();
+  const dialog = page.getByRole('dialog', { name: 'Your connection' });
+  await expect(dialog).toBeVisible();
+  await expect(dialog.getByRole('status')).toHaveText('Check finished.', { timeout: 30_000 });
+  await expect(checkRow(dialog, 'STUN (finding your public address)')).toHaveText('reachable');
+  await expect(checkRow(dialog, 'Relay over UDP')).toHaveText('reachable');
+  await expect(checkRow(dialog, 'Relay over TCP')).toHaveText('reachable');
+  // The test server has no TURN certificate and serves plain HTTP: no TLS relay to try.
+  await expect(checkRow(dialog, 'Relay over TLS')).toHaveText('not offered by this server');
+  await expect(checkRow(dialog, 'Round-trip time to the server')).toHaveText(/^\d+ ms$/);
+  await expect(checkRow(dialog, 'Download')).toHaveText(/^[\d.]+ Mbit\/s$/);
+  await expect(checkRow(dialog, 'Upload')).toHaveText(/^[\d.]+ Mbit\/s$/);
+  await expectOnScreen(dialog.getByRole('button', { name: 'Close' }));
+  await expectAccessible(page, 'network check');
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(open).toBeFocused();
+
+  // On a phone, in Chinese: the dialog fits, and says the same.
+  await page.setViewportSize(SIZES.phone.viewport);
+  await page.getByLabel('Language').selectOption('zh-CN');
+  await page.getByRole('button', { name: '检测我的网络' }).click();
+  const zh = page.getByRole('dialog', { name: '你的网络连接' });
+  await expect(zh.getByRole('status')).toHaveText('检测完成。', { timeout: 30_000 });
+  await expect(checkRow(zh, '经 UDP 中继')).toHaveText('可以连通');
+  await expectOnScreen(zh.getByRole('button', { name: '关闭' }));
+  await page.screenshot({ path: 'docs/screenshots/netcheck-phone.png' });
+});
+
+test('the network check names what a firewall lets through: everything, then only TURN over TLS on 443', async ({ playwright }, testInfo) => {
+  test.setTimeout(120_000);
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  createNetwork();
+  // HTTPS on 443 with a self-signed certificate carries TURN over TLS too; UDP/TCP TURN on 3478.
+  const server = await startServer(`${HOST_IP}:443`, ['--turn-listen', `${HOST_IP}:3478`], { https: true });
+  const browser = await playwright.chromium.launch(chromiumInNamespace({ ...launch, args: [...(launch.args ?? []), '--ignore-certificate-errors'] }));
+  try {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await page.getByRole('button', { name: 'Test my connection' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Your connection' });
+    await expect(dialog.getByRole('status')).toHaveText('Check finished.', { timeout: 30_000 });
+    await expect(checkRow(dialog, 'STUN (finding your public address)')).toHaveText('reachable');
+    // (UDP is not asserted here: now and then a Chromium in the namespace gathers no UDP relay
+    // and reports no error, as e2e/turns.spec.js notes.)
+    await expect(checkRow(dialog, 'Relay over TCP')).toHaveText('reachable');
+    await expect(checkRow(dialog, 'Relay over TLS')).toHaveText('reachable');
+
+    allowOnlyTcpOut(HOST_IP, 443);
+    await dialog.getByRole('button', { name: 'Check again' }).click();
+    await expect(dialog.getByRole('status')).toHaveText('Check finished.', { timeout: 30_000 });
+    await expect(checkRow(dialog, 'STUN (finding your public address)')).toHaveText('not reachable');
+    await expect(checkRow(dialog, 'Relay over UDP')).toHaveText('not reachable');
+    await expect(checkRow(dialog, 'Relay over TCP')).toHaveText('not reachable');
+    await expect(checkRow(dialog, 'Relay over TLS')).toHaveText('reachable');
+    await expect(checkRow(dialog, 'Download')).toHaveText(/^[\d.]+ Mbit\/s$/);
+  } finally {
+    await browser.close();
     await stopServer(server.proc);
     removeNetwork();
   }

@@ -4,6 +4,8 @@
 //! of a test's own.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from '@playwright/test';
@@ -156,13 +158,16 @@ process.once('exit', () => {
 });
 
 /**
- * Starts a visavis of its own for a test (debug build) and waits until it serves. It keeps its
+ * Starts a visavis of its own for a test (debug build), with no TURN server unless `args` give
+ * `--turn-listen`, and waits until it serves. It keeps its
  * state in a new temporary `--data-dir` (its state file is locked, so servers side by side each
  * need one), unless `args` name one: a restart passes the `dataDir` of the server it replaces.
  * @param {string} listen
  * @param {string[]} args
+ * @param {{https?: boolean}} [options] `https`: it serves HTTPS (any certificate is accepted
+ *   while waiting for it)
  */
-export async function startServer(listen, args = []) {
+export async function startServer(listen, args = [], options = {}) {
   let dataDir;
   if (args.includes('--data-dir')) dataDir = args[args.indexOf('--data-dir') + 1];
   else {
@@ -170,13 +175,15 @@ export async function startServer(listen, args = []) {
     madeDataDirs.push(dataDir);
   }
   const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
+  // No TURN server unless the test asks for one.
+  const turn = args.includes('--turn-listen') ? [] : ['--no-turn'];
   // The SFU on a port of its own, so servers side by side do not all want 3479.
   const sfu = args.some((a) => a === '--sfu-listen' || a === '--group-media') ? [] : ['--sfu-listen', `${listen.replace(/:\d+$/, '')}:0`];
-  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...data, ...sfu, ...args], { stdio: 'ignore' });
-  const url = `http://${listen}`;
+  const proc = spawn(BINARY, ['--listen', listen, ...turn, ...data, ...sfu, ...args], { stdio: 'ignore' });
+  const url = `${options.https ? 'https' : 'http'}://${listen.replace(/:443$/, '')}`;
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { proc, url, dataDir };
+      if (await healthy(`${url}/healthz`)) return { proc, url, dataDir };
     } catch {
       // not up yet
     }
@@ -184,6 +191,23 @@ export async function startServer(listen, args = []) {
   }
   proc.kill('SIGKILL');
   throw new Error(`visavis on ${listen} did not start`);
+}
+
+/**
+ * Whether `url` answers 200, over HTTP or HTTPS (any certificate accepted).
+ * @param {string} url
+ * @returns {Promise<boolean>}
+ */
+function healthy(url) {
+  return new Promise((resolve) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const request = get(url, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    request.on('error', () => resolve(false));
+    request.on('timeout', () => request.destroy());
+  });
 }
 
 /** @param {import('node:child_process').ChildProcess} proc */

@@ -21,7 +21,8 @@ export const HISTORY_MS = 60_000;
  * @property {number} lossPermille received packets lost in the interval, all kinds together
  * @property {number | null} outLossPermille of the packets we sent, the share the other side
  *   reported lost (its latest receiver reports, the worst kind); null before any report
- * @property {number | null} jitterMs the worst received stream's jitter
+ * @property {number | null} jitterMs the received audio's jitter (video's when there is no
+ *   audio: a video frame leaves in a burst of packets, which inflates its figure)
  * @property {number} inKbps received bitrate over the interval, all streams
  * @property {number} outKbps sent bitrate over the interval, all streams
  * @property {number | null} availableOutKbps the sender's bandwidth estimate for this path
@@ -51,6 +52,34 @@ export function qualityLevel(s) {
     grade(loss, [10, 30, 80, 150]),
     grade(s.jitterMs, [30, 50, 100, 200]),
   ));
+}
+
+/**
+ * The latest sample with its round-trip time, loss, jitter and bandwidth estimate replaced by
+ * the median of the last `n` samples: what the bars and warnings show, so that one bad
+ * two-second interval (a burst of loss, a late report) neither flashes a warning nor hides a
+ * lasting problem for long. Null without samples.
+ * @param {QualitySample[]} samples oldest first
+ * @param {number} [n]
+ * @returns {QualitySample | null}
+ */
+export function steady(samples, n = 3) {
+  const last = samples.slice(-n);
+  const latest = last.at(-1);
+  if (!latest) return null;
+  /** @param {(s: QualitySample) => number | null} pick */
+  const median = (pick) => {
+    const xs = last.map(pick).filter((x) => x !== null).sort((a, b) => /** @type {number} */ (a) - /** @type {number} */ (b));
+    return xs.length ? /** @type {number} */ (xs[Math.floor((xs.length - 1) / 2)]) : null;
+  };
+  return {
+    ...latest,
+    rttMs: median((s) => s.rttMs),
+    lossPermille: median((s) => s.lossPermille) ?? 0,
+    outLossPermille: median((s) => s.outLossPermille),
+    jitterMs: median((s) => s.jitterMs),
+    availableOutKbps: median((s) => s.availableOutKbps),
+  };
 }
 
 /**
@@ -131,6 +160,8 @@ export class QualityMeter {
     /** @type {number | null} */
     let jitter = null;
     /** @type {number | null} */
+    let videoJitter = null;
+    /** @type {number | null} */
     let outLoss = null;
     /** @type {any} */
     let video = null;
@@ -147,7 +178,8 @@ export class QualityMeter {
         received += delta(s.id, 'received', s.packetsReceived ?? 0);
         lost += delta(s.id, 'lost', s.packetsLost ?? 0);
         bytesIn += delta(s.id, 'bytes', s.bytesReceived ?? 0);
-        if (typeof s.jitter === 'number') jitter = Math.max(jitter ?? 0, s.jitter * 1000);
+        if (typeof s.jitter === 'number' && s.kind === 'audio') jitter = Math.max(jitter ?? 0, s.jitter * 1000);
+        if (typeof s.jitter === 'number' && s.kind === 'video') videoJitter = Math.max(videoJitter ?? 0, s.jitter * 1000);
         if (s.kind === 'video') {
           freezes += s.freezeCount ?? 0;
           if ((s.frameWidth ?? 0) > (video?.frameWidth ?? -1)) video = s;
@@ -158,6 +190,7 @@ export class QualityMeter {
         outLoss = Math.max(outLoss ?? 0, Math.round(s.fractionLost * 1000));
       }
     });
+    jitter ??= videoJitter;
     const local = pair ? stats.get(pair.localCandidateId) : null;
     const kbps = (/** @type {number} */ bytes) => (seconds > 0 ? Math.round((bytes * 8) / seconds / 1000) : 0);
     /** @type {QualitySample} */

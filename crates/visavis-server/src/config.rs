@@ -157,6 +157,35 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_STATE", value_enum, default_value = "file")]
     pub state: StateKind,
 
+    /// Run as one node of a cluster sharing rooms through this Redis (`redis://host:6379/0`):
+    /// the rooms' state is kept there (instead of --state), each room lives on one node, and a
+    /// node that dies or stops hands its rooms to the others. See docs/scaling.md.
+    #[arg(long, env = "VISAVIS_REDIS")]
+    pub redis: Option<String>,
+
+    /// With --redis: where the other nodes reach this one (`http://10.0.0.5:8080`); by
+    /// default the --listen address, if it is a specific one.
+    #[arg(long, env = "VISAVIS_NODE_URL", requires = "redis")]
+    pub node_url: Option<String>,
+
+    /// With --redis: milliseconds a room's lease lasts without renewal, so how long the rooms
+    /// of a node that died wait before another node takes them over.
+    #[arg(long, env = "VISAVIS_LEASE_TTL_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub lease_ttl_ms: u64,
+
+    /// With --redis: milliseconds between lease renewals (at most a third of --lease-ttl-ms,
+    /// so that two can fail before a lease runs out).
+    #[arg(long, env = "VISAVIS_LEASE_RENEW_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=200_000))]
+    pub lease_renew_ms: u64,
+
+    /// With --redis: milliseconds between a node's heartbeats in the node registry; a node
+    /// silent for three counts as dead (and is no longer forwarded to).
+    #[arg(long, env = "VISAVIS_NODE_HEARTBEAT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub node_heartbeat_ms: u64,
+
     /// Most members one room may hold; one more gets a `room_full` error.
     #[arg(long, env = "VISAVIS_ROOM_CAPACITY", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -271,6 +300,18 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_HTTP_HEADER_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_header_timeout: u64,
+
+    /// Requests to the pre-call network check (`/netcheck/*`: TURN credentials for a minute,
+    /// download and upload bodies) one client address may make per minute; 0 turns the
+    /// check's endpoints off (`netcheck_off`).
+    #[arg(long, env = "VISAVIS_NETCHECK_PER_MINUTE", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub netcheck_per_minute: u32,
+
+    /// Largest body the network check downloads or uploads, in bytes (`netcheck_too_large`).
+    #[arg(long, env = "VISAVIS_NETCHECK_MAX_BYTES", default_value_t = 1_048_576,
+          value_parser = clap::value_parser!(u64).range(1024..=16 * 1_048_576))]
+    pub netcheck_max_bytes: u64,
 
     /// HTTP connections one client address may hold that are not WebSockets (yet); more are
     /// closed at once.
