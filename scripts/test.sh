@@ -10,7 +10,8 @@ step() { printf '\n== %s\n' "$*"; }
 # Debian packages: the browser for the web tests, coturn (turnutils_uclient as a real TURN
 # client, turnserver for interop), openssl for a test certificate, iproute2 for the network
 # namespaces in which browsers of the network tests live (those tests need root), pebble,
-# nginx, nftables, iptables and curl (the connectivity lab, e2e/lab/), and python3-venv for
+# nginx, nftables, iptables and curl (the connectivity lab, e2e/lab/), redis-server and
+# haproxy (the cluster tests), and python3-venv for
 # schemathesis.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -23,6 +24,8 @@ command -v nft >/dev/null || missing+=(nftables)    # a firewall that lets only 
 command -v iptables >/dev/null || missing+=(iptables) # the lab's delay: forwarded packets to an NFQUEUE
 command -v curl >/dev/null || missing+=(curl)       # the lab's health check inside its namespace
 command -v python3 >/dev/null || missing+=(python3) # the lab's delayer (e2e/lab/delay.py)
+command -v redis-server >/dev/null || missing+=(redis-server) # the shared store of a cluster
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy) # its load balancer
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv) # schemathesis's venv
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
