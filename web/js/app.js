@@ -333,7 +333,7 @@ function enterRoom(joined) {
 function resumeCalls(joined) {
   const c = joined.call;
   if (c?.active) {
-    const call = newCall(c.callId, 'direct', openMedia(), c.since ?? Date.now());
+    const call = newCall(c.callId, 'direct', openMedia(), undefined, c.since ?? Date.now());
     call?.addPeer(c.peer, c.name, !c.outgoing, state.members.get(c.peer)?.publish);
   } else if (c) {
     state.pending = {
@@ -597,11 +597,12 @@ function onMessage(msg) {
       onCallEnded(msg);
       break;
     case 'group_call':
-      onGroupCall({ callId: msg.callId, participants: msg.participants });
+      onGroupCall({ callId: msg.callId, participants: msg.participants, media: msg.media ?? 'mesh' });
       break;
     case 'description':
     case 'candidate':
     case 'media':
+    case 'sfu_description':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
       return;
     case 'chat':
@@ -760,9 +761,10 @@ function startDirectCall(callId, peer, polite) {
  * @param {number} callId
  * @param {'direct' | 'group'} mode
  * @param {Promise<OpenedMedia>} media
+ * @param {'sfu' | 'mesh'} [groupMedia] how a group call's media flows
  * @param {number | null} [since] when the call started, for a call picked up after a reload
  */
-function newCall(callId, mode, media, since = null) {
+function newCall(callId, mode, media, groupMedia, since = null) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
   chat.closeIfNarrow();
@@ -770,6 +772,7 @@ function newCall(callId, mode, media, since = null) {
   state.call = new CallView({
     callId,
     mode,
+    groupMedia,
     myName: state.me.name,
     iceServers: state.iceServers,
     media,
@@ -845,7 +848,7 @@ function onGroupCall(group) {
   const me = state.me?.id;
   if (me === undefined || !group.participants.includes(me)) return;
   if (!state.call && state.joiningGroup) {
-    newCall(group.callId, 'group', state.joiningGroup);
+    newCall(group.callId, 'group', state.joiningGroup, group.media);
     state.joiningGroup = null;
   }
   const call = state.call;

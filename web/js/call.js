@@ -1,11 +1,13 @@
 // @ts-check
-//! The call panel: one call (a 1:1 call, or the room's group call as a full mesh), run by the
-//! SDK's CallPeers (local media, one peer connection per other person, the call's signalling),
+//! The call panel: one call (a 1:1 call, or the room's group call), run by the SDK's CallPeers
+//! (local media, one peer connection per other person, the call's signalling) or, for a group
+//! call through the server's SFU, by its SfuCall (one peer connection for everyone),
 //! with their tiles and the controls (mute, camera, screen sharing, device pickers, duration,
 //! connection state, hang-up / leave), and how each connection is going: bars on each remote
 //! tile, their details panel, and a warning when the network is poor (ours or theirs).
 
 import { CallPeers } from '../sdk/peers.js';
+import { SfuCall } from '../sdk/sfu.js';
 import { listDevices } from '../sdk/media.js';
 import { Tile } from './tile.js';
 import { t } from './i18n.js';
@@ -16,7 +18,7 @@ import { QualityPanel } from './quality-panel.js';
  * @typedef {import('../sdk/protocol.js').ClientMsg} ClientMsg
  * @typedef {import('../sdk/protocol.js').ServerMsg} ServerMsg
  * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
- * @typedef {{name: string, peer: import('../sdk/peer.js').PeerCall, tile: Tile, screen: Tile | null,
+ * @typedef {{name: string, peer: {pc: RTCPeerConnection, iceRestarts: number}, tile: Tile, screen: Tile | null,
  *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
  *            level: number, reconnecting: boolean, polite: boolean,
  *            unavailable: import('../sdk/protocol.js').Unavailable,
@@ -38,6 +40,7 @@ export class CallView {
    * @param {object} options
    * @param {number} options.callId
    * @param {'direct' | 'group'} options.mode a 1:1 call, or the room's group call
+   * @param {'sfu' | 'mesh'} [options.groupMedia] how a group call's media flows
    * @param {string} options.myName
    * @param {RTCIceServer[]} options.iceServers
    * @param {Promise<OpenedMedia>} options.media local camera/microphone, opening
@@ -52,7 +55,7 @@ export class CallView {
    * @param {number | null} [options.since] when the call started (a call picked up again after
    *   a reload): the duration counts from there
    */
-  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish, start = {}, speaker = '', since = null }) {
+  constructor({ callId, mode, groupMedia = 'mesh', myName, iceServers, media, send, isHost = () => false, publish, start = {}, speaker = '', since = null }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
@@ -98,16 +101,8 @@ export class CallView {
 
     /** @param {number} id */
     const remote = (id) => this.remotes.get(id);
-    this.peers = new CallPeers({
-      callId,
-      mode,
-      iceServers,
-      iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
-      media,
-      start,
-      resumed: since !== null,
-      send,
-      events: {
+    /** @type {import('../sdk/peers.js').CallPeersEvents} */
+    const events = {
         remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
         remoteScreen: (id, stream) => {
           const r = remote(id);
@@ -132,8 +127,11 @@ export class CallView {
           this.render();
           if (this.panelFor === id) panel?.render();
         },
-      },
-    });
+    };
+    const iceTransportPolicy = FORCE_RELAY ? 'relay' : 'all';
+    this.peers = mode === 'group' && groupMedia === 'sfu'
+      ? new SfuCall({ callId, iceServers, iceTransportPolicy, media, start, send, events })
+      : new CallPeers({ callId, mode, iceServers, iceTransportPolicy, media, start, resumed: since !== null, send, events });
 
     this.render();
     this.dialog.show(); // not modal: the room and its chat stay usable during a call
@@ -195,7 +193,7 @@ export class CallView {
    */
   renewPeer(id) {
     const remote = this.remotes.get(id);
-    const peer = remote && this.peers.renew(id);
+    const peer = remote && 'renew' in this.peers ? this.peers.renew(id) : null;
     if (!remote || !peer) return;
     remote.peer = peer;
     remote.connection = 'new';
@@ -313,13 +311,8 @@ export class CallView {
   async tick() {
     this.renderDuration();
     if (this.mode !== 'group') return;
-    await Promise.all([...this.remotes.values()].map(async (remote) => {
-      const stats = await remote.peer.pc.getStats().catch(() => null);
-      remote.level = 0;
-      stats?.forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'audio' && typeof s.audioLevel === 'number') remote.level = s.audioLevel;
-      });
-    }));
+    const levels = await this.peers.levels();
+    for (const [id, remote] of this.remotes) remote.level = levels.get(id) ?? 0;
     this.render();
   }
 
