@@ -5,8 +5,9 @@
 
 import { Signalling, SignallingError, defaultUrl } from '../sdk/protocol.js';
 import { mediaBlocked, openLocalMedia, secureUrl } from '../sdk/media.js';
+import { prepareCall } from '../sdk/peers.js';
 import { Ringer } from './ring.js';
-import { CallView, setLabel } from './call.js';
+import { CallView, FORCE_RELAY, setLabel } from './call.js';
 import { ChatView } from './chat.js';
 import { currentLang, setLang, t } from './i18n.js';
 
@@ -23,8 +24,10 @@ import { currentLang, setLang, t } from './i18n.js';
  * @typedef {{key: import('./i18n.js').Key, params?: Record<string, string>}} Text
  *
  * A 1:1 call before it is accepted. `id` is null until the server confirms the invite.
+ * `prepared`: its peer connection, made while it rings when the server pre-connects.
  * @typedef {{id: number | null, peer: number, peerName: string, direction: 'outgoing' | 'incoming',
- *            media: Promise<OpenedMedia> | null, cancelled: boolean, answered: boolean}} PendingCall
+ *            media: Promise<OpenedMedia> | null, cancelled: boolean, answered: boolean,
+ *            prepared: import('../sdk/peers.js').CallPeers | null}} PendingCall
  */
 
 /** @param {string} id */
@@ -79,6 +82,8 @@ const state = {
   offline: false,
   /** @type {RTCIceServer[]} */
   iceServers: [],
+  /** @type {import('../sdk/protocol.js').Preconnect} whether 1:1 calls connect while they ring */
+  preconnect: /** @type {import('../sdk/protocol.js').Preconnect} */ ('off'),
   /** @type {PendingCall | null} */
   pending: null,
   /** @type {CallView | null} the call we are in, 1:1 or group */
@@ -275,6 +280,7 @@ function enterRoom(joined) {
   state.room = joined.room;
   state.roomState = joined.state ?? NAMED_ROOM;
   state.iceServers = joined.iceServers;
+  state.preconnect = joined.preconnect ?? 'off';
   state.members = new Map(joined.members.map((m) => [m.id, m]));
   state.departed.clear();
   state.reconnecting.clear();
@@ -413,6 +419,7 @@ function onMessage(msg) {
       // Fresh TURN credentials: the ones from `joined` stop working for new relays.
       state.iceServers = msg.iceServers;
       state.call?.setIceServers(msg.iceServers);
+      state.pending?.prepared?.setIceServers(msg.iceServers);
       return;
     case 'joined':
       // A host let us in from the lobby.
@@ -477,15 +484,22 @@ function onMessage(msg) {
         state.pending.id = msg.callId;
         // Cancel pressed before the server had numbered the call.
         if (state.pending.cancelled) state.sig?.send({ type: 'cancel', callId: msg.callId });
+        else state.pending.prepared = prepare(msg.callId, msg.peer, false);
       }
       break;
-    case 'incoming':
+    case 'incoming': {
+      // Glare: we are calling them too, and our invite accepts this call (`accepted` follows);
+      // the camera we opened for our call is this one's, and nothing rings.
+      const ours = state.pending;
+      const glare = ours?.direction === 'outgoing' && ours.id === null && ours.peer === msg.from;
       state.pending = {
         id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming',
-        media: null, cancelled: false, answered: false,
+        media: glare ? ours.media : null, cancelled: false, answered: glare,
+        prepared: prepare(msg.callId, msg.from, true),
       };
-      ringer.start();
+      if (!glare) ringer.start();
       break;
+    }
     case 'accepted':
       startDirectCall(msg.callId, msg.peer, msg.polite);
       break;
@@ -499,6 +513,7 @@ function onMessage(msg) {
     case 'candidate':
     case 'media':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
+      else if (state.pending?.prepared?.callId === msg.callId) state.pending.prepared.handle(msg);
       return;
     case 'chat':
       chat.add(msg);
@@ -575,6 +590,7 @@ function invite(peer) {
     media: openMedia(),
     cancelled: false,
     answered: false,
+    prepared: null,
   };
   state.sig.send({ type: 'invite', to: peer });
   render();
@@ -607,6 +623,22 @@ function cancel() {
 }
 
 /**
+ * The 1:1 call rings: when the server pre-connects, its peer connection is made now (the roles
+ * `accepted` will give: the callee polite), ICE and DTLS done before anyone answers; no media.
+ * @param {number} callId
+ * @param {number} peer
+ * @param {boolean} polite
+ */
+function prepare(callId, peer, polite) {
+  const sig = state.sig;
+  if (!sig || INSECURE) return null;
+  return prepareCall({
+    callId, peer, polite, accepts: state.members.get(peer)?.publish, preconnect: state.preconnect,
+    relayOnly: FORCE_RELAY, iceServers: state.iceServers, send: (msg) => sig.send(msg),
+  });
+}
+
+/**
  * @param {number} callId
  * @param {number} peer
  * @param {boolean} polite
@@ -615,7 +647,14 @@ function startDirectCall(callId, peer, polite) {
   const pending = state.pending;
   ringer.stop();
   state.pending = null;
-  const call = newCall(callId, 'direct', pending?.media ?? openMedia());
+  // The peer connection made while it rang, if the roles are those it was made with.
+  let prepared = pending?.prepared ?? null;
+  if (prepared && (prepared.callId !== callId || prepared.peers.get(peer)?.polite !== polite)) {
+    prepared.close();
+    prepared = null;
+  }
+  const call = newCall(callId, 'direct', pending?.media ?? openMedia(), prepared);
+  if (!call) prepared?.close();
   call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite, state.members.get(peer)?.publish);
 }
 
@@ -623,8 +662,9 @@ function startDirectCall(callId, peer, polite) {
  * @param {number} callId
  * @param {'direct' | 'group'} mode
  * @param {Promise<OpenedMedia>} media
+ * @param {import('../sdk/peers.js').CallPeers | null} [prepared] made while it rang
  */
-function newCall(callId, mode, media) {
+function newCall(callId, mode, media, prepared = null) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
   chat.closeIfNarrow();
@@ -637,6 +677,7 @@ function newCall(callId, mode, media) {
     send: (msg) => sig.send(msg),
     isHost,
     publish: state.me.publish,
+    prepared,
   });
   return state.call;
 }
@@ -670,6 +711,7 @@ function endCallUi() {
   ringer.stop();
   state.call?.close();
   state.call = null;
+  state.pending?.prepared?.close();
   state.pending = null;
   releaseMedia(state.joiningGroup);
   state.joiningGroup = null;

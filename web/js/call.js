@@ -19,7 +19,7 @@ import { t } from './i18n.js';
  */
 
 /** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
-const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
+export const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -37,8 +37,10 @@ export class CallView {
    *   host of the private room, for the tiles' captions
    * @param {import('../sdk/protocol.js').Publish} [options.publish] what we may send: the
    *   controls for anything else are not shown
+   * @param {CallPeers | null} [options.prepared] the 1:1 call's peer connection, made while it
+   *   rang (`prepareCall`): it gets our media once its person's tile is there
    */
-  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish }) {
+  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish, prepared = null }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
@@ -81,32 +83,35 @@ export class CallView {
 
     /** @param {number} id */
     const remote = (id) => this.remotes.get(id);
-    this.peers = new CallPeers({
+    this.media = media;
+    /** @type {import('../sdk/peers.js').CallPeersEvents} */
+    this.events = {
+      remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
+      remoteScreen: (id, stream) => {
+        const r = remote(id);
+        if (!r) return;
+        r.screen ??= new Tile({ kind: 'screen', onpin: () => this.togglePin(`${id}:screen`) });
+        r.screen.setStream(stream);
+        this.render();
+      },
+      remoteMedia: (id, state) => this.remoteMedia(id, state),
+      connectionState: (id, state) => {
+        const r = remote(id);
+        if (!r) return;
+        r.connection = state;
+        if (state === 'connected' && this.connectedAt === null) this.connectedAt = Date.now();
+        this.render();
+      },
+      localChange: () => this.onLocalChange(),
+    };
+    this.peers = prepared ?? new CallPeers({
       callId,
       mode,
       iceServers,
       iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
       media,
       send,
-      events: {
-        remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
-        remoteScreen: (id, stream) => {
-          const r = remote(id);
-          if (!r) return;
-          r.screen ??= new Tile({ kind: 'screen', onpin: () => this.togglePin(`${id}:screen`) });
-          r.screen.setStream(stream);
-          this.render();
-        },
-        remoteMedia: (id, state) => this.remoteMedia(id, state),
-        connectionState: (id, state) => {
-          const r = remote(id);
-          if (!r) return;
-          r.connection = state;
-          if (state === 'connected' && this.connectedAt === null) this.connectedAt = Date.now();
-          this.render();
-        },
-        localChange: () => this.onLocalChange(),
-      },
+      events: this.events,
     });
 
     this.render();
@@ -151,6 +156,8 @@ export class CallView {
     };
     this.remotes.set(id, /** @type {Remote} */ (remote));
     remote.peer = this.peers.addPeer(id, polite, publish);
+    // A call prepared while it rang: now that the tile is there, our media and its events.
+    if (!this.peers.accepted) this.peers.accept({ media: this.media, events: this.events });
     this.render();
   }
 

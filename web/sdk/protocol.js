@@ -24,9 +24,14 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{private: boolean, lobby: boolean, locked: boolean, shareHistory: boolean}} RoomState
  * @typedef {'admitted' | 'denied' | 'left'} KnockOutcome
  *
+ * How 1:1 calls connect while they ring (`--preconnect`): through the TURN relay only, with
+ * every candidate, or not at all (the peer connections are made on `accepted`).
+ * @typedef {'relay' | 'direct' | 'off'} Preconnect
+ *
  * `hostKey`: to hosts of a private room, the key of the host link; `null` for everyone else.
+ * `preconnect`: absent from an older server, which means `off`.
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
- *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
+ *            iceServers: IceServer[], ringTimeoutMs: number, preconnect?: Preconnect, group: GroupCall | null,
  *            chat: ChatEntry[], state: RoomState, hostKey: string | null,
  *            token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg
  * @typedef {{type: 'ice_servers', iceServers: IceServer[]}} IceServersMsg
