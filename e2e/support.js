@@ -155,7 +155,8 @@ process.once('exit', () => {
 });
 
 /**
- * Starts a visavis of its own for a test (debug build) and waits until it serves. It keeps its
+ * Starts a visavis of its own for a test (debug build, or `VISAVIS_BIN`), without TURN unless
+ * `args` give `--turn-listen`, and waits until it serves. It keeps its
  * state in a new temporary `--data-dir` (its state file is locked, so servers side by side each
  * need one), unless `args` name one: a restart passes the `dataDir` of the server it replaces.
  * @param {string} listen
@@ -169,7 +170,9 @@ export async function startServer(listen, args = []) {
     madeDataDirs.push(dataDir);
   }
   const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
-  const proc = spawn(BINARY, ['--listen', listen, '--no-turn', ...data, ...args], { stdio: 'ignore' });
+  // No TURN server unless the test gives it an address.
+  const turn = args.includes('--turn-listen') ? [] : ['--no-turn'];
+  const proc = spawn(BINARY, ['--listen', listen, ...turn, ...data, ...args], { stdio: 'ignore' });
   const url = `http://${listen}`;
   for (let i = 0; i < 100; i++) {
     try {

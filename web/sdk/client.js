@@ -149,7 +149,8 @@ export class Client extends EventTarget {
     this.remoteScreen = null;
     /** `local_stream` went out for this call's stream. */
     this.localAnnounced = false;
-    /** What the person chose before a call had media: applied when it opens. */
+    /** What the person chose before the call's media opened (even once accepted: a call that
+     * pre-connected is up before the camera is): read when it opens. */
     this.prefs = { muted: false, cameraOff: false };
   }
 
@@ -502,7 +503,7 @@ export class Client extends EventTarget {
     if (prepared?.callId === callId && prepared.peers.get(peer)?.polite === polite) {
       media = prepared;
       this.emit('accepted', { callId, peer });
-      prepared.accept({ media: opening, start: { ...this.prefs }, events });
+      prepared.accept({ media: opening, start: this.prefs, events });
       return;
     }
     prepared?.close();
@@ -512,7 +513,7 @@ export class Client extends EventTarget {
       iceServers: this.iceServers,
       iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
       media: opening,
-      start: { ...this.prefs },
+      start: this.prefs,
       send: (msg) => this.sig.send(msg),
       events,
     });
