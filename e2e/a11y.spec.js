@@ -3,8 +3,7 @@
 //! incoming call dialogs, the call, the chat open), on a phone and a laptop, in English and in
 //! Chinese. Any serious or critical violation fails the test.
 import { test, expect } from '@playwright/test';
-import AxeBuilder from '@axe-core/playwright';
-import { SIZES, closeContexts, roomName } from './support.js';
+import { SIZES, closeContexts, expectAccessible, roomName } from './support.js';
 import { COTURN_APP_PORT } from '../playwright.config.js';
 
 // The second visavis of playwright.config.js rings for the default 30 s (the first one gives up
@@ -12,19 +11,6 @@ import { COTURN_APP_PORT } from '../playwright.config.js';
 // busy machine.
 test.use({ baseURL: `http://127.0.0.1:${COTURN_APP_PORT}` });
 test.afterEach(closeContexts);
-
-/**
- * Runs axe on the page as it is and fails on serious or critical violations (listed).
- * @param {import('@playwright/test').Page} page
- * @param {string} screen
- */
-async function expectAccessible(page, screen) {
-  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']).analyze();
-  const bad = results.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => `${n.target.join(' ')} — ${n.failureSummary?.split('\n').slice(1, 2).join('')}`).join('\n    ')}`);
-  expect(bad, `axe on ${screen}`).toEqual([]);
-}
 
 /**
  * Opens visavis and joins `room` by the form's ids (the labels depend on the language).

@@ -72,3 +72,21 @@ export function chromiumInNamespace(/** @type {import('@playwright/test').Launch
     env: { ...process.env, VISAVIS_NETNS: NS, CHROMIUM_PATH: base.executablePath ?? '/usr/bin/chromium' },
   };
 }
+
+/**
+ * Drops `percent` of the UDP packets leaving the namespace, at random (what a bad Wi-Fi or
+ * mobile uplink does to a call's media), or none again with 0. Signalling (TCP) is untouched.
+ * @param {number} percent
+ */
+export function loseUdpOut(percent) {
+  const nft = (/** @type {string} */ rules) =>
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'pipe', 'pipe'] });
+  try { nft('delete table inet visavis_e2e_loss'); } catch { /* not there */ }
+  if (percent <= 0) return;
+  nft(`table inet visavis_e2e_loss {
+    chain out {
+      type filter hook output priority 0; policy accept;
+      meta l4proto udp numgen random mod 100 < ${Math.round(percent)} drop
+    }
+  }`);
+}

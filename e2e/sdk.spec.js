@@ -65,6 +65,10 @@ test('two SDK clients: chat, a declined call, a call with video both ways, mute,
       return flowing(c).length;
     };
     const video = [await videoArrived(ann), await videoArrived(bob)];
+    // How the connection goes, every 2 s: bars from a real sample (the first, taken at once,
+    // may know nothing yet).
+    let quality = await next(bob, 'quality');
+    for (let i = 0; i < 5 && quality.level === null; i++) quality = await next(bob, 'quality');
     const localTracks = ann.localStream?.getTracks().map((t) => t.kind).sort() ?? [];
 
     // Ann mutes: Bob is told.
@@ -102,6 +106,7 @@ test('two SDK clients: chat, a declined call, a call with video both ways, mute,
       admitted: [joinedAnn.state, joinedBob.state], bobSeen: bobSeen.name,
       message: { text: message.text, name: message.name, history: message.history },
       ringName: ring.name, decline, video, localTracks, mute: mute.audio,
+      quality: { fromAnn: quality.peer === joinedAnn.you.id, level: quality.level, path: quality.sample.path },
       hangup: hangup.map((h) => h.reason), afterCall: [ann.activeCall, ann.localStream, bob.remoteStream],
       unknown: { code: unknown.code, request: unknown.request }, bobCall: bob.activeCall,
       joinError, gone, states: [ann.state, bob.state], log,
@@ -116,6 +121,8 @@ test('two SDK clients: chat, a declined call, a call with video both ways, mute,
   expect(result.video).toEqual([1, 1]);
   expect(result.localTracks).toEqual(['audio', 'video']);
   expect(result.mute).toBe(false);
+  expect(result.quality).toMatchObject({ fromAnn: true, path: 'host' });
+  expect(result.quality.level).toBeGreaterThanOrEqual(2);
   expect(result.hangup).toEqual(['hangup', 'hangup']);
   expect(result.afterCall).toEqual([null, null, null]);
   expect(result.unknown).toEqual({ code: 'unknown_member', request: 'invite' });

@@ -4,9 +4,12 @@
 //! of a test's own.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
 
 /**
  * Opens visavis in a fresh browser context (its own permissions and storage) and joins `room`.
@@ -155,14 +158,16 @@ process.once('exit', () => {
 });
 
 /**
- * Starts a visavis of its own for a test (debug build, or `VISAVIS_BIN`), without TURN unless
- * `args` give `--turn-listen`, and waits until it serves. It keeps its
+ * Starts a visavis of its own for a test (debug build, or `VISAVIS_BIN`), with no TURN server
+ * unless `args` give `--turn-listen`, and waits until it serves. It keeps its
  * state in a new temporary `--data-dir` (its state file is locked, so servers side by side each
  * need one), unless `args` name one: a restart passes the `dataDir` of the server it replaces.
  * @param {string} listen
  * @param {string[]} args
+ * @param {{https?: boolean}} [options] `https`: it serves HTTPS (any certificate is accepted
+ *   while waiting for it)
  */
-export async function startServer(listen, args = []) {
+export async function startServer(listen, args = [], options = {}) {
   let dataDir;
   if (args.includes('--data-dir')) dataDir = args[args.indexOf('--data-dir') + 1];
   else {
@@ -170,13 +175,13 @@ export async function startServer(listen, args = []) {
     madeDataDirs.push(dataDir);
   }
   const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
-  // No TURN server unless the test gives it an address.
+  // No TURN server unless the test asks for one.
   const turn = args.includes('--turn-listen') ? [] : ['--no-turn'];
   const proc = spawn(BINARY, ['--listen', listen, ...turn, ...data, ...args], { stdio: 'ignore' });
-  const url = `http://${listen}`;
+  const url = `${options.https ? 'https' : 'http'}://${listen.replace(/:443$/, '')}`;
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { proc, url, dataDir };
+      if (await healthy(`${url}/healthz`)) return { proc, url, dataDir };
     } catch {
       // not up yet
     }
@@ -184,6 +189,23 @@ export async function startServer(listen, args = []) {
   }
   proc.kill('SIGKILL');
   throw new Error(`visavis on ${listen} did not start`);
+}
+
+/**
+ * Whether `url` answers 200, over HTTP or HTTPS (any certificate accepted).
+ * @param {string} url
+ * @returns {Promise<boolean>}
+ */
+function healthy(url) {
+  return new Promise((resolve) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const request = get(url, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    request.on('error', () => resolve(false));
+    request.on('timeout', () => request.destroy());
+  });
 }
 
 /** @param {import('node:child_process').ChildProcess} proc */
@@ -214,4 +236,17 @@ export async function expectOnScreen(locator) {
     return hit && el.contains(hit) ? null : (hit?.outerHTML.slice(0, 120) ?? 'nothing');
   });
   expect(covered, 'covered by').toBeNull();
+}
+
+/**
+ * Runs axe on the page as it is and fails on serious or critical violations (listed).
+ * @param {import('@playwright/test').Page} page
+ * @param {string} screen
+ */
+export async function expectAccessible(page, screen) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']).analyze();
+  const bad = results.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => `${n.target.join(' ')} — ${n.failureSummary?.split('\n').slice(1, 2).join('')}`).join('\n    ')}`);
+  expect(bad, `axe on ${screen}`).toEqual([]);
 }

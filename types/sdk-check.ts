@@ -8,14 +8,14 @@ import { PROTOCOL_VERSION, Signalling, SignallingError } from '../web/sdk/protoc
 import { PeerCall } from '../web/sdk/peer.js';
 import { CallPeers } from '../web/sdk/peers.js';
 import { LocalMedia } from '../web/sdk/local.js';
-import { QualityMeter } from '../web/sdk/quality.js';
+import { QualityMeter, diagnose, levelWord, qualityLevel } from '../web/sdk/quality.js';
 import { listDevices, mediaBlocked, openLocalMedia, openTrack } from '../web/sdk/media.js';
 import type { ClientEvents } from '../web/sdk/client.js';
 
 // The implementations fit the declarations.
 const implementations: { [K in keyof typeof sdk]: (typeof sdk)[K] } = {
   Client, connect, socketUrl, PROTOCOL_VERSION, Signalling, SignallingError, PeerCall, CallPeers, LocalMedia,
-  QualityMeter, listDevices, mediaBlocked, openLocalMedia, openTrack,
+  QualityMeter, diagnose, levelWord, qualityLevel, listDevices, mediaBlocked, openLocalMedia, openTrack,
 };
 void implementations;
 
@@ -27,7 +27,7 @@ const detailsMatch: { [K in keyof ClientEvents]: Same<ClientEvents[K], sdk.Clien
   member_state: true, knock: true, knock_ended: true, room_state: true, incoming: true,
   ringing: true, accepted: true, connected: true, call_ended: true, local_stream: true,
   local_media: true, remote_stream: true, remote_screen: true, remote_media: true,
-  connection_state: true, chat: true, mute_request: true, error: true,
+  connection_state: true, quality: true, chat: true, mute_request: true, error: true,
 };
 void eventsMatch;
 void detailsMatch;

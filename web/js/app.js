@@ -9,6 +9,7 @@ import { prepareCall } from '../sdk/peers.js';
 import { Ringer } from './ring.js';
 import { CallView, FORCE_RELAY, setLabel } from './call.js';
 import { ChatView } from './chat.js';
+import { NetcheckView } from './netcheck.js';
 import { currentLang, setLang, t } from './i18n.js';
 
 /**
@@ -823,6 +824,7 @@ function render() {
   }
   /** @type {HTMLButtonElement} */ (byId('accept')).disabled = INSECURE;
   state.call?.render();
+  netcheck?.render();
 }
 
 /**
@@ -1022,6 +1024,9 @@ function showDialog(dialog, open) {
 
 /** @type {HTMLFormElement} */ (byId('join-form')).addEventListener('submit', onJoin);
 createButton.onclick = onCreate;
+/** @type {NetcheckView | null} made when first opened */
+let netcheck = null;
+byId('netcheck-open').onclick = () => (netcheck ??= new NetcheckView()).open(byId('netcheck-open'));
 roomInput.addEventListener('input', () => render());
 byId('leave').onclick = () => resetToLanding(null);
 byId('waiting-leave').onclick = () => resetToLanding(null);

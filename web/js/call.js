@@ -2,12 +2,15 @@
 //! The call panel: one call (a 1:1 call, or the room's group call as a full mesh), run by the
 //! SDK's CallPeers (local media, one peer connection per other person, the call's signalling),
 //! with their tiles and the controls (mute, camera, screen sharing, device pickers, duration,
-//! connection state, hang-up / leave).
+//! connection state, hang-up / leave), and how each connection is going: bars on each remote
+//! tile, their details panel, and a warning when the network is poor (ours or theirs).
 
 import { CallPeers } from '../sdk/peers.js';
 import { listDevices } from '../sdk/media.js';
 import { Tile } from './tile.js';
 import { t } from './i18n.js';
+import { diagnose, levelWord, qualityLevel } from '../sdk/quality.js';
+import { QualityPanel } from './quality-panel.js';
 
 /**
  * @typedef {import('../sdk/protocol.js').ClientMsg} ClientMsg
@@ -15,8 +18,12 @@ import { t } from './i18n.js';
  * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
  * @typedef {{name: string, peer: import('../sdk/peer.js').PeerCall, tile: Tile, screen: Tile | null,
  *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
- *            level: number, reconnecting: boolean}} Remote
+ *            level: number, reconnecting: boolean,
+ *            sample: import('../sdk/quality.js').QualitySample | null}} Remote
  */
+
+/** @type {QualityPanel | null} made once, for every call of the page */
+let panel = null;
 
 /** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
 export const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
@@ -51,6 +58,8 @@ export class CallView {
     this.connectedAt = null;
     /** @type {string | null} the pinned tile: `<member id>` or `<member id>:screen` */
     this.pinned = null;
+    /** @type {number | null} whose connection the details panel shows */
+    this.panelFor = null;
 
     this.dialog = /** @type {HTMLDialogElement} */ (byId('in-call'));
     this.stage = byId('call-stage');
@@ -103,6 +112,13 @@ export class CallView {
         this.render();
       },
       localChange: () => this.onLocalChange(),
+      quality: (id, sample) => {
+        const r = remote(id);
+        if (!r) return;
+        r.sample = sample;
+        this.render();
+        if (this.panelFor === id) panel?.render();
+      },
     };
     this.peers = prepared ?? new CallPeers({
       callId,
@@ -142,7 +158,11 @@ export class CallView {
    */
   addPeer(id, name, polite, publish) {
     if (this.remotes.has(id)) return;
-    const tile = new Tile({ kind: 'remote', onpin: () => this.togglePin(String(id)) });
+    const tile = new Tile({
+      kind: 'remote',
+      onpin: () => this.togglePin(String(id)),
+      onquality: () => this.showQuality(id),
+    });
     // The tile is there before the peer connection can report anything about it.
     /** @type {Omit<Remote, 'peer'> & {peer?: Remote['peer']}} */
     const remote = {
@@ -153,6 +173,7 @@ export class CallView {
       connection: 'new',
       level: 0,
       reconnecting: false,
+      sample: null,
     };
     this.remotes.set(id, /** @type {Remote} */ (remote));
     remote.peer = this.peers.addPeer(id, polite, publish);
@@ -165,6 +186,7 @@ export class CallView {
   removePeer(id) {
     const remote = this.remotes.get(id);
     if (!remote) return;
+    if (this.panelFor === id) panel?.close();
     this.peers.removePeer(id);
     remote.tile.remove();
     remote.screen?.remove();
@@ -222,6 +244,19 @@ export class CallView {
     const remote = this.remotes.get(id);
     if (remote) remote.reconnecting = reconnecting;
     this.render();
+  }
+
+  /**
+   * Opens the details of the connection to `id`, from its bars.
+   * @param {number} id
+   */
+  showQuality(id) {
+    const remote = this.remotes.get(id);
+    if (!remote?.tile.signal) return;
+    panel ??= new QualityPanel();
+    this.panelFor = id;
+    panel.dialog.addEventListener('close', () => (this.panelFor = null), { once: true });
+    panel.show(remote.name, () => this.peers.meters.get(id)?.samples ?? [], remote.tile.signal);
   }
 
   /** @param {string} key */
@@ -328,6 +363,7 @@ export class CallView {
       order.push({ key: String(id), el: remote.tile.el });
     }
     this.localTile.render({ name: this.myName, audio: state.audio, video: state.video, host: this.isHost() });
+    this.renderQuality();
     order.push({ key: 'me', el: this.localTile.el });
     order.sort((a, b) => Number(b.key === this.pinned) - Number(a.key === this.pinned));
     this.stage.dataset.count = String(order.length);
@@ -337,9 +373,27 @@ export class CallView {
     }
   }
 
+  /** Each remote tile's bars, and a warning when a network is poor: ours, or someone's. */
+  renderQuality() {
+    for (const remote of this.remotes.values()) {
+      const level = remote.connection === 'connected' ? qualityLevel(remote.sample) : null;
+      const word = t(/** @type {import('./i18n.js').Key} */ (`quality.${levelWord(level)}`));
+      remote.tile.setQuality(level, t('quality.label', { name: remote.name, level: word }));
+    }
+    const connected = [...this.remotes.entries()].filter(([, r]) => r.connection === 'connected');
+    const { own, poor } = diagnose(new Map(connected.map(([id, r]) => [id, r.sample])));
+    const text = own ? t('quality.ownUnstable')
+      : poor.map((id) => t('quality.peerPoor', { name: this.remotes.get(id)?.name ?? '' })).join(' ');
+    const warning = byId('quality-warning');
+    if (warning.textContent !== text) warning.textContent = text;
+    warning.hidden = !text;
+    if (this.panelFor !== null) panel?.render();
+  }
+
   /** Ends everything this call holds: devices, peer connections, the panel. */
   close() {
     clearInterval(this.ticker);
+    panel?.close();
     for (const id of [...this.remotes.keys()]) this.removePeer(id);
     // Devices too, also those still opening.
     this.peers.close();

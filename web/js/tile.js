@@ -1,6 +1,7 @@
 // @ts-check
 //! One video tile of a call: a labelled <video>, a camera-off placeholder, a muted badge, an
-//! optional pin button, and the active-speaker highlight. Text only, never HTML.
+//! optional pin button, the connection's signal bars (a remote person's tile), and the
+//! active-speaker highlight. Text only, never HTML.
 
 import { t } from './i18n.js';
 
@@ -9,8 +10,10 @@ export class Tile {
    * @param {object} options
    * @param {'remote' | 'local' | 'screen'} options.kind
    * @param {() => void} [options.onpin] shows a pin button when given
+   * @param {() => void} [options.onquality] shows the connection's bars (once they are known),
+   *   a button that opens the details
    */
-  constructor({ kind, onpin }) {
+  constructor({ kind, onpin, onquality }) {
     this.kind = kind;
     this.el = document.createElement('div');
     this.el.className = `tile ${kind}`;
@@ -38,6 +41,34 @@ export class Tile {
       this.pinButton.onclick = onpin;
       this.el.append(this.pinButton);
     }
+    /** @type {HTMLButtonElement | null} */
+    this.signal = null;
+    if (onquality) {
+      this.signal = document.createElement('button');
+      this.signal.className = 'signal';
+      this.signal.hidden = true;
+      this.signal.setAttribute('aria-haspopup', 'dialog');
+      this.signal.onclick = onquality;
+      for (let i = 1; i <= 4; i++) {
+        const bar = document.createElement('span');
+        bar.className = `bar b${i}`;
+        this.signal.append(bar);
+      }
+      this.el.append(this.signal);
+    }
+  }
+
+  /**
+   * The connection's bars: `level` 0–4 (null: not known yet, hidden) and their accessible name.
+   * @param {number | null} level
+   * @param {string} label
+   */
+  setQuality(level, label) {
+    if (!this.signal) return;
+    this.signal.hidden = level === null;
+    this.signal.dataset.level = String(level ?? 0);
+    if (this.signal.getAttribute('aria-label') !== label) this.signal.setAttribute('aria-label', label);
+    this.el.classList.toggle('has-signal', level !== null);
   }
 
   /** @param {MediaStream | null} stream */

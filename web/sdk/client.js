@@ -8,6 +8,7 @@
 
 import { Signalling, SignallingError } from './protocol.js';
 import { CallPeers, prepareCall } from './peers.js';
+import { qualityLevel } from './quality.js';
 import { openLocalMedia } from './media.js';
 
 /**
@@ -65,6 +66,7 @@ import { openLocalMedia } from './media.js';
  * @property {{peer: number, stream: MediaStream | null}} remote_screen
  * @property {{peer: number} & MediaState} remote_media
  * @property {{peer: number, state: RTCPeerConnectionState}} connection_state
+ * @property {{peer: number, level: 0 | 1 | 2 | 3 | 4 | null, sample: import('./quality.js').QualitySample}} quality
  * @property {ChatEntry & {history: boolean}} chat
  * @property {{by?: number}} mute_request
  * @property {{code: string, message: string, request?: string}} error
@@ -489,6 +491,7 @@ export class Client extends EventTarget {
         }
         this.emit('remote_media', { peer: id, ...state });
       },
+      quality: (id, sample) => this.emit('quality', { peer: id, level: qualityLevel(sample), sample }),
       connectionState: (id, state) => {
         this.emit('connection_state', { peer: id, state });
         if (state === 'connected' && call.status === 'accepted' && this.current === call) {

@@ -26,6 +26,8 @@ import { QualityMeter } from './quality.js';
  * @property {(id: number, state: MediaState) => void} remoteMedia their mute / camera / screen state
  * @property {(id: number, state: RTCPeerConnectionState) => void} connectionState
  * @property {() => void} localChange our media opened or changed (the others were told)
+ * @property {(id: number, sample: import('./quality.js').QualitySample) => void} [quality] a new
+ *   sample of the connection to that participant (every 2 s once it is up)
  */
 
 /** What a call that rings tells nobody. @type {CallPeersEvents} */
@@ -70,7 +72,9 @@ export class CallPeers {
     /** When the call was accepted, for the set-up time reported once. */
     this.acceptedAt = Date.now();
     this.reportedConnected = false;
-    /** @type {QualityMeter | null} samples the 1:1 call's connection once it is up */
+    /** @type {Map<number, QualityMeter>} one per connection, from when it is first up */
+    this.meters = new Map();
+    /** @type {QualityMeter | null} the 1:1 call's meter, kept past its peer for the report */
     this.quality = null;
     /** @type {() => void} */
     this.resolveReady = () => {};
@@ -97,7 +101,7 @@ export class CallPeers {
       if (this.openPath) peer.openPath();
       if (peer.remoteStream.getTracks().length) this.events.remoteStream(id, peer.remoteStream);
       this.events.connectionState(id, peer.pc.connectionState);
-      if (peer.pc.connectionState === 'connected') this.reportConnected(peer);
+      if (peer.pc.connectionState === 'connected') this.connected(id, peer);
     }
     media.then((opened) => {
       if (this.closed) {
@@ -144,7 +148,7 @@ export class CallPeers {
       onRemoteScreen: (stream) => this.accepted && this.events.remoteScreen(id, stream),
       onConnectionState: (state) => {
         if (!this.accepted) return;
-        if (state === 'connected') this.reportConnected(peer);
+        if (state === 'connected') this.connected(id, peer);
         this.events.connectionState(id, state);
       },
     });
@@ -165,6 +169,8 @@ export class CallPeers {
     this.local?.detach(peer);
     peer.close();
     this.peers.delete(id);
+    this.meters.get(id)?.stop();
+    this.meters.delete(id);
   }
 
   /**
@@ -182,15 +188,25 @@ export class CallPeers {
   }
 
   /**
-   * Accepted → connected, once, for the server's set-up time metric (1:1 calls only); from
-   * then on the connection's quality is sampled, for the report at the end.
+   * The connection to `id` is up (or already was when the call was accepted): the set-up time
+   * is reported, and the connection's quality sampled from now on.
+   * @param {number} id
    * @param {PeerCall} peer
    */
-  reportConnected(peer) {
+  connected(id, peer) {
+    this.reportConnected();
+    if (!this.meters.has(id)) {
+      const meter = new QualityMeter(peer.pc, (sample) => this.events.quality?.(id, sample));
+      this.meters.set(id, meter);
+      if (this.mode === 'direct') this.quality ??= meter;
+    }
+  }
+
+  /** Accepted → connected, once, for the server's set-up time metric (1:1 calls only). */
+  reportConnected() {
     if (this.mode !== 'direct' || this.reportedConnected) return;
     this.reportedConnected = true;
     this.send({ type: 'call_connected', callId: this.callId, setupMs: Date.now() - this.acceptedAt });
-    this.quality = new QualityMeter(peer.pc);
   }
 
   /** Tells the others our microphone / camera / screen state. */

@@ -114,6 +114,8 @@ export interface ClientEvents {
   remote_screen: { peer: number; stream: MediaStream | null };
   remote_media: { peer: number } & MediaState;
   connection_state: { peer: number; state: RTCPeerConnectionState };
+  /** Every 2 s once connected: how the connection to `peer` goes, and its bars (`qualityLevel`). */
+  quality: { peer: number; level: 0 | 1 | 2 | 3 | 4 | null; sample: QualitySample };
   chat: ChatEntry & { history: boolean };
   mute_request: { by?: number };
   error: { code: string; message: string; request?: string };
@@ -232,6 +234,8 @@ export interface CallPeersEvents {
   remoteMedia: (id: number, state: MediaState) => void;
   connectionState: (id: number, state: RTCPeerConnectionState) => void;
   localChange: () => void;
+  /** A new sample of the connection to `id`, every 2 s once it is up. */
+  quality?: (id: number, sample: QualitySample) => void;
 }
 
 /** One call's media (a 1:1 call, or a group call's full mesh): local media, a PeerCall per participant, the call's signalling. */
@@ -257,7 +261,9 @@ export class CallPeers {
   accept(options: { media: Promise<OpenedMedia>; start?: { muted?: boolean; cameraOff?: boolean }; events?: CallPeersEvents }): void;
   peers: Map<number, PeerCall>;
   local: LocalMedia | null;
-  /** Samples a 1:1 call's connection once it is up; its summary is sent as `call_quality` at close. */
+  /** One meter per connection, by the other participant's id, from when it is first up. */
+  meters: Map<number, QualityMeter>;
+  /** The 1:1 call's meter; its summary is sent as `call_quality` at close. */
   quality: QualityMeter | null;
   ready: Promise<void>;
   addPeer(id: number, polite: boolean, accepts?: Publish): PeerCall;
@@ -280,19 +286,42 @@ export interface QualityReport {
   freezes: number;
 }
 
-/** One sample of a connection: round trip, loss in the last interval, freezes so far, path. */
+/** One sample of a connection, over the last interval (2 s). */
 export interface QualitySample {
+  /** When it was taken (`Date.now()`). */
+  at: number;
   rttMs: number | null;
+  /** Received packets lost in the interval, all kinds together. */
   lossPermille: number;
+  /** Of the packets sent, the share the other side reported lost (worst kind); null before a report. */
+  outLossPermille: number | null;
+  jitterMs: number | null;
+  inKbps: number;
+  outKbps: number;
+  /** The sender's bandwidth estimate for the path. */
+  availableOutKbps: number | null;
+  /** Received video (the largest stream). */
+  width: number | null;
+  height: number | null;
+  fps: number | null;
   freezes: number;
   path: QualityReport['path'] | null;
   transport: QualityReport['transport'] | null;
 }
 
+/** Bars for a sample: 0 (unusable) to 4 (excellent), from RTT, loss either way and jitter; null while unknown. */
+export function qualityLevel(sample: QualitySample | null | undefined): 0 | 1 | 2 | 3 | 4 | null;
+/** The word for a level: 3–4 good, 2 fair, 0–1 poor. */
+export function levelWord(level: number | null): 'good' | 'fair' | 'poor' | 'unknown';
+/** From the latest sample of each connection: whether one's own network is the trouble, else whose connections are poor. */
+export function diagnose<K>(latest: Map<K, QualitySample | null | undefined>): { own: boolean; poor: K[] };
+
 /** Samples one peer connection's `getStats` every two seconds. */
 export class QualityMeter {
-  constructor(pc: RTCPeerConnection);
+  constructor(pc: RTCPeerConnection, onSample?: (sample: QualitySample) => void);
+  /** The last minute's samples, oldest first. */
   samples: QualitySample[];
+  readonly latest: QualitySample | null;
   sample(): Promise<QualitySample | undefined>;
   /** The summary of the samples so far; null if none saw a selected candidate pair. */
   summary(): QualityReport | null;

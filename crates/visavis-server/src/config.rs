@@ -250,6 +250,18 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_header_timeout: u64,
 
+    /// Requests to the pre-call network check (`/netcheck/*`: TURN credentials for a minute,
+    /// download and upload bodies) one client address may make per minute; 0 turns the
+    /// check's endpoints off (`netcheck_off`).
+    #[arg(long, env = "VISAVIS_NETCHECK_PER_MINUTE", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub netcheck_per_minute: u32,
+
+    /// Largest body the network check downloads or uploads, in bytes (`netcheck_too_large`).
+    #[arg(long, env = "VISAVIS_NETCHECK_MAX_BYTES", default_value_t = 1_048_576,
+          value_parser = clap::value_parser!(u64).range(1024..=16 * 1_048_576))]
+    pub netcheck_max_bytes: u64,
+
     /// HTTP connections one client address may hold that are not WebSockets (yet); more are
     /// closed at once.
     #[arg(long, env = "VISAVIS_MAX_PENDING_PER_IP", default_value_t = 128,

@@ -1,6 +1,6 @@
 //! What clients are told about STUN/TURN: the ICE servers with REST credentials minted for each
-//! member on join and renewed while it stays, for the embedded server or an external coturn;
-//! and the embedded server's setup.
+//! member on join and renewed while it stays (and for the pre-call network check), for the
+//! embedded server or an external coturn; and the embedded server's setup.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -109,18 +109,56 @@ fn tls_config(
     crate::tls::server_config(crate::tls::CertStore::new(crate::tls::load(cert, key)?), &[])
 }
 
-/// The ICE servers every joining member is given, with credentials minted for them.
-/// `https_port`: the port of the HTTPS listener, when it carries TURN over TLS too.
+/// The STUN/TURN URLs clients are given and the secret their credentials are minted with:
+/// for members ([`ice_source`]) and for the pre-call network check (`netcheck.rs`).
+#[derive(Clone)]
+pub struct IceMinter {
+    urls: Vec<String>,
+    secret: RestSecret,
+}
+
+impl IceMinter {
+    /// The servers with credentials for `user`, valid for new relays for `lifetime_secs`.
+    pub fn mint(&self, user: &str, unix_now: u64, lifetime_secs: u64) -> Vec<IceServer> {
+        let (username, credential) = self.secret.mint(user, unix_now, lifetime_secs);
+        vec![IceServer {
+            urls: self.urls.clone(),
+            username: Some(username),
+            credential: Some(credential),
+        }]
+    }
+
+    /// The STUN URLs alone, which need no credentials.
+    pub fn stun_only(&self) -> Vec<IceServer> {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .filter(|u| u.starts_with("stun:") || u.starts_with("stuns:"))
+            .cloned()
+            .collect();
+        if urls.is_empty() {
+            return Vec::new();
+        }
+        vec![IceServer {
+            urls,
+            username: None,
+            credential: None,
+        }]
+    }
+}
+
+/// The URLs and secret for clients, if there are any URLs. `https_port`: the port of the
+/// HTTPS listener, when it carries TURN over TLS too.
 ///
 /// The best paths come first: STUN and TURN over UDP, then TCP, then TLS; browsers prefer
 /// them in that order anyway and fall back to `turns:` on the HTTPS port where nothing else
 /// gets through.
-pub fn ice_source(
+pub fn ice_minter(
     settings: &Settings,
     secret: &str,
     embedded: Option<(TurnAddrs, &TurnSetup)>,
     https_port: Option<u16>,
-) -> IceServerSource {
+) -> Option<IceMinter> {
     let urls: Vec<String> = match embedded {
         Some((addrs, setup)) => {
             let host = settings
@@ -143,19 +181,21 @@ pub fn ice_source(
         }
         None => settings.turn_urls.clone(),
     };
-    if urls.is_empty() {
+    (!urls.is_empty()).then(|| IceMinter {
+        urls,
+        secret: RestSecret::new(secret),
+    })
+}
+
+/// The ICE servers every joining member is given, with credentials minted for them.
+pub fn ice_source(settings: &Settings, minter: Option<IceMinter>) -> IceServerSource {
+    let Some(minter) = minter else {
         return IceServerSource::none();
-    }
-    let secret = RestSecret::new(secret);
+    };
     let lifetime = settings.turn_credential_lifetime();
     // Renewed at half-life, so a member always holds credentials with time left.
     IceServerSource::renewed(lifetime / 2, move |member, unix_now| {
-        let (username, credential) = secret.mint(&member_user(member), unix_now, lifetime.as_secs());
-        vec![IceServer {
-            urls: urls.clone(),
-            username: Some(username),
-            credential: Some(credential),
-        }]
+        minter.mint(&member_user(member), unix_now, lifetime.as_secs())
     })
 }
 

@@ -18,6 +18,7 @@ mod http_error;
 mod hub;
 mod ice;
 mod metrics;
+mod netcheck;
 mod per_ip;
 mod persist;
 mod plain_http;
@@ -75,6 +76,8 @@ struct AppState {
     headers: SecurityHeaders,
     /// Where the state is written while serving (`--state file`).
     store: Option<Arc<dyn visavis_store::StateStore>>,
+    /// The pre-call network check's endpoints.
+    netcheck: netcheck::Netcheck,
 }
 
 /// Serves `listener` (and the embedded STUN/TURN server, unless off) until `shutdown` is
@@ -141,7 +144,7 @@ impl App {
         tracing::info!(
             "file descriptors: {http_fds} for HTTP and WebSocket connections, {turn_fds} for TURN"
         );
-        let (turn, turn_addrs, ice_servers) = match settings.turn_listen() {
+        let (turn, turn_addrs, minter) = match settings.turn_listen() {
             Some(listen) => {
                 let setup = ice::turn_setup(&settings, listen, &secret, FdPool::new(turn_fds))?;
                 let (turn, addrs) = Turn::start(setup.clone(), shutdown.clone()).await?;
@@ -159,8 +162,8 @@ impl App {
                 if let Some(port) = https_port {
                     tracing::info!("TURN over TLS on the HTTPS port too ({port})");
                 }
-                let ice = ice::ice_source(&settings, &secret, Some((addrs, &setup)), https_port);
-                (Some(turn), Some(addrs), ice)
+                let minter = ice::ice_minter(&settings, &secret, Some((addrs, &setup)), https_port);
+                (Some(turn), Some(addrs), minter)
             }
             None => {
                 if settings.turn_urls.is_empty() {
@@ -171,9 +174,10 @@ impl App {
                         settings.turn_urls.join(", ")
                     );
                 }
-                (None, None, ice::ice_source(&settings, &secret, None, None))
+                (None, None, ice::ice_minter(&settings, &secret, None, None))
             }
         };
+        let ice_servers = ice::ice_source(&settings, minter.clone());
         let room_config = Config {
             room_capacity: settings.room_capacity as usize,
             ring_timeout: settings.ring_timeout(),
@@ -306,6 +310,13 @@ impl App {
             },
             headers: SecurityHeaders::new(&settings.frame_ancestors, tls.is_some())?,
             store,
+            netcheck: netcheck::Netcheck::new(
+                minter,
+                settings.access != config::Access::Token,
+                settings.netcheck_per_minute,
+                settings.netcheck_max_bytes,
+                settings.trusted_proxies.clone().into(),
+            ),
         };
         Ok(Self {
             listener,
@@ -438,6 +449,7 @@ fn router(state: AppState) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .merge(api::router(state.api.clone()))
+        .merge(netcheck::router(state.netcheck.clone()))
         .fallback(get(|uri: axum::http::Uri| async move {
             assets::file(uri.path().trim_start_matches('/'))
         }))

@@ -93,6 +93,7 @@ mod churn;
 mod config;
 mod group;
 mod https;
+mod netcheck;
 mod nginx;
 mod one_port;
 mod outside;
