@@ -6,11 +6,33 @@
 //! Each page is instrumented before it loads: the peer connections it makes, the remote ICE
 //! candidates it is given, and how often it asked for a camera or microphone.
 import { test, expect } from '@playwright/test';
-import { closeContexts, expectDecoding, framesDuring, roomName, startCall, startServer, stopServer } from './support.js';
+import { closeContexts, expectDecoding, framesDuring, roomName, startServer, stopServer } from './support.js';
 
 test.afterEach(closeContexts);
 
 const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080);
+
+/**
+ * A visavis of this file's own with its TURN server (so `--preconnect relay`, the default,
+ * applies), ringing for `ringSecs`: long enough to look at a call while it rings on a busy
+ * machine, or short for the no-answer case.
+ * @param {number} offset port offset from the test port
+ * @param {number} ringSecs
+ * @param {string[]} [args]
+ */
+function relayServer(offset, ringSecs, args = []) {
+  const port = BASE + offset;
+  return startServer(`127.0.0.1:${port}`, ['--turn-listen', `127.0.0.1:${port - 4602}`, '--ring-timeout', String(ringSecs), ...args]);
+}
+
+/** @type {{url: string, proc: import('node:child_process').ChildProcess}} */
+let server;
+test.beforeAll(async () => {
+  server = await relayServer(32, 30);
+});
+test.afterAll(async () => {
+  await stopServer(server.proc);
+});
 
 /** Runs in the page before its scripts: records peer connections, remote candidates, getUserMedia. */
 function instrument() {
@@ -44,28 +66,28 @@ function instrument() {
 }
 
 /**
- * Opens visavis for `name` in a fresh context, instrumented, and joins `room`. `slowIncoming`
- * holds each `incoming` from the server back that long, as a slow network would.
+ * Opens visavis for `name` in a fresh context, instrumented, and joins `room`. `lag.ms`, while
+ * set, holds every message from the server back that long (in order), as a slow network would.
  * @param {import('@playwright/test').Browser} browser
  * @param {string} name
  * @param {string} room
- * @param {{url?: string, slowIncoming?: number}} [options]
+ * @param {{url?: string, lag?: {ms: number}}} [options]
  */
 async function person(browser, name, room, options = {}) {
   const context = await browser.newContext({ locale: 'en-US' });
   const page = await context.newPage();
   await page.addInitScript(instrument);
-  if (options.slowIncoming) {
-    const delay = options.slowIncoming;
+  const lag = options.lag;
+  if (lag) {
     await page.routeWebSocket(/\/ws$/, (ws) => {
       const server = ws.connectToServer();
       server.onMessage((frame) => {
-        if (String(frame).includes('"type":"incoming"')) setTimeout(() => ws.send(frame), delay);
+        if (lag.ms) setTimeout(() => ws.send(frame), lag.ms);
         else ws.send(frame);
       });
     });
   }
-  await page.goto(options.url ?? '/');
+  await page.goto(options.url ?? server.url);
   await page.getByLabel('Your name').fill(name);
   await page.getByLabel('Room').fill(room);
   await page.getByRole('button', { name: 'Join' }).click();
@@ -141,6 +163,7 @@ async function expectAllClosed(page) {
 }
 
 test('relay (the default): connected through the relay while it rings, no media and no camera before Accept; then media at once on the same connection, which moves to a direct path', async ({ browser }) => {
+  test.setTimeout(120_000);
   const room = roomName('preconnect');
   const alice = await person(browser, 'Alice', room);
   const bob = await person(browser, 'Bob', room);
@@ -194,9 +217,10 @@ test('relay (the default): connected through the relay while it rings, no media 
 });
 
 test('decline, cancel and no answer close the prepared connection on both sides, and the callee\'s camera never opens', async ({ browser }) => {
-  const room = roomName('unanswered');
-  const alice = await person(browser, 'Alice', room);
-  const bob = await person(browser, 'Bob', room);
+  test.setTimeout(120_000);
+  let room = roomName('unanswered');
+  let alice = await person(browser, 'Alice', room);
+  let bob = await person(browser, 'Bob', room);
 
   // Declined.
   let incoming = await ring(alice, bob);
@@ -216,31 +240,43 @@ test('decline, cancel and no answer close the prepared connection on both sides,
   await expect(incoming).toBeHidden();
   await expectAllClosed(alice);
   await expectAllClosed(bob);
-  const aliceCamera = await cameraRequests(alice);
+  expect(await cameraRequests(alice)).toBe(1); // her own, for the call Bob declined
 
-  // Not answered: the ring timeout (3 s on the test server) ends it for both.
-  await bob.getByRole('button', { name: 'Call Alice' }).click();
-  await expect(incoming).toBeVisible();
-  await expect.poll(async () => (await connections(alice)).filter((c) => c.signaling !== 'closed').length).toBe(1);
-  await expect(alice.getByText('You missed a call from Bob.')).toBeVisible({ timeout: 10_000 });
-  await expectAllClosed(alice);
-  await expectAllClosed(bob);
-  expect(await cameraRequests(alice)).toBe(aliceCamera);
-  expect(await cameraRequests(bob)).toBe(2); // Bob's own, for the two calls he made
+  // Not answered: the ring timeout (4 s on this server) ends it for both.
+  const quick = await relayServer(33, 4);
+  try {
+    await closeContexts({ browser });
+    room = roomName('unanswered');
+    alice = await person(browser, 'Alice', room, { url: quick.url });
+    bob = await person(browser, 'Bob', room, { url: quick.url });
+    await ring(alice, bob);
+    await expect(bob.getByText('You missed a call from Alice.')).toBeVisible({ timeout: 15_000 });
+    await expectAllClosed(alice);
+    await expectAllClosed(bob);
+    expect((await connections(bob)).length).toBe(1); // it was prepared, then closed
+    expect(await cameraRequests(bob)).toBe(0);
+  } finally {
+    await stopServer(quick.proc);
+  }
 });
 
 test('glare: two people calling each other at once get one call, connected once, each camera opened once', async ({ browser }) => {
   const room = roomName('glare');
-  // Each hears of the other's call late, so both invites are on their way before either rings.
-  const alice = await person(browser, 'Alice', room, { slowIncoming: 500 });
-  const bob = await person(browser, 'Bob', room, { slowIncoming: 500 });
+  // Each hears from the server half a second late, so both invites are on their way before
+  // either rings.
+  const lag = { ms: 0 };
+  const alice = await person(browser, 'Alice', room, { lag });
+  const bob = await person(browser, 'Bob', room, { lag });
   const callBob = alice.getByRole('button', { name: 'Call Bob' });
   const callAlice = bob.getByRole('button', { name: 'Call Alice' });
+  await expect(callAlice).toBeEnabled();
+  lag.ms = 500;
   await Promise.all([callBob.click(), callAlice.click()]);
   await expect(alice.getByRole('dialog', { name: 'Call with Bob' })).toBeVisible();
   await expect(bob.getByRole('dialog', { name: 'Call with Alice' })).toBeVisible();
   await expectDecoding(alice, 'Bob');
   await expectDecoding(bob, 'Alice');
+  lag.ms = 0;
   for (const page of [alice, bob]) {
     const open = (await connections(page)).filter((c) => c.signaling !== 'closed');
     expect(open.length).toBe(1);
@@ -251,6 +287,7 @@ test('glare: two people calling each other at once get one call, connected once,
 });
 
 test('direct: every candidate while it rings; off (and relay without TURN): no peer connection until Accept, and calls still work', async ({ browser }) => {
+  test.setTimeout(120_000);
   const direct = await startServer(`127.0.0.1:${BASE + 30}`, ['--preconnect', 'direct']);
   const off = await startServer(`127.0.0.1:${BASE + 31}`); // relay asked, but --no-turn: off
   try {
