@@ -67,7 +67,7 @@ test('a doctor starts a consultation, admits the patient and calls; both see eac
   const exports = await doctor.evaluate(async (url) => Object.keys(await import(url)).sort(), `${visavis?.url}/sdk/visavis.js`);
   expect(exports).toEqual([
     'CallPeers', 'Client', 'LocalMedia', 'PROTOCOL_VERSION', 'PeerCall', 'QualityMeter', 'Signalling', 'SignallingError', 'connect',
-    'diagnose', 'levelWord', 'listDevices', 'mediaBlocked', 'openLocalMedia', 'openTrack', 'qualityLevel', 'socketUrl',
+    'diagnose', 'levelWord', 'listDevices', 'mediaBlocked', 'openLocalMedia', 'openTrack', 'qualityLevel', 'socketUrl', 'steady',
   ]);
   const patientLink = await doctor.getByRole('link', { name: /\/patient#k=/ }).getAttribute('href');
   expect(patientLink).toMatch(new RegExp(`^${CLINIC}/patient#k=`));

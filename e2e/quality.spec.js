@@ -7,7 +7,7 @@ import {
   SIZES, closeContexts, expectAccessible, expectDecoding, expectOnScreen, joinRoom, roomName, startCall, startServer, stopServer,
 } from './support.js';
 import { HOST_IP, allowOnlyTcpOut, chromiumInNamespace, createNetwork, loseUdpOut, removeNetwork } from './netns.js';
-import { diagnose, levelWord, qualityLevel } from '../web/sdk/quality.js';
+import { diagnose, levelWord, qualityLevel, steady } from '../web/sdk/quality.js';
 
 test.afterEach(closeContexts);
 
@@ -45,6 +45,11 @@ test('grading samples (no browser): bars from RTT, loss either way and jitter; w
   // Group: everyone looks bad from here: ours. Only one does: theirs.
   expect(diagnose(new Map([['bob', bad], ['cy', sample({ rttMs: 1200 })]]))).toEqual({ own: true, poor: [] });
   expect(diagnose(new Map([['bob', bad], ['cy', sample()]]))).toEqual({ own: false, poor: ['bob'] });
+  // One bad interval among three does not count; two do.
+  expect(steady([])).toBeNull();
+  expect(qualityLevel(steady([sample(), bad, sample()]))).toBe(4);
+  expect(qualityLevel(steady([sample(), bad, bad]))).toBe(0);
+  expect(steady([sample({ rttMs: null }), sample({ rttMs: 80, at: 5 })])).toMatchObject({ rttMs: 80, at: 5 });
   // Nothing known, or all fine: no warning.
   expect(diagnose(new Map([['bob', null]]))).toEqual({ own: false, poor: [] });
   expect(diagnose(new Map([['bob', sample()], ['cy', sample()]]))).toEqual({ own: false, poor: [] });

@@ -8,14 +8,14 @@ import { PROTOCOL_VERSION, Signalling, SignallingError } from '../web/sdk/protoc
 import { PeerCall } from '../web/sdk/peer.js';
 import { CallPeers } from '../web/sdk/peers.js';
 import { LocalMedia } from '../web/sdk/local.js';
-import { QualityMeter, diagnose, levelWord, qualityLevel } from '../web/sdk/quality.js';
+import { QualityMeter, diagnose, levelWord, qualityLevel, steady } from '../web/sdk/quality.js';
 import { listDevices, mediaBlocked, openLocalMedia, openTrack } from '../web/sdk/media.js';
 import type { ClientEvents } from '../web/sdk/client.js';
 
 // The implementations fit the declarations.
 const implementations: { [K in keyof typeof sdk]: (typeof sdk)[K] } = {
   Client, connect, socketUrl, PROTOCOL_VERSION, Signalling, SignallingError, PeerCall, CallPeers, LocalMedia,
-  QualityMeter, diagnose, levelWord, qualityLevel, listDevices, mediaBlocked, openLocalMedia, openTrack,
+  QualityMeter, diagnose, levelWord, qualityLevel, steady, listDevices, mediaBlocked, openLocalMedia, openTrack,
 };
 void implementations;
 

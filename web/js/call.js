@@ -9,7 +9,7 @@ import { CallPeers } from '../sdk/peers.js';
 import { listDevices } from '../sdk/media.js';
 import { Tile } from './tile.js';
 import { t } from './i18n.js';
-import { diagnose, levelWord, qualityLevel } from '../sdk/quality.js';
+import { diagnose, levelWord, qualityLevel, steady } from '../sdk/quality.js';
 import { QualityPanel } from './quality-panel.js';
 
 /**
@@ -20,6 +20,7 @@ import { QualityPanel } from './quality-panel.js';
  *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
  *            level: number, reconnecting: boolean,
  *            sample: import('../sdk/quality.js').QualitySample | null}} Remote
+ * (`sample`: the connection's last few samples, steadied, for the bars and the warning)
  */
 
 /** @type {QualityPanel | null} made once, for every call of the page */
@@ -115,7 +116,7 @@ export class CallView {
       quality: (id, sample) => {
         const r = remote(id);
         if (!r) return;
-        r.sample = sample;
+        r.sample = steady(this.peers.meters.get(id)?.samples ?? [sample]);
         this.render();
         if (this.panelFor === id) panel?.render();
       },

@@ -55,6 +55,34 @@ export function qualityLevel(s) {
 }
 
 /**
+ * The latest sample with its round-trip time, loss, jitter and bandwidth estimate replaced by
+ * the median of the last `n` samples: what the bars and warnings show, so that one bad
+ * two-second interval (a burst of loss, a late report) neither flashes a warning nor hides a
+ * lasting problem for long. Null without samples.
+ * @param {QualitySample[]} samples oldest first
+ * @param {number} [n]
+ * @returns {QualitySample | null}
+ */
+export function steady(samples, n = 3) {
+  const last = samples.slice(-n);
+  const latest = last.at(-1);
+  if (!latest) return null;
+  /** @param {(s: QualitySample) => number | null} pick */
+  const median = (pick) => {
+    const xs = last.map(pick).filter((x) => x !== null).sort((a, b) => /** @type {number} */ (a) - /** @type {number} */ (b));
+    return xs.length ? /** @type {number} */ (xs[Math.floor((xs.length - 1) / 2)]) : null;
+  };
+  return {
+    ...latest,
+    rttMs: median((s) => s.rttMs),
+    lossPermille: median((s) => s.lossPermille) ?? 0,
+    outLossPermille: median((s) => s.outLossPermille),
+    jitterMs: median((s) => s.jitterMs),
+    availableOutKbps: median((s) => s.availableOutKbps),
+  };
+}
+
+/**
  * The word for a level, for the bars' accessible name and the details panel.
  * @param {number | null} level
  * @returns {'good' | 'fair' | 'poor' | 'unknown'}

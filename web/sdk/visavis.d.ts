@@ -311,6 +311,8 @@ export interface QualitySample {
 
 /** Bars for a sample: 0 (unusable) to 4 (excellent), from RTT, loss either way and jitter; null while unknown. */
 export function qualityLevel(sample: QualitySample | null | undefined): 0 | 1 | 2 | 3 | 4 | null;
+/** The latest sample with RTT, loss, jitter and bandwidth estimate as the median of the last `n` (default 3): what bars and warnings should show. */
+export function steady(samples: QualitySample[], n?: number): QualitySample | null;
 /** The word for a level: 3–4 good, 2 fair, 0–1 poor. */
 export function levelWord(level: number | null): 'good' | 'fair' | 'poor' | 'unknown';
 /** From the latest sample of each connection: whether one's own network is the trouble, else whose connections are poor. */

@@ -11,6 +11,6 @@ export { Client, connect, socketUrl } from './client.js';
 export { PROTOCOL_VERSION, Signalling, SignallingError } from './protocol.js';
 export { PeerCall } from './peer.js';
 export { CallPeers } from './peers.js';
-export { QualityMeter, diagnose, levelWord, qualityLevel } from './quality.js';
+export { QualityMeter, diagnose, levelWord, qualityLevel, steady } from './quality.js';
 export { LocalMedia } from './local.js';
 export { listDevices, mediaBlocked, openLocalMedia, openTrack } from './media.js';

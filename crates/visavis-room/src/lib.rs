@@ -789,6 +789,12 @@ impl Core {
         self.sessions.get(&session).copied()
     }
 
+    /// The room `session`'s member is in (or waits at), if it has joined one.
+    pub fn room_of(&self, session: SessionId) -> Option<&str> {
+        let member = self.sessions.get(&session)?;
+        self.members.get(member).map(|m| m.room.as_str())
+    }
+
     /// The sessions of the members of `room` (as a client names it), in join order, then
     /// those waiting in its lobby.
     pub fn sessions_in(&self, room: &str) -> impl Iterator<Item = SessionId> + '_ {

@@ -8,7 +8,7 @@
 //! (a ring timeout that passed while the server was down fires at the next timeout). Rate-limit
 //! buckets start full and the metrics' totals start at zero: neither is worth a call.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -183,9 +183,40 @@ impl Core {
     pub fn restore(config: Config, snapshot: CoreSnapshot, now: Now) -> Self {
         let mut core = Core::new(config);
         core.next_serial = snapshot.next_serial;
+        core.absorb(snapshot, now, false);
+        core.totals = Totals::default();
+        core
+    }
+
+    /// Takes the rooms of `snapshot` (written by another node of a cluster, whose lease on
+    /// them ran out or was handed over) into this running core, at `now`, as [`Core::restore`]
+    /// would. Rooms this core already holds are left as they are (with their members and calls:
+    /// a room lives on one node). Serials are this core's own, so they are numbered anew;
+    /// member and call ids are random, so they stay. The sessions named in `snapshot` must not
+    /// be this core's (`Signalling::adopt` numbers them anew first).
+    pub fn adopt(&mut self, mut snapshot: CoreSnapshot, now: Now) {
+        let held: HashSet<String> = snapshot
+            .rooms
+            .iter()
+            .filter(|r| self.rooms.contains_key(&r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        snapshot.rooms.retain(|r| !held.contains(&r.id));
+        snapshot.members.retain(|m| !held.contains(&m.room));
+        snapshot.calls.retain(|c| !held.contains(&c.room));
+        self.absorb(snapshot, now, true);
+    }
+
+    /// What `restore` and `adopt` share: every room, member and call of `snapshot` into this
+    /// core; with `renumber`, rooms get fresh serials.
+    fn absorb(&mut self, snapshot: CoreSnapshot, now: Now, renumber: bool) {
+        let core = self;
         let (chat_rate, chat_burst) = (core.config.chat_rate, core.config.chat_burst);
         let mut empty: Vec<(u64, String, IpAddr, bool)> = Vec::new();
-        for r in snapshot.rooms {
+        for mut r in snapshot.rooms {
+            if renumber {
+                r.serial = core.next_serial;
+            }
             if let Some(ends_at) = r.ends_at {
                 let at = now.instant_of(ends_at.saturating_mul(1000));
                 core.time_limits.insert(r.serial, at);
@@ -282,13 +313,17 @@ impl Core {
                 },
             );
         }
-        core.no_redial = snapshot
-            .no_redial
-            .into_iter()
-            .map(|(a, b, until)| ((a, b), now.instant_of(until)))
-            .collect::<HashMap<_, _>>();
-        core.totals = Totals::default();
-        core
+        core.no_redial.extend(
+            snapshot
+                .no_redial
+                .into_iter()
+                .map(|(a, b, until)| ((a, b), now.instant_of(until))),
+        );
+    }
+
+    /// The ids of the rooms held, for what ties rooms to the edge (a cluster's leases).
+    pub fn room_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.rooms.keys().map(String::as_str)
     }
 
     /// Every member (admitted or waiting) and its session, for what the edge ties to members

@@ -160,6 +160,35 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_STATE", value_enum, default_value = "file")]
     pub state: StateKind,
 
+    /// Run as one node of a cluster sharing rooms through this Redis (`redis://host:6379/0`):
+    /// the rooms' state is kept there (instead of --state), each room lives on one node, and a
+    /// node that dies or stops hands its rooms to the others. See docs/scaling.md.
+    #[arg(long, env = "VISAVIS_REDIS")]
+    pub redis: Option<String>,
+
+    /// With --redis: where the other nodes reach this one (`http://10.0.0.5:8080`); by
+    /// default the --listen address, if it is a specific one.
+    #[arg(long, env = "VISAVIS_NODE_URL", requires = "redis")]
+    pub node_url: Option<String>,
+
+    /// With --redis: milliseconds a room's lease lasts without renewal, so how long the rooms
+    /// of a node that died wait before another node takes them over.
+    #[arg(long, env = "VISAVIS_LEASE_TTL_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub lease_ttl_ms: u64,
+
+    /// With --redis: milliseconds between lease renewals (at most a third of --lease-ttl-ms,
+    /// so that two can fail before a lease runs out).
+    #[arg(long, env = "VISAVIS_LEASE_RENEW_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=200_000))]
+    pub lease_renew_ms: u64,
+
+    /// With --redis: milliseconds between a node's heartbeats in the node registry; a node
+    /// silent for three counts as dead (and is no longer forwarded to).
+    #[arg(long, env = "VISAVIS_NODE_HEARTBEAT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub node_heartbeat_ms: u64,
+
     /// Most members one room may hold; one more gets a `room_full` error.
     #[arg(long, env = "VISAVIS_ROOM_CAPACITY", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]

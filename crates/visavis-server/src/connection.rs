@@ -15,8 +15,9 @@ use visavis_signal::{close, Ending};
 use crate::hub::{Hub, Out};
 use crate::websocket::WebSocket;
 
-/// Serves one upgraded connection until either side closes it.
-pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, ip: IpAddr) {
+/// Serves one upgraded connection until either side closes it; `first`, the client's first
+/// message if it was read already (a cluster routes by it).
+pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, ip: IpAddr, first: Option<String>) {
     let (conn, wake) = match hub.connect(ip) {
         Ok(connected) => connected,
         Err((code, reason)) => {
@@ -25,6 +26,9 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, ip: IpAddr) {
         }
     };
     tracing::debug!(conn, "connected");
+    if let Some(first) = first {
+        hub.text(conn, &first);
+    }
     let write_timeout = hub.write_timeout();
 
     let (ending, closing) = loop {
@@ -110,7 +114,7 @@ async fn write_batch(
     (result, then_close)
 }
 
-async fn close_with(
+pub async fn close_with(
     ws: &mut WebSocket,
     code: u16,
     reason: &'static str,

@@ -235,6 +235,36 @@ impl Hub {
         Some(self.lock().sig.snapshot(Now::system()))
     }
 
+    /// In a cluster: takes the rooms of `snapshot` (from another node) in; their sessions wait
+    /// for their clients to resume here. Returns the members taken in.
+    pub fn adopt(&self, snapshot: visavis_signal::Snapshot) -> Vec<visavis_protocol::MemberId> {
+        self.with(|inner, now| {
+            let before: std::collections::HashSet<_> =
+                inner.sig.core().member_ids().map(|(m, _)| m).collect();
+            inner.sig.adopt(snapshot, now);
+            inner
+                .sig
+                .core()
+                .member_ids()
+                .map(|(m, _)| m)
+                .filter(|m| !before.contains(m))
+                .collect()
+        })
+    }
+
+    /// In a cluster: `room` is another node's now; its clients are sent there.
+    pub fn evict(&self, room: &str) {
+        self.with(|inner, now| inner.sig.handle_evict(now, room));
+    }
+
+    /// The rooms held, sorted.
+    pub fn room_ids(&self) -> Vec<String> {
+        let inner = self.lock();
+        let mut rooms: Vec<String> = inner.sig.core().room_ids().map(str::to_owned).collect();
+        rooms.sort_unstable();
+        rooms
+    }
+
     /// Reads the room core under the lock (the REST API's listings).
     pub fn read<R>(&self, f: impl FnOnce(&visavis_room::Core) -> R) -> R {
         f(self.lock().sig.core())

@@ -8,6 +8,7 @@ mod admission;
 pub mod api;
 mod assets;
 pub mod check;
+pub mod cluster;
 mod config;
 pub mod config_file;
 mod connection;
@@ -76,6 +77,8 @@ struct AppState {
     headers: SecurityHeaders,
     /// Where the state is written while serving (`--state file`).
     store: Option<Arc<dyn visavis_store::StateStore>>,
+    /// This node's part in a cluster (`--redis`).
+    cluster: Option<Arc<cluster::Cluster>>,
     /// The pre-call network check's endpoints.
     netcheck: netcheck::Netcheck,
 }
@@ -226,7 +229,19 @@ impl App {
             seats_per_ip: settings.max_seats_per_ip as usize,
             join_timeout: Duration::from_secs(settings.join_timeout),
         };
-        let store = open_store(&settings)?;
+        let cluster_config = cluster_config(&settings, &listener)?;
+        // A cluster keeps the rooms' state in Redis, and its tokens name their room.
+        let store = match cluster_config {
+            Some(_) => None,
+            None => open_store(&settings)?,
+        };
+        let token_source = |clustered: bool| -> visavis_signal::TokenSource {
+            if clustered {
+                Box::new(|room: &str| cluster::route::token(&new_token(), room))
+            } else {
+                Box::new(|_: &str| new_token())
+            }
+        };
         let restored = match &store {
             Some(store) => persist::load(store.as_ref())?,
             None => None,
@@ -235,7 +250,7 @@ impl App {
             Some(snapshot) => {
                 let now = visavis_sansio::Now::system();
                 let core = Core::restore(room_config, snapshot.core.clone(), now);
-                let sig = Signalling::restore(core, signal_config, Box::new(new_token), snapshot, now);
+                let sig = Signalling::restore(core, signal_config, token_source(false), snapshot, now);
                 // The TURN server relays for members only: those restored are members again.
                 if let Some(turn) = &turn {
                     for (member, _) in sig.core().member_ids() {
@@ -244,7 +259,11 @@ impl App {
                 }
                 sig
             }
-            None => Signalling::new(Core::new(room_config), signal_config, Box::new(new_token)),
+            None => Signalling::new(
+                Core::new(room_config),
+                signal_config,
+                token_source(cluster_config.is_some()),
+            ),
         };
         let webhooks = match (&credentials, settings.webhook_urls.is_empty()) {
             (_, true) => None,
@@ -282,7 +301,12 @@ impl App {
             }
         }));
         let hub = Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_event));
+        let cluster = match cluster_config {
+            Some(config) => Some(cluster::Cluster::start(config, hub.clone(), turn.clone()).await?),
+            None => None,
+        };
         let state = AppState {
+            cluster,
             api: api::Api::new(
                 hub.clone(),
                 credentials,
@@ -374,6 +398,10 @@ impl App {
             .store
             .clone()
             .map(|store| tokio::spawn(persist::run(state.hub.clone(), store, shutdown.clone())));
+        let cluster = state.cluster.clone();
+        let cluster_writer = cluster
+            .clone()
+            .map(|cluster| tokio::spawn(cluster.run(shutdown.clone())));
         let hub = state.hub.clone();
         let sessions = state.sessions.clone();
         let turn = state.turn.clone();
@@ -428,6 +456,12 @@ impl App {
                 writer.flush(&hub, true).await;
             }
         }
+        // A cluster node writes its rooms down complete and hands them over.
+        if let (Some(cluster), Some(writer)) = (cluster, cluster_writer) {
+            if let Ok(writer) = writer.await {
+                cluster.drain(writer).await;
+            }
+        }
         if let Some(turn) = turn {
             let _ = tokio::time::timeout(Duration::from_secs(1), turn.stopped()).await;
         }
@@ -471,19 +505,29 @@ async fn ws_upgrade(
     };
     let headers = request.headers();
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    if !origin_allowed(
-        header(header::ORIGIN),
-        header(header::HOST),
-        &state.allowed_origins,
-        state.public_origin_configured,
-    ) {
+    // Another node of the cluster forwarding a client: it names the client's address.
+    let forwarded_for = state.cluster.as_ref().and_then(|cluster| {
+        let secret = headers.get(cluster::forward::SECRET_HEADER)?.to_str().ok()?;
+        cluster.is_node(secret).then_some(())?;
+        let ip = headers.get(cluster::forward::CLIENT_IP_HEADER)?.to_str().ok()?;
+        ip.parse::<std::net::IpAddr>().ok()
+    });
+    if forwarded_for.is_none()
+        && !origin_allowed(
+            header(header::ORIGIN),
+            header(header::HOST),
+            &state.allowed_origins,
+            state.public_origin_configured,
+        )
+    {
         let origin = header(header::ORIGIN).unwrap_or_default();
         let message = format!(
             "pages from {origin} may not open sessions here (see --public-origin and --allowed-origin)"
         );
         return HttpError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message).into_response();
     }
-    let ip = client_ip(peer.ip(), headers, &state.http_limits.trusted_proxies);
+    let ip =
+        forwarded_for.unwrap_or_else(|| client_ip(peer.ip(), headers, &state.http_limits.trusted_proxies));
     if let Err(refusal) = state.hub.admits(ip) {
         let status = match refusal {
             Refusal::SessionsPerIp(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -491,7 +535,13 @@ async fn ws_upgrade(
         };
         return HttpError::new(status, refusal.code(), refusal.to_string()).into_response();
     }
-    let AppState { hub, sessions, .. } = state;
+    let AppState {
+        hub,
+        sessions,
+        cluster,
+        shutdown,
+        ..
+    } = state;
     // The socket's descriptor stays counted while the WebSocket lives.
     let fd = request.extensions().get::<Arc<FdSlot>>().cloned();
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
@@ -499,7 +549,13 @@ async fn ws_upgrade(
     let hard_cap = hub.max_message().saturating_mul(16);
     sessions.spawn(async move {
         if let Some(ws) = upgrading.websocket(hard_cap).await {
-            connection::serve(ws, hub, ip).await;
+            match cluster {
+                Some(cluster) => {
+                    let forwarded = forwarded_for.is_some();
+                    cluster.serve_connection(ws, ip, forwarded, shutdown).await;
+                }
+                None => connection::serve(ws, hub, ip, None).await,
+            }
         }
         drop(fd);
     });
@@ -609,6 +665,54 @@ fn new_token() -> String {
 }
 
 /// The API credentials of `settings`; a pair made now is shown once, in the log. Without
+/// The cluster settings, with `--redis`. The node URL defaults to the listen address, which
+/// must then be one the other nodes can reach (not 0.0.0.0); nodes talk plain HTTP to each
+/// other (behind a TLS load balancer, give them `--insecure-http`).
+fn cluster_config(
+    settings: &Settings,
+    listener: &TcpListener,
+) -> anyhow::Result<Option<cluster::ClusterConfig>> {
+    let Some(redis_url) = settings.redis.clone() else {
+        return Ok(None);
+    };
+    let addr = listener.local_addr()?;
+    let node_url = match &settings.node_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if addr.ip().is_unspecified() => {
+            anyhow::bail!("--redis on {addr}: give --node-url, the address the other nodes reach this one at")
+        }
+        None => format!("http://{addr}"),
+    };
+    if !node_url.starts_with("http://") {
+        anyhow::bail!("--node-url {node_url}: nodes reach each other over plain http:// (their own network)");
+    }
+    if !matches!(settings.https(addr.ip()), Https::Off) {
+        anyhow::bail!(
+            "--redis: the nodes of a cluster serve plain HTTP behind the load balancer, which \
+             terminates TLS (give --insecure-http)"
+        );
+    }
+    let lease_ttl = Duration::from_millis(settings.lease_ttl_ms);
+    let lease_renew = Duration::from_millis(settings.lease_renew_ms);
+    if lease_renew * 3 > lease_ttl {
+        anyhow::bail!(
+            "--lease-renew-ms {} is more than a third of --lease-ttl-ms {}: two failed renewals \
+             would lose the rooms",
+            settings.lease_renew_ms,
+            settings.lease_ttl_ms
+        );
+    }
+    Ok(Some(cluster::ClusterConfig {
+        redis_url,
+        node_url,
+        lease_ttl,
+        lease_renew,
+        node_heartbeat: Duration::from_millis(settings.node_heartbeat_ms),
+        join_timeout: Duration::from_secs(settings.join_timeout),
+        max_message: settings.max_message_size().saturating_mul(16),
+    }))
+}
+
 /// The state store `--state` asks for: with `file`, `state.redb` in `--data-dir`.
 fn open_store(settings: &Settings) -> anyhow::Result<Option<Arc<dyn visavis_store::StateStore>>> {
     match settings.state {

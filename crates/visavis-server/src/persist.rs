@@ -147,7 +147,7 @@ mod tests {
             ..RoomConfig::default()
         };
         let mut n = 0u64;
-        let tokens = Box::new(move || {
+        let tokens = Box::new(move |_: &str| {
             n += 1;
             format!("{n:032x}")
         });

@@ -171,7 +171,7 @@ proptest! {
             join_timeout: Duration::from_secs(5),
         };
         let mut n = 0;
-        let tokens: TokenSource = Box::new(move || { n += 1; format!("t{n}") });
+        let tokens: TokenSource = Box::new(move |_: &str| { n += 1; format!("t{n}") });
         let mut sig = Signalling::new(core, config, tokens);
         let mut now = Now { mono: Instant::now(), unix_ms: 0 };
         let mut conns: Vec<ConnId> = Vec::new();

@@ -56,6 +56,9 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     /// A frame far over the message limit.
     pub const TOO_BIG: u16 = 1009;
+    /// In a cluster: the room's node went away or the room is moving; resume (through the
+    /// load balancer) on the node that takes it.
+    pub const RESTART: u16 = 1012;
     /// The server holds as many sessions as it may; try again later.
     pub const TRY_LATER: u16 = 1013;
     /// The session was resumed on another connection.
@@ -139,8 +142,10 @@ pub enum Ending {
     Dropped,
 }
 
-/// Makes resume tokens: 128 random bits as 32 hex digits in the server, a counter in tests.
-pub type TokenSource = Box<dyn FnMut() -> String + Send>;
+/// Makes resume tokens for a session in the given room: 128 random bits as 32 hex digits in
+/// the server (and, in a cluster, the room's name after them, so that the node a `resume`
+/// reaches knows where the session lives), a counter in tests.
+pub type TokenSource = Box<dyn FnMut(&str) -> String + Send>;
 
 /// Why a new connection is turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,6 +504,33 @@ impl Signalling {
 
     /// The server is stopping: every connection is told to reconnect and closed. Joined
     /// sessions are detached without telling anyone (everyone is leaving), the others end.
+    /// In a cluster: `room` is now another node's (this node's lease was refused). Each of its
+    /// connections here is told to `reconnect` and closed with [`close::RESTART`], so its
+    /// client resumes on that node; what stays here detaches and runs out with its grace
+    /// (the lease fences off its writes to the shared store).
+    pub fn handle_evict(&mut self, now: Now, room: &str) {
+        let reconnect = encode(
+            &ServerMsg::Reconnect {
+                reason: "the room moved to another node".into(),
+            },
+            None,
+        );
+        let sessions: Vec<SessionId> = self.core.sessions_in(room).collect();
+        for session in sessions {
+            let Some(conn) = self.sessions.get(&session).and_then(|s| s.conn) else {
+                continue;
+            };
+            self.out.push_back(Output::Send {
+                conn,
+                frame: reconnect.clone(),
+            });
+            self.close(conn, close::RESTART, "room moved to another node");
+            self.forget_conn(conn);
+            self.detach(now, session);
+        }
+        self.deliver(now);
+    }
+
     pub fn handle_shutdown(&mut self, now: Now) {
         self.stopped = true;
         let reconnect = encode(
@@ -649,7 +681,8 @@ impl Signalling {
         self.sources.remove_session(now.mono, old_ip);
         self.sources.add_session(now.mono, ip);
         // Tokens are single-use: whoever resumes gets the only one that works from now on.
-        let fresh = (self.tokens)();
+        let room = self.core.room_of(session).unwrap_or_default().to_owned();
+        let fresh = (self.tokens)(&room);
         self.by_token.remove(token);
         self.by_token.insert(fresh.clone(), session);
         let Some(s) = self.sessions.get_mut(&session) else {
@@ -718,7 +751,8 @@ impl Signalling {
     }
 
     fn issue_token(&mut self, session: SessionId) -> SessionFields {
-        let token = (self.tokens)();
+        let room = self.core.room_of(session).unwrap_or_default().to_owned();
+        let token = (self.tokens)(&room);
         if let Some(s) = self.sessions.get_mut(&session) {
             if let Some(old) = s.token.replace(token.clone()) {
                 self.by_token.remove(&old);

@@ -12,11 +12,12 @@
 //!   by [`CRASH_SN_GAP`], so that no new message reuses an `sn` the client may already have
 //!   seen (it would skip it as a replay); the jump is what the client sees of the loss.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use visavis_protocol::MemberId;
 use visavis_room::{Core, CoreSnapshot, SessionId};
 use visavis_sansio::Now;
 
@@ -117,9 +118,51 @@ impl Signalling {
     pub fn restore(core: Core, config: Config, tokens: TokenSource, snapshot: Snapshot, now: Now) -> Self {
         let mut sig = Signalling::new(core, config, tokens);
         sig.next_session = snapshot.next_session.max(1);
-        let gap = if snapshot.complete { 0 } else { CRASH_SN_GAP };
+        let members: Vec<_> = snapshot.core.members.iter().map(|m| m.id).collect();
+        sig.absorb(snapshot.sessions, snapshot.complete, &members, now);
+        sig
+    }
+
+    /// Takes the rooms of `snapshot` (one or more rooms another node of a cluster wrote down,
+    /// see [`Snapshot::split`]) into this running `Signalling`, at `now`, as [`Signalling::restore`]
+    /// takes a whole one: the room core adopts the rooms (`Core::adopt`), and every session of
+    /// them waits, detached, for its client to `resume` here. Session ids are numbered anew
+    /// (they are each node's own); rooms already held here are left alone.
+    pub fn adopt(&mut self, mut snapshot: Snapshot, now: Now) {
+        snapshot
+            .core
+            .rooms
+            .retain(|r| !self.core.room_ids().any(|id| id == r.id));
+        let rooms: HashSet<&str> = snapshot.core.rooms.iter().map(|r| r.id.as_str()).collect();
+        let mut renumbered: HashMap<SessionId, SessionId> = HashMap::new();
+        snapshot.core.members.retain(|m| rooms.contains(m.room.as_str()));
+        for m in &mut snapshot.core.members {
+            let id = self.next_session;
+            self.next_session += 1;
+            renumbered.insert(m.session, id);
+            m.session = id;
+        }
+        snapshot.core.calls.retain(|c| rooms.contains(c.room.as_str()));
+        let sessions: Vec<SessionSnapshot> = snapshot
+            .sessions
+            .into_iter()
+            .filter_map(|mut s| {
+                s.id = *renumbered.get(&s.id)?;
+                Some(s)
+            })
+            .collect();
+        let members: Vec<_> = snapshot.core.members.iter().map(|m| m.id).collect();
+        self.core.adopt(snapshot.core, now);
+        self.absorb(sessions, snapshot.complete, &members, now);
+    }
+
+    /// What `restore` and `adopt` share: the sessions of `members` (just taken into the core)
+    /// come back detached; members without a session are gone for good.
+    fn absorb(&mut self, sessions: Vec<SessionSnapshot>, complete: bool, members: &[MemberId], now: Now) {
+        let sig = self;
+        let gap = if complete { 0 } else { CRASH_SN_GAP };
         let mut announce = Vec::new();
-        for s in snapshot.sessions {
+        for s in sessions {
             if sig.core.member_of(s.id).is_none() || sig.by_token.contains_key(&s.token) {
                 continue;
             }
@@ -140,9 +183,11 @@ impl Signalling {
             sig.grace.insert(s.id, until);
         }
         // Members whose session did not come back are gone for good.
+        let members: HashSet<MemberId> = members.iter().copied().collect();
         let orphans: Vec<SessionId> = sig
             .core
             .member_ids()
+            .filter(|(member, _)| members.contains(member))
             .map(|(_, session)| session)
             .filter(|session| !sig.sessions.contains_key(session))
             .collect();
@@ -154,6 +199,65 @@ impl Signalling {
             sig.core.handle_detach(session);
         }
         sig.deliver(now);
-        sig
+    }
+}
+
+impl Snapshot {
+    /// One snapshot per room, each with the room's members, calls and sessions (and the
+    /// no-redial pairs of its members): what a cluster keeps per room, so that a room can move
+    /// to another node alone. Sorted by room id.
+    pub fn split(&self) -> Vec<(String, Snapshot)> {
+        let mut by_room: HashMap<&str, Snapshot> = HashMap::new();
+        for r in &self.core.rooms {
+            let mut core = CoreSnapshot {
+                rooms: vec![r.clone()],
+                members: Vec::new(),
+                calls: Vec::new(),
+                no_redial: Vec::new(),
+                next_serial: 0,
+            };
+            core.next_serial = r.serial + 1;
+            by_room.insert(
+                &r.id,
+                Snapshot {
+                    complete: self.complete,
+                    taken_at: self.taken_at,
+                    next_session: 0,
+                    sessions: Vec::new(),
+                    core,
+                },
+            );
+        }
+        let mut room_of_session: HashMap<SessionId, &str> = HashMap::new();
+        let mut room_of_member: HashMap<MemberId, &str> = HashMap::new();
+        for m in &self.core.members {
+            if let Some(snap) = by_room.get_mut(m.room.as_str()) {
+                snap.core.members.push(m.clone());
+                room_of_session.insert(m.session, &m.room);
+                room_of_member.insert(m.id, &m.room);
+            }
+        }
+        for c in &self.core.calls {
+            if let Some(snap) = by_room.get_mut(c.room.as_str()) {
+                snap.core.calls.push(c.clone());
+            }
+        }
+        for pair in &self.core.no_redial {
+            if let Some(snap) = room_of_member.get(&pair.0).and_then(|r| by_room.get_mut(r)) {
+                snap.core.no_redial.push(*pair);
+            }
+        }
+        for s in &self.sessions {
+            if let Some(snap) = room_of_session.get(&s.id).and_then(|r| by_room.get_mut(r)) {
+                snap.next_session = snap.next_session.max(s.id + 1);
+                snap.sessions.push(s.clone());
+            }
+        }
+        let mut rooms: Vec<(String, Snapshot)> = by_room
+            .into_iter()
+            .map(|(id, snap)| (id.to_owned(), snap))
+            .collect();
+        rooms.sort_by(|a, b| a.0.cmp(&b.0));
+        rooms
     }
 }

@@ -11,7 +11,7 @@ use super::*;
 /// Tokens `t1`, `t2`, ... so tests can name them.
 fn counter_tokens() -> TokenSource {
     let mut n = 0;
-    Box::new(move || {
+    Box::new(move |_: &str| {
         n += 1;
         format!("t{n}")
     })
@@ -623,7 +623,7 @@ fn restored(w: &World, snapshot: Snapshot, later: Duration) -> World {
     let mut sig = Signalling::restore(core, Config::default(), counter_tokens(), snapshot, now);
     sig.tokens = Box::new({
         let mut n = 100;
-        move || {
+        move |_: &str| {
             n += 1;
             format!("t{n}")
         }
@@ -743,4 +743,127 @@ fn grace_after_a_restart_is_whole_for_the_connected_and_what_was_left_for_the_dr
         kinds_b.contains(&"call_ended") && kinds_b.contains(&"member_left"),
         "{kinds_b:?}"
     );
+}
+
+/// A cluster: room "r" (a call and its chat) moves from a node that died to a node that
+/// already serves a room of its own, whose session ids are the same numbers. The moved
+/// sessions resume there with nothing lost, and the node's own room is untouched.
+#[test]
+fn another_node_adopts_one_room_and_its_sessions_resume_there() {
+    let mut a = World::new();
+    let [(_, ann, ann_token, ann_sn), (_, bob, bob_token, bob_sn)] = call_and_chat(&mut a);
+    // Node B: its own room "other", with sessions 1 and 2 (the numbers the moved ones had);
+    // member and call ids are random in a server, so apart here too.
+    let next = std::sync::atomic::AtomicU64::new(1000);
+    let ids = visavis_room::IdSource::new(move |_| next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let core = Core::new(RoomConfig {
+        ids,
+        ..RoomConfig::default()
+    });
+    let mut b = World {
+        sig: Signalling::new(core, Config::default(), counter_tokens()),
+        now: a.now,
+    };
+    b.sig.tokens = Box::new({
+        let mut n = 500;
+        move |room: &str| {
+            n += 1;
+            format!("b{n}-{room}")
+        }
+    });
+    let mut own = Vec::new();
+    for name in ["Cy", "Di"] {
+        let conn = b.open();
+        b.text(
+            conn,
+            &format!(r#"{{"type":"join","version":1,"room":"other","name":"{name}"}}"#),
+        );
+        own.push(conn);
+    }
+    // A crashed: B has its last periodic snapshot, split by room, through the bytes.
+    let rooms = a.sig.snapshot(a.now).split();
+    assert_eq!(rooms.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["r"]);
+    let (_, room) = rooms.into_iter().next().unwrap();
+    assert_eq!(room.sessions.len(), 2);
+    let room: Snapshot = serde_json::from_slice(&serde_json::to_vec(&room).unwrap()).unwrap();
+    b.sig.adopt(room, b.now);
+    b.sig.assert_consistent();
+    assert_eq!(b.sig.counts().detached, 2);
+    assert_eq!(b.sig.counts().core.calls, 1, "the call moved along");
+    assert!(b.drain().is_empty(), "nobody of B's own room hears of it");
+    // Adopting again (a second node's late attempt, or a retry) changes nothing.
+    let again = a.sig.snapshot(a.now).split().remove(0).1;
+    b.sig.adopt(again, b.now);
+    assert_eq!(b.sig.counts().detached, 2);
+
+    let ann_conn = b.open();
+    let out = b.text(ann_conn, &resume(&ann_token, ann_sn));
+    let got = frames(&out, ann_conn);
+    let ServerMsg::Resumed { token, .. } = &got[0].msg else {
+        panic!("{got:?}")
+    };
+    assert!(token.ends_with("-r"), "the new token names its room: {token}");
+    assert!(
+        got[1].sn.unwrap() > ann_sn + CRASH_SN_GAP - 1,
+        "a crash: numbering jumps"
+    );
+    assert_eq!(
+        got[1].msg,
+        ServerMsg::MemberState {
+            id: bob,
+            state: visavis_protocol::Presence::Reconnecting
+        }
+    );
+    let bob_conn = b.open();
+    let out = b.text(bob_conn, &resume(&bob_token, bob_sn));
+    assert_eq!(kinds(&out, bob_conn)[0], "resumed");
+    // The call goes on: hanging up ends it for both, and B's own room hears nothing.
+    let call = b
+        .sig
+        .core()
+        .snapshot(b.now)
+        .calls
+        .iter()
+        .find(|c| c.room == "r")
+        .unwrap()
+        .id;
+    let out = b.text(
+        ann_conn,
+        &format!(r#"{{"type":"hangup","callId":{call},"cn":3}}"#),
+    );
+    for conn in [ann_conn, bob_conn] {
+        assert!(
+            kinds(&out, conn).contains(&"call_ended"),
+            "{:?}",
+            kinds(&out, conn)
+        );
+    }
+    for conn in own {
+        assert!(frames(&out, conn).is_empty());
+    }
+    let members = b.sig.core().snapshot(b.now).members;
+    assert_eq!(members.iter().filter(|m| m.room == "r").count(), 2);
+    assert!(members.iter().any(|m| m.id == ann));
+}
+
+#[test]
+fn a_split_snapshot_holds_each_room_whole() {
+    let mut w = World::new();
+    call_and_chat(&mut w);
+    let c = w.open();
+    w.text(c, r#"{"type":"join","version":1,"room":"s","name":"Cy"}"#);
+    let whole = w.sig.snapshot(w.now);
+    let rooms = whole.split();
+    assert_eq!(rooms.len(), 2);
+    let (r, s) = (&rooms[0].1, &rooms[1].1);
+    assert_eq!(
+        (r.core.members.len(), r.sessions.len(), r.core.calls.len()),
+        (2, 2, 1)
+    );
+    assert_eq!(
+        (s.core.members.len(), s.sessions.len(), s.core.calls.len()),
+        (1, 1, 0)
+    );
+    assert_eq!(r.core.rooms[0].chat.len(), 1);
+    assert!(rooms.iter().all(|(_, snap)| !snap.complete));
 }

@@ -90,6 +90,7 @@ mod api;
 mod attack;
 mod binary;
 mod churn;
+mod cluster;
 mod config;
 mod group;
 mod https;

@@ -1,0 +1,150 @@
+// @ts-check
+//! A cluster in the browser: two visavis nodes on one Redis behind haproxy, two Chromiums whose
+//! connections reach different nodes (one frontend prefers each node, the other as its backup),
+//! in a call; the room's node is killed mid-call and both resume on the survivor: the video
+//! never stops, the call and the chat go on, hang-up works. Times are printed for
+//! docs/benchmarks.md.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, expect } from '@playwright/test';
+import { expectDecoding, framesDuring, joinRoom, roomName, startCall, startServer, stopServer } from './support.js';
+
+/** This spec's ports: the suite's port + 20 to + 24 (so checkouts side by side don't meet). */
+const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 20;
+const [FRONT_A, FRONT_B, NODE_1, NODE_2, REDIS] = [BASE, BASE + 1, BASE + 2, BASE + 3, BASE + 4];
+
+/**
+ * Chat texts in `page`'s chat log.
+ * @param {import('@playwright/test').Page} page
+ */
+const chatTexts = (page) => page.getByRole('log').locator('.text').allTextContents();
+
+/**
+ * Whether `program` runs here (`-v` prints its version).
+ * @param {string} program
+ */
+function installed(program) {
+  try {
+    execFileSync(program, ['-v'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits until 127.0.0.1:`port` answers HTTP (or, with `tcp`, accepts a connection).
+ * @param {number} port
+ * @param {boolean} [tcp]
+ */
+async function listening(port, tcp = false) {
+  const net = await import('node:net');
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok && (tcp || (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)))) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+test('a cluster of two nodes: a call across nodes survives the death of the room\'s node, video never stops', async ({ playwright }, testInfo) => {
+  test.skip(!installed('redis-server') || !installed('/usr/sbin/haproxy'), 'redis-server and haproxy (scripts/test.sh installs them)');
+  test.setTimeout(120_000);
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  const dir = mkdtempSync(join(tmpdir(), 'visavis-e2e-cluster-'));
+  const redis = spawn('redis-server', ['--port', String(REDIS), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  // Frontend A prefers node 1, B node 2; each falls back to the other (haproxy's backup).
+  const config = [
+    'defaults',
+    '  mode http',
+    '  timeout connect 1s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '  timeout tunnel 1h',
+    '  retries 3',
+    '  option redispatch 1',
+    'frontend a',
+    `  bind 127.0.0.1:${FRONT_A}`,
+    '  default_backend prefer1',
+    'frontend b',
+    `  bind 127.0.0.1:${FRONT_B}`,
+    '  default_backend prefer2',
+    'backend prefer1',
+    `  server node1 127.0.0.1:${NODE_1} check inter 300 fall 2 rise 1`,
+    `  server node2 127.0.0.1:${NODE_2} check inter 300 fall 2 rise 1 backup`,
+    'backend prefer2',
+    `  server node2 127.0.0.1:${NODE_2} check inter 300 fall 2 rise 1`,
+    `  server node1 127.0.0.1:${NODE_1} check inter 300 fall 2 rise 1 backup`,
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, 'haproxy.cfg'), config);
+  const haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
+  const cluster = ['--redis', `redis://127.0.0.1:${REDIS}/`, '--lease-ttl-ms', '1500', '--lease-renew-ms', '500', '--max-seats-per-ip', '100'];
+  /** @type {{ proc: import('node:child_process').ChildProcess } | undefined} */
+  let node1;
+  /** @type {{ proc: import('node:child_process').ChildProcess } | undefined} */
+  let node2;
+  const browser = await playwright.chromium.launch(launch);
+  try {
+    await listening(REDIS, true);
+    node1 = await startServer(`127.0.0.1:${NODE_1}`, cluster);
+    node2 = await startServer(`127.0.0.1:${NODE_2}`, cluster);
+    await listening(FRONT_A);
+    await listening(FRONT_B);
+    const room = roomName('cluster');
+    // Alice first, on node 1: the room lives there; Bob's connection reaches node 2, which
+    // forwards it.
+    const alice = await joinRoom(browser, 'Alice', room, { url: `http://127.0.0.1:${FRONT_A}/` });
+    const bob = await joinRoom(browser, 'Bob', room, { url: `http://127.0.0.1:${FRONT_B}/` });
+    await startCall(alice, bob, 'Alice', 'Bob');
+    await expectDecoding(alice, 'Bob');
+    await expectDecoding(bob, 'Alice');
+    await bob.getByLabel('Message').fill('before the failover');
+    await bob.getByRole('button', { name: 'Send' }).click();
+    await expect.poll(() => chatTexts(alice)).toEqual(['before the failover']);
+
+    // The room's node dies. Media is peer to peer: the video goes on meanwhile.
+    await new Promise((r) => setTimeout(r, 500));
+    const killed = Date.now();
+    const exited = new Promise((r) => node1?.proc.once('exit', r));
+    node1.proc.kill('SIGKILL');
+    await exited;
+    node1 = undefined;
+    expect(await framesDuring(bob, 'Alice', 1000)).toBeGreaterThan(5);
+    for (const page of [alice, bob]) {
+      await expect(page.getByText('Connection to the server lost', { exact: false })).toBeHidden({ timeout: 20_000 });
+    }
+    console.log(`cluster: the room's node killed, both sessions resumed on the other node after ${Date.now() - killed} ms`);
+    for (const page of [alice, bob]) {
+      await expect(page.getByText('the call ended', { exact: false })).toHaveCount(0);
+      await expect(page.getByRole('button', { name: 'Hang up' })).toBeVisible();
+    }
+    expect(await framesDuring(bob, 'Alice', 2000)).toBeGreaterThan(10);
+    expect(await framesDuring(alice, 'Bob', 2000)).toBeGreaterThan(10);
+    await expect(bob.getByText('Alice (reconnecting…)')).toHaveCount(0);
+
+    // The chat is the room's, each message once; the call is the surviving node's now.
+    await alice.getByLabel('Message').fill('after the failover');
+    await alice.getByRole('button', { name: 'Send' }).click();
+    for (const page of [alice, bob]) {
+      await expect.poll(() => chatTexts(page)).toEqual(['before the failover', 'after the failover']);
+    }
+    await alice.getByRole('button', { name: 'Hang up' }).click();
+    await expect(bob.getByText('Alice hung up.')).toBeVisible();
+  } finally {
+    await browser.close();
+    if (node1) await stopServer(node1.proc);
+    if (node2) await stopServer(node2.proc);
+    haproxy.kill('SIGKILL');
+    redis.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
