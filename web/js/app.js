@@ -508,11 +508,12 @@ function onMessage(msg) {
       onCallEnded(msg);
       break;
     case 'group_call':
-      onGroupCall({ callId: msg.callId, participants: msg.participants });
+      onGroupCall({ callId: msg.callId, participants: msg.participants, media: msg.media ?? 'mesh' });
       break;
     case 'description':
     case 'candidate':
     case 'media':
+    case 'sfu_description':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
       else if (state.pending?.prepared?.callId === msg.callId) state.pending.prepared.handle(msg);
       return;
@@ -654,7 +655,7 @@ function startDirectCall(callId, peer, polite) {
     prepared.close();
     prepared = null;
   }
-  const call = newCall(callId, 'direct', pending?.media ?? openMedia(), prepared);
+  const call = newCall(callId, 'direct', pending?.media ?? openMedia(), undefined, prepared);
   if (!call) prepared?.close();
   call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite, state.members.get(peer)?.publish);
 }
@@ -663,15 +664,17 @@ function startDirectCall(callId, peer, polite) {
  * @param {number} callId
  * @param {'direct' | 'group'} mode
  * @param {Promise<OpenedMedia>} media
- * @param {import('../sdk/peers.js').CallPeers | null} [prepared] made while it rang
+ * @param {'sfu' | 'mesh'} [groupMedia] how a group call's media flows
+ * @param {import('../sdk/peers.js').CallPeers | null} [prepared] a 1:1 call's, made while it rang
  */
-function newCall(callId, mode, media, prepared = null) {
+function newCall(callId, mode, media, groupMedia, prepared = null) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
   chat.closeIfNarrow();
   state.call = new CallView({
     callId,
     mode,
+    groupMedia,
     myName: state.me.name,
     iceServers: state.iceServers,
     media,
@@ -746,7 +749,7 @@ function onGroupCall(group) {
   const me = state.me?.id;
   if (me === undefined || !group.participants.includes(me)) return;
   if (!state.call && state.joiningGroup) {
-    newCall(group.callId, 'group', state.joiningGroup);
+    newCall(group.callId, 'group', state.joiningGroup, group.media);
     state.joiningGroup = null;
   }
   const call = state.call;
