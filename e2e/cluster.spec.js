@@ -87,7 +87,7 @@ test('a cluster of two nodes: a call across nodes survives the death of the room
   ].join('\n');
   writeFileSync(join(dir, 'haproxy.cfg'), config);
   const haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
-  const cluster = ['--redis', `redis://127.0.0.1:${REDIS}/`, '--lease-ttl-ms', '1500', '--lease-renew-ms', '500', '--max-seats-per-ip', '100'];
+  const cluster = ['--redis', `redis://127.0.0.1:${REDIS}/`, '--lease-ttl-ms', '2000', '--lease-renew-ms', '500', '--max-seats-per-ip', '100'];
   /** @type {{ proc: import('node:child_process').ChildProcess } | undefined} */
   let node1;
   /** @type {{ proc: import('node:child_process').ChildProcess } | undefined} */
