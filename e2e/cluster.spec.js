@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { test, expect } from '@playwright/test';
 import { expectDecoding, framesDuring, joinRoom, roomName, startCall, startServer, stopServer } from './support.js';
 
-/** This spec's ports: the suite's port + 20 to + 24 (so checkouts side by side don't meet). */
-const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 20;
+/** This spec's ports: the suite's port + 30 to + 34 (so checkouts side by side don't meet). */
+const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 30;
 const [FRONT_A, FRONT_B, NODE_1, NODE_2, REDIS] = [BASE, BASE + 1, BASE + 2, BASE + 3, BASE + 4];
 
 /**
