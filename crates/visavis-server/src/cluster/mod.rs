@@ -451,6 +451,30 @@ impl Writer {
             .filter(|room| !current.contains_key(*room))
             .cloned()
             .collect();
+        // A room made here without a lease (`create`: its id is the core's) is taken at once,
+        // not at the next renewal round, so no other node opens it meanwhile.
+        let unheld: Vec<String> = {
+            let leases = lock(&cluster.leases);
+            changed
+                .iter()
+                .map(|(room, _)| room)
+                .filter(|room| !leases.holds(room))
+                .cloned()
+                .collect()
+        };
+        if !unheld.is_empty() {
+            let sent = Instant::now();
+            if let Ok(granted) = cluster
+                .store
+                .renew(&unheld, &cluster.node, cluster.config.lease_ttl)
+                .await
+            {
+                let mut leases = lock(&cluster.leases);
+                for (room, granted) in unheld.iter().zip(granted) {
+                    leases.handle_renewed(room, sent, granted);
+                }
+            }
+        }
         match cluster.store.save_rooms(&changed, &gone, &cluster.node).await {
             Ok(()) => self.last = current,
             Err(err) => {
