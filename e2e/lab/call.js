@@ -110,6 +110,28 @@ export function selected(page) {
   });
 }
 
+/**
+ * Every candidate pair `page`'s ICE agent has, with its state and both candidates, for a
+ * failure's log.
+ * @param {import('@playwright/test').Page} page
+ */
+export function candidatePairs(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore: the app exposes its live peer connection as window.visavis.pc
+    const pc = /** @type {RTCPeerConnection | null} */ (window.visavis.pc);
+    if (!pc) return [];
+    const stats = await pc.getStats();
+    /** @type {string[]} */
+    const out = [];
+    const show = (/** @type {any} */ c) => c ? `${c.candidateType} ${c.protocol} ${c.address}:${c.port}${c.relayProtocol ? ` (${c.relayProtocol})` : ''}` : '?';
+    stats.forEach((/** @type {any} */ s) => {
+      if (s.type !== 'candidate-pair') return;
+      out.push(`${show(stats.get(s.localCandidateId))} → ${show(stats.get(s.remoteCandidateId))}: ${s.state}${s.nominated ? ' nominated' : ''}, requests ${s.requestsSent}/${s.responsesReceived} responses, ${s.requestsReceived} requests in`);
+    });
+    return out;
+  });
+}
+
 /** Direct or through the relay, from one side's selected pair. @param {{local: string, remote: string}} pair */
 export const pathOf = (pair) => (pair.local === 'relay' || pair.remote === 'relay' ? 'relay' : 'direct');
 

@@ -12,7 +12,7 @@
 import os from 'node:os';
 import { test, expect } from '@playwright/test';
 import { BINARY } from '../support.js';
-import { FULL, labCall, pathOf, selected, writeResults } from './call.js';
+import { FULL, candidatePairs, labCall, pathOf, selected, writeResults } from './call.js';
 import { KINDS, KINDS6, cannotRun, createLab, removeLab, startLabServer } from './network.js';
 
 /** @typedef {import('./network.js').Kind} Kind */
@@ -104,7 +104,12 @@ for (const { a, b, relayOnly = false } of FULL ? ALL : QUICK) {
           expect(pair, `${name} has a selected pair`).not.toBeNull();
           expect(pathOf(/** @type {NonNullable<typeof pair>} */ (pair)), `${name}'s path (${JSON.stringify(pair)})`).toBe(expected);
         }
-      }).toPass({ timeout: 20_000 });
+      }).toPass({ timeout: 20_000 }).catch(async (error) => {
+        for (const [name, page] of /** @type {const} */ ([['alice', call.alice], ['bob', call.bob]])) {
+          console.log(`${name}'s candidate pairs:\n  ${(await candidatePairs(page)).join('\n  ')}`);
+        }
+        throw error;
+      });
       // The restricted networks have one way out each: TURN over TCP, or over TLS on 443.
       for (const [name, kind] of /** @type {const} */ ([['alice', a], ['bob', b]])) {
         const pair = pairs[name];

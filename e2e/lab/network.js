@@ -63,6 +63,16 @@ const inNs = (ns, ...args) => run('ip', 'netns', 'exec', ns, ...args);
 const nft = (ns, rules) =>
   execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'pipe', 'pipe'] });
 
+/**
+ * Sets a kernel setting of namespace `ns` (`net.ipv4.ip_forward=1`), through /proc (procps's
+ * sysctl need not be installed).
+ * @param {string} ns @param {string} setting
+ */
+function sysctl(ns, setting) {
+  const [key, value] = setting.split('=');
+  inNs(ns, 'sh', '-c', `echo ${value} > /proc/sys/${key.replaceAll('.', '/')}`);
+}
+
 /** Why the lab cannot run here, or null if it can. */
 export function cannotRun() {
   if (process.getuid?.() !== 0) return 'the connectivity lab needs root (network namespaces, nftables, tc)';
@@ -127,8 +137,8 @@ function link(a, aIf, aIp, b, bIf, bIp) {
 /** @param {string} name @param {boolean} ipv6 */
 function namespace(name, ipv6) {
   run('ip', 'netns', 'add', name);
-  inNs(name, 'sysctl', '-q', '-w', `net.ipv6.conf.all.disable_ipv6=${ipv6 ? 0 : 1}`);
-  inNs(name, 'sysctl', '-q', '-w', `net.ipv6.conf.default.disable_ipv6=${ipv6 ? 0 : 1}`);
+  sysctl(name, `net.ipv6.conf.all.disable_ipv6=${ipv6 ? 0 : 1}`);
+  sysctl(name, `net.ipv6.conf.default.disable_ipv6=${ipv6 ? 0 : 1}`);
   run('ip', '-n', name, 'link', 'set', 'lo', 'up');
 }
 
@@ -188,10 +198,10 @@ export function createLab(kinds) {
   const anyIpv6 = kinds.some((kind) => KINDS6.includes(kind));
   namespace(PUB, anyIpv6);
   run('ip', '-n', PUB, 'addr', 'add', `${SERVER_IP}/32`, 'dev', 'lo');
-  inNs(PUB, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1');
+  sysctl(PUB, 'net.ipv4.ip_forward=1');
   if (anyIpv6) {
     run('ip', '-n', PUB, 'addr', 'add', `${SERVER_IP6}/128`, 'dev', 'lo', 'nodad');
-    inNs(PUB, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1');
+    sysctl(PUB, 'net.ipv6.conf.all.forwarding=1');
   }
   return kinds.map((kind, i) => {
     const index = i + 1;
@@ -208,7 +218,7 @@ export function createLab(kinds) {
     link(router, 'lan', `${lanNet}1/${bits}`, ns, 'eth0', `${ip}/${bits}`);
     run('ip', '-n', router, 'route', 'add', 'default', 'via', `${pubNet}1`);
     run('ip', '-n', ns, 'route', 'add', 'default', 'via', `${lanNet}1`);
-    inNs(router, 'sysctl', '-q', '-w', v6 ? 'net.ipv6.conf.all.forwarding=1' : 'net.ipv4.ip_forward=1');
+    sysctl(router, v6 ? 'net.ipv6.conf.all.forwarding=1' : 'net.ipv4.ip_forward=1');
     nft(router, routerRules(kind));
     // An open client's address is public: the internet routes to it (IPv6 has no NAT: every
     // client's is). A NATed one's is not.
