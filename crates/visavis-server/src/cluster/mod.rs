@@ -152,8 +152,9 @@ impl Cluster {
             }
             Target::Room(room) => room,
         };
-        // A dead holder's lease runs out within its TTL; give it that and a little more.
-        let deadline = Instant::now() + self.config.lease_ttl + Duration::from_secs(2);
+        // A dead holder's lease runs out within its TTL; give it twice that and more (a busy
+        // node, a renewal in flight): a waiting connection costs little, a refused one a retry.
+        let deadline = Instant::now() + 2 * self.config.lease_ttl + Duration::from_secs(3);
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             let holder = match self.store.holder(&room).await {
                 Ok(holder) => holder,

@@ -305,7 +305,7 @@ async fn ride_out(mut client: Client, lb: &str, deadline: Instant) -> (Client, b
                 // Through the load balancer, as a browser would; the node it reaches waits for
                 // the room's lease if the room's node died.
                 let token = client.token().unwrap_or_default().to_owned();
-                return match tokio::time::timeout(Duration::from_secs(8), client.resume(lb)).await {
+                return match tokio::time::timeout(Duration::from_secs(15), client.resume(lb)).await {
                     Ok(Ok((mut resumed, _))) => {
                         resumed.allow_gap();
                         (resumed, true)
