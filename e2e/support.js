@@ -177,7 +177,9 @@ export async function startServer(listen, args = [], options = {}) {
   const data = args.includes('--data-dir') ? [] : ['--data-dir', dataDir];
   // No TURN server unless the test asks for one.
   const turn = args.includes('--turn-listen') ? [] : ['--no-turn'];
-  const proc = spawn(BINARY, ['--listen', listen, ...turn, ...data, ...args], { stdio: 'ignore' });
+  // The SFU on a port of its own, so servers side by side do not all want 3479.
+  const sfu = args.some((a) => a === '--sfu-listen' || a === '--group-media') ? [] : ['--sfu-listen', `${listen.replace(/:\d+$/, '')}:0`];
+  const proc = spawn(BINARY, ['--listen', listen, ...turn, ...data, ...sfu, ...args], { stdio: 'ignore' });
   const url = `${options.https ? 'https' : 'http'}://${listen.replace(/:443$/, '')}`;
   for (let i = 0; i < 100; i++) {
     try {

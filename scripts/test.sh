@@ -17,6 +17,9 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v turnutils_uclient >/dev/null && command -v turnserver >/dev/null || missing+=(coturn)
 command -v openssl >/dev/null || missing+=(openssl)
+# The SFU's DTLS and SRTP (str0m's OpenSSL backend) build against the system OpenSSL.
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 command -v ip >/dev/null || missing+=(iproute2) # network namespaces for the network-drop test
 command -v pebble >/dev/null || missing+=(pebble)   # a real ACME server for certificate issuance
 command -v nginx >/dev/null || missing+=(nginx)     # the reverse proxy of docs/deploy.md, in front

@@ -494,11 +494,12 @@ function onMessage(msg) {
       onCallEnded(msg);
       break;
     case 'group_call':
-      onGroupCall({ callId: msg.callId, participants: msg.participants });
+      onGroupCall({ callId: msg.callId, participants: msg.participants, media: msg.media ?? 'mesh' });
       break;
     case 'description':
     case 'candidate':
     case 'media':
+    case 'sfu_description':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
       return;
     case 'chat':
@@ -624,14 +625,16 @@ function startDirectCall(callId, peer, polite) {
  * @param {number} callId
  * @param {'direct' | 'group'} mode
  * @param {Promise<OpenedMedia>} media
+ * @param {'sfu' | 'mesh'} [groupMedia] how a group call's media flows
  */
-function newCall(callId, mode, media) {
+function newCall(callId, mode, media, groupMedia) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
   chat.closeIfNarrow();
   state.call = new CallView({
     callId,
     mode,
+    groupMedia,
     myName: state.me.name,
     iceServers: state.iceServers,
     media,
@@ -704,7 +707,7 @@ function onGroupCall(group) {
   const me = state.me?.id;
   if (me === undefined || !group.participants.includes(me)) return;
   if (!state.call && state.joiningGroup) {
-    newCall(group.callId, 'group', state.joiningGroup);
+    newCall(group.callId, 'group', state.joiningGroup, group.media);
     state.joiningGroup = null;
   }
   const call = state.call;

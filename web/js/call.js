@@ -1,11 +1,13 @@
 // @ts-check
-//! The call panel: one call (a 1:1 call, or the room's group call as a full mesh), run by the
-//! SDK's CallPeers (local media, one peer connection per other person, the call's signalling),
+//! The call panel: one call (a 1:1 call, or the room's group call), run by the SDK's CallPeers
+//! (local media, one peer connection per other person, the call's signalling) or, for a group
+//! call through the server's SFU, by its SfuCall (one peer connection for everyone),
 //! with their tiles and the controls (mute, camera, screen sharing, device pickers, duration,
 //! connection state, hang-up / leave), and how each connection is going: bars on each remote
 //! tile, their details panel, and a warning when the network is poor (ours or theirs).
 
 import { CallPeers } from '../sdk/peers.js';
+import { SfuCall } from '../sdk/sfu.js';
 import { listDevices } from '../sdk/media.js';
 import { Tile } from './tile.js';
 import { t } from './i18n.js';
@@ -16,7 +18,7 @@ import { QualityPanel } from './quality-panel.js';
  * @typedef {import('../sdk/protocol.js').ClientMsg} ClientMsg
  * @typedef {import('../sdk/protocol.js').ServerMsg} ServerMsg
  * @typedef {import('../sdk/media.js').LocalMedia} OpenedMedia
- * @typedef {{name: string, peer: import('../sdk/peer.js').PeerCall, tile: Tile, screen: Tile | null,
+ * @typedef {{name: string, peer: {pc: RTCPeerConnection, iceRestarts: number}, tile: Tile, screen: Tile | null,
  *            state: import('../sdk/local.js').MediaState, connection: RTCPeerConnectionState,
  *            level: number, reconnecting: boolean,
  *            sample: import('../sdk/quality.js').QualitySample | null}} Remote
@@ -37,6 +39,7 @@ export class CallView {
    * @param {object} options
    * @param {number} options.callId
    * @param {'direct' | 'group'} options.mode a 1:1 call, or the room's group call
+   * @param {'sfu' | 'mesh'} [options.groupMedia] how a group call's media flows
    * @param {string} options.myName
    * @param {RTCIceServer[]} options.iceServers
    * @param {Promise<OpenedMedia>} options.media local camera/microphone, opening
@@ -46,7 +49,7 @@ export class CallView {
    * @param {import('../sdk/protocol.js').Publish} [options.publish] what we may send: the
    *   controls for anything else are not shown
    */
-  constructor({ callId, mode, myName, iceServers, media, send, isHost = () => false, publish }) {
+  constructor({ callId, mode, groupMedia = 'mesh', myName, iceServers, media, send, isHost = () => false, publish }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
@@ -91,14 +94,8 @@ export class CallView {
 
     /** @param {number} id */
     const remote = (id) => this.remotes.get(id);
-    this.peers = new CallPeers({
-      callId,
-      mode,
-      iceServers,
-      iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all',
-      media,
-      send,
-      events: {
+    /** @type {import('../sdk/peers.js').CallPeersEvents} */
+    const events = {
         remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
         remoteScreen: (id, stream) => {
           const r = remote(id);
@@ -123,8 +120,11 @@ export class CallView {
           this.render();
           if (this.panelFor === id) panel?.render();
         },
-      },
-    });
+    };
+    const iceTransportPolicy = FORCE_RELAY ? 'relay' : 'all';
+    this.peers = mode === 'group' && groupMedia === 'sfu'
+      ? new SfuCall({ callId, iceServers, iceTransportPolicy, media, send, events })
+      : new CallPeers({ callId, mode, iceServers, iceTransportPolicy, media, send, events });
 
     this.render();
     this.dialog.show(); // not modal: the room and its chat stay usable during a call
@@ -278,13 +278,8 @@ export class CallView {
   async tick() {
     this.renderDuration();
     if (this.mode !== 'group') return;
-    await Promise.all([...this.remotes.values()].map(async (remote) => {
-      const stats = await remote.peer.pc.getStats().catch(() => null);
-      remote.level = 0;
-      stats?.forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'audio' && typeof s.audioLevel === 'number') remote.level = s.audioLevel;
-      });
-    }));
+    const levels = await this.peers.levels();
+    for (const [id, remote] of this.remotes) remote.level = levels.get(id) ?? 0;
     this.render();
   }
 

@@ -7,6 +7,8 @@ import { openTrack } from './media.js';
 
 /**
  * @typedef {import('./peer.js').PeerCall} PeerCall
+ * Where our tracks go: a peer connection to one person (PeerCall), or the one to the SFU.
+ * @typedef {Pick<PeerCall, 'start' | 'replaceTrack' | 'shareScreen'>} Sink
  * @typedef {import('./media.js').LocalMedia} OpenedMedia
  * @typedef {{audio: boolean, video: boolean, screen: boolean}} MediaState
  */
@@ -24,7 +26,7 @@ export class LocalMedia {
     /** @type {import('./media.js').MediaProblem[]} */
     this.problems = [...opened.problems];
     this.audioEnabled = true;
-    /** @type {Set<PeerCall>} */
+    /** @type {Set<Sink>} */
     this.peers = new Set();
     this.onchange = onchange;
   }
@@ -36,7 +38,7 @@ export class LocalMedia {
 
   /**
    * Starts `peer` with our tracks, and keeps it updated from now on.
-   * @param {PeerCall} peer
+   * @param {Sink} peer
    */
   attach(peer) {
     this.peers.add(peer);
@@ -44,7 +46,7 @@ export class LocalMedia {
     if (this.screen) peer.shareScreen(this.screen);
   }
 
-  /** @param {PeerCall} peer */
+  /** @param {Sink} peer */
   detach(peer) {
     this.peers.delete(peer);
   }

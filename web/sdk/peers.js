@@ -152,6 +152,22 @@ export class CallPeers {
     this.send({ type: 'call_connected', callId: this.callId, setupMs: Date.now() - this.acceptedAt });
   }
 
+  /**
+   * How loud each participant's received audio is (0…1), by member id.
+   * @returns {Promise<Map<number, number>>}
+   */
+  async levels() {
+    /** @type {Map<number, number>} */
+    const levels = new Map();
+    await Promise.all([...this.peers.entries()].map(async ([id, peer]) => {
+      const stats = await peer.pc.getStats().catch(() => null);
+      stats?.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio' && typeof s.audioLevel === 'number') levels.set(id, s.audioLevel);
+      });
+    }));
+    return levels;
+  }
+
   /** Tells the others our microphone / camera / screen state. */
   announce() {
     if (this.local && !this.closed) this.send({ type: 'media', callId: this.callId, ...this.local.state() });

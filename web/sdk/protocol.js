@@ -17,7 +17,10 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{id: number, name: string, host: boolean, publish?: Publish}} Member
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {'declined'|'cancelled'|'no_answer'|'busy'|'hangup'|'left'} EndReason
- * @typedef {{callId: number, participants: number[]}} GroupCall
+ * `media`: `sfu`, one peer connection to the server's SFU; `mesh`, one to every other participant.
+ * @typedef {{callId: number, participants: number[], media: 'sfu' | 'mesh'}} GroupCall
+ * A track the SFU forwards: the mid of its m-line in our peer connection, whose, and what.
+ * @typedef {{mid: string, member: number, source: 'audio' | 'camera' | 'screen'}} SfuTrack
  * @typedef {{seq: number, from: number, name: string, text: string, at: number}} ChatEntry
  * A room's kind and settings: made with `create` (private), guests wait in the lobby, nobody
  * new may enter (locked), people admitted later read the chat from before (shareHistory).
@@ -55,6 +58,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'candidate', callId: number, from: number, candidate: RTCIceCandidateInit | null}} CandidateMsg
  * @typedef {{type: 'media', callId: number, from: number, audio: boolean, video: boolean, screen: boolean}} MediaMsg
  * @typedef {{type: 'group_call'} & GroupCall} GroupCallMsg
+ * @typedef {{type: 'sfu_description', callId: number, description: RTCSessionDescriptionInit, tracks: SfuTrack[]}} SfuDescriptionMsg
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
@@ -62,7 +66,7 @@ export const PROTOCOL_VERSION = 1;
  *           WaitingMsg | KnockMsg | KnockEndedMsg | DeniedMsg | RemovedMsg | RoomEndedMsg |
  *           MuteRequestMsg | MemberUpdatedMsg | HostKeyMsg | RoomStateMsg |
  *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
- *           MediaMsg | GroupCallMsg | ChatMsg | ErrorMsg} ServerMsg
+ *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | ChatMsg | ErrorMsg} ServerMsg
  *
  * Session-level messages, handled here and never passed on:
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}
@@ -82,6 +86,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'description', callId: number, to?: number, description: RTCSessionDescriptionInit}
  *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean}
+ *   | {type: 'sfu_description', callId: number, description: RTCSessionDescriptionInit}
  *   | {type: 'group_join' | 'group_leave'}
  *   | {type: 'chat', text: string}
  *   | {type: 'admit' | 'deny' | 'remove' | 'mute' | 'make_host', id: number}

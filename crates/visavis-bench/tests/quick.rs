@@ -22,7 +22,16 @@ async fn quick_run_relays_messages_without_errors() {
         "1000000",
     ];
     // No state file: it is locked per process, and nothing here restarts.
-    let base = ["visavis", "--no-turn", "--room-capacity", "2", "--state", "none"];
+    let base = [
+        "visavis",
+        "--no-turn",
+        "--room-capacity",
+        "2",
+        "--state",
+        "none",
+        "--group-media",
+        "mesh",
+    ];
     let settings = Settings::try_parse_from(base.iter().chain(&unlimited))
         .unwrap_or_else(|_| Settings::parse_from(base));
     let shutdown = CancellationToken::new();

@@ -454,6 +454,8 @@ mod tests {
         let settings = visavis_server::Settings::parse_from([
             "visavis",
             "--no-turn",
+            "--sfu-listen",
+            "127.0.0.1:0",
             "--heartbeat-timeout",
             "2",
             // Far more chat than a person sends, which is not what this test is about.

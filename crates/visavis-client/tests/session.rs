@@ -8,7 +8,15 @@ use visavis_protocol::{ErrorCode, RoomMsg, ServerMsg};
 
 async fn server() -> (String, CancellationToken) {
     // Several servers side by side, none restarted: no state file (it is locked per process).
-    let settings = visavis_server::Settings::parse_from(["visavis", "--no-turn", "--state", "none"]);
+    let settings = visavis_server::Settings::parse_from([
+        "visavis",
+        "--no-turn",
+        "--state",
+        "none",
+        // The SFU's default port is fixed; servers side by side need one each.
+        "--sfu-listen",
+        "127.0.0.1:0",
+    ]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let shutdown = CancellationToken::new();
     let app = visavis_server::App::start(listener, settings, shutdown.clone())

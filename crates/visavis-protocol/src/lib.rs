@@ -132,6 +132,12 @@ pub enum RoomMsg {
         #[serde(default)]
         screen: bool,
     },
+    /// The session description of this member's one peer connection to the server's SFU, in a
+    /// group call whose `media` is `sfu`: the first offer, then answers to the SFU's offers.
+    SfuDescription {
+        call_id: CallId,
+        description: Description,
+    },
     /// Join the room's group call, starting it if none is running.
     GroupJoin,
     /// Leave the room's group call.
@@ -303,6 +309,13 @@ pub enum ServerMsg {
     /// To every member of the room whenever its group call starts, changes or ends (an empty
     /// `participants` list means it ended).
     GroupCall(GroupCall),
+    /// From the server's SFU: its answer to the member's offer, or an offer of its own when
+    /// the tracks it forwards change; `tracks` names every forwarded track by its mid.
+    SfuDescription {
+        call_id: CallId,
+        description: Description,
+        tracks: Vec<SfuTrack>,
+    },
     /// A chat message, stamped by the server, to everyone in the room (the sender too).
     Chat(ChatEntry),
     /// A request was refused; the connection stays open.
@@ -327,13 +340,46 @@ pub struct SessionFields {
     pub resume_grace_ms: u64,
 }
 
-/// A room's group call: a full mesh between its participants.
+/// A room's group call: a full mesh between its participants, or one peer connection each to
+/// the server's SFU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupCall {
     pub call_id: CallId,
     /// In the order they joined.
     pub participants: Vec<MemberId>,
+    /// How media flows (`--group-media`); calls kept from before the SFU were meshes.
+    #[serde(default)]
+    pub media: GroupMedia,
+}
+
+/// How a group call's media flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupMedia {
+    /// Every browser to every other (`--mesh-limit` people at most).
+    #[default]
+    Mesh,
+    /// Every browser to the server's SFU, which forwards (`--group-limit` people at most).
+    Sfu,
+}
+
+/// One track the SFU forwards to a member: the mid of its m-line there, whose it is, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SfuTrack {
+    pub mid: String,
+    pub member: MemberId,
+    pub source: TrackSource,
+}
+
+/// What a published track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Audio,
+    Camera,
+    Screen,
 }
 
 /// A room's kind and settings.
@@ -552,8 +598,10 @@ pub enum ErrorCode {
     InvalidCallState,
     /// You are not in the room's group call.
     NotInCall,
-    /// The group call has reached its mesh limit.
+    /// The group call has reached its mesh limit (`--mesh-limit`) or group limit (`--group-limit`).
     CallFull,
+    /// The server's SFU holds as many sessions as it may (`--sfu-max-sessions`), or it is off.
+    SfuUnavailable,
     /// A chat message that is empty or larger than 4 KiB.
     InvalidChat,
     /// Joining would create a room beyond the server's limit of rooms.
@@ -662,6 +710,9 @@ impl ServerMsg {
     pub fn size_hint(&self) -> usize {
         let variable = match self {
             Self::Description { description, .. } => description.json().len(),
+            Self::SfuDescription {
+                description, tracks, ..
+            } => description.json().len() + 48 * tracks.len(),
             Self::Candidate { candidate, .. } => candidate.json().len(),
             Self::Chat(entry) => entry.text.len() + entry.name.len(),
             Self::Joined { members, chat, .. } => 600 + 72 * members.len() + 4200 * chat.len().min(4),

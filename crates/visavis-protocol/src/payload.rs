@@ -81,6 +81,19 @@ impl Description {
     pub fn json(&self) -> &str {
         self.0.get()
     }
+
+    /// Its type and SDP, decoded: for the server's own SFU, which reads what it answers.
+    pub fn decode(&self) -> Option<(SdpKind, String)> {
+        #[derive(Deserialize)]
+        struct Init {
+            #[serde(rename = "type")]
+            kind: SdpKind,
+            #[serde(default)]
+            sdp: String,
+        }
+        let init: Init = serde_json::from_str(self.0.get()).ok()?;
+        Some((init.kind, init.sdp))
+    }
 }
 
 impl Candidate {

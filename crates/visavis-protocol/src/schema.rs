@@ -459,7 +459,7 @@ mod tests {
         assert_eq!(fields(&client, "candidate"), ["callId", "to", "candidate"]);
         assert_eq!(fields(&server, "call_ended"), ["callId", "peer", "reason", "by"]);
         // Newtype variants: the wrapped struct's fields.
-        assert_eq!(fields(&server, "group_call"), ["callId", "participants"]);
+        assert_eq!(fields(&server, "group_call"), ["callId", "participants", "media"]);
         assert_eq!(fields(&server, "chat"), ["seq", "from", "name", "text", "at"]);
     }
 
@@ -489,6 +489,7 @@ mod tests {
             group: Some(GroupCall {
                 call_id: 1,
                 participants: vec![1],
+                media: crate::GroupMedia::Sfu,
             }),
             chat: vec![ChatEntry {
                 seq: 1,

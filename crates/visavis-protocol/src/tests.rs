@@ -160,10 +160,11 @@ fn server_messages_are_flat_objects_with_the_sequence_number_first() {
     let group = ServerMsg::GroupCall(GroupCall {
         call_id: 5,
         participants: vec![7, 8],
+        media: GroupMedia::Sfu,
     });
     assert_eq!(
         group.to_json(),
-        r#"{"type":"group_call","callId":5,"participants":[7,8]}"#
+        r#"{"type":"group_call","callId":5,"participants":[7,8],"media":"sfu"}"#
     );
 }
 
@@ -267,6 +268,7 @@ fn every_server_message_round_trips_through_the_client_decoder() {
         ServerMsg::GroupCall(GroupCall {
             call_id: 5,
             participants: vec![],
+            media: GroupMedia::Mesh,
         }),
         ServerMsg::Waiting {
             session: Some(SessionFields {
@@ -364,5 +366,5 @@ fn kinds_are_listed_once_per_scope_and_named_by_kind() {
     assert_eq!(RoomMsg::Chat { text: "x".into() }.kind(), "chat");
     assert_eq!(ClientMsg::from(SessionMsg::Pong { ack: 1 }).kind(), "pong");
     assert_eq!(ServerMsg::Ping { ack: 0 }.kind(), "ping");
-    assert_eq!(ServerMsg::kinds().len(), 29);
+    assert_eq!(ServerMsg::kinds().len(), 30);
 }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use visavis_protocol::{CallId, EndReason, MemberId, QualityReport};
+use visavis_protocol::{CallId, EndReason, MemberId, QualityReport, SdpKind};
 
 use crate::{Core, MemberEvent};
 
@@ -47,6 +47,22 @@ pub enum Event {
     },
     /// A 1:1 call ended, ringing or active (`busy` refusals never were calls).
     CallEnded(CallSummary),
+    /// A participant of an SFU group call sent the description of its peer connection to the
+    /// SFU (`sfu_description`), for the SFU.
+    SfuDescription {
+        room: String,
+        call_id: CallId,
+        member: MemberId,
+        kind: SdpKind,
+        sdp: String,
+    },
+    /// A participant left the room's group call (by `group_leave`, or by leaving the room):
+    /// the SFU ends its session.
+    GroupLeft {
+        room: String,
+        call_id: CallId,
+        member: MemberId,
+    },
     /// A party of an ended 1:1 call reported how its media went (`call_quality`).
     CallQuality {
         room: String,
@@ -93,7 +109,9 @@ impl Event {
             | Self::RoomFinished { room }
             | Self::CallStarted { room, .. }
             | Self::CallConnected { room, .. }
-            | Self::CallQuality { room, .. } => room,
+            | Self::CallQuality { room, .. }
+            | Self::SfuDescription { room, .. }
+            | Self::GroupLeft { room, .. } => room,
             Self::Joined(p) | Self::Left(p) | Self::Knock(p) => &p.room,
             Self::CallEnded(c) => &c.room,
         }
@@ -129,7 +147,12 @@ impl Core {
                     .or_default() += 1;
             }
             Event::CallEnded(call) => *totals.calls_ended.entry(call.reason).or_default() += 1,
-            Event::RoomStarted { .. } | Event::RoomFinished { .. } | Event::Joined(_) | Event::Left(_) => {}
+            Event::RoomStarted { .. }
+            | Event::RoomFinished { .. }
+            | Event::Joined(_)
+            | Event::Left(_)
+            | Event::SfuDescription { .. }
+            | Event::GroupLeft { .. } => {}
         }
         self.events.push_back(event);
     }

@@ -1,10 +1,13 @@
-//! The room's group call: one full mesh of peer connections between its participants, up to
-//! the mesh limit. The server tracks who is in it and relays each pair's negotiation; media
-//! flows peer to peer. Joining, leaving and dropping out are told to everyone in the room.
+//! The room's group call: one full mesh of peer connections between its participants (up to
+//! the mesh limit), or one peer connection from each to the server's SFU (up to the group
+//! limit). The server tracks who is in it and relays each pair's negotiation, or hands the
+//! SFU's descriptions on. Joining, leaving and dropping out are told to everyone in the room.
 
-use visavis_protocol::{GroupCall, MemberId, ServerMsg};
+use visavis_protocol::{
+    CallId, Description, ErrorCode, GroupCall, GroupMedia, MemberId, SdpKind, ServerMsg, SfuTrack,
+};
 
-use crate::{Core, RoomError};
+use crate::{Core, Event, RoomError};
 
 impl Core {
     /// The group call of `me`'s room, if `me` is in it.
@@ -40,7 +43,11 @@ impl Core {
             return Err(RoomError::AlreadyInCall(call));
         }
         let room_id = state.room.clone();
-        let mesh_limit = self.config.mesh_limit;
+        let media = self.config.group_media;
+        let limit = match media {
+            GroupMedia::Mesh => self.config.mesh_limit,
+            GroupMedia::Sfu => self.config.group_limit,
+        };
         let new_call = match self.rooms.get(&room_id) {
             Some(room) if room.group.is_none() => self.fresh_call_id(),
             _ => 0,
@@ -49,12 +56,13 @@ impl Core {
         let group = room.group.get_or_insert_with(|| GroupCall {
             call_id: new_call,
             participants: Vec::new(),
+            media,
         });
         if group.participants.contains(&me) {
             return Err(RoomError::AlreadyInCall(group.call_id));
         }
-        if group.participants.len() >= mesh_limit {
-            return Err(RoomError::CallFull(mesh_limit));
+        if group.participants.len() >= limit {
+            return Err(RoomError::CallFull(limit));
         }
         group.participants.push(me);
         let msg = ServerMsg::GroupCall(group.clone());
@@ -81,10 +89,92 @@ impl Core {
         };
         group.participants.retain(|p| *p != me);
         let msg = ServerMsg::GroupCall(group.clone());
+        let (call_id, media) = (group.call_id, group.media);
         if group.participants.is_empty() {
             room.group = None;
         }
+        if media == GroupMedia::Sfu {
+            self.record(Event::GroupLeft {
+                room: room_id.clone(),
+                call_id,
+                member: me,
+            });
+        }
         self.broadcast(&room_id, &msg);
         Ok(())
+    }
+
+    /// `sfu_description`: handed to the SFU (as an event), for a participant of an SFU call.
+    pub(crate) fn sfu_description(
+        &mut self,
+        me: MemberId,
+        call_id: CallId,
+        description: &Description,
+    ) -> Result<(), RoomError> {
+        let group = self.group_of(me).ok_or(RoomError::NotInCall)?;
+        if group.call_id != call_id {
+            return Err(RoomError::UnknownCall(call_id));
+        }
+        if group.media != GroupMedia::Sfu {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: "a mesh",
+                action: "sfu_description",
+            });
+        }
+        let (kind, sdp) = description.decode().ok_or(RoomError::InvalidCallState {
+            call: call_id,
+            state: "sfu",
+            action: "a description without SDP",
+        })?;
+        if !matches!(kind, SdpKind::Offer | SdpKind::Answer) {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: "sfu",
+                action: "a pranswer or rollback",
+            });
+        }
+        let room = self.members[&me].room.clone();
+        self.record(Event::SfuDescription {
+            room,
+            call_id,
+            member: me,
+            kind,
+            sdp,
+        });
+        Ok(())
+    }
+
+    /// The SFU's description for `member` (its answer, or an offer of its own), sent on if
+    /// the member is still in that SFU call.
+    pub fn sfu_deliver(
+        &mut self,
+        member: MemberId,
+        call_id: CallId,
+        description: Description,
+        tracks: Vec<SfuTrack>,
+    ) {
+        if self.group_of(member).is_some_and(|g| g.call_id == call_id) {
+            self.send_member(
+                member,
+                ServerMsg::SfuDescription {
+                    call_id,
+                    description,
+                    tracks,
+                },
+            );
+        }
+    }
+
+    /// The SFU could not take the member's offer (`sfu_unavailable`).
+    pub fn sfu_refused(&mut self, member: MemberId, message: &str) {
+        self.send_member(
+            member,
+            ServerMsg::error(
+                ErrorCode::SfuUnavailable,
+                message.to_owned(),
+                Some("sfu_description"),
+            ),
+        );
     }
 }

@@ -27,8 +27,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use visavis_protocol::{
-    CallId, CandidatePath, ChatEntry, EndReason, ErrorCode, GroupCall, IceServer, MediaTransport, Member,
-    MemberId, Presence, Publish, QualityReport, RoomMsg, RoomState, ServerMsg, PROTOCOL_VERSION,
+    CallId, CandidatePath, ChatEntry, EndReason, ErrorCode, GroupCall, GroupMedia, IceServer, MediaTransport,
+    Member, MemberId, Presence, Publish, QualityReport, RoomMsg, RoomState, ServerMsg, PROTOCOL_VERSION,
     QUALITY_REPORT_WINDOW,
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
@@ -55,8 +55,13 @@ pub struct Config {
     pub ring_timeout: Duration,
     /// The ICE servers handed to each member on join.
     pub ice_servers: IceServerSource,
-    /// Most participants in a room's group call (a full mesh: n·(n−1)/2 peer connections).
+    /// Most participants in a room's group call when it is a full mesh (n·(n−1)/2 peer
+    /// connections).
     pub mesh_limit: usize,
+    /// How group calls carry media: a mesh, or the server's SFU (`--group-media`).
+    pub group_media: GroupMedia,
+    /// Most participants in a group call through the SFU (`--group-limit`).
+    pub group_limit: usize,
     /// Chat messages a room keeps for people who join later.
     pub chat_history: usize,
     /// Largest chat message, in bytes of UTF-8.
@@ -98,6 +103,8 @@ impl Default for Config {
             ring_timeout: Duration::from_secs(30),
             ice_servers: IceServerSource::none(),
             mesh_limit: 6,
+            group_media: GroupMedia::Mesh,
+            group_limit: 50,
             chat_history: 100,
             chat_max_bytes: 4096,
             max_rooms: 10_000,
@@ -305,7 +312,7 @@ pub enum RoomError {
     },
     #[error("you are not in the room's group call")]
     NotInCall,
-    #[error("the group call is full ({0} people); the mesh limit is reached")]
+    #[error("the group call is full ({0} people)")]
     CallFull(usize),
     #[error("{0}")]
     InvalidChat(String),
@@ -910,6 +917,9 @@ impl Core {
                 } else {
                     self.relay_in_call(me, call_id, None, "media", msg)
                 }
+            }
+            RoomMsg::SfuDescription { call_id, description } => {
+                self.sfu_description(me, call_id, &description)
             }
             RoomMsg::GroupJoin => self.group_join(me),
             RoomMsg::GroupLeave => self.group_leave(me),
@@ -1594,7 +1604,7 @@ impl Core {
         }
     }
 
-    fn send_member(&mut self, member: MemberId, msg: ServerMsg) {
+    pub(crate) fn send_member(&mut self, member: MemberId, msg: ServerMsg) {
         if let Some(m) = self.members.get(&member) {
             let to = m.session;
             self.send(to, msg);

@@ -1047,6 +1047,8 @@ fn event_kinds(w: &mut World) -> Vec<&'static str> {
             Event::CallConnected { .. } => "call_connected",
             Event::CallEnded(_) => "call_ended",
             Event::CallQuality { .. } => "call_quality",
+            Event::SfuDescription { .. } => "sfu_description",
+            Event::GroupLeft { .. } => "group_left",
         })
         .collect()
 }
@@ -1223,4 +1225,96 @@ fn ending_a_room_for_all_ends_calls_then_members_then_the_room() {
         ["call_ended", "left", "left", "room_finished"]
     );
     let _ = call;
+}
+
+/// The events of the SFU among the core's events so far.
+fn sfu_events(w: &mut World) -> Vec<Event> {
+    std::iter::from_fn(|| w.core.poll_event())
+        .filter(|e| matches!(e, Event::SfuDescription { .. } | Event::GroupLeft { .. }))
+        .collect()
+}
+
+#[test]
+fn an_sfu_group_call_hands_descriptions_to_the_sfu_and_its_answers_to_the_member() {
+    let mut w = World::with(Config {
+        group_media: GroupMedia::Sfu,
+        group_limit: 2,
+        ..Config::default()
+    });
+    let a = w.join(1, "r", "Ann");
+    w.join(2, "r", "Bob");
+    w.join(3, "r", "Cy");
+    let got = w.send(1, RoomMsg::GroupJoin);
+    let ServerMsg::GroupCall(group) = &got[0].msg else {
+        panic!("{got:?}")
+    };
+    assert_eq!(group.media, GroupMedia::Sfu);
+    let call = group.call_id;
+    w.send(2, RoomMsg::GroupJoin);
+    // The group limit, not the mesh limit, holds through the SFU.
+    assert_eq!(error_code(&w.send(3, RoomMsg::GroupJoin)), ErrorCode::CallFull);
+
+    let offer = RoomMsg::SfuDescription {
+        call_id: call,
+        description: Description::new(SdpKind::Offer, "v=0 offer"),
+    };
+    assert_eq!(
+        w.send(1, offer.clone()),
+        vec![],
+        "nothing is relayed to the others"
+    );
+    assert_eq!(
+        sfu_events(&mut w),
+        vec![Event::SfuDescription {
+            room: "r".into(),
+            call_id: call,
+            member: a,
+            kind: SdpKind::Offer,
+            sdp: "v=0 offer".into(),
+        }]
+    );
+    assert_eq!(error_code(&w.send(3, offer)), ErrorCode::NotInCall);
+    let wrong_call = RoomMsg::SfuDescription {
+        call_id: call + 1,
+        description: Description::new(SdpKind::Answer, "v=0"),
+    };
+    assert_eq!(error_code(&w.send(1, wrong_call)), ErrorCode::UnknownCall);
+
+    // The SFU's answer reaches Ann only; its refusal names the request.
+    w.core
+        .sfu_deliver(a, call, Description::new(SdpKind::Answer, "v=0 answer"), vec![]);
+    let got = w.drain();
+    assert_eq!(got.len(), 1);
+    assert!(matches!(&got[0].msg, ServerMsg::SfuDescription { call_id, .. } if *call_id == call));
+    w.core.sfu_refused(a, "full");
+    assert_eq!(error_code(&w.drain()), ErrorCode::SfuUnavailable);
+
+    // Leaving the call, or the room, ends the member's SFU session.
+    w.send(1, RoomMsg::GroupLeave);
+    w.core.handle_disconnect(w.now, 2);
+    w.drain();
+    let left: Vec<_> = sfu_events(&mut w)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::GroupLeft { member, .. } => Some(member),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    // An answer for a member no longer in the call goes nowhere.
+    w.core
+        .sfu_deliver(a, call, Description::new(SdpKind::Offer, "v=0"), vec![]);
+    assert!(w.drain().is_empty());
+}
+
+#[test]
+fn a_mesh_group_call_refuses_sfu_descriptions() {
+    let (mut w, _, _, _) = trio();
+    let call = group_of(&w.send(1, RoomMsg::GroupJoin)[0].msg).unwrap().0;
+    let offer = RoomMsg::SfuDescription {
+        call_id: call,
+        description: Description::new(SdpKind::Offer, "v=0"),
+    };
+    assert_eq!(error_code(&w.send(1, offer)), ErrorCode::InvalidCallState);
+    assert!(sfu_events(&mut w).is_empty());
 }

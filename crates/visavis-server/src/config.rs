@@ -31,6 +31,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// How group calls carry media (`--group-media`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupMediaArg {
+    /// One peer connection from each browser to the SFU in this server.
+    Sfu,
+    /// A full mesh of peer connections between the browsers.
+    Mesh,
+}
+
 /// Which rooms people may make (`--access`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Access {
@@ -192,6 +201,38 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_MESH_LIMIT", default_value_t = 6,
           value_parser = clap::value_parser!(u32).range(2..=50))]
     pub mesh_limit: u32,
+
+    /// How a room's group call carries media: `sfu`, one peer connection from each browser to
+    /// the SFU built into this server (which forwards), or `mesh`, every browser to every other
+    /// (for servers that cannot open a UDP port). 1:1 calls are peer to peer either way.
+    #[arg(
+        long,
+        env = "VISAVIS_GROUP_MEDIA",
+        value_enum,
+        default_value = "sfu",
+        help_heading = "SFU"
+    )]
+    pub group_media: GroupMediaArg,
+
+    /// Most people in a group call through the SFU; one more gets `call_full`.
+    #[arg(long, env = "VISAVIS_GROUP_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(2..=1000), help_heading = "SFU")]
+    pub group_limit: u32,
+
+    /// UDP address of the SFU (its one ICE candidate, ICE-lite). Default: the IP of --listen,
+    /// port 3479 (port 0, any free one, when --listen's port is 0).
+    #[arg(long, env = "VISAVIS_SFU_LISTEN", help_heading = "SFU")]
+    pub sfu_listen: Option<SocketAddr>,
+
+    /// Most peer connections the SFU holds at once; an offer beyond gets `sfu_unavailable`.
+    #[arg(long, env = "VISAVIS_SFU_MAX_SESSIONS", default_value_t = visavis_sfu::DEFAULT_MAX_SESSIONS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "SFU")]
+    pub sfu_max_sessions: u32,
+
+    /// Seconds without a datagram from a browser after which the SFU drops its session.
+    #[arg(long, env = "VISAVIS_SFU_IDLE_TIMEOUT", default_value_t = visavis_sfu::DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(2..=3600), help_heading = "SFU")]
+    pub sfu_idle_timeout: u64,
 
     /// Chat messages each room keeps and sends to people who join.
     #[arg(long, env = "VISAVIS_CHAT_HISTORY", default_value_t = 100,
@@ -664,6 +705,18 @@ impl Settings {
 
     pub fn ring_timeout(&self) -> Duration {
         Duration::from_secs(self.ring_timeout)
+    }
+
+    /// Where the SFU listens, if group calls use it.
+    pub fn sfu_listen(&self) -> Option<SocketAddr> {
+        let listen = self.listen();
+        let port = if listen.port() == 0 {
+            0
+        } else {
+            visavis_sfu::DEFAULT_PORT
+        };
+        (self.group_media == GroupMediaArg::Sfu)
+            .then(|| self.sfu_listen.unwrap_or(SocketAddr::new(listen.ip(), port)))
     }
 
     /// Where the embedded TURN server listens, unless it is off.

@@ -91,7 +91,7 @@ pub fn turn_setup(
 
 /// The address this machine would send from towards the internet. `connect` on a UDP
 /// socket only consults the routing table; no packet is sent.
-fn outbound_ip(ipv6: bool) -> Option<IpAddr> {
+pub(crate) fn outbound_ip(ipv6: bool) -> Option<IpAddr> {
     let (bind, probe) = if ipv6 {
         ("[::]:0", "[2001:db8::1]:9")
     } else {

@@ -23,6 +23,7 @@ mod netcheck;
 mod per_ip;
 mod persist;
 mod plain_http;
+mod sfu;
 mod sniff;
 mod tls;
 pub mod token;
@@ -104,6 +105,7 @@ pub struct App {
     metrics: Option<TcpListener>,
     state: AppState,
     turn_addrs: Option<TurnAddrs>,
+    sfu_addr: Option<SocketAddr>,
 }
 
 impl App {
@@ -186,6 +188,11 @@ impl App {
             ring_timeout: settings.ring_timeout(),
             ice_servers,
             mesh_limit: settings.mesh_limit as usize,
+            group_media: match settings.group_media {
+                config::GroupMediaArg::Sfu => visavis_protocol::GroupMedia::Sfu,
+                config::GroupMediaArg::Mesh => visavis_protocol::GroupMedia::Mesh,
+            },
+            group_limit: settings.group_limit as usize,
             chat_history: settings.chat_history as usize,
             chat_max_bytes: 4096,
             max_rooms: settings.max_rooms as usize,
@@ -273,11 +280,22 @@ impl App {
                  --api-secret, or a --data-dir that can keep the pair made for you"
             ),
         };
-        // Room events reach the TURN server (who is a member) and the webhooks in the order
-        // the core made them.
+        let (sfu, sfu_handle) = match settings.sfu_listen() {
+            Some(listen) => {
+                let (edge, handle) = sfu::SfuEdge::bind(listen, &settings).await?;
+                (Some(edge), Some(handle))
+            }
+            None => (None, None),
+        };
+        let sfu_addr = sfu.as_ref().map(sfu::SfuEdge::local_addr).transpose()?;
+        // Room events reach the TURN server (who is a member), the SFU and the webhooks in the
+        // order the core made them.
         let on_event = EventHook(Box::new({
             let (turn, webhooks) = (turn.clone(), webhooks.clone());
             move |now, event| {
+                if let Some(sfu) = &sfu_handle {
+                    sfu.handle_event(event);
+                }
                 if let visavis_room::Event::CallQuality {
                     room,
                     call_id,
@@ -297,6 +315,9 @@ impl App {
             }
         }));
         let hub = Arc::new(Hub::new(signalling, settings.outbound_queue as usize, on_event));
+        if let Some(sfu) = sfu {
+            sfu.spawn(hub.clone(), shutdown.clone());
+        }
         let cluster = match cluster_config {
             Some(config) => Some(cluster::Cluster::start(config, hub.clone(), turn.clone()).await?),
             None => None,
@@ -345,6 +366,7 @@ impl App {
             metrics,
             state,
             turn_addrs,
+            sfu_addr,
         })
     }
 
@@ -373,6 +395,11 @@ impl App {
     /// Where the embedded TURN server listens, if it runs.
     pub fn turn_addrs(&self) -> Option<TurnAddrs> {
         self.turn_addrs
+    }
+
+    /// Where the SFU's socket is bound, if group calls use it.
+    pub fn sfu_addr(&self) -> Option<SocketAddr> {
+        self.sfu_addr
     }
 
     /// Serves until the shutdown token is cancelled, then closes every session (code 1001).

@@ -95,7 +95,7 @@ pub fn payload(event: &Event, id: &str, created_at: u64) -> Option<Payload> {
             }
             ("call_quality", fields)
         }
-        Event::CallConnected { .. } => return None,
+        Event::CallConnected { .. } | Event::SfuDescription { .. } | Event::GroupLeft { .. } => return None,
     };
     let mut body = json!({
         "event": kind,

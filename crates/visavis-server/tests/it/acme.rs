@@ -181,6 +181,8 @@ fn visavis_args(pebble: &Pebble, scratch: &Scratch, listen: &str, extra: &[&str]
         "--data-dir",
         &path("data"),
         "--no-turn",
+        "--sfu-listen",
+        "127.0.0.1:0",
     ]
     .map(str::to_owned)
     .into();

@@ -51,6 +51,17 @@ impl Binary {
             } else {
                 &["--listen", "127.0.0.1:0"]
             })
+            // The SFU on a port of its own too (a fixed --listen would give it 3479).
+            .args(
+                if args
+                    .iter()
+                    .any(|a| a.starts_with("--sfu-listen") || a.starts_with("--group-media"))
+                {
+                    &[][..]
+                } else {
+                    &["--sfu-listen", "127.0.0.1:0"]
+                },
+            )
             .args(data_args)
             .args(args)
             // The start-up lines are all the tests read; the server's other logs would only be

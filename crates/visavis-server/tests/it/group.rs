@@ -7,7 +7,15 @@ use super::{join, Server};
 
 #[tokio::test]
 async fn group_call_membership_and_pairwise_signalling() {
-    let server = Server::start(&["--mesh-limit", "3", "--resume-grace", "1"]).await;
+    let server = Server::start(&[
+        "--group-media",
+        "mesh",
+        "--mesh-limit",
+        "3",
+        "--resume-grace",
+        "1",
+    ])
+    .await;
     let mut people = Vec::new();
     for name in ["Ann", "Bob", "Cy", "Di"] {
         people.push(server.joined("team", name).await);

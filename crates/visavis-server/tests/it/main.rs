@@ -150,9 +150,19 @@ impl Server {
         } else {
             vec!["--data-dir", &data_dir]
         };
+        // The SFU too: its default port is fixed (3479).
+        let default_sfu = if args
+            .iter()
+            .any(|a| a.starts_with("--sfu-listen") || a.starts_with("--group-media"))
+        {
+            &[][..]
+        } else {
+            &["--sfu-listen", "127.0.0.1:0"][..]
+        };
         let settings = Settings::parse_from(
             std::iter::once("visavis")
                 .chain(default_turn.iter().copied())
+                .chain(default_sfu.iter().copied())
                 .chain(default_seats.iter().copied())
                 .chain(default_data)
                 .chain(args.iter().copied()),

@@ -216,15 +216,14 @@ async fn a_slow_reader_is_cut_off_and_never_holds_up_the_room() {
     let (mut reader, _, _) = join_with_token(&server, "r", "Reader").await;
     let (_slow, _, _) = join_with_token(&server, "r", "Slow").await; // never reads
     let text = "x".repeat(4000);
-    let started = Instant::now();
+    // Were the room waiting for the slow one, the reader's next message would never come and
+    // `recv` would time out: that, not a stopwatch, is what shows the room is not held up.
     for i in 0..3000 {
         reader.send(chat(&format!("{i} {text}"))).await;
         // The reader keeps up and gets every message (its own, as everyone does), in order.
         let got = next_of!(reader, ServerMsg::Chat(entry) => entry.text);
         assert!(got.starts_with(&format!("{i} ")));
     }
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
     // The slow one was cut off, not waited for: its outbox overflowed, and with nothing
     // acknowledged its replay log passed 1 MiB, which ends the session.
     let mut counts = server.counts().await;

@@ -1,0 +1,239 @@
+//! The SFU's edge: one UDP socket and one task drive `visavis_sfu::Sfu`. What the room core
+//! says about SFU calls (a participant's `sfu_description`, someone leaving the call) comes in
+//! over a channel from the hub's event hook, which must not block; the SFU's descriptions go
+//! back to the members through the hub, as the room core's `sfu_description` messages.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use visavis_protocol::{CallId, Description, MemberId, SdpKind, SfuTrack, TrackSource};
+use visavis_room::Event;
+use visavis_sansio::Now;
+use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source};
+
+use crate::hub::Hub;
+use crate::Settings;
+
+/// Datagrams read in one go before the task looks at its other inputs again.
+const BATCH: usize = 64;
+/// Largest datagram taken (a WebRTC packet stays under the path MTU; 1500 on Ethernet).
+const MAX_DATAGRAM: usize = 2048;
+
+/// What the room core tells the SFU.
+#[derive(Debug)]
+enum Command {
+    Description {
+        room: String,
+        call_id: CallId,
+        member: MemberId,
+        kind: SdpKind,
+        sdp: String,
+    },
+    Left {
+        member: MemberId,
+    },
+}
+
+/// Hands room events to the SFU task; cheap to clone into the hub's event hook.
+#[derive(Debug, Clone)]
+pub struct SfuHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl SfuHandle {
+    /// Called under the hub's lock: only passes the event on.
+    pub fn handle_event(&self, event: &Event) {
+        let command = match event {
+            Event::SfuDescription {
+                room,
+                call_id,
+                member,
+                kind,
+                sdp,
+            } => Command::Description {
+                room: room.clone(),
+                call_id: *call_id,
+                member: *member,
+                kind: *kind,
+                sdp: sdp.clone(),
+            },
+            Event::GroupLeft { member, .. } => Command::Left { member: *member },
+            _ => return,
+        };
+        // The task ends only at shutdown, when nobody needs the SFU any more.
+        let _ = self.tx.send(command);
+    }
+}
+
+/// The bound socket and the SFU, until the hub exists to start them with.
+#[derive(Debug)]
+pub struct SfuEdge {
+    socket: UdpSocket,
+    sfu: Sfu,
+    public_addr: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Command>,
+}
+
+impl SfuEdge {
+    /// Binds the SFU's socket at `listen`; its candidate advertises `--public-ip` (or the
+    /// listen IP, or this machine's outbound address when that is unspecified).
+    pub async fn bind(listen: SocketAddr, settings: &Settings) -> anyhow::Result<(Self, SfuHandle)> {
+        let socket = UdpSocket::bind(listen).await.with_context(|| {
+            format!("cannot bind the SFU to udp {listen}: set --sfu-listen, or --group-media mesh")
+        })?;
+        let bound = socket.local_addr()?;
+        let ip = match settings.public_ip {
+            Some(ip) => ip,
+            None if !bound.ip().is_unspecified() => bound.ip(),
+            None => crate::ice::outbound_ip(bound.is_ipv6()).context(
+                "--sfu-listen is unspecified and this machine's address could not be found; set --public-ip",
+            )?,
+        };
+        let public_addr = SocketAddr::new(ip, bound.port());
+        let mut config = SfuConfig::new(public_addr);
+        config.max_sessions = settings.sfu_max_sessions as usize;
+        config.idle_timeout = Duration::from_secs(settings.sfu_idle_timeout);
+        let sfu = Sfu::new(config).map_err(|e| anyhow::anyhow!("SFU: {e}"))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tracing::info!("SFU on udp {bound}, advertised as {public_addr}");
+        Ok((
+            Self {
+                socket,
+                sfu,
+                public_addr,
+                rx,
+            },
+            SfuHandle { tx },
+        ))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Runs the SFU until `shutdown`.
+    pub fn spawn(self, hub: Arc<Hub>, shutdown: CancellationToken) {
+        tokio::spawn(self.run(hub, shutdown));
+    }
+
+    async fn run(mut self, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let mut calls: HashMap<MemberId, CallId> = HashMap::new();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let deadline = self.sfu.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                command = self.rx.recv() => match command {
+                    Some(command) => self.command(command, &mut calls, &hub),
+                    None => break,
+                },
+                read = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, source)) = read {
+                        let now = Now::system();
+                        self.sfu.handle_datagram(now, source, self.public_addr, &buf[..n]);
+                        // Take what else is waiting before looking at the clock and commands.
+                        for _ in 1..BATCH {
+                            let Ok((n, source)) = self.socket.try_recv_from(&mut buf) else { break };
+                            self.sfu.handle_datagram(now, source, self.public_addr, &buf[..n]);
+                        }
+                    }
+                }
+                () = sleep => {}
+            }
+            let now = Now::system();
+            if self.sfu.poll_timeout().is_some_and(|at| at <= now.mono) {
+                self.sfu.handle_timeout(now);
+            }
+            self.drain(&mut calls, &hub);
+        }
+    }
+
+    fn command(&mut self, command: Command, calls: &mut HashMap<MemberId, CallId>, hub: &Hub) {
+        let now = Now::system();
+        match command {
+            Command::Description {
+                room,
+                call_id,
+                member,
+                kind,
+                sdp,
+            } => {
+                calls.insert(member, call_id);
+                let result = match kind {
+                    SdpKind::Offer => self.sfu.handle_offer(now, &room, member, &sdp),
+                    _ => self.sfu.handle_answer(now, member, &sdp),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(SfuError::Unavailable) => {
+                        hub.api(|core, _| {
+                            core.sfu_refused(member, "the SFU holds as many calls as it may; try later")
+                        });
+                    }
+                    Err(e) => tracing::debug!(member, error = %e, "SFU refused a description"),
+                }
+            }
+            Command::Left { member } => {
+                calls.remove(&member);
+                self.sfu.handle_leave(now, member);
+            }
+        }
+    }
+
+    fn drain(&mut self, calls: &mut HashMap<MemberId, CallId>, hub: &Hub) {
+        while let Some(out) = self.sfu.poll_output() {
+            match out {
+                Output::Transmit {
+                    destination,
+                    contents,
+                    ..
+                } => {
+                    let _ = self.socket.try_send_to(&contents, destination);
+                }
+                Output::Description {
+                    member,
+                    kind,
+                    sdp,
+                    tracks,
+                } => {
+                    let Some(&call_id) = calls.get(&member) else {
+                        continue;
+                    };
+                    let kind = match kind {
+                        visavis_sfu::SdpKind::Offer => SdpKind::Offer,
+                        visavis_sfu::SdpKind::Answer => SdpKind::Answer,
+                    };
+                    let tracks = tracks
+                        .into_iter()
+                        .map(|t| SfuTrack {
+                            mid: t.mid,
+                            member: t.member,
+                            source: match t.source {
+                                Source::Audio => TrackSource::Audio,
+                                Source::Camera => TrackSource::Camera,
+                                Source::Screen => TrackSource::Screen,
+                            },
+                        })
+                        .collect();
+                    let description = Description::new(kind, &sdp);
+                    hub.api(|core, _| core.sfu_deliver(member, call_id, description, tracks));
+                }
+                Output::Closed { member } => {
+                    tracing::info!(member, "SFU session ended: nothing heard from the browser");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! One browser's connection to the SFU: its str0m `Rtc`, the tracks it publishes, the tracks
+//! of others it receives, and the SDP offer it has out (at most one: the SFU offers every
+//! change after the browser's first offer, so the two sides never offer at once).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::Rtc;
+
+use crate::{MemberId, Sid, Source, TrackInfo};
+
+/// How many addresses one session may be reached from (ICE candidate pairs the browser
+/// tried); more are not remembered, so a session cannot fill the address table.
+pub(crate) const MAX_ADDRS: usize = 8;
+
+/// A track the browser publishes.
+#[derive(Debug)]
+pub(crate) struct TrackIn {
+    pub mid: Mid,
+    pub source: Source,
+    /// When a keyframe was last asked of the browser for this track (at most one a
+    /// `keyframe_interval`, however many subscribers ask).
+    pub last_keyframe_request: Option<Instant>,
+}
+
+/// Where a forwarded track stands in the SDP negotiation with this session's browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutState {
+    /// Waiting for the next offer.
+    ToOpen,
+    /// In the offer out now.
+    Negotiating(Mid),
+    /// Answered: media flows.
+    Open(Mid),
+    /// Its publisher left; the next offer stops it.
+    ToStop(Mid),
+    /// Stopped in the offer out now.
+    Stopping(Mid),
+}
+
+impl OutState {
+    pub fn mid(self) -> Option<Mid> {
+        match self {
+            Self::ToOpen => None,
+            Self::Negotiating(m) | Self::Open(m) | Self::ToStop(m) | Self::Stopping(m) => Some(m),
+        }
+    }
+}
+
+/// Another session's track, forwarded to this one.
+#[derive(Debug)]
+pub(crate) struct TrackOut {
+    pub origin: Sid,
+    pub origin_mid: Mid,
+    pub origin_member: MemberId,
+    pub source: Source,
+    pub state: OutState,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub member: MemberId,
+    pub room: u64,
+    pub ufrag: String,
+    pub rtc: Rtc,
+    /// Addresses datagrams came from (and were accepted by the `Rtc`).
+    pub addrs: Vec<SocketAddr>,
+    /// The last datagram from the browser, for the idle timeout.
+    pub last_rx: Instant,
+    pub pending: Option<SdpPendingOffer>,
+    pub tracks_in: Vec<TrackIn>,
+    pub tracks_out: Vec<TrackOut>,
+    /// Open forwarded tracks by (publisher, publisher's mid): the mid to write them to. The
+    /// forwarding hot path looks here, once per subscriber and packet.
+    pub out_by_source: HashMap<(Sid, Mid), Mid>,
+}
+
+impl Session {
+    pub fn new(member: MemberId, room: u64, ufrag: String, rtc: Rtc, now: Instant) -> Self {
+        Self {
+            member,
+            room,
+            ufrag,
+            rtc,
+            addrs: Vec::new(),
+            last_rx: now,
+            pending: None,
+            tracks_in: Vec::new(),
+            tracks_out: Vec::new(),
+            out_by_source: HashMap::new(),
+        }
+    }
+
+    /// A track the browser offered to send: the first audio is its microphone, the first
+    /// video its camera and the second video its screen (the order sfu.js creates them in).
+    pub fn publish(&mut self, mid: Mid, kind: MediaKind, direction: Direction) -> Option<Source> {
+        // Our side of the m-line: a track the browser sends is one we receive.
+        if !direction.is_receiving() {
+            return None;
+        }
+        let videos = self
+            .tracks_in
+            .iter()
+            .filter(|t| t.source != Source::Audio)
+            .count();
+        let audios = self.tracks_in.len() - videos;
+        let source = match kind {
+            MediaKind::Audio if audios == 0 => Source::Audio,
+            MediaKind::Video if videos == 0 => Source::Camera,
+            MediaKind::Video if videos == 1 => Source::Screen,
+            _ => return None,
+        };
+        self.tracks_in.push(TrackIn {
+            mid,
+            source,
+            last_keyframe_request: None,
+        });
+        Some(source)
+    }
+
+    /// Starts forwarding another session's track to this one (at the next offer).
+    pub fn subscribe(&mut self, origin: Sid, origin_member: MemberId, track: &TrackIn) {
+        self.tracks_out.push(TrackOut {
+            origin,
+            origin_mid: track.mid,
+            origin_member,
+            source: track.source,
+            state: OutState::ToOpen,
+        });
+    }
+
+    /// Stops forwarding everything `origin` published (it left).
+    pub fn unsubscribe(&mut self, origin: Sid) {
+        self.out_by_source.retain(|(sid, _), _| *sid != origin);
+        self.tracks_out.retain_mut(|t| {
+            if t.origin != origin {
+                return true;
+            }
+            match t.state {
+                OutState::ToOpen => return false,
+                OutState::Negotiating(m) | OutState::Open(m) => t.state = OutState::ToStop(m),
+                OutState::ToStop(_) | OutState::Stopping(_) => {}
+            }
+            true
+        });
+    }
+
+    /// Makes the next offer, if anything changed and no offer is out. Returns its SDP and
+    /// the tracks it carries.
+    pub fn offer(&mut self) -> Option<(String, Vec<TrackInfo>)> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        for track in &mut self.tracks_out {
+            match track.state {
+                OutState::ToOpen => {
+                    let kind = match track.source {
+                        Source::Audio => MediaKind::Audio,
+                        Source::Camera | Source::Screen => MediaKind::Video,
+                    };
+                    let stream = format!("m{}", track.origin_member);
+                    let mid = change.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(stream),
+                        Some(track.source.as_str().into()),
+                        None,
+                    );
+                    track.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    track.state = OutState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some((offer.to_sdp_string(), self.track_infos()))
+    }
+
+    /// The browser answered our offer: what was negotiated flows, what was stopped is gone.
+    /// Returns the publishers' video tracks that just opened, for a keyframe each.
+    pub fn answered(&mut self) -> Vec<(Sid, Mid)> {
+        let mut opened = Vec::new();
+        self.tracks_out.retain_mut(|t| match t.state {
+            OutState::Negotiating(mid) => {
+                t.state = OutState::Open(mid);
+                self.out_by_source.insert((t.origin, t.origin_mid), mid);
+                if t.source != Source::Audio {
+                    opened.push((t.origin, t.origin_mid));
+                }
+                true
+            }
+            OutState::Stopping(_) => false,
+            _ => true,
+        });
+        opened
+    }
+
+    /// Our offer was overtaken (the browser offered anew): what it carried goes in the next.
+    pub fn offer_dropped(&mut self) {
+        self.pending = None;
+        for t in &mut self.tracks_out {
+            match t.state {
+                OutState::Negotiating(_) => t.state = OutState::ToOpen,
+                OutState::Stopping(m) => t.state = OutState::ToStop(m),
+                _ => {}
+            }
+        }
+    }
+
+    /// Every forwarded track the browser has or is being offered, for the client to name its
+    /// tiles by.
+    pub fn track_infos(&self) -> Vec<TrackInfo> {
+        self.tracks_out
+            .iter()
+            .filter_map(|t| match t.state {
+                OutState::Negotiating(mid) | OutState::Open(mid) => Some(TrackInfo {
+                    mid: mid.to_string(),
+                    member: t.origin_member,
+                    source: t.source,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The publisher's track a forwarded mid carries.
+    pub fn origin_of(&self, mid: Mid) -> Option<(Sid, Mid)> {
+        self.tracks_out
+            .iter()
+            .find(|t| t.state.mid() == Some(mid))
+            .map(|t| (t.origin, t.origin_mid))
+    }
+
+    pub fn remember_addr(&mut self, addr: SocketAddr) -> bool {
+        if self.addrs.contains(&addr) || self.addrs.len() >= MAX_ADDRS {
+            return false;
+        }
+        self.addrs.push(addr);
+        true
+    }
+}

@@ -1,0 +1,152 @@
+// @ts-check
+//! Group calls through the server's SFU (the default `--group-media sfu`), as the people in
+//! them see it: every browser holds exactly one peer connection, to the server, whatever the
+//! number of people; everyone sees and hears everyone; leaving and joining renegotiate; a
+//! shared screen is one more forwarded track.
+import { test, expect } from '@playwright/test';
+import { closeContexts, expectDecoding, joinRoom, roomName, startServer, stopServer } from './support.js';
+
+const LISTEN = `127.0.0.1:${Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 20}`;
+
+/** @type {{proc: import('node:child_process').ChildProcess, url: string} | null} */
+let server = null;
+
+test.beforeAll(async () => {
+  server = await startServer(LISTEN, ['--group-limit', '4', '--max-seats-per-ip', '100']);
+});
+test.afterAll(async () => {
+  if (server) await stopServer(server.proc);
+});
+test.afterEach(closeContexts);
+
+/** Counts the peer connections the page makes, before the app runs. */
+function countPeerConnections() {
+  const Original = window.RTCPeerConnection;
+  /** @type {RTCPeerConnection[]} */
+  const made = [];
+  // @ts-ignore: for the test to read
+  window.madePcs = made;
+  window.RTCPeerConnection = class extends Original {
+    /** @param {RTCConfiguration} [config] */
+    constructor(config) {
+      super(config);
+      made.push(this);
+    }
+  };
+}
+
+/**
+ * Peer connections the page holds open.
+ * @param {import('@playwright/test').Page} page
+ */
+function openPcs(page) {
+  // @ts-ignore: set by countPeerConnections
+  return page.evaluate(() => window.madePcs.filter((/** @type {RTCPeerConnection} */ pc) => pc.signalingState !== 'closed').length);
+}
+
+/**
+ * Audio packets received from `name`, on the one connection, by the SFU's naming of mids.
+ * @param {import('@playwright/test').Page} page
+ */
+function audioPackets(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore: the app exposes its peer connections
+    const pc = /** @type {RTCPeerConnection | null} */ (window.visavis.pc);
+    if (!pc) return 0;
+    let least = Infinity;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') least = Math.min(least, s.packetsReceived ?? 0);
+    });
+    return least === Infinity ? 0 : least;
+  });
+}
+
+/**
+ * @param {import('@playwright/test').Browser} browser
+ * @param {string} name
+ * @param {string} room
+ */
+async function person(browser, name, room) {
+  return joinRoom(browser, name, room, { url: `${server?.url}/`, init: countPeerConnections });
+}
+
+/** @param {import('@playwright/test').Page} page */
+async function joinCall(page) {
+  await page.getByRole('button', { name: 'Join call' }).click();
+  await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
+}
+
+/**
+ * `page` sees each of `others` (decoded frames), hears every one of them (audio packets on
+ * each of its audio tracks), through one peer connection.
+ * @param {import('@playwright/test').Page} page
+ * @param {string[]} others
+ */
+async function seesAndHears(page, others) {
+  for (const name of others) await expectDecoding(page, name, 10);
+  await expect.poll(() => audioPackets(page)).toBeGreaterThan(10);
+  expect(await openPcs(page)).toBe(1);
+}
+
+test('a group call through the SFU: one peer connection each, everyone decodes everyone, leave and join renegotiate, the limit holds', async ({ browser }) => {
+  test.setTimeout(150_000);
+  const room = roomName('sfu');
+  const ann = await person(browser, 'Ann', room);
+  const bob = await person(browser, 'Bob', room);
+  const cy = await person(browser, 'Cy', room);
+
+  for (const page of [ann, bob, cy]) await joinCall(page);
+  await expect(ann.getByText('Call in progress: Ann, Bob, Cy')).toBeVisible();
+  await seesAndHears(ann, ['Bob', 'Cy']);
+  await seesAndHears(bob, ['Ann', 'Cy']);
+  await seesAndHears(cy, ['Ann', 'Bob']);
+
+  // Cy leaves: her tile goes at the others, who keep seeing each other.
+  await cy.getByRole('button', { name: 'Leave call' }).click();
+  await expect(cy.getByRole('dialog', { name: 'Group call' })).toBeHidden();
+  expect(await openPcs(cy)).toBe(0);
+  await expect(ann.getByLabel('Cy', { exact: true })).toHaveCount(0);
+  await expect(bob.getByLabel('Cy', { exact: true })).toHaveCount(0);
+  await expectDecoding(ann, 'Bob');
+  await expectDecoding(bob, 'Ann');
+
+  // Di joins late and gets everyone; everyone gets Di; still one connection each.
+  const di = await person(browser, 'Di', room);
+  await joinCall(di);
+  await seesAndHears(di, ['Ann', 'Bob']);
+  await seesAndHears(ann, ['Bob', 'Di']);
+  await seesAndHears(bob, ['Ann', 'Di']);
+
+  // The server's group limit is 4: Cy comes back, Eve is one too many.
+  await joinCall(cy);
+  await seesAndHears(cy, ['Ann', 'Bob', 'Di']);
+  const eve = await person(browser, 'Eve', room);
+  await eve.getByRole('button', { name: 'Join call' }).click();
+  await expect(eve.getByText('The group call is full.', { exact: false })).toBeVisible();
+  expect(await openPcs(eve)).toBe(0);
+});
+
+test('a shared screen goes through the SFU as one more track, seen by all and stopped cleanly', async ({ browser }) => {
+  test.setTimeout(90_000);
+  const room = roomName('sfu-screen');
+  const ann = await person(browser, 'Ann', room);
+  const bob = await person(browser, 'Bob', room);
+  const cy = await person(browser, 'Cy', room);
+  for (const page of [ann, bob, cy]) await joinCall(page);
+  await expectDecoding(bob, 'Ann');
+  await expect(bob.getByLabel("Ann's screen", { exact: true })).toHaveCount(0);
+
+  await ann.getByRole('button', { name: 'Share screen' }).click();
+  await expect(ann.getByRole('button', { name: 'Stop sharing' })).toBeVisible();
+  for (const page of [bob, cy]) {
+    await expectDecoding(page, "Ann's screen", 2); // Chromium's fake screen sends a few frames a second
+    await expectDecoding(page, 'Ann'); // the camera keeps going
+    expect(await openPcs(page)).toBe(1);
+  }
+
+  await ann.getByRole('button', { name: 'Stop sharing' }).click();
+  for (const page of [bob, cy]) {
+    await expect(page.getByLabel("Ann's screen", { exact: true })).toHaveCount(0);
+    await expectDecoding(page, 'Ann');
+  }
+});
