@@ -101,6 +101,7 @@ mod outside;
 mod private;
 mod reliability;
 mod restart;
+mod sfu;
 mod systemd;
 mod tokens;
 mod turn;
