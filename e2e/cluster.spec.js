@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { test, expect } from '@playwright/test';
 import { expectDecoding, framesDuring, joinRoom, roomName, startCall, startServer, stopServer } from './support.js';
 
-/** This spec's ports: the suite's port + 20 to + 24 (so checkouts side by side don't meet). */
-const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 20;
+/** This spec's ports: the suite's port + 30 to + 34 (so checkouts side by side don't meet). */
+const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 30;
 const [FRONT_A, FRONT_B, NODE_1, NODE_2, REDIS] = [BASE, BASE + 1, BASE + 2, BASE + 3, BASE + 4];
 
 /**
@@ -87,7 +87,7 @@ test('a cluster of two nodes: a call across nodes survives the death of the room
   ].join('\n');
   writeFileSync(join(dir, 'haproxy.cfg'), config);
   const haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
-  const cluster = ['--redis', `redis://127.0.0.1:${REDIS}/`, '--lease-ttl-ms', '1500', '--lease-renew-ms', '500', '--max-seats-per-ip', '100'];
+  const cluster = ['--redis', `redis://127.0.0.1:${REDIS}/`, '--lease-ttl-ms', '2000', '--lease-renew-ms', '500', '--max-seats-per-ip', '100'];
   /** @type {{ proc: import('node:child_process').ChildProcess } | undefined} */
   let node1;
   /** @type {{ proc: import('node:child_process').ChildProcess } | undefined} */

@@ -178,7 +178,8 @@ test('the network check from the landing page: STUN and the relay over UDP and T
   await open.click();
   const dialog = page.getByRole('dialog', { name: 'Your connection' });
   await expect(dialog).toBeVisible();
-  await expect(dialog.getByRole('status')).toHaveText('Check finished.', { timeout: 30_000 });
+  await expect(dialog.getByRole('status')).toHaveText(/^Check finished\./, { timeout: 30_000 });
+  await expect(dialog.getByRole('status')).toHaveText('Check finished. Your network reaches the server and its relay: calls should connect.');
   await expect(checkRow(dialog, 'STUN (finding your public address)')).toHaveText('reachable');
   await expect(checkRow(dialog, 'Relay over UDP')).toHaveText('reachable');
   await expect(checkRow(dialog, 'Relay over TCP')).toHaveText('reachable');
@@ -192,13 +193,15 @@ test('the network check from the landing page: STUN and the relay over UDP and T
   await page.keyboard.press('Escape');
   await expect(dialog).toBeHidden();
   await expect(open).toBeFocused();
+  // The verdict stays beside the button.
+  await expect(page.getByRole('status').filter({ hasText: 'calls should connect' })).toBeVisible();
 
   // On a phone, in Chinese: the dialog fits, and says the same.
   await page.setViewportSize(SIZES.phone.viewport);
   await page.getByLabel('Language').selectOption('zh-CN');
   await page.getByRole('button', { name: '检测我的网络' }).click();
   const zh = page.getByRole('dialog', { name: '你的网络连接' });
-  await expect(zh.getByRole('status')).toHaveText('检测完成。', { timeout: 30_000 });
+  await expect(zh.getByRole('status')).toHaveText(/^检测完成。/, { timeout: 30_000 });
   await expect(checkRow(zh, '经 UDP 中继')).toHaveText('可以连通');
   await expectOnScreen(zh.getByRole('button', { name: '关闭' }));
   await page.screenshot({ path: 'docs/screenshots/netcheck-phone.png' });
@@ -216,7 +219,7 @@ test('the network check names what a firewall lets through: everything, then onl
     await page.goto(server.url);
     await page.getByRole('button', { name: 'Test my connection' }).click();
     const dialog = page.getByRole('dialog', { name: 'Your connection' });
-    await expect(dialog.getByRole('status')).toHaveText('Check finished.', { timeout: 30_000 });
+    await expect(dialog.getByRole('status')).toHaveText(/^Check finished\./, { timeout: 30_000 });
     await expect(checkRow(dialog, 'STUN (finding your public address)')).toHaveText('reachable');
     // (UDP is not asserted here: now and then a Chromium in the namespace gathers no UDP relay
     // and reports no error, as e2e/turns.spec.js notes.)
@@ -225,11 +228,12 @@ test('the network check names what a firewall lets through: everything, then onl
 
     allowOnlyTcpOut(HOST_IP, 443);
     await dialog.getByRole('button', { name: 'Check again' }).click();
-    await expect(dialog.getByRole('status')).toHaveText('Check finished.', { timeout: 30_000 });
+    await expect(dialog.getByRole('status')).toHaveText(/^Check finished\./, { timeout: 30_000 });
     await expect(checkRow(dialog, 'STUN (finding your public address)')).toHaveText('not reachable');
     await expect(checkRow(dialog, 'Relay over UDP')).toHaveText('not reachable');
     await expect(checkRow(dialog, 'Relay over TCP')).toHaveText('not reachable');
     await expect(checkRow(dialog, 'Relay over TLS')).toHaveText('reachable');
+    await expect(dialog.getByRole('status')).toContainText('Only the relay over TCP or TLS gets through');
     await expect(checkRow(dialog, 'Download')).toHaveText(/^[\d.]+ Mbit\/s$/);
   } finally {
     await browser.close();

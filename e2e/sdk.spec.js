@@ -57,9 +57,12 @@ test('two SDK clients: chat, a declined call, a call with video both ways, mute,
     await annIncoming;
     ann.accept();
     await connected;
+    // Video flows: the remote track is unmuted once its packets arrive (a call that connected
+    // while it rang has the track, muted, from before Accept).
+    const flowing = (/** @type {import('../web/sdk/visavis.js').Client} */ c) => c.remoteStream?.getVideoTracks().filter((t) => !t.muted) ?? [];
     const videoArrived = async (/** @type {import('../web/sdk/visavis.js').Client} */ c) => {
-      for (let i = 0; i < 150 && !c.remoteStream?.getVideoTracks().length; i++) await new Promise((r) => setTimeout(r, 100));
-      return c.remoteStream?.getVideoTracks().length ?? 0;
+      for (let i = 0; i < 150 && !flowing(c).length; i++) await new Promise((r) => setTimeout(r, 100));
+      return flowing(c).length;
     };
     const video = [await videoArrived(ann), await videoArrived(bob)];
     // How the connection goes, every 2 s: bars from a real sample (the first, taken at once,

@@ -158,8 +158,8 @@ process.once('exit', () => {
 });
 
 /**
- * Starts a visavis of its own for a test (debug build), with no TURN server unless `args` give
- * `--turn-listen`, and waits until it serves. It keeps its
+ * Starts a visavis of its own for a test (debug build, or `VISAVIS_BIN`), with no TURN server
+ * unless `args` give `--turn-listen`, and waits until it serves. It keeps its
  * state in a new temporary `--data-dir` (its state file is locked, so servers side by side each
  * need one), unless `args` name one: a restart passes the `dataDir` of the server it replaces.
  * @param {string} listen

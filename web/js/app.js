@@ -5,8 +5,9 @@
 
 import { Signalling, SignallingError, defaultUrl } from '../sdk/protocol.js';
 import { mediaBlocked, openLocalMedia, secureUrl } from '../sdk/media.js';
+import { prepareCall } from '../sdk/peers.js';
 import { Ringer } from './ring.js';
-import { CallView, setLabel } from './call.js';
+import { CallView, FORCE_RELAY, setLabel } from './call.js';
 import { ChatView } from './chat.js';
 import { NetcheckView } from './netcheck.js';
 import { currentLang, setLang, t } from './i18n.js';
@@ -26,8 +27,10 @@ import { PreJoin, callPrefs } from './prejoin.js';
  * @typedef {{key: import('./i18n.js').Key, params?: Record<string, string>}} Text
  *
  * A 1:1 call before it is accepted. `id` is null until the server confirms the invite.
+ * `prepared`: its peer connection, made while it rings when the server pre-connects.
  * @typedef {{id: number | null, peer: number, peerName: string, direction: 'outgoing' | 'incoming',
- *            media: Promise<OpenedMedia> | null, cancelled: boolean, answered: boolean}} PendingCall
+ *            media: Promise<OpenedMedia> | null, cancelled: boolean, answered: boolean,
+ *            prepared: import('../sdk/peers.js').CallPeers | null}} PendingCall
  */
 
 /** @param {string} id */
@@ -86,6 +89,8 @@ const state = {
   offline: false,
   /** @type {RTCIceServer[]} */
   iceServers: [],
+  /** @type {import('../sdk/protocol.js').Preconnect} whether 1:1 calls connect while they ring */
+  preconnect: /** @type {import('../sdk/protocol.js').Preconnect} */ ('off'),
   /** @type {PendingCall | null} */
   pending: null,
   /** @type {CallView | null} the call we are in, 1:1 or group */
@@ -310,6 +315,7 @@ function enterRoom(joined) {
   state.room = joined.room;
   state.roomState = joined.state ?? NAMED_ROOM;
   state.iceServers = joined.iceServers;
+  state.preconnect = joined.preconnect ?? 'off';
   state.members = new Map(joined.members.map((m) => [m.id, m]));
   state.departed.clear();
   state.reconnecting.clear();
@@ -339,6 +345,7 @@ function resumeCalls(joined) {
     state.pending = {
       id: c.callId, peer: c.peer, peerName: c.name, direction: c.outgoing ? 'outgoing' : 'incoming',
       media: c.outgoing ? openMedia() : null, cancelled: false, answered: false,
+      prepared: null, // the other side's was made for the page before the reload: none on Accept
     };
     if (!c.outgoing) announceIncoming(c.name);
   }
@@ -504,6 +511,7 @@ function onMessage(msg) {
       // Fresh TURN credentials: the ones from `joined` stop working for new relays.
       state.iceServers = msg.iceServers;
       state.call?.setIceServers(msg.iceServers);
+      state.pending?.prepared?.setIceServers(msg.iceServers);
       return;
     case 'joined':
       // A host let us in from the lobby.
@@ -565,6 +573,11 @@ function onMessage(msg) {
       state.call?.setReconnecting(msg.id, msg.state === 'reconnecting');
       // Their page reloaded: its peer connections are gone; make ours to it again.
       if (msg.reloaded) state.call?.renewPeer(msg.id);
+      // A ringing call's connection to them is gone too: Accept makes a new one.
+      if (msg.reloaded && state.pending?.peer === msg.id) {
+        state.pending.prepared?.close();
+        state.pending.prepared = null;
+      }
       break;
     case 'member_call':
       if (msg.inCall) state.inCall.add(msg.id);
@@ -581,15 +594,22 @@ function onMessage(msg) {
         state.pending.id = msg.callId;
         // Cancel pressed before the server had numbered the call.
         if (state.pending.cancelled) state.sig?.send({ type: 'cancel', callId: msg.callId });
+        else state.pending.prepared = prepare(msg.callId, msg.peer, false);
       }
       break;
-    case 'incoming':
+    case 'incoming': {
+      // Glare: we are calling them too, and our invite accepts this call (`accepted` follows);
+      // the camera we opened for our call is this one's, and nothing rings.
+      const ours = state.pending;
+      const glare = ours?.direction === 'outgoing' && ours.id === null && ours.peer === msg.from;
       state.pending = {
         id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming',
-        media: null, cancelled: false, answered: false,
+        media: glare ? ours.media : null, cancelled: false, answered: glare,
+        prepared: prepare(msg.callId, msg.from, true),
       };
-      announceIncoming(msg.name);
+      if (!glare) announceIncoming(msg.name);
       break;
+    }
     case 'accepted':
       startDirectCall(msg.callId, msg.peer, msg.polite);
       break;
@@ -604,6 +624,7 @@ function onMessage(msg) {
     case 'media':
     case 'sfu_description':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
+      else if (state.pending?.prepared?.callId === msg.callId) state.pending.prepared.handle(msg);
       return;
     case 'chat':
       chat.add(msg);
@@ -680,6 +701,7 @@ function invite(peer) {
     media: openMedia(),
     cancelled: false,
     answered: false,
+    prepared: null,
   };
   state.sig.send({ type: 'invite', to: peer });
   render();
@@ -745,6 +767,22 @@ function cancel() {
 }
 
 /**
+ * The 1:1 call rings: when the server pre-connects, its peer connection is made now (the roles
+ * `accepted` will give: the callee polite), ICE and DTLS done before anyone answers; no media.
+ * @param {number} callId
+ * @param {number} peer
+ * @param {boolean} polite
+ */
+function prepare(callId, peer, polite) {
+  const sig = state.sig;
+  if (!sig || INSECURE) return null;
+  return prepareCall({
+    callId, peer, polite, accepts: state.members.get(peer)?.publish, preconnect: state.preconnect,
+    relayOnly: FORCE_RELAY, iceServers: state.iceServers, send: (msg) => sig.send(msg),
+  });
+}
+
+/**
  * @param {number} callId
  * @param {number} peer
  * @param {boolean} polite
@@ -753,7 +791,14 @@ function startDirectCall(callId, peer, polite) {
   const pending = state.pending;
   ringingOver();
   state.pending = null;
-  const call = newCall(callId, 'direct', pending?.media ?? openMedia());
+  // The peer connection made while it rang, if the roles are those it was made with.
+  let prepared = pending?.prepared ?? null;
+  if (prepared && (prepared.callId !== callId || prepared.peers.get(peer)?.polite !== polite)) {
+    prepared.close();
+    prepared = null;
+  }
+  const call = newCall(callId, 'direct', pending?.media ?? openMedia(), undefined, null, prepared);
+  if (!call) prepared?.close();
   call?.addPeer(peer, pending?.peerName || state.members.get(peer)?.name || '', polite, state.members.get(peer)?.publish);
 }
 
@@ -763,8 +808,9 @@ function startDirectCall(callId, peer, polite) {
  * @param {Promise<OpenedMedia>} media
  * @param {'sfu' | 'mesh'} [groupMedia] how a group call's media flows
  * @param {number | null} [since] when the call started, for a call picked up after a reload
+ * @param {import('../sdk/peers.js').CallPeers | null} [prepared] a 1:1 call's, made while it rang
  */
-function newCall(callId, mode, media, groupMedia, since = null) {
+function newCall(callId, mode, media, groupMedia, since = null, prepared = null) {
   if (!state.sig || !state.me) return null;
   const sig = state.sig;
   chat.closeIfNarrow();
@@ -782,6 +828,7 @@ function newCall(callId, mode, media, groupMedia, since = null) {
     start: { muted: prefs.muted, cameraOff: prefs.cameraOff },
     speaker: prefs.speaker,
     since,
+    prepared,
   });
   return state.call;
 }
@@ -815,6 +862,7 @@ function endCallUi() {
   ringingOver();
   state.call?.close();
   state.call = null;
+  state.pending?.prepared?.close();
   state.pending = null;
   releaseMedia(state.joiningGroup);
   state.joiningGroup = null;

@@ -30,7 +30,7 @@ import { QualityPanel } from './quality-panel.js';
 let panel = null;
 
 /** `?relay` in the page address forces relay-only ICE, for checking a TURN setup. */
-const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
+export const FORCE_RELAY = new URLSearchParams(location.search).has('relay');
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -54,8 +54,10 @@ export class CallView {
    * @param {string} [options.speaker] the speaker to play the others on
    * @param {number | null} [options.since] when the call started (a call picked up again after
    *   a reload): the duration counts from there
+   * @param {CallPeers | null} [options.prepared] the 1:1 call's peer connection, made while it
+   *   rang (`prepareCall`): it gets our media once its person's tile is there
    */
-  constructor({ callId, mode, groupMedia = 'mesh', myName, iceServers, media, send, isHost = () => false, publish, start = {}, speaker = '', since = null }) {
+  constructor({ callId, mode, groupMedia = 'mesh', myName, iceServers, media, send, isHost = () => false, publish, start = {}, speaker = '', since = null, prepared = null }) {
     this.callId = callId;
     this.mode = mode;
     this.myName = myName;
@@ -101,6 +103,9 @@ export class CallView {
 
     /** @param {number} id */
     const remote = (id) => this.remotes.get(id);
+    this.media = media;
+    /** The pre-join choices, for a prepared call's media too. */
+    this.start = start;
     /** @type {import('../sdk/peers.js').CallPeersEvents} */
     const events = {
         remoteStream: (id, stream) => remote(id)?.tile.setStream(stream),
@@ -128,10 +133,13 @@ export class CallView {
           if (this.panelFor === id) panel?.render();
         },
     };
+    this.events = events;
+    /** The 1:1 call's peer connection made while it rang, until it gets our media. */
+    this.prepared = prepared;
     const iceTransportPolicy = FORCE_RELAY ? 'relay' : 'all';
-    this.peers = mode === 'group' && groupMedia === 'sfu'
+    this.peers = prepared ?? (mode === 'group' && groupMedia === 'sfu'
       ? new SfuCall({ callId, iceServers, iceTransportPolicy, media, start, send, events })
-      : new CallPeers({ callId, mode, iceServers, iceTransportPolicy, media, start, resumed: since !== null, send, events });
+      : new CallPeers({ callId, mode, iceServers, iceTransportPolicy, media, start, resumed: since !== null, send, events }));
 
     this.render();
     this.dialog.show(); // not modal: the room and its chat stay usable during a call
@@ -183,6 +191,8 @@ export class CallView {
     this.remotes.set(id, /** @type {Remote} */ (remote));
     remote.peer = this.peers.addPeer(id, polite, publish);
     if (this.speaker) this.setSinkOf(tile);
+    // A call prepared while it rang: now that the tile is there, our media and its events.
+    if (this.prepared && !this.prepared.accepted) this.prepared.accept({ media: this.media, start: this.start, events: this.events });
     this.render();
   }
 

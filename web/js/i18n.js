@@ -226,6 +226,11 @@ const en = {
   'netcheck.down': 'Download',
   'netcheck.up': 'Upload',
   'netcheck.again': 'Check again',
+  'netcheck.sumGood': 'Your network reaches the server and its relay: calls should connect.',
+  'netcheck.sumTcpOnly': 'Only the relay over TCP or TLS gets through: calls connect, perhaps with more delay.',
+  'netcheck.sumNoRelay': 'The relay is out of reach: calls connect only where a direct path exists.',
+  'netcheck.sumNone': 'Neither STUN nor the relay is reachable: calls may not connect from this network.',
+  'netcheck.sumDirectOnly': 'This server offers no relay: calls connect only where a direct path exists.',
   'netcheck.hint': 'Calls go directly between browsers when they can, else through the relay (TURN) over UDP, TCP or TLS: one reachable way is enough.',
 };
 
@@ -452,6 +457,11 @@ const zh = {
   'netcheck.down': '下载',
   'netcheck.up': '上传',
   'netcheck.again': '重新检测',
+  'netcheck.sumGood': '你的网络可以连通服务器及其中继：通话应能接通。',
+  'netcheck.sumTcpOnly': '只有经 TCP 或 TLS 的中继可以连通：通话可以接通，但延迟可能较高。',
+  'netcheck.sumNoRelay': '中继无法连通：只有存在直连路径时通话才能接通。',
+  'netcheck.sumNone': 'STUN 和中继都无法连通：从这个网络可能无法接通通话。',
+  'netcheck.sumDirectOnly': '此服务器不提供中继：只有存在直连路径时通话才能接通。',
   'netcheck.hint': '通话会尽量在浏览器之间直连，否则经 UDP、TCP 或 TLS 中继（TURN）：只要有一种方式可以连通即可。',
 };
 

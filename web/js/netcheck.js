@@ -45,6 +45,20 @@ export function kindOf(url) {
 }
 
 /**
+ * What a finished check means for calls, in one sentence (an i18n key).
+ * @param {NetcheckResult} r
+ * @returns {'netcheck.sumGood' | 'netcheck.sumTcpOnly' | 'netcheck.sumNoRelay' | 'netcheck.sumNone' | 'netcheck.sumDirectOnly'}
+ */
+export function verdict(r) {
+  const reached = (/** @type {ServerKind} */ kind) => r.servers.some((s) => s.kind === kind && s.reach === 'ok');
+  if (!Object.values(r.offered).some(Boolean)) return 'netcheck.sumDirectOnly';
+  if (reached('turnUdp')) return 'netcheck.sumGood';
+  if (reached('turnTcp') || reached('turnTls')) return 'netcheck.sumTcpOnly';
+  if (!r.offered.turnUdp && !r.offered.turnTcp && !r.offered.turnTls && reached('stun')) return 'netcheck.sumDirectOnly';
+  return reached('stun') ? 'netcheck.sumNoRelay' : 'netcheck.sumNone';
+}
+
+/**
  * Tries one STUN or TURN URL: gathers candidates through it alone.
  * @param {string} url
  * @param {{username?: string, credential?: string}} auth
@@ -170,6 +184,8 @@ export class NetcheckView {
     this.dialog = /** @type {HTMLDialogElement} */ (byId('netcheck'));
     this.list = byId('netcheck-results');
     this.status = byId('netcheck-status');
+    /** The last finished check's verdict, beside the button that opens the check. */
+    this.summary = byId('netcheck-summary');
     /** @type {Partial<NetcheckResult> | null} */
     this.result = null;
     /** @type {string | null} */
@@ -177,6 +193,8 @@ export class NetcheckView {
     this.running = false;
     /** @type {HTMLElement | null} */
     this.opener = null;
+    /** @type {NetcheckResult | null} the last check that ran to its end */
+    this.finished = null;
     byId('netcheck-close').onclick = () => this.dialog.close();
     byId('netcheck-again').onclick = () => this.run();
     this.dialog.addEventListener('close', () => {
@@ -201,7 +219,7 @@ export class NetcheckView {
     this.error = null;
     this.render();
     try {
-      await runNetcheck((partial) => {
+      this.finished = await runNetcheck((partial) => {
         this.result = partial;
         this.render();
       });
@@ -216,7 +234,9 @@ export class NetcheckView {
   render() {
     /** @type {import('./i18n.js').Key} */
     const statusKey = this.error ? 'netcheck.error' : this.running ? 'netcheck.running' : 'netcheck.done';
-    this.status.textContent = t(statusKey, { error: this.error ?? '' });
+    const conclusion = !this.running && !this.error && this.finished ? t(verdict(this.finished)) : '';
+    this.status.textContent = [t(statusKey, { error: this.error ?? '' }), conclusion].filter(Boolean).join(' ');
+    if (this.summary.textContent !== conclusion) this.summary.textContent = conclusion;
     /** @type {HTMLButtonElement} */ (byId('netcheck-again')).disabled = this.running;
     const r = this.result ?? {};
     /** @type {[string, string][]} */

@@ -7,7 +7,7 @@
 //! own <video> elements.
 
 import { Signalling, SignallingError } from './protocol.js';
-import { CallPeers } from './peers.js';
+import { CallPeers, prepareCall } from './peers.js';
 import { qualityLevel } from './quality.js';
 import { openLocalMedia } from './media.js';
 
@@ -137,9 +137,11 @@ export class Client extends EventTarget {
     this.roomState = null;
     /** @type {RTCIceServer[]} */
     this.iceServers = [];
+    /** @type {import('./protocol.js').Preconnect} whether calls connect while they ring */
+    this.preconnect = 'off';
     /** @type {(CallInfo & {media: Promise<OpenedMedia> | null, cancelled: boolean}) | null} */
     this.current = null;
-    /** @type {CallPeers | null} the call's media, once accepted */
+    /** @type {CallPeers | null} the call's media: once accepted, or while it rings when it pre-connects */
     this.media = null;
     /** @type {MediaStream | null} our camera and microphone during a call */
     this.localStream = null;
@@ -149,7 +151,8 @@ export class Client extends EventTarget {
     this.remoteScreen = null;
     /** `local_stream` went out for this call's stream. */
     this.localAnnounced = false;
-    /** What the person chose before a call had media: applied when it opens. */
+    /** What the person chose before the call's media opened (even once accepted: a call that
+     * pre-connected is up before the camera is): read when it opens. */
     this.prefs = { muted: false, cameraOff: false };
   }
 
@@ -247,6 +250,7 @@ export class Client extends EventTarget {
     }
     this.state = 'admitted';
     this.iceServers = msg.iceServers;
+    this.preconnect = msg.preconnect ?? 'off';
     this.roomState = msg.state;
     if (msg.hostKey) this.hostKey = msg.hostKey;
     for (const m of msg.members) this.memberMap.set(m.id, m);
@@ -345,15 +349,23 @@ export class Client extends EventTarget {
           this.current.id = msg.callId;
           // hangUp() before the server had numbered the call.
           if (this.current.cancelled) return this.sig.send({ type: 'cancel', callId: msg.callId });
+          this.prepare(msg.callId, msg.peer, false);
           this.emit('ringing', { callId: msg.callId, peer: msg.peer });
         }
         return;
-      case 'incoming':
+      case 'incoming': {
+        // Glare: we are calling them too, and our invite will accept this call (`accepted`
+        // follows); the camera we opened for our call is this one's.
+        const c = this.current;
+        const glare = c?.direction === 'outgoing' && c.id === null && c.peer === msg.from;
         this.current = {
           id: msg.callId, peer: msg.from, peerName: msg.name, direction: 'incoming', status: 'ringing',
-          media: null, cancelled: false,
+          media: glare ? c.media : null, cancelled: false,
         };
+        this.prepare(msg.callId, msg.from, true);
+        if (glare) return;
         return this.emit('incoming', { callId: msg.callId, from: msg.from, name: msg.name });
+      }
       case 'accepted':
         return this.startCall(msg.callId, msg.peer, msg.polite);
       case 'call_ended':
@@ -431,7 +443,21 @@ export class Client extends EventTarget {
   }
 
   /**
-   * Both agreed: a peer connection with our media.
+   * The call rings: when the server pre-connects, its peer connection is set up now (no media).
+   * @param {number} callId
+   * @param {number} peer
+   * @param {boolean} polite
+   */
+  prepare(callId, peer, polite) {
+    this.media?.close();
+    this.media = prepareCall({
+      callId, peer, polite, accepts: this.memberMap.get(peer)?.publish, preconnect: this.preconnect,
+      relayOnly: this.relayOnly, iceServers: this.iceServers, send: (msg) => this.sig.send(msg),
+    });
+  }
+
+  /**
+   * Both agreed: the peer connection (made now, or while it rang) gets our media.
    * @param {number} callId
    * @param {number} peer
    * @param {boolean} polite
@@ -447,40 +473,54 @@ export class Client extends EventTarget {
     this.remoteScreen = null;
     this.localStream = new MediaStream();
     this.localAnnounced = false;
-    const media = new CallPeers({
+    const opening = pending?.media ?? openLocalMedia({ publish: this.you?.publish });
+    /** @type {CallPeers | null} */
+    let media = null;
+    /** @type {import('./peers.js').CallPeersEvents} */
+    const events = {
+      remoteStream: (id, stream) => {
+        this.remoteStream = stream;
+        this.emit('remote_stream', { peer: id, stream });
+      },
+      remoteScreen: (id, stream) => {
+        this.remoteScreen = stream;
+        this.emit('remote_screen', { peer: id, stream });
+      },
+      remoteMedia: (id, state) => {
+        if (!state.screen && this.remoteScreen) {
+          this.remoteScreen = null;
+          this.emit('remote_screen', { peer: id, stream: null });
+        }
+        this.emit('remote_media', { peer: id, ...state });
+      },
+      quality: (id, sample) => this.emit('quality', { peer: id, level: qualityLevel(sample), sample }),
+      connectionState: (id, state) => {
+        this.emit('connection_state', { peer: id, state });
+        if (state === 'connected' && call.status === 'accepted' && this.current === call) {
+          call.status = 'connected';
+          this.emit('connected', { callId, peer });
+        }
+      },
+      localChange: () => media && this.localChanged(media),
+    };
+    const prepared = this.media;
+    // The peer connection made while it rang, if the roles are those it was made with.
+    if (prepared?.callId === callId && prepared.peers.get(peer)?.polite === polite) {
+      media = prepared;
+      this.emit('accepted', { callId, peer });
+      prepared.accept({ media: opening, start: this.prefs, events });
+      return;
+    }
+    prepared?.close();
+    media = new CallPeers({
       callId,
       mode: 'direct',
       iceServers: this.iceServers,
       iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
-      media: pending?.media ?? openLocalMedia({ publish: this.you?.publish }),
-      start: { ...this.prefs },
+      media: opening,
+      start: this.prefs,
       send: (msg) => this.sig.send(msg),
-      events: {
-        remoteStream: (id, stream) => {
-          this.remoteStream = stream;
-          this.emit('remote_stream', { peer: id, stream });
-        },
-        remoteScreen: (id, stream) => {
-          this.remoteScreen = stream;
-          this.emit('remote_screen', { peer: id, stream });
-        },
-        remoteMedia: (id, state) => {
-          if (!state.screen && this.remoteScreen) {
-            this.remoteScreen = null;
-            this.emit('remote_screen', { peer: id, stream: null });
-          }
-          this.emit('remote_media', { peer: id, ...state });
-        },
-        quality: (id, sample) => this.emit('quality', { peer: id, level: qualityLevel(sample), sample }),
-        connectionState: (id, state) => {
-          this.emit('connection_state', { peer: id, state });
-          if (state === 'connected' && call.status === 'accepted' && this.current === call) {
-            call.status = 'connected';
-            this.emit('connected', { callId, peer });
-          }
-        },
-        localChange: () => this.localChanged(media),
-      },
+      events,
     });
     this.media = media;
     media.addPeer(peer, polite, this.memberMap.get(peer)?.publish);

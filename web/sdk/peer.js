@@ -9,6 +9,10 @@
 //! has no camera or microphone, and devices are switched with replaceTrack, no renegotiation.
 //! A shared screen is one more video transceiver (sendonly from the sharer), added and
 //! stopped through renegotiation, which perfect negotiation makes safe from either side.
+//!
+//! A call that pre-connects while it rings starts with no tracks at all (`start` with nulls:
+//! the transceivers are negotiated, ICE and DTLS complete, nothing is sent); the second
+//! `start`, on Accept, puts the tracks on the negotiated transceivers with replaceTrack.
 
 /**
  * @typedef {'audio' | 'video'} Kind
@@ -59,6 +63,8 @@ export class PeerCall {
     this.queue = Promise.resolve();
     /** ICE restarts this side started. */
     this.iceRestarts = 0;
+    /** `start` ran: the main transceivers exist (impolite) or the answer may go (polite). */
+    this.started = false;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.iceTimer = undefined;
 
@@ -130,18 +136,37 @@ export class PeerCall {
   }
 
   /**
-   * Sets the local tracks (either may be null: receive-only for that kind). The impolite side
-   * creates the transceivers here, which starts negotiation.
+   * Sets the local tracks (either may be null: receive-only for that kind). The first call
+   * starts negotiation: the impolite side creates the transceivers, the polite side may answer.
+   * A later call (the camera and microphone of a call that pre-connected while it rang) puts
+   * the tracks on the negotiated transceivers, without renegotiation.
    * @param {LocalTracks} tracks
    */
   start(tracks) {
     this.local = { ...tracks };
+    if (this.started) {
+      // In turn with the signals, so an offer being answered cannot miss the tracks.
+      this.queue = this.queue.then(() => this.attachLocalTracks()).catch((err) => console.warn('tracks failed', err));
+      return;
+    }
+    this.started = true;
     if (!this.polite) {
       for (const kind of /** @type {Kind[]} */ (['audio', 'video'])) {
         this.pc.addTransceiver(tracks[kind] ?? kind, { direction: 'sendrecv' });
       }
     }
     this.resolveLocal();
+  }
+
+  /**
+   * After a call that pre-connected through the relay only is accepted: every candidate from
+   * now on, and (from the side that offers) an ICE restart, so ICE may find a direct path. The
+   * relayed path carries the media until then.
+   */
+  openPath() {
+    if (this.pc.signalingState === 'closed') return;
+    this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceTransportPolicy: 'all' });
+    if (!this.polite) this.pc.restartIce();
   }
 
   /**
@@ -185,7 +210,7 @@ export class PeerCall {
     }
   }
 
-  /** The polite side puts its tracks on the main transceivers the offer created. */
+  /** Puts our tracks on the main transceivers (the ones the offer created, on the polite side). */
   async attachLocalTracks() {
     for (const kind of /** @type {Kind[]} */ (['audio', 'video'])) {
       const transceiver = this.main(kind);

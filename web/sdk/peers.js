@@ -4,6 +4,10 @@
 //! `media` of docs/protocol.md), for a 1:1 call and for the room's group call (a full mesh).
 //! The SDK's Client and the web app's call panel both run their calls on it, so those messages
 //! are made and taken in this one place. Touches no DOM.
+//!
+//! A 1:1 call may start while it rings (`prepareCall`, when the server pre-connects): its peer
+//! connection is negotiated with no tracks, so ICE and DTLS are done by the time the callee
+//! accepts, and nothing is sent or shown until `accept` brings the camera and microphone.
 
 import { PeerCall } from './peer.js';
 import { LocalMedia } from './local.js';
@@ -27,6 +31,15 @@ import { QualityMeter } from './quality.js';
  *   sample of the connection to that participant (every 2 s once it is up)
  */
 
+/** What a call that rings tells nobody. @type {CallPeersEvents} */
+const QUIET = {
+  remoteStream: () => {},
+  remoteScreen: () => {},
+  remoteMedia: () => {},
+  connectionState: () => {},
+  localChange: () => {},
+};
+
 export class CallPeers {
   /**
    * @param {object} options
@@ -34,20 +47,24 @@ export class CallPeers {
    * @param {'direct' | 'group'} options.mode in a group call each message names its peer (`to`)
    * @param {RTCIceServer[]} options.iceServers
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy]
-   * @param {Promise<OpenedMedia>} options.media camera and microphone, opening
+   * @param {Promise<OpenedMedia> | null} [options.media] camera and microphone, opening; null
+   *   for a call that rings: the peers negotiate without tracks until `accept`
    * @param {{muted?: boolean, cameraOff?: boolean}} [options.start] how our media starts
    * @param {boolean} [options.resumed] a call this page picks up again after a reload (its set-up
    *   time was reported before)
    * @param {(msg: ClientMsg) => void} options.send
-   * @param {CallPeersEvents} options.events
+   * @param {CallPeersEvents} [options.events] none are told before `accept`
+   * @param {boolean} [options.openPath] on `accept`, allow every ICE candidate and restart ICE
+   *   (a call that pre-connected through the relay only)
    */
-  constructor({ callId, mode, iceServers, iceTransportPolicy = 'all', media, start = {}, resumed = false, send, events }) {
+  constructor({ callId, mode, iceServers, iceTransportPolicy = 'all', media = null, start = {}, resumed = false, send, events = QUIET, openPath = false }) {
     this.callId = callId;
     this.mode = mode;
     this.iceServers = iceServers;
     this.iceTransportPolicy = iceTransportPolicy;
     this.send = send;
     this.events = events;
+    this.openPath = openPath;
     /** @type {Map<number, PeerCall>} by the other participant's member id */
     this.peers = new Map();
     /** How each peer connection was made, to make it again. @type {Map<number, {polite: boolean, accepts: import('./protocol.js').Publish | undefined}>} */
@@ -55,7 +72,9 @@ export class CallPeers {
     /** @type {LocalMedia | null} set once the devices are open */
     this.local = null;
     this.closed = false;
-    /** When the call was accepted (calls are made then), for the set-up time reported once. */
+    /** Accepted: media may flow and the owner hears of the peers (false while it rings). */
+    this.accepted = false;
+    /** When the call was accepted, for the set-up time reported once. */
     this.acceptedAt = Date.now();
     this.reportedConnected = false;
     this.resumed = resumed;
@@ -63,8 +82,36 @@ export class CallPeers {
     this.meters = new Map();
     /** @type {QualityMeter | null} the 1:1 call's meter, kept past its peer for the report */
     this.quality = null;
-    /** Resolves once our media is open and attached to the peers (or the call ended first). */
-    this.ready = media.then((opened) => {
+    /** @type {() => void} */
+    this.resolveReady = () => {};
+    /** Resolves once our media is open and attached to the peers (or the call ended first). @type {Promise<void>} */
+    this.ready = new Promise((resolve) => (this.resolveReady = () => resolve()));
+    if (media) this.accept({ media, start });
+  }
+
+  /**
+   * The call is accepted: open `media` onto the peers (on the transceivers a ringing call
+   * negotiated, by replaceTrack), tell `events` what the peers already have (the remote stream,
+   * the connection state), and, after a relay-only pre-connect, let ICE find a direct path.
+   * @param {object} options
+   * @param {Promise<OpenedMedia>} options.media camera and microphone, opening
+   * @param {{muted?: boolean, cameraOff?: boolean}} [options.start] how our media starts
+   * @param {CallPeersEvents} [options.events] replaces those given to the constructor
+   */
+  accept({ media, start = {}, events }) {
+    if (this.accepted) return;
+    this.accepted = true;
+    if (events) this.events = events;
+    this.acceptedAt = Date.now();
+    // Connections made from now on (a reloaded peer's, `renew`) need no relay-only start.
+    if (this.openPath) this.iceTransportPolicy = 'all';
+    for (const [id, peer] of this.peers) {
+      if (this.openPath) peer.openPath();
+      if (peer.remoteStream.getTracks().length) this.events.remoteStream(id, peer.remoteStream);
+      this.events.connectionState(id, peer.pc.connectionState);
+      if (peer.pc.connectionState === 'connected') this.connected(id, peer);
+    }
+    media.then((opened) => {
       if (this.closed) {
         for (const track of [opened.audio, opened.video]) track?.stop();
         return;
@@ -81,7 +128,7 @@ export class CallPeers {
       this.local = local;
       for (const peer of this.peers.values()) local.attach(peer);
       this.localChanged();
-    });
+    }).finally(() => this.resolveReady());
   }
 
   /**
@@ -104,17 +151,12 @@ export class CallPeers {
       signal: (signal) => this.send('description' in signal
         ? { type: 'description', callId: this.callId, to, description: signal.description }
         : { type: 'candidate', callId: this.callId, to, candidate: signal.candidate }),
-      onRemoteStream: (stream) => this.events.remoteStream(id, stream),
-      onRemoteScreen: (stream) => this.events.remoteScreen(id, stream),
+      // While the call rings nothing is told: `accept` tells what the peer has by then.
+      onRemoteStream: (stream) => this.accepted && this.events.remoteStream(id, stream),
+      onRemoteScreen: (stream) => this.accepted && this.events.remoteScreen(id, stream),
       onConnectionState: (state) => {
-        if (state === 'connected') {
-          this.reportConnected();
-          if (!this.meters.has(id)) {
-            const meter = new QualityMeter(peer.pc, (sample) => this.events.quality?.(id, sample));
-            this.meters.set(id, meter);
-            if (this.mode === 'direct') this.quality ??= meter;
-          }
-        }
+        if (!this.accepted) return;
+        if (state === 'connected') this.connected(id, peer);
         this.events.connectionState(id, state);
       },
     });
@@ -123,6 +165,8 @@ export class CallPeers {
     if (this.local) {
       this.local.attach(peer);
       this.announce(); // so the newcomer learns our mute / camera / screen state
+    } else if (!this.accepted) {
+      peer.start({ audio: null, video: null }); // negotiate now, send nothing
     }
     return peer;
   }
@@ -166,6 +210,21 @@ export class CallPeers {
       this.events.remoteMedia(msg.from, { audio: msg.audio, video: msg.video, screen: msg.screen ?? false }, unavailable);
     }
     return true;
+  }
+
+  /**
+   * The connection to `id` is up (or already was when the call was accepted): the set-up time
+   * is reported, and the connection's quality sampled from now on.
+   * @param {number} id
+   * @param {PeerCall} peer
+   */
+  connected(id, peer) {
+    this.reportConnected();
+    if (!this.meters.has(id)) {
+      const meter = new QualityMeter(peer.pc, (sample) => this.events.quality?.(id, sample));
+      this.meters.set(id, meter);
+      if (this.mode === 'direct') this.quality ??= meter;
+    }
   }
 
   /** Accepted → connected, once, for the server's set-up time metric (1:1 calls only). */
@@ -220,6 +279,7 @@ export class CallPeers {
    */
   close() {
     this.closed = true;
+    this.resolveReady();
     this.quality?.stop();
     const report = this.quality?.summary();
     if (report) this.send({ type: 'call_quality', callId: this.callId, report });
@@ -229,4 +289,37 @@ export class CallPeers {
     this.local?.stop();
     this.local = null;
   }
+}
+
+/**
+ * A 1:1 call's media while it rings, when the server pre-connects (`joined.preconnect`): the
+ * peer connection to `peer`, negotiated without tracks, with the roles `accepted` will give
+ * (the callee polite), so that ICE and DTLS are done before anyone answers. `relay` keeps to
+ * relay candidates until `accept` (the other side learns none of our addresses). Null when
+ * calls do not pre-connect; close it when the call ends unanswered.
+ * @param {object} options
+ * @param {number} options.callId
+ * @param {number} options.peer the other party
+ * @param {boolean} options.polite true for the callee
+ * @param {import('./protocol.js').Publish} [options.accepts] what the other party may send
+ * @param {import('./protocol.js').Preconnect} [options.preconnect] from `joined`
+ * @param {boolean} [options.relayOnly] every call through TURN: the policy stays `relay`
+ * @param {RTCIceServer[]} options.iceServers
+ * @param {(msg: ClientMsg) => void} options.send
+ * @returns {CallPeers | null}
+ */
+export function prepareCall({ callId, peer, polite, accepts, preconnect = 'off', relayOnly = false, iceServers, send }) {
+  if (preconnect === 'off') return null;
+  const relay = relayOnly || preconnect === 'relay';
+  if (relay && iceServers.length === 0) return null; // nothing to relay through
+  const call = new CallPeers({
+    callId,
+    mode: 'direct',
+    iceServers,
+    iceTransportPolicy: relay ? 'relay' : 'all',
+    send,
+    openPath: relay && !relayOnly,
+  });
+  call.addPeer(peer, polite, accepts);
+  return call;
 }

@@ -33,9 +33,14 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{callId: number, peer: number, name: string, outgoing: boolean, active: boolean,
  *            since: number | null}} CurrentCall
  *
+ * How 1:1 calls connect while they ring (`--preconnect`): through the TURN relay only, with
+ * every candidate, or not at all (the peer connections are made on `accepted`).
+ * @typedef {'relay' | 'direct' | 'off'} Preconnect
+ *
  * `hostKey`: to hosts of a private room, the key of the host link; `null` for everyone else.
+ * `preconnect`: absent from an older server, which means `off`.
  * @typedef {{type: 'joined', version: number, room: string, you: Member, members: Member[],
- *            iceServers: IceServer[], ringTimeoutMs: number, group: GroupCall | null,
+ *            iceServers: IceServer[], ringTimeoutMs: number, preconnect?: Preconnect, group: GroupCall | null,
  *            chat: ChatEntry[], state: RoomState, hostKey: string | null,
  *            inCall: number[], call: CurrentCall | null,
  *            token: string, heartbeatMs: number, resumeGraceMs: number}} JoinedMsg

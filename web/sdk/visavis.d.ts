@@ -40,6 +40,10 @@ export interface ChatEntry {
   at: number;
 }
 
+/** How 1:1 calls connect while they ring (the server's `--preconnect`, docs/protocol.md):
+ * through the TURN relay only until Accept, with every candidate, or not before Accept. */
+export type Preconnect = 'relay' | 'direct' | 'off';
+
 /** Why a 1:1 call ended. */
 export type EndReason = 'declined' | 'cancelled' | 'no_answer' | 'busy' | 'hangup' | 'left';
 
@@ -128,6 +132,8 @@ export class Client extends EventTarget {
   roomState: RoomState | null;
   /** A private room's host key, when we are its host. */
   hostKey: string;
+  /** Whether this server's 1:1 calls connect while they ring (from `joined`). */
+  preconnect: Preconnect;
   /** Our camera and microphone during a call. */
   localStream: MediaStream | null;
   /** The other person's camera and microphone during a call. */
@@ -209,12 +215,27 @@ export class PeerCall {
   });
   pc: RTCPeerConnection;
   polite: boolean;
+  /** Sets the local tracks; the first call starts negotiation (nulls: negotiate, send nothing),
+   * a later one puts the tracks on the negotiated transceivers (replaceTrack). */
   start(tracks: { audio: MediaStreamTrack | null; video: MediaStreamTrack | null }): void;
+  /** After a relay-only pre-connect: every candidate from now on, and an ICE restart. */
+  openPath(): void;
   handle(signal: { description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit | null }): Promise<void>;
   replaceTrack(kind: 'audio' | 'video', track: MediaStreamTrack | null): Promise<void>;
   shareScreen(track: MediaStreamTrack | null): Promise<void>;
   setIceServers(iceServers: RTCIceServer[]): void;
   close(): void;
+}
+
+/** What a call tells its owner, each about the participant `id`. */
+export interface CallPeersEvents {
+  remoteStream: (id: number, stream: MediaStream) => void;
+  remoteScreen: (id: number, stream: MediaStream) => void;
+  remoteMedia: (id: number, state: MediaState) => void;
+  connectionState: (id: number, state: RTCPeerConnectionState) => void;
+  localChange: () => void;
+  /** A new sample of the connection to `id`, every 2 s once it is up. */
+  quality?: (id: number, sample: QualitySample) => void;
 }
 
 /** One call's media (a 1:1 call, or a group call's full mesh): local media, a PeerCall per participant, the call's signalling. */
@@ -224,20 +245,20 @@ export class CallPeers {
     mode: 'direct' | 'group';
     iceServers: RTCIceServer[];
     iceTransportPolicy?: RTCIceTransportPolicy;
-    media: Promise<OpenedMedia>;
+    /** Null (or absent) for a call that rings: the peers negotiate without tracks until `accept`. */
+    media?: Promise<OpenedMedia> | null;
     start?: { muted?: boolean; cameraOff?: boolean };
     send: (msg: { type: string }) => void;
-    events: {
-      remoteStream: (id: number, stream: MediaStream) => void;
-      remoteScreen: (id: number, stream: MediaStream) => void;
-      remoteMedia: (id: number, state: MediaState) => void;
-      connectionState: (id: number, state: RTCPeerConnectionState) => void;
-      localChange: () => void;
-      /** A new sample of the connection to `id`, every 2 s once it is up. */
-      quality?: (id: number, sample: QualitySample) => void;
-    };
+    /** None are told before the call is accepted. */
+    events?: CallPeersEvents;
+    /** On `accept`, allow every ICE candidate and restart ICE (after a relay-only pre-connect). */
+    openPath?: boolean;
   });
   callId: number;
+  /** False while the call rings (pre-connected, no media). */
+  accepted: boolean;
+  /** The call is accepted: our media onto the peers (replaceTrack), and `events` told what the peers have. */
+  accept(options: { media: Promise<OpenedMedia>; start?: { muted?: boolean; cameraOff?: boolean }; events?: CallPeersEvents }): void;
   peers: Map<number, PeerCall>;
   local: LocalMedia | null;
   /** One meter per connection, by the other participant's id, from when it is first up. */

@@ -185,9 +185,10 @@ impl Client {
         self.strict = strict;
     }
 
-    /// Lets the next numbered message skip numbers (once): after a server crash the resumed
-    /// session's numbering jumps past what the dead process may have sent (docs/protocol.md),
-    /// and what was sent in its last moments is lost. Any other gap stays an error.
+    /// Lets numbering skip ahead once: after a server crash the resumed session's numbering
+    /// jumps past what the dead process may have sent (docs/protocol.md), after the replay of
+    /// what it had written down, and what was sent in its last moments is lost. Any other gap
+    /// stays an error.
     pub fn allow_gap(&mut self) {
         self.gap_allowed = true;
     }
@@ -253,7 +254,9 @@ impl Client {
                     self.ping_unanswered = true;
                 }
                 (_, Some(sn)) if sn <= self.last_sn && !self.strict => continue, // a replay overlap
-                (_, Some(sn)) if sn > self.last_sn && self.gap_allowed => {
+                // Only a real skip uses the allowance: replayed messages (their numbers as
+                // first sent) may come before the jump.
+                (_, Some(sn)) if sn > self.last_sn + 1 && self.gap_allowed => {
                     self.gap_allowed = false;
                     self.last_sn = sn;
                 }

@@ -190,6 +190,10 @@ pub enum ServerMsg {
         members: Vec<Member>,
         ice_servers: Vec<IceServer>,
         ring_timeout_ms: u64,
+        /// Whether 1:1 calls connect while they ring, and how (absent from an older server:
+        /// `off`).
+        #[serde(default)]
+        preconnect: Preconnect,
         /// The room's group call, if one is running.
         group: Option<GroupCall>,
         /// The room's recent chat, oldest first (in a private room, what this member may read).
@@ -482,6 +486,31 @@ pub struct ChatEntry {
     pub text: String,
     /// Server time, milliseconds since the Unix epoch.
     pub at: u64,
+}
+
+/// How the two browsers of a 1:1 call connect while it rings (`--preconnect`): the server then
+/// relays `description` and `candidate` between the parties of a ringing call, so that ICE and
+/// DTLS are done by the time the callee accepts. No media flows before `accepted`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preconnect {
+    /// Through the TURN relay only (`iceTransportPolicy: 'relay'`), so neither side learns the
+    /// other's addresses before accept; after it, ICE restarts with every candidate and may
+    /// move to a direct path.
+    Relay,
+    /// With every candidate from the start (the callee's addresses reach the caller while it
+    /// rings).
+    Direct,
+    /// Not at all: the peer connections are made on `accepted`.
+    #[default]
+    Off,
+}
+
+impl Preconnect {
+    /// Whether ringing calls carry negotiation.
+    pub fn enabled(self) -> bool {
+        self != Self::Off
+    }
 }
 
 /// Whether a member's connection is up.

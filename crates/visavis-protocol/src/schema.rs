@@ -433,7 +433,7 @@ impl<'de> VariantAccess<'de> for MadeUpVariant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChatEntry, ClientMsg, GroupCall, IceServer, Member, Publish, RoomState};
+    use crate::{ChatEntry, ClientMsg, GroupCall, IceServer, Member, Preconnect, Publish, RoomState};
 
     fn fields(msgs: &[Message], kind: &str) -> Vec<String> {
         let msg = msgs.iter().find(|m| m.kind == kind);
@@ -489,6 +489,7 @@ mod tests {
                 credential: None,
             }],
             ring_timeout_ms: 3,
+            preconnect: Preconnect::Relay,
             group: Some(GroupCall {
                 call_id: 1,
                 participants: vec![1],

@@ -187,6 +187,7 @@ fn joined(session: Option<SessionFields>) -> ServerMsg {
         }],
         ice_servers: vec![],
         ring_timeout_ms: 30_000,
+        preconnect: Preconnect::Relay,
         group: None,
         chat: vec![ChatEntry {
             seq: 1,

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use visavis_protocol::{
     CallId, CandidatePath, ChatEntry, CurrentCall, EndReason, ErrorCode, GroupCall, GroupMedia, IceServer,
-    MediaTransport, Member, MemberId, Presence, Publish, QualityReport, RoomMsg, RoomState, ServerMsg,
-    PROTOCOL_VERSION, QUALITY_REPORT_WINDOW,
+    MediaTransport, Member, MemberId, Preconnect, Presence, Publish, QualityReport, RoomMsg, RoomState,
+    ServerMsg, PROTOCOL_VERSION, QUALITY_REPORT_WINDOW,
 };
 use visavis_sansio::{Deadlines, Now, TokenBucket};
 
@@ -94,6 +94,9 @@ pub struct Config {
     pub empty_private_per_ip: usize,
     /// With `--access token`: checks a join's access token; without, anyone may join.
     pub access_tokens: Option<TokenCheck>,
+    /// Whether 1:1 calls connect while they ring (`description` and `candidate` are relayed
+    /// in a ringing call), and how the clients do it; told to each member in `joined`.
+    pub preconnect: Preconnect,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             private_room_ttl: Duration::from_secs(3600),
             empty_private_per_ip: 8,
             access_tokens: None,
+            preconnect: Preconnect::Relay,
         }
     }
 }
@@ -961,16 +965,18 @@ impl Core {
                 call_id,
                 to,
                 description,
-            } => self.relay_in_call(me, call_id, to, "description", |from| ServerMsg::Description {
-                call_id,
-                from,
-                description,
+            } => self.relay_in_call(me, call_id, to, Relay::Negotiation, |from| {
+                ServerMsg::Description {
+                    call_id,
+                    from,
+                    description,
+                }
             }),
             RoomMsg::Candidate {
                 call_id,
                 to,
                 candidate,
-            } => self.relay_in_call(me, call_id, to, "candidate", |from| ServerMsg::Candidate {
+            } => self.relay_in_call(me, call_id, to, Relay::Candidate, |from| ServerMsg::Candidate {
                 call_id,
                 from,
                 candidate,
@@ -997,7 +1003,7 @@ impl Core {
                     self.group_broadcast(me, msg(me));
                     Ok(())
                 } else {
-                    self.relay_in_call(me, call_id, None, "media", msg)
+                    self.relay_in_call(me, call_id, None, Relay::Media, msg)
                 }
             }
             RoomMsg::SfuDescription { call_id, description } => {
@@ -1308,6 +1314,7 @@ impl Core {
             members,
             ice_servers: self.config.ice_servers.for_member(id, now),
             ring_timeout_ms: u64::try_from(self.config.ring_timeout.as_millis()).unwrap_or(u64::MAX),
+            preconnect: self.config.preconnect,
             group: room.group.clone(),
             chat,
             state,
@@ -1452,19 +1459,23 @@ impl Core {
         Ok(())
     }
 
-    /// Relays a message to the other party of `me`'s active 1:1 call, or to participant `to`
-    /// of the room's group call, stamped `from: me`.
+    /// Relays a message to the other party of `me`'s 1:1 call, or to participant `to` of the
+    /// room's group call, stamped `from: me`. A 1:1 call must be active, or ringing for
+    /// negotiation when the server pre-connects.
     fn relay_in_call(
         &mut self,
         me: MemberId,
         call_id: CallId,
         to: Option<MemberId>,
-        action: &'static str,
+        kind: Relay,
         msg: impl FnOnce(MemberId) -> ServerMsg,
     ) -> Result<(), RoomError> {
         let to = match self.group_of(me) {
             Some(group) if group.call_id == call_id => self.group_peer(me, to)?,
-            _ => self.active_peer(me, call_id, action)?,
+            _ => {
+                let ringing_too = kind != Relay::Media && self.config.preconnect.enabled();
+                self.call_peer(me, call_id, kind.action(), ringing_too)?
+            }
         };
         let msg = msg(me);
         self.totals.relayed_messages += 1;
@@ -1563,15 +1574,18 @@ impl Core {
         Ok(())
     }
 
-    /// The other party of `me`'s active call `call_id`.
-    fn active_peer(
+    /// The other party of `me`'s call `call_id`, which must be active (or ringing, when
+    /// `ringing_too`).
+    fn call_peer(
         &self,
         me: MemberId,
         call_id: CallId,
         action: &'static str,
+        ringing_too: bool,
     ) -> Result<MemberId, RoomError> {
         let call = self.call_of(me, call_id)?;
-        if call.state != CallState::Active {
+        let allowed = call.state == CallState::Active || (ringing_too && call.state == CallState::Ringing);
+        if !allowed {
             return Err(RoomError::InvalidCallState {
                 call: call_id,
                 state: call.state_name(),
@@ -1837,8 +1851,32 @@ enum Role {
     Callee,
 }
 
+/// What a party of a call relays to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    /// `description`: negotiation, relayed while it rings too when the server pre-connects.
+    Negotiation,
+    /// `candidate`: as `description`.
+    Candidate,
+    /// `media`: mute, camera and screen state, only once the call is active (nothing is sent
+    /// before Accept).
+    Media,
+}
+
+impl Relay {
+    fn action(self) -> &'static str {
+        match self {
+            Self::Negotiation => "description",
+            Self::Candidate => "candidate",
+            Self::Media => "media",
+        }
+    }
+}
+
 #[cfg(test)]
 mod api_tests;
+#[cfg(test)]
+mod preconnect_tests;
 #[cfg(test)]
 mod private_tests;
 #[cfg(test)]

@@ -51,8 +51,13 @@ impl World {
     }
 
     /// Two members in one room with a call from 1 to 2 ringing; returns the call id.
-    fn ringing_pair() -> (Self, MemberId, MemberId, CallId) {
-        let mut w = Self::new();
+    pub(crate) fn ringing_pair() -> (Self, MemberId, MemberId, CallId) {
+        Self::ringing_pair_with(Config::default())
+    }
+
+    /// As [`World::ringing_pair`], with `config`.
+    pub(crate) fn ringing_pair_with(config: Config) -> (Self, MemberId, MemberId, CallId) {
+        let mut w = Self::with(config);
         let a = w.join(1, "r", "Ann");
         let b = w.join(2, "r", "Bob");
         let out = w.send(1, RoomMsg::Invite { to: b });
@@ -626,7 +631,10 @@ fn addressing_is_limited_to_your_room() {
 
 #[test]
 fn signalling_is_relayed_only_inside_an_active_call_with_from_stamped() {
-    let (mut w, a, b, call) = World::ringing_pair();
+    let (mut w, a, b, call) = World::ringing_pair_with(Config {
+        preconnect: Preconnect::Off,
+        ..Config::default()
+    });
     let offer = Description::new(SdpKind::Offer, "v=0");
     let early = RoomMsg::Description {
         call_id: call,

@@ -61,6 +61,18 @@ pub enum StateKind {
     File,
 }
 
+/// How 1:1 calls connect while they ring (`--preconnect`); `joined.preconnect` tells clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PreconnectMode {
+    /// Through the TURN relay only, so the callee's addresses are not revealed before Accept;
+    /// after it, ICE may move to a direct path.
+    Relay,
+    /// With every candidate from the start.
+    Direct,
+    /// Not at all: the peer connections are made once the call is accepted.
+    Off,
+}
+
 /// Let's Encrypt's production directory, where `--domain` gets certificates by default.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
@@ -195,6 +207,13 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_RING_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ring_timeout: u64,
+
+    /// Whether 1:1 calls set up their peer connection (ICE and DTLS, no media) while they
+    /// ring, so media starts as soon as the callee accepts: `relay`, through the TURN relay
+    /// only (the callee's addresses stay hidden until Accept; `off` when no TURN server is
+    /// handed out); `direct`, with every candidate; `off`, only once the call is accepted.
+    #[arg(long, env = "VISAVIS_PRECONNECT", value_enum, default_value = "relay")]
+    pub preconnect: PreconnectMode,
 
     /// Most people in a room's group call (a full mesh of peer connections); one more gets a
     /// `call_full` error.
@@ -705,6 +724,18 @@ impl Settings {
 
     pub fn ring_timeout(&self) -> Duration {
         Duration::from_secs(self.ring_timeout)
+    }
+
+    /// What `--preconnect` comes to: `relay` needs a TURN server to hand out (the embedded
+    /// one or `--turn-url`), and is `off` without one.
+    pub fn preconnect(&self) -> visavis_protocol::Preconnect {
+        use visavis_protocol::Preconnect;
+        let has_turn = !self.no_turn || !self.turn_urls.is_empty();
+        match self.preconnect {
+            PreconnectMode::Relay if has_turn => Preconnect::Relay,
+            PreconnectMode::Direct => Preconnect::Direct,
+            PreconnectMode::Relay | PreconnectMode::Off => Preconnect::Off,
+        }
     }
 
     /// Where the SFU listens, if group calls use it.

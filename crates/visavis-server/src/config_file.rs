@@ -539,6 +539,33 @@ mod tests {
     }
 
     #[test]
+    fn preconnect_relay_is_the_default_and_falls_back_to_off_without_a_turn_server() {
+        use visavis_protocol::Preconnect;
+        let preconnect = |args: &[&str]| load_with(args, &[], None).settings.preconnect();
+        assert_eq!(preconnect(&[]), Preconnect::Relay);
+        assert_eq!(preconnect(&["--no-turn"]), Preconnect::Off);
+        let external = [
+            "--no-turn",
+            "--turn-url",
+            "turn:192.0.2.1:3478",
+            "--turn-secret",
+            "s",
+        ];
+        assert_eq!(preconnect(&external), Preconnect::Relay);
+        assert_eq!(
+            preconnect(&["--preconnect", "direct", "--no-turn"]),
+            Preconnect::Direct
+        );
+        assert_eq!(preconnect(&["--preconnect", "off"]), Preconnect::Off);
+        let file = load_with(
+            &[],
+            &[("VISAVIS_PRECONNECT", "direct")],
+            Some("preconnect = \"off\"\n"),
+        );
+        assert_eq!(file.settings.preconnect(), Preconnect::Direct, "env over file");
+    }
+
+    #[test]
     fn lists_and_switches_come_whole_from_one_place() {
         let file = "frame-ancestors = [\"https://a.example\", \"https://b.example\"]\n\
                     allowed-origin = \"https://c.example\"\n\

@@ -216,7 +216,11 @@ impl App {
             },
             private_room_ttl: Duration::from_secs(3600),
             empty_private_per_ip: 8,
+            preconnect: settings.preconnect(),
         };
+        if settings.preconnect == config::PreconnectMode::Relay && !room_config.preconnect.enabled() {
+            tracing::info!("--preconnect relay needs a TURN server: calls connect once accepted");
+        }
         let signal_config = visavis_signal::Config {
             heartbeat: Duration::from_secs(settings.heartbeat_timeout),
             grace: Duration::from_secs(settings.resume_grace),

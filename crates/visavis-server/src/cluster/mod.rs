@@ -152,8 +152,9 @@ impl Cluster {
             }
             Target::Room(room) => room,
         };
-        // A dead holder's lease runs out within its TTL; give it that and a little more.
-        let deadline = Instant::now() + self.config.lease_ttl + Duration::from_secs(2);
+        // A dead holder's lease runs out within its TTL; give it twice that and more (a busy
+        // node, a renewal in flight): a waiting connection costs little, a refused one a retry.
+        let deadline = Instant::now() + 2 * self.config.lease_ttl + Duration::from_secs(3);
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             let holder = match self.store.holder(&room).await {
                 Ok(holder) => holder,
@@ -336,17 +337,40 @@ impl Cluster {
 
     /// Keeps the rooms' state in Redis while they change, the leases renewed and the registry
     /// entry fresh, until `shutdown`. Returns the writer for the final [`Cluster::drain`].
+    /// Leases are renewed by a task of their own, so that a slow write (a large state, a busy
+    /// machine) never delays a renewal past the lease's end.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Writer {
+        let leases = tokio::spawn({
+            let (cluster, shutdown) = (self.clone(), shutdown.clone());
+            async move { cluster.keep_leases(shutdown).await }
+        });
         let mut writer = Writer::default();
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_heartbeat = Instant::now() + self.config.node_heartbeat;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
+                _ = tick.tick() => writer.flush(&self, false).await,
             }
-            writer.flush(&self, false).await;
+        }
+        let _ = leases.await;
+        // Stopping: out of the registry at once, so that the other nodes wait for this one's
+        // rooms to be handed over instead of forwarding to it.
+        if let Err(err) = self.store.forget_nodes(&[&self.node]).await {
+            tracing::warn!("cannot leave the node registry: {err:#}");
+        }
+        writer
+    }
+
+    /// Renews the leases when due, and the registry entry every heartbeat, until `shutdown`.
+    async fn keep_leases(&self, shutdown: CancellationToken) {
+        let mut next_heartbeat = Instant::now() + self.config.node_heartbeat;
+        loop {
+            let due = lock(&self.leases).poll_timeout().min(next_heartbeat);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(due.into()) => {}
+            }
             self.renew().await;
             if Instant::now() >= next_heartbeat {
                 next_heartbeat = Instant::now() + self.config.node_heartbeat;
@@ -355,12 +379,6 @@ impl Cluster {
                 }
             }
         }
-        // Stopping: out of the registry at once, so that the other nodes wait for this one's
-        // rooms to be handed over instead of forwarding to it.
-        if let Err(err) = self.store.forget_nodes(&[&self.node]).await {
-            tracing::warn!("cannot leave the node registry: {err:#}");
-        }
-        writer
     }
 
     /// The graceful stop's last step, once every session here is detached: writes every room
@@ -434,6 +452,30 @@ impl Writer {
             .filter(|room| !current.contains_key(*room))
             .cloned()
             .collect();
+        // A room made here without a lease (`create`: its id is the core's) is taken at once,
+        // not at the next renewal round, so no other node opens it meanwhile.
+        let unheld: Vec<String> = {
+            let leases = lock(&cluster.leases);
+            changed
+                .iter()
+                .map(|(room, _)| room)
+                .filter(|room| !leases.holds(room))
+                .cloned()
+                .collect()
+        };
+        if !unheld.is_empty() {
+            let sent = Instant::now();
+            if let Ok(granted) = cluster
+                .store
+                .renew(&unheld, &cluster.node, cluster.config.lease_ttl)
+                .await
+            {
+                let mut leases = lock(&cluster.leases);
+                for (room, granted) in unheld.iter().zip(granted) {
+                    leases.handle_renewed(room, sent, granted);
+                }
+            }
+        }
         match cluster.store.save_rooms(&changed, &gone, &cluster.node).await {
             Ok(()) => self.last = current,
             Err(err) => {

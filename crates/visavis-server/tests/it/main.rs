@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use visavis_client::{Client, Received};
 use visavis_protocol::{
-    Candidate, ClientMsg, Description, EndReason, ErrorCode, Presence, RoomMsg, SdpKind, ServerMsg,
-    SessionMsg, PROTOCOL_VERSION,
+    Candidate, ClientMsg, Description, EndReason, ErrorCode, Preconnect, Presence, RoomMsg, SdpKind,
+    ServerMsg, SessionMsg, PROTOCOL_VERSION,
 };
 use visavis_server::Settings;
 
@@ -101,6 +101,7 @@ mod outside;
 mod private;
 mod reliability;
 mod restart;
+mod sfu;
 mod systemd;
 mod tokens;
 mod turn;
@@ -802,7 +803,8 @@ async fn capacity_race_admits_exactly_one_for_the_last_seat() {
 
 #[tokio::test]
 async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
-    let server = Server::start(&[]).await;
+    // Without pre-connecting, so that an offer in a ringing call is out of place.
+    let server = Server::start(&["--preconnect", "off"]).await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     let (_xi, x) = server.joined("other-room", "Xi").await;
@@ -974,6 +976,38 @@ async fn requests_that_are_not_websocket_handshakes_get_json_errors() {
         let body: Value = serde_json::from_slice(&body).expect("json error body");
         assert_eq!(body["error"], code);
     }
+}
+
+#[tokio::test]
+async fn a_ringing_call_preconnects_through_the_relay_by_default_and_not_without_turn() {
+    let server = Server::start(&[]).await;
+    let mut alice = server.client().await;
+    alice.send(join("r", "Alice")).await;
+    let preconnect = expect!(alice, ServerMsg::Joined { preconnect, .. } => preconnect);
+    assert_eq!(preconnect, Preconnect::Relay);
+    let (mut bob, b) = server.joined("r", "Bob").await;
+    expect!(alice, ServerMsg::MemberJoined { .. });
+    alice.send(RoomMsg::Invite { to: b }).await;
+    let call = expect!(alice, ServerMsg::Ringing { call_id, .. } => call_id);
+    expect!(bob, ServerMsg::Incoming { .. });
+    let offer = Description::new(SdpKind::Offer, "v=0");
+    alice
+        .send(RoomMsg::Description {
+            call_id: call,
+            to: None,
+            description: offer.clone(),
+        })
+        .await;
+    let got = expect!(bob, ServerMsg::Description { description, .. } => description);
+    assert_eq!(got, offer);
+    bob.send(RoomMsg::Decline { call_id: call }).await;
+    expect!(alice, ServerMsg::CallEnded { .. });
+
+    let server = Server::start(&["--no-turn"]).await;
+    let mut c = server.client().await;
+    c.send(join("r", "Alice")).await;
+    let preconnect = expect!(c, ServerMsg::Joined { preconnect, .. } => preconnect);
+    assert_eq!(preconnect, Preconnect::Off);
 }
 
 #[tokio::test]

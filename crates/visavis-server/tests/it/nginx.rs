@@ -47,7 +47,8 @@ fn substitute(text: &str, from: &str, to: &str) -> String {
 
 /// The arguments of the guide's `visavis` command behind a proxy, for a test: without
 /// `--listen` (the test binary listens on an ephemeral port, which nginx is then pointed at),
-/// with `origin` for the guide's public origin and STUN/TURN on an ephemeral loopback port.
+/// with `origin` for the guide's public origin and STUN/TURN and the SFU on ephemeral loopback
+/// ports.
 fn guide_command(origin: &str) -> Vec<String> {
     let command = guide_block("## Behind a reverse proxy", "sh");
     let mut words = command.split_whitespace();
@@ -66,6 +67,7 @@ fn guide_command(origin: &str) -> Vec<String> {
     }
     let args = substitute(&args.join(" "), "https://consult.example.org", origin);
     let args = substitute(&args, "--turn-listen 0.0.0.0:3478", "--turn-listen 127.0.0.1:0");
+    let args = substitute(&args, "--sfu-listen 0.0.0.0:3479", "--sfu-listen 127.0.0.1:0");
     args.split(' ').map(str::to_owned).collect()
 }
 
