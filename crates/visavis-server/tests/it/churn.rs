@@ -146,9 +146,10 @@ async fn churn_of_2000_clients_leaves_nothing_behind() {
         started.elapsed().as_secs_f64(),
     );
     // Memory back near where it started: what the allocator keeps from the busiest moment
-    // (2,000 connections) at most, and no growth from cycle to cycle.
+    // (up to 2,000 connections at once: how many overlap depends on how busy the machine is;
+    // 49 MiB was seen on a loaded one) at most, and no growth from cycle to cycle.
     let last = rss[CYCLES - 1];
-    assert!(last <= before + 48 * 1024, "RSS went from {before} to {last} KiB");
+    assert!(last <= before + 64 * 1024, "RSS went from {before} to {last} KiB");
     // The first cycle warms the allocator up; from the second on, a leak of even 5 KiB per
     // client would add 10 MiB per cycle, while allocator noise stays well below a quarter.
     assert!(
