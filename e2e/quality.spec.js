@@ -130,7 +130,9 @@ test('loss on one side\'s network: its bars drop, that side is told its connecti
   test.setTimeout(120_000);
   const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
   createNetwork();
-  const server = await startServer(`${HOST_IP}:18098`, ['--insecure-http']);
+  // Pre-connected straight away on the direct UDP path: the relay-first default could leave the
+  // call on TURN over TCP when Chromium gathers no UDP relay, where UDP loss changes nothing.
+  const server = await startServer(`${HOST_IP}:18098`, ['--insecure-http', '--preconnect', 'direct']);
   const secure = `--unsafely-treat-insecure-origin-as-secure=${server.url}`;
   const here = await playwright.chromium.launch({ ...launch, args: [...(launch.args ?? []), secure] });
   const away = await playwright.chromium.launch(chromiumInNamespace({ ...launch, args: [...(launch.args ?? []), secure] }));
