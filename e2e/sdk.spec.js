@@ -45,10 +45,12 @@ test('two SDK clients: chat, a declined call, a call with video both ways, mute,
     // Ann calls, Bob declines.
     const incoming = next(bob, 'incoming');
     const declined = next(ann, 'call_ended');
+    const bobEnded = next(bob, 'call_ended'); // Bob's client, too, must know before it calls
     ann.call(bobSeen.id);
     const ring = await incoming;
     bob.decline();
     const decline = await declined;
+    await bobEnded;
 
     // Bob calls back, Ann accepts: both connected, video both ways.
     const annIncoming = next(ann, 'incoming');
