@@ -46,7 +46,7 @@ export default defineConfig({
       // here comes from 127.0.0.1, so that address may fill a room (--max-seats-per-ip). These
       // servers are never restarted, and runs side by side must not share a state file:
       // --state none (tests that restart a server use startServer, with a data dir of its own).
-      command: `cargo build -q --bin visavis && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --redial-delay 2 --mesh-limit 4 --group-media mesh --max-seats-per-ip 100 --state none --turn-listen 127.0.0.1:${TURN_PORT} --metrics-listen 127.0.0.1:${METRICS_PORT}`,
+      command: `cargo build -q --bin visavis --bin visavis-bot && target/debug/visavis --listen 127.0.0.1:${PORT} --ring-timeout 3 --redial-delay 2 --mesh-limit 4 --group-media mesh --max-seats-per-ip 100 --state none --turn-listen 127.0.0.1:${TURN_PORT} --metrics-listen 127.0.0.1:${METRICS_PORT}`,
       url: `http://127.0.0.1:${PORT}/healthz`,
       reuseExistingServer: false,
       timeout: 600_000,
