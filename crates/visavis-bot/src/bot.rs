@@ -3,6 +3,7 @@
 //! up. Many run as tasks of one process.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,14 @@ impl Speak {
     }
 }
 
+/// What every bot of a process adds to as it runs, for a rate over a window of time: packets
+/// received, and bots connected now.
+#[derive(Debug, Default)]
+pub struct Meter {
+    pub packets: std::sync::atomic::AtomicU64,
+    pub connected: std::sync::atomic::AtomicUsize,
+}
+
 #[derive(Debug, Clone)]
 pub struct BotConfig {
     /// The signalling WebSocket, e.g. `ws://127.0.0.1:8080/ws`.
@@ -64,6 +73,7 @@ pub struct BotConfig {
     pub speak: Option<Speak>,
     /// Store the first remote camera and microphone received (`visavis-bot record`).
     pub record: bool,
+    pub meter: Arc<Meter>,
 }
 
 /// What one bot did and saw.
@@ -172,7 +182,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
 
     let socket = UdpSocket::bind(SocketAddr::new(config.source, 0)).await?;
     let local = socket.local_addr()?;
-    let (mut peer, offer) = Peer::new(shared, Instant::now(), local, config.recording.clone())?;
+    let (mut peer, offer) = Peer::new(shared, Instant::now(), local, config.recording.clone(), true)?;
     if config.record {
         peer.recorder = Some(Default::default());
     }
@@ -189,6 +199,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
     let mut publishers = std::collections::HashSet::new();
     let mut next_pli = Instant::now() + RECORD_KEYFRAME_EVERY;
     let mut last_pong = Instant::now();
+    let mut counted = 0;
     loop {
         // Drive the peer: send what it has, learn when to come back.
         let wake = loop {
@@ -204,7 +215,11 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
                 PeerOut::Wait(at) => break at,
             }
         };
+        let packets = peer.packets_received;
+        config.meter.packets.fetch_add(packets - counted, Relaxed);
+        counted = packets;
         if peer.is_connected() && report.connected_ms.is_none() {
+            config.meter.connected.fetch_add(1, Relaxed);
             report.connected = true;
             report.connected_ms = Some(start.elapsed().as_millis() as u64);
             deadline = Some(tokio::time::Instant::now() + config.stay);
@@ -275,6 +290,9 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
         }
     }
 
+    if report.connected {
+        config.meter.connected.fetch_sub(1, Relaxed);
+    }
     report.sent_video_frames = peer.sent_video_frames;
     report.sent_audio_frames = peer.sent_audio_frames;
     report.keyframe_requests = peer.keyframe_requests;

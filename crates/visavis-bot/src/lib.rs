@@ -3,6 +3,7 @@
 //! publishing recorded media and counting what it receives.
 
 pub mod bot;
+pub mod janus;
 pub mod media;
 pub mod peer;
 pub mod stats;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use visavis_bot::bot::{self, BotConfig, BotReport, Speak};
+use visavis_bot::bot::{self, BotConfig, BotReport, Meter, Speak};
+use visavis_bot::janus;
 use visavis_bot::media::Recording;
 use visavis_bot::peer::Shared;
 use visavis_bot::stats::Totals;
@@ -40,7 +41,7 @@ struct Common {
     /// The signalling WebSocket.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
-    #[arg(long)]
+    #[arg(long, default_value = "bots")]
     room: String,
     /// An access token, for rooms that ask for one.
     #[arg(long)]
@@ -82,6 +83,27 @@ struct RunArgs {
     /// Add every bot's report to the summary.
     #[arg(long)]
     per_bot: bool,
+    /// Join this Janus videoroom instead, through Janus's WebSocket API at `--url` (e.g.
+    /// ws://127.0.0.1:8188): the same load on Janus, for comparison. `--room` is unused.
+    #[arg(long)]
+    janus_room: Option<u64>,
+    #[command(flatten)]
+    measure: MeasureArgs,
+}
+
+/// A measuring window, once every bot is connected: packets received by all bots together,
+/// and the server's CPU time from /proc (when its pid is given).
+#[derive(Args, Debug, Clone)]
+struct MeasureArgs {
+    /// The server's process id, to read its CPU time from /proc/PID/stat.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds from every bot connected to the window's start.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// The window, in seconds (0: no measurement).
+    #[arg(long, default_value_t = 0)]
+    measure: u64,
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +146,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new()?);
     let publishers = args.publishers.unwrap_or(args.bots);
     let started = Instant::now();
+    let meter = Arc::new(Meter::default());
+    let measuring = tokio::spawn(measure(meter.clone(), args.bots, args.measure.clone()));
     let mut tasks = Vec::new();
     for i in 0..args.bots {
         let config = BotConfig {
@@ -140,21 +164,78 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 period: Duration::from_millis(args.speak_ms),
             }),
             record: false,
+            meter: meter.clone(),
         };
-        tasks.push(tokio::spawn(bot::run(shared.clone(), config)));
+        let task = match args.janus_room {
+            Some(room) => {
+                let feeds = publishers - (i < publishers) as usize;
+                tokio::spawn(janus::run(shared.clone(), config, room, feeds))
+            }
+            None => tokio::spawn(bot::run(shared.clone(), config)),
+        };
+        tasks.push(task);
         tokio::time::sleep(Duration::from_millis(args.join_gap_ms)).await;
     }
     let mut reports = Vec::new();
     for t in tasks {
         reports.push(t.await?);
     }
-    let summary = summarize(&reports, started.elapsed(), args.per_bot);
+    let mut summary = summarize(&reports, started.elapsed(), args.per_bot);
+    measuring.abort();
+    if let Ok(Some(measured)) = measuring.await {
+        summary["measure"] = measured;
+    }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     // The summary says which bots failed and why; the exit status only that some did.
     if reports.iter().any(|r| r.error.is_some()) {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// CPU time (user and system) of process `pid` so far, in seconds: /proc counts in
+/// USER_HZ, which Linux fixes at 100 for user space.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) in its parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Waits for every bot to be connected (at most a minute past the last join), then measures
+/// over the window. `None` when there is no window or the bots never all connected.
+async fn measure(meter: Arc<Meter>, bots: usize, args: MeasureArgs) -> Option<serde_json::Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if args.measure == 0 {
+        return None;
+    }
+    let give_up = Instant::now() + Duration::from_secs(60 + bots as u64);
+    while meter.connected.load(Relaxed) < bots {
+        if Instant::now() > give_up {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let (t0, p0) = (Instant::now(), meter.packets.load(Relaxed));
+    let c0 = args.server_pid.and_then(cpu_seconds);
+    tokio::time::sleep(Duration::from_secs(args.measure)).await;
+    let (t1, p1) = (Instant::now(), meter.packets.load(Relaxed));
+    let c1 = args.server_pid.and_then(cpu_seconds);
+    let seconds = (t1 - t0).as_secs_f64();
+    let pps = (p1 - p0) as f64 / seconds;
+    let cores = c0.zip(c1).map(|(a, b)| (b - a) / seconds);
+    Some(json!({
+        "seconds": seconds,
+        "connectedAtEnd": meter.connected.load(Relaxed),
+        "packets": p1 - p0,
+        "packetsPerSecond": pps,
+        "serverCores": cores,
+        "packetsPerSecondPerCore": cores.filter(|c| *c > 0.0).map(|c| pps / c),
+    }))
 }
 
 fn summarize(reports: &[BotReport], took: Duration, per_bot: bool) -> serde_json::Value {
@@ -201,6 +282,7 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
         recording: None,
         speak: None,
         record: true,
+        meter: Arc::default(),
     };
     let report = bot::run(shared, config).await;
     if let Some(e) = &report.error {

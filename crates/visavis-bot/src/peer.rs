@@ -76,9 +76,13 @@ pub struct Peer {
     rtc: Rtc,
     local: SocketAddr,
     pending: Option<SdpPendingOffer>,
-    /// Our sending m-lines: microphone and camera (the screen one stays idle).
-    audio_mid: Mid,
-    video_mid: Mid,
+    /// Our sending m-lines: microphone and camera (a screen one stays idle); none for a peer
+    /// that only receives.
+    audio_mid: Option<Mid>,
+    video_mid: Option<Mid>,
+    /// Received video without a name from the signalling counts as a camera (Janus names
+    /// nothing; its subscriber connections carry cameras only).
+    unnamed_video_is_camera: bool,
     audio_pt: Option<PayloadParams>,
     video_pt: Option<PayloadParams>,
     connected_at: Option<Instant>,
@@ -90,6 +94,9 @@ pub struct Peer {
     pub sent_video_frames: u64,
     pub sent_audio_frames: u64,
     pub keyframe_requests: u64,
+    /// RTP packets received on every track together, counted as frames complete (for a
+    /// process-wide rate while bots run).
+    pub packets_received: u64,
     /// What each received mid carries: (publisher, video?) as the signalling said.
     pub received: HashMap<Mid, TrackStats>,
     /// When set, frames of the first remote camera and microphone are stored here.
@@ -98,14 +105,36 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A peer reachable at `local` (its one host candidate), publishing `recording` once
-    /// connected (or nothing).
+    /// A peer reachable at `local` (its one host candidate) that offers a microphone and a
+    /// camera, and a screen after them when `screen` (as a browser offers the SFU), and
+    /// publishes `recording` on them once connected (or nothing). Returns the offer too.
     pub fn new(
         shared: &Shared,
         now: Instant,
         local: SocketAddr,
         recording: Option<Arc<Recording>>,
+        screen: bool,
     ) -> anyhow::Result<(Self, String)> {
+        let mut peer = Self::answerer(shared, now, local);
+        peer.recording = recording;
+        let mut change = peer.rtc.sdp_api();
+        // The order the SFU names published tracks by (docs/protocol.md, `sfu_description`).
+        let audio_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video_mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        if screen {
+            change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        }
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
+        peer.audio_mid = Some(audio_mid);
+        peer.video_mid = Some(video_mid);
+        peer.pending = Some(pending);
+        Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// A peer that publishes nothing and waits for the remote side's offer.
+    pub fn answerer(shared: &Shared, now: Instant, local: SocketAddr) -> Self {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(shared.crypto.clone())
             .set_dtls_cert(shared.cert.clone())
@@ -114,39 +143,37 @@ impl Peer {
             .enable_vp8(true)
             .set_stats_interval(None)
             .build(now);
-        let candidate = Candidate::host(local, "udp")?;
-        rtc.add_local_candidate(candidate);
-        let mut change = rtc.sdp_api();
-        // The order the SFU names published tracks by (docs/protocol.md, `sfu_description`).
-        let audio_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video_mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        let (offer, pending) = change
-            .apply()
-            .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
-        Ok((
-            Self {
-                rtc,
-                local,
-                pending: Some(pending),
-                audio_mid,
-                video_mid,
-                audio_pt: None,
-                video_pt: None,
-                connected_at: None,
-                recording,
-                audio: Replay::new(Kind::Audio),
-                video: Replay::new(Kind::Video),
-                level: Level::SILENT,
-                sent_video_frames: 0,
-                sent_audio_frames: 0,
-                keyframe_requests: 0,
-                received: HashMap::new(),
-                recorder: None,
-                start: now,
-            },
-            offer.to_sdp_string(),
-        ))
+        // A host candidate for a bound socket address is always valid.
+        if let Ok(candidate) = Candidate::host(local, "udp") {
+            rtc.add_local_candidate(candidate);
+        }
+        Self {
+            rtc,
+            local,
+            pending: None,
+            audio_mid: None,
+            video_mid: None,
+            unnamed_video_is_camera: false,
+            audio_pt: None,
+            video_pt: None,
+            connected_at: None,
+            recording: None,
+            audio: Replay::new(Kind::Audio),
+            video: Replay::new(Kind::Video),
+            level: Level::SILENT,
+            sent_video_frames: 0,
+            sent_audio_frames: 0,
+            keyframe_requests: 0,
+            packets_received: 0,
+            received: HashMap::new(),
+            recorder: None,
+            start: now,
+        }
+    }
+
+    /// Received video nobody named counts as a camera (for Janus's subscriber connections).
+    pub fn count_unnamed_video_as_camera(&mut self) {
+        self.unnamed_video_is_camera = true;
     }
 
     /// The remote side's answer to our offer.
@@ -244,7 +271,7 @@ impl Peer {
             Event::Connected => {
                 self.connected_at = Some(now);
             }
-            Event::KeyframeRequest(req) if req.mid == self.video_mid => {
+            Event::KeyframeRequest(req) if Some(req.mid) == self.video_mid => {
                 self.keyframe_requests += 1;
                 self.video.want_keyframe();
             }
@@ -252,9 +279,15 @@ impl Peer {
                 let video = data.params.spec().codec.is_video();
                 let keyframe = data.is_keyframe();
                 let seqs = (**data.seq_range.start(), **data.seq_range.end());
+                self.packets_received += seqs.1.saturating_sub(seqs.0) + 1;
+                let camera = video && self.unnamed_video_is_camera;
                 self.received
                     .entry(data.mid)
-                    .or_insert_with(|| TrackStats::new(video))
+                    .or_insert_with(|| {
+                        let mut t = TrackStats::new(video);
+                        t.camera = camera;
+                        t
+                    })
                     .frame(now, keyframe, data.data.len(), seqs);
                 if let Some((rec, audio, camera)) = &mut self.recorder {
                     let kind = if Some(data.mid) == *camera {
@@ -294,14 +327,17 @@ impl Peer {
             return Ok(());
         };
         let elapsed = now.saturating_duration_since(since);
+        let (Some(audio_mid), Some(video_mid)) = (self.audio_mid, self.video_mid) else {
+            return Ok(());
+        };
         if self.audio_pt.is_none() {
-            self.audio_pt = self.pt(self.audio_mid);
-            self.video_pt = self.pt(self.video_mid);
+            self.audio_pt = self.pt(audio_mid);
+            self.video_pt = self.pt(video_mid);
         }
         while let Some(due) = self.audio.poll(&rec, elapsed) {
             let Some(params) = self.audio_pt else { break };
             let time = MediaTime::from_micros(due.time.as_micros() as u64).rebase(params.spec().clock_rate);
-            if let Some(w) = self.rtc.writer(self.audio_mid) {
+            if let Some(w) = self.rtc.writer(audio_mid) {
                 w.audio_level(self.level.dbov, self.level.voice).write(
                     params.pt(),
                     since + due.time,
@@ -314,7 +350,7 @@ impl Peer {
         while let Some(due) = self.video.poll(&rec, elapsed) {
             let Some(params) = self.video_pt else { break };
             let time = MediaTime::from_micros(due.time.as_micros() as u64).rebase(params.spec().clock_rate);
-            if let Some(w) = self.rtc.writer(self.video_mid) {
+            if let Some(w) = self.rtc.writer(video_mid) {
                 w.write(params.pt(), since + due.time, time, due.frame.data.clone())?;
                 self.sent_video_frames += 1;
             }
