@@ -113,6 +113,11 @@ impl SfuEdge {
         ))
     }
 
+    /// The address in the SFU's candidates.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()
     }
