@@ -178,9 +178,6 @@ async fn run_inner(
         let sdp = answer["jsep"]["sdp"]
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("Janus did not answer the publisher's offer: {answer}"))?;
-        if std::env::var_os("VISAVIS_BOT_DEBUG").is_some() {
-            eprintln!("offer:\n{offer}\nJanus's answer:\n{sdp}");
-        }
         peer.handle_answer(sdp)?;
         janus.candidates_done(handle).await?;
         report.answered_ms = Some(start.elapsed().as_millis() as u64);
