@@ -166,6 +166,20 @@ impl Core {
         }
     }
 
+    /// The SFU call `group` was restored here from a snapshot, but its media sessions lived in
+    /// the SFU of the process (or node) that wrote it: every participant is told to offer
+    /// again (`sfu_restart`), which waits in its session's replay log until it resumes.
+    pub(crate) fn sfu_restart(&mut self, group: &GroupCall) {
+        for &p in &group.participants {
+            self.send_member(
+                p,
+                ServerMsg::SfuRestart {
+                    call_id: group.call_id,
+                },
+            );
+        }
+    }
+
     /// The SFU could not take the member's offer (`sfu_unavailable`).
     pub fn sfu_refused(&mut self, member: MemberId, message: &str) {
         self.send_member(
