@@ -260,8 +260,8 @@ test('a server restart during an SFU group call of three (SIGTERM, then SIGKILL)
         return Date.now() - stopped;
       })));
       const gap = Math.max(...gaps);
-      console.log(`SFU group call, server restart (${signal}): sessions resumed ${took} ms after the new server was up (${up - stopped} ms after the stop); ` +
-        `every video decoding again ${gap} ms after the stop (${Date.now() - up} ms after the new server was up; first ${Math.min(...gaps)} ms)`);
+      console.log(`SFU group call, server restart (${signal}): new server up ${up - stopped} ms after the stop, sessions resumed ${took} ms later; ` +
+        `media gap (stop → every remote video decoding again): ${gap} ms (the first of six ${Math.min(...gaps)} ms)`);
       for (const [i, page] of pages.entries()) {
         await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
         await expect(page.getByText('the call ended', { exact: false })).toHaveCount(0);
