@@ -229,6 +229,9 @@ test('an SFU group call across two nodes: everyone\'s media goes through the roo
       for (const name of others(i)) await expectDecoding(page, name, 10);
       await expect.poll(() => sfuPort(page)).toBe(SFU_2);
     }
+    const restarts = await Promise.all(pages.map((page) => page.evaluate(() => window.visavis.sfuRestarts)));
+    console.log(`cluster, SFU group call of three: SFU connections made anew per page: ${restarts.join(', ')}`);
+    for (const n of restarts) expect(n).toBeGreaterThan(0);
     // The call is node 2's now: one leaving is seen by the others.
     await pages[2].getByRole('button', { name: 'Leave call' }).click();
     for (const page of pages.slice(0, 2)) await expect(page.getByLabel('Cy', { exact: true })).toHaveCount(0);
