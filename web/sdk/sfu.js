@@ -4,10 +4,13 @@
 //!
 //! We offer once, with three sendonly transceivers in this order: microphone, camera, screen
 //! (the SFU names published tracks by that order; the screen one carries nothing until we
-//! share, so sharing needs no renegotiation). From then on the SFU offers every change — a
-//! participant's tracks added or stopped — and we answer, so offers never cross. Each of its
-//! offers comes with `tracks`, which names the participant and source of every mid. Touches no
-//! DOM.
+//! share, so sharing needs no renegotiation). The camera goes in three simulcast layers
+//! (SIMULCAST, lowest first: the SFU reads their order from our offer) and the SFU forwards
+//! each person the one their tile needs: `setView` tells it the tiles' sizes and which are off
+//! screen (`sfu_view`). From then on the SFU offers every change — a participant's tracks added
+//! or stopped — and we answer, so offers never cross. Each of its offers comes with `tracks`,
+//! which names the participant and source of every mid; `active_speaker` names who speaks.
+//! Touches no DOM.
 
 import { LocalMedia } from './local.js';
 import { QualityMeter } from './quality.js';
@@ -21,6 +24,17 @@ import { QualityMeter } from './quality.js';
  * @typedef {import('./peers.js').CallPeersEvents} CallPeersEvents
  * @typedef {{pc: RTCPeerConnection, iceRestarts: number}} SfuPeer what the panel reads of a peer
  */
+
+/**
+ * The camera's simulcast layers, lowest first: a quarter, half and full resolution, each with
+ * a bitrate cap (the SFU assumes these caps before it has measured a layer).
+ * @type {RTCRtpEncodingParameters[]}
+ */
+export const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+];
 
 export class SfuCall {
   /**
@@ -55,6 +69,10 @@ export class SfuCall {
     this.queue = Promise.resolve();
     /** @type {RTCRtpTransceiver[]} microphone, camera, screen */
     this.senders = [];
+    /** @type {string} the last `sfu_view` sent, to send only changes */
+    this.lastView = '';
+    /** @type {number | null} who the SFU last said speaks */
+    this.speaker = null;
     /**
      * Samples the one connection (to the server) from when it is first up; each participant's
      * tile shows it, as the path their media takes to us.
@@ -102,7 +120,7 @@ export class SfuCall {
     if (this.senders.length) return;
     this.senders = [
       this.pc.addTransceiver(tracks.audio ?? 'audio', { direction: 'sendonly' }),
-      this.pc.addTransceiver(tracks.video ?? 'video', { direction: 'sendonly' }),
+      this.pc.addTransceiver(tracks.video ?? 'video', { direction: 'sendonly', sendEncodings: SIMULCAST }),
       this.pc.addTransceiver('video', { direction: 'sendonly' }),
     ];
     this.queue = this.queue.then(async () => {
@@ -161,6 +179,11 @@ export class SfuCall {
       this.queue = this.queue.then(() => this.apply(msg.description, msg.tracks)).catch((err) => console.warn('SFU description failed', err));
       return true;
     }
+    if (msg.type === 'active_speaker' && msg.callId === this.callId) {
+      this.speaker = msg.member;
+      this.events.activeSpeaker?.(msg.member);
+      return true;
+    }
     if (msg.type === 'media' && msg.callId === this.callId && this.peers.has(msg.from)) {
       const state = { audio: msg.audio, video: msg.video, screen: msg.screen ?? false };
       this.states.set(msg.from, state);
@@ -214,6 +237,18 @@ export class SfuCall {
   showScreen(id) {
     const stream = this.screens.get(id);
     if (stream && this.states.get(id)?.screen && this.peers.has(id)) this.events.remoteScreen(id, stream);
+  }
+
+  /**
+   * How we show the others' videos: each tile's size in device pixels and whether it is on
+   * screen, so that the SFU forwards the layer it needs, or nothing. Sent when it changed.
+   * @param {import('./protocol.js').ViewTrack[]} tracks
+   */
+  setView(tracks) {
+    const text = JSON.stringify(tracks);
+    if (text === this.lastView || this.closed) return;
+    this.lastView = text;
+    this.send({ type: 'sfu_view', callId: this.callId, tracks });
   }
 
   /** The quality meter of each participant's media: the one of the connection to the server. */

@@ -12,10 +12,10 @@ use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use visavis_protocol::{CallId, Description, MemberId, SdpKind, SfuTrack, TrackSource};
+use visavis_protocol::{CallId, Description, MemberId, SdpKind, SfuTrack, TrackSource, ViewTrack};
 use visavis_room::Event;
 use visavis_sansio::Now;
-use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source};
+use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source, View};
 
 use crate::hub::Hub;
 use crate::Settings;
@@ -34,6 +34,10 @@ enum Command {
         member: MemberId,
         kind: SdpKind,
         sdp: String,
+    },
+    View {
+        member: MemberId,
+        tracks: Vec<ViewTrack>,
     },
     Left {
         member: MemberId,
@@ -62,6 +66,10 @@ impl SfuHandle {
                 member: *member,
                 kind: *kind,
                 sdp: sdp.clone(),
+            },
+            Event::SfuView { member, tracks, .. } => Command::View {
+                member: *member,
+                tracks: tracks.clone(),
             },
             Event::GroupLeft { member, .. } => Command::Left { member: *member },
             _ => return,
@@ -99,6 +107,7 @@ impl SfuEdge {
         let mut config = SfuConfig::new(public_addr);
         config.max_sessions = settings.sfu_max_sessions as usize;
         config.idle_timeout = Duration::from_secs(settings.sfu_idle_timeout);
+        config.last_n = settings.sfu_last_n as usize;
         let sfu = Sfu::new(config).map_err(|e| anyhow::anyhow!("SFU: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         tracing::info!("SFU on udp {bound}, advertised as {public_addr}");
@@ -185,6 +194,20 @@ impl SfuEdge {
                     Err(e) => tracing::debug!(member, error = %e, "SFU refused a description"),
                 }
             }
+            Command::View { member, tracks } => {
+                let views: Vec<_> = tracks
+                    .iter()
+                    .map(|t| {
+                        let view = View {
+                            width: t.width,
+                            height: t.height,
+                            visible: t.visible,
+                        };
+                        (t.member, source_of(t.source), view)
+                    })
+                    .collect();
+                self.sfu.handle_view(now, member, &views);
+            }
             Command::Left { member } => {
                 calls.remove(&member);
                 self.sfu.handle_leave(now, member);
@@ -233,7 +256,18 @@ impl SfuEdge {
                 Output::Closed { member } => {
                     tracing::info!(member, "SFU session ended: nothing heard from the browser");
                 }
+                Output::ActiveSpeaker { member } => {
+                    hub.api(|core, _| core.sfu_active_speaker(member));
+                }
             }
         }
+    }
+}
+
+fn source_of(source: TrackSource) -> Source {
+    match source {
+        TrackSource::Audio => Source::Audio,
+        TrackSource::Camera => Source::Camera,
+        TrackSource::Screen => Source::Screen,
     }
 }
