@@ -31,10 +31,26 @@ import { QualityMeter } from './quality.js';
  * @type {RTCRtpEncodingParameters[]}
  */
 export const SIMULCAST = [
-  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 100_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 300_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 900_000 },
 ];
+
+/**
+ * The camera's resolution through the SFU: browsers send three simulcast layers only from
+ * about 960×540 up (Chromium sends two at 640×480), and the SFU gives each tile the layer it
+ * needs, so the top one costs only those who show it large.
+ * @type {MediaTrackConstraints}
+ */
+export const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 } };
+
+/**
+ * Asks the camera for CAMERA's resolution (a camera that cannot stays as it is).
+ * @param {MediaStreamTrack | null} track
+ */
+function forSimulcast(track) {
+  if (track?.kind === 'video') track.applyConstraints(CAMERA).catch(() => {});
+}
 
 export class SfuCall {
   /**
@@ -118,6 +134,7 @@ export class SfuCall {
    */
   start(tracks) {
     if (this.senders.length) return;
+    forSimulcast(tracks.video);
     this.senders = [
       this.pc.addTransceiver(tracks.audio ?? 'audio', { direction: 'sendonly' }),
       this.pc.addTransceiver(tracks.video ?? 'video', { direction: 'sendonly', sendEncodings: SIMULCAST }),
@@ -135,6 +152,7 @@ export class SfuCall {
    * @param {MediaStreamTrack | null} track
    */
   async replaceTrack(kind, track) {
+    forSimulcast(track);
     await this.senders[kind === 'audio' ? 0 : 1]?.sender.replaceTrack(track);
   }
 

@@ -19,7 +19,7 @@ const INACTIVE_AFTER: Duration = Duration::from_secs(2);
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// The bitrate assumed of a layer not measured yet, by its index from the lowest (the
 /// client's `maxBitrate`s, web/sdk/sfu.js).
-const ASSUMED_BPS: [u64; MAX_LAYERS] = [150_000, 500_000, 1_200_000];
+const ASSUMED_BPS: [u64; MAX_LAYERS] = [100_000, 300_000, 900_000];
 /// The height assumed of the top layer before a keyframe told it.
 const ASSUMED_TOP_HEIGHT: u32 = 720;
 
@@ -153,6 +153,19 @@ pub(crate) fn rate_of(layers: &[Layer], i: usize) -> u64 {
         0 => ASSUMED_BPS[i.min(MAX_LAYERS - 1)],
         b => b,
     }
+}
+
+/// What each layer costs for [`fit_budget`]: `None` for a layer not sending while others are;
+/// nothing (0) while none is (a screen not shared, a camera not started).
+pub(crate) fn rates(layers: &[Layer], now: Instant) -> Vec<Option<u64>> {
+    let any = layers.iter().any(|l| l.active(now));
+    (0..layers.len())
+        .map(|i| match (any, layers[i].active(now)) {
+            (false, _) => Some(0),
+            (true, true) => Some(rate_of(layers, i)),
+            (true, false) => None,
+        })
+        .collect()
 }
 
 /// One video track of a subscriber, for [`fit_budget`]: the layer chosen and what each layer

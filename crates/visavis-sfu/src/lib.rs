@@ -73,6 +73,15 @@ pub const DEFAULT_LAST_N: u32 = 9;
 /// The bandwidth estimate a subscriber starts with, before transport-wide feedback refines
 /// it: enough for a few medium layers.
 const INITIAL_ESTIMATE_KBPS: u64 = 2_500;
+/// Layers are never stepped down to fit less than this: str0m's delay-based estimate falls far
+/// below what the path carries when the server itself is busy (its own queueing looks like a
+/// congested path), and the lowest layers of a few tiles fit in this on any network that
+/// carries a video call at all.
+const MIN_BUDGET_BPS: u64 = 500_000;
+/// The bitrate a browser's camera starts at (`x-google-start-bitrate` in our answer), so that
+/// all three simulcast layers flow from the start rather than after the browser's bandwidth
+/// estimate has crept up for tens of seconds; its estimate lowers it where the network is slow.
+const START_BITRATE_KBPS: u32 = 2_000;
 /// Opus's payload type in the SFU's SDP (Chromium's too).
 const PT_OPUS: u8 = 111;
 /// How often sessions are checked for silence.
@@ -341,7 +350,7 @@ impl Sfu {
         self.out.push_back(Output::Description {
             member,
             kind: SdpKind::Answer,
-            sdp: answer.to_sdp_string(),
+            sdp: with_start_bitrate(&answer.to_sdp_string(), START_BITRATE_KBPS),
             tracks: Vec::new(),
         });
         self.next_sweep.get_or_insert(now.mono + SWEEP_INTERVAL);
@@ -807,18 +816,13 @@ impl Sfu {
                 view.visible = false;
             }
             let layer = layers::wanted_layer(&track.layers, view, now);
-            let rates: Vec<Option<u64>> = (0..track.layers.len())
-                .map(|i| {
-                    let active = !track.layers.iter().any(|l| l.active(now)) || track.layers[i].active(now);
-                    active.then(|| layers::rate_of(&track.layers, i))
-                })
-                .collect();
+            let rates = layers::rates(&track.layers, now);
             desired += layer.map_or(0, |l| layers::rate_of(&track.layers, l));
             keys.push((t.origin, t.origin_mid));
             choices.push(Choice { layer, rates });
         }
         let estimate = session.estimate.unwrap_or(INITIAL_ESTIMATE_KBPS * 1000);
-        layers::fit_budget(&mut choices, estimate);
+        layers::fit_budget(&mut choices, estimate.max(MIN_BUDGET_BPS));
         let Some(session) = self.sessions.get_mut(sid).and_then(Option::as_mut) else {
             return;
         };
@@ -832,7 +836,8 @@ impl Sfu {
                 continue;
             };
             fwd.target = choice.layer;
-            if let Some(layer) = choice.layer.filter(|l| fwd.current != Some(*l)) {
+            let sending = choice.rates.iter().any(|r| r.is_some_and(|r| r > 0));
+            if let Some(layer) = choice.layer.filter(|l| sending && fwd.current != Some(*l)) {
                 self.wanted.push((key.0, key.1, layer));
             }
         }
@@ -909,6 +914,41 @@ impl Sfu {
             .filter_map(|l| l.last_keyframe_request)
             .max()
     }
+}
+
+/// `sdp` with `x-google-start-bitrate` on its VP8 payload types (Chromium's hint for where its
+/// send-side bandwidth estimate starts; others ignore it).
+fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
+    let vp8: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, codec)| codec.starts_with("VP8/"))
+        .map(|(pt, _)| pt)
+        .collect();
+    let param = format!("x-google-start-bitrate={kbps}");
+    let mut out = String::with_capacity(sdp.len() + 64 * vp8.len());
+    for line in sdp.split_inclusive("\r\n") {
+        let body = line.trim_end_matches("\r\n");
+        if body
+            .strip_prefix("a=fmtp:")
+            .and_then(|l| l.split_once(' '))
+            .is_some_and(|(pt, _)| vp8.contains(&pt))
+        {
+            out.push_str(&format!("{body};{param}\r\n"));
+            continue;
+        }
+        out.push_str(line);
+        if let Some(pt) = body
+            .strip_prefix("a=rtpmap:")
+            .and_then(|l| l.split_once(' '))
+            .map(|(pt, _)| pt)
+            .filter(|pt| vp8.contains(pt) && !sdp.contains(&format!("a=fmtp:{pt} ")))
+        {
+            out.push_str(&format!("a=fmtp:{pt} {param}\r\n"));
+        }
+    }
+    out
 }
 
 /// `len` random characters of ICE's alphabet (letters and digits), for ufrag and password.

@@ -204,14 +204,10 @@ impl Session {
                         Source::Audio => MediaKind::Audio,
                         Source::Camera | Source::Screen => MediaKind::Video,
                     };
+                    // Track ids unique in the connection, as browsers' statistics name tracks by them.
                     let stream = format!("m{}", track.origin_member);
-                    let mid = change.add_media(
-                        kind,
-                        Direction::SendOnly,
-                        Some(stream),
-                        Some(track.source.as_str().into()),
-                        None,
-                    );
+                    let id = format!("{}-{}", track.source.as_str(), track.origin_member);
+                    let mid = change.add_media(kind, Direction::SendOnly, Some(stream), Some(id), None);
                     track.state = OutState::Negotiating(mid);
                 }
                 OutState::ToStop(mid) => {

@@ -635,6 +635,15 @@ fn the_answer_asks_for_opus_dtx() {
     assert!(sdp.contains("ssrc-audio-level"), "audio levels negotiated");
 }
 
+#[test]
+fn the_answer_starts_browsers_cameras_at_a_bitrate_for_all_layers() {
+    let sdp = "v=0\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP8/90000\r\na=fmtp:98 x=1\r\n";
+    assert_eq!(
+        with_start_bitrate(sdp, 2000),
+        "v=0\r\na=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=2000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP8/90000\r\na=fmtp:98 x=1;x-google-start-bitrate=2000\r\n"
+    );
+}
+
 /// `cargo test --release -p visavis-sfu forwarding_benchmark -- --ignored --nocapture`:
 /// datagrams forwarded per second of this thread's time, 1 publisher of camera and microphone
 /// to 9 subscribers (the clients' own work is left out of the time).
