@@ -108,6 +108,9 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, for a member who may publish anything.
+    pub const ALL: [Source; 3] = [Source::Audio, Source::Camera, Source::Screen];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Audio => "audio",
@@ -153,6 +156,9 @@ pub enum Output {
     Closed { member: MemberId },
     /// `member` became the active speaker of its room's call (`active_speaker`).
     ActiveSpeaker { member: MemberId },
+    /// The member sends media of a source it may not publish (its access token's permissions):
+    /// none of it is forwarded. Once per track.
+    Refused { member: MemberId, source: Source },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -280,6 +286,20 @@ impl Sfu {
         member: MemberId,
         sdp: &str,
     ) -> Result<(), SfuError> {
+        self.handle_offer_limited(now, room, member, sdp, &Source::ALL)
+    }
+
+    /// [`Sfu::handle_offer`] for a member who may publish only `may_publish`: tracks of other
+    /// sources are never forwarded (nobody subscribes to them), and media sent on them comes
+    /// out once as [`Output::Refused`].
+    pub fn handle_offer_limited(
+        &mut self,
+        now: Now,
+        room: &str,
+        member: MemberId,
+        sdp: &str,
+        may_publish: &[Source],
+    ) -> Result<(), SfuError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadDescription(e.to_string()))?;
         if let Some(&old) = self.by_member.get(&member) {
             self.remove(old);
@@ -332,11 +352,12 @@ impl Sfu {
             }
         };
         let mut session = Session::new(member, room, ufrag.clone(), rtc, now.mono);
+        session.may_publish = may_publish.to_vec();
         // Everything the room already publishes goes in the SFU's first offer.
         let peers = self.rooms.entry(room).or_default();
         for &other in peers.sessions.iter() {
             if let Some(o) = self.sessions[other].as_ref() {
-                for track in &o.tracks_in {
+                for track in o.tracks_in.iter().filter(|t| !t.refused) {
                     session.subscribe(other, o.member, track.mid, track.source);
                 }
             }
@@ -612,6 +633,17 @@ impl Sfu {
                         }
                     }
                     Event::MediaData(data) => {
+                        match session.admit(data.mid) {
+                            session::Admit::Forward => {}
+                            session::Admit::Drop => continue,
+                            session::Admit::Report(source) => {
+                                self.out.push_back(Output::Refused {
+                                    member: session.member,
+                                    source,
+                                });
+                                continue;
+                            }
+                        }
                         if !data.contiguous {
                             let layer = session
                                 .tracks_in

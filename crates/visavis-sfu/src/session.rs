@@ -27,6 +27,10 @@ pub(crate) struct TrackIn {
     /// Its simulcast layers, lowest first (the order of the browser's `a=simulcast`), or one
     /// layer without a rid.
     pub layers: Vec<Layer>,
+    /// Of a source the member may not publish: never forwarded.
+    pub refused: bool,
+    /// Whether media on a refused track was reported (once).
+    pub reported: bool,
 }
 
 impl TrackIn {
@@ -34,6 +38,15 @@ impl TrackIn {
     pub fn layer_of(&self, rid: Option<str0m::media::Rid>) -> Option<usize> {
         self.layers.iter().position(|l| l.rid == rid)
     }
+}
+
+/// Media on a published track: forwarded, or (a refused source) dropped, reported the first
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    Forward,
+    Drop,
+    Report(Source),
 }
 
 /// How many (member, source) views one session may tell (more are ignored): bounds its table.
@@ -103,6 +116,8 @@ pub(crate) struct Session {
     /// The bandwidth estimate towards the browser (str0m's, from transport-wide feedback),
     /// bits per second; `None` before the first.
     pub estimate: Option<u64>,
+    /// What the member may publish (its access token's permissions).
+    pub may_publish: Vec<Source>,
 }
 
 impl Session {
@@ -120,13 +135,15 @@ impl Session {
             out_by_source: HashMap::new(),
             views: HashMap::new(),
             estimate: None,
+            may_publish: Source::ALL.to_vec(),
         }
     }
 
     /// A track the browser offered to send: the first audio is its microphone, the first
     /// video its camera and the second video its screen (the order sfu.js creates them in).
-    /// A camera may come in simulcast layers (`simulcast`, our side of it: the layers we
-    /// receive).
+    /// None for a source the member may not publish (it is kept, refused, so that the order
+    /// still names the others). A camera may come in simulcast layers (`simulcast`, our side
+    /// of it: the layers we receive).
     pub fn publish(
         &mut self,
         mid: Mid,
@@ -159,8 +176,27 @@ impl Session {
                 .collect(),
             _ => vec![Layer::new(None)],
         };
-        self.tracks_in.push(TrackIn { mid, source, layers });
-        Some(source)
+        let refused = !self.may_publish.contains(&source);
+        self.tracks_in.push(TrackIn {
+            mid,
+            source,
+            layers,
+            refused,
+            reported: false,
+        });
+        (!refused).then_some(source)
+    }
+
+    /// What to do with media the browser sent on `mid`.
+    pub fn admit(&mut self, mid: Mid) -> Admit {
+        match self.tracks_in.iter_mut().find(|t| t.mid == mid) {
+            Some(t) if t.refused && !t.reported => {
+                t.reported = true;
+                Admit::Report(t.source)
+            }
+            Some(t) if t.refused => Admit::Drop,
+            _ => Admit::Forward,
+        }
     }
 
     /// Starts forwarding another session's track to this one (at the next offer).

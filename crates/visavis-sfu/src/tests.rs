@@ -58,6 +58,8 @@ struct World {
     speakers: Vec<MemberId>,
     /// Steps sent so far (the clients' media clock).
     frames: u32,
+    /// What the SFU refused to forward, as it reported it.
+    refused: Vec<(MemberId, Source)>,
 }
 
 impl World {
@@ -74,16 +76,34 @@ impl World {
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             speakers: Vec::new(),
             frames: 0,
+            refused: Vec::new(),
         }
     }
 
     /// A browser joins `room`'s call: offers its microphone and camera.
     fn join(&mut self, room: &str, member: MemberId) -> Result<usize, SfuError> {
-        self.join_with(room, member, false)
+        self.join_with(room, member, false, &Source::ALL)
+    }
+
+    /// [`World::join`] for a member who may publish only `may_publish` (it sends its
+    /// microphone and camera all the same, as a hostile client would).
+    fn join_limited(
+        &mut self,
+        room: &str,
+        member: MemberId,
+        may_publish: &[Source],
+    ) -> Result<usize, SfuError> {
+        self.join_with(room, member, false, may_publish)
     }
 
     /// A browser joins, its camera in three simulcast layers or one.
-    fn join_with(&mut self, room: &str, member: MemberId, simulcast: bool) -> Result<usize, SfuError> {
+    fn join_with(
+        &mut self,
+        room: &str,
+        member: MemberId,
+        simulcast: bool,
+        may_publish: &[Source],
+    ) -> Result<usize, SfuError> {
         let addr: SocketAddr = format!("10.0.1.{}:5000", member).parse().unwrap();
         let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
@@ -104,7 +124,7 @@ impl World {
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers);
         let (offer, pending) = change.apply().unwrap();
         self.sfu
-            .handle_offer(self.now, room, member, &offer.to_sdp_string())?;
+            .handle_offer_limited(self.now, room, member, &offer.to_sdp_string(), may_publish)?;
         self.clients.push(Client {
             member,
             addr,
@@ -186,6 +206,7 @@ impl World {
                     }
                     Output::Closed { .. } => {}
                     Output::ActiveSpeaker { member } => self.speakers.push(member),
+                    Output::Refused { member, source } => self.refused.push((member, source)),
                 }
             }
             let sfu_addr: SocketAddr = SFU.parse().unwrap();
@@ -353,6 +374,41 @@ fn rooms_are_apart() {
 }
 
 #[test]
+fn media_a_member_may_not_publish_is_not_forwarded_and_is_reported_once() {
+    let mut w = World::new(|_| {});
+    w.join("r", 1).unwrap();
+    // Member 2's token allows its microphone only; it sends its camera anyway.
+    w.join_limited("r", 2, &[Source::Audio]).unwrap();
+    w.join("r", 3).unwrap();
+    w.run(Duration::from_secs(2), true);
+    for me in [1, 3] {
+        let c = w.client(me);
+        assert!(
+            c.received.get(&(2, Source::Audio)).is_some_and(|n| *n > 50),
+            "{me} hears 2"
+        );
+        assert!(
+            !c.received.contains_key(&(2, Source::Camera)),
+            "{me} never gets 2's camera"
+        );
+        assert!(
+            !c.tracks
+                .iter()
+                .any(|t| t.member == 2 && t.source == Source::Camera),
+            "{me} is not even offered 2's camera"
+        );
+    }
+    assert!(
+        w.client(2)
+            .received
+            .get(&(1, Source::Camera))
+            .is_some_and(|n| *n > 50),
+        "2 still sees 1"
+    );
+    assert_eq!(w.refused, vec![(2, Source::Camera)]);
+}
+
+#[test]
 fn leaving_stops_the_tracks_at_the_others_and_joining_adds_them() {
     let mut w = World::new(|_| {});
     w.join("r", 1).unwrap();
@@ -481,7 +537,7 @@ impl World {
 fn simulcast_one_layer_per_subscriber_by_tile_size_switching_on_keyframes_with_time_running_on() {
     let mut w = World::new(|_| {});
     for m in 1..=3 {
-        w.join_with("r", m, true).unwrap();
+        w.join_with("r", m, true, &Source::ALL).unwrap();
     }
     // 2 shows 1 small, 3 shows 1 large.
     w.sfu
@@ -527,7 +583,7 @@ fn simulcast_one_layer_per_subscriber_by_tile_size_switching_on_keyframes_with_t
 fn a_hidden_tile_gets_no_video_and_resumes_when_shown() {
     let mut w = World::new(|_| {});
     for m in 1..=2 {
-        w.join_with("r", m, true).unwrap();
+        w.join_with("r", m, true, &Source::ALL).unwrap();
     }
     w.run(Duration::from_secs(1), true);
     assert!(w.layers(2, 1).iter().sum::<usize>() > 50);
@@ -556,7 +612,7 @@ fn a_hidden_tile_gets_no_video_and_resumes_when_shown() {
 fn a_low_bandwidth_estimate_steps_layers_down() {
     let mut w = World::new(|_| {});
     for m in 1..=3 {
-        w.join_with("r", m, true).unwrap();
+        w.join_with("r", m, true, &Source::ALL).unwrap();
     }
     let large = [
         (1, Source::Camera, view(720, true)),
@@ -587,7 +643,7 @@ fn a_low_bandwidth_estimate_steps_layers_down() {
 fn the_active_speaker_is_announced_and_only_the_last_n_speakers_cameras_are_forwarded() {
     let mut w = World::new(|c| c.last_n = 1);
     for m in 1..=3 {
-        w.join_with("r", m, false).unwrap();
+        w.join_with("r", m, false, &Source::ALL).unwrap();
     }
     w.clients[1].level = 20; // 2 speaks
     w.run(Duration::from_secs(2), true);
