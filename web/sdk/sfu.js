@@ -38,11 +38,11 @@ export const SIMULCAST = [
 
 /**
  * The camera's resolution through the SFU: browsers send three simulcast layers only from
- * about 960×540 up (Chromium sends two at 640×480), and the SFU gives each tile the layer it
- * needs, so the top one costs only those who show it large.
+ * 960×540 up (Chromium sends two at 640×480), and the SFU gives each tile the layer it needs,
+ * so the top one costs only those who show it large.
  * @type {MediaTrackConstraints}
  */
-export const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 } };
+export const CAMERA = { width: { ideal: 960 }, height: { ideal: 540 } };
 
 /**
  * Asks the camera for CAMERA's resolution (a camera that cannot stays as it is).
