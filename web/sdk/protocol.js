@@ -78,6 +78,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'group_call'} & GroupCall} GroupCallMsg
  * @typedef {{type: 'sfu_description', callId: number, description: RTCSessionDescriptionInit, tracks: SfuTrack[]}} SfuDescriptionMsg
  * @typedef {{type: 'active_speaker', callId: number, member: number}} ActiveSpeakerMsg
+ * @typedef {{type: 'sfu_restart', callId: number}} SfuRestartMsg
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
@@ -86,7 +87,7 @@ export const PROTOCOL_VERSION = 1;
  *           WaitingMsg | KnockMsg | KnockEndedMsg | DeniedMsg | RemovedMsg | RoomEndedMsg |
  *           MuteRequestMsg | MemberUpdatedMsg | HostKeyMsg | RoomStateMsg |
  *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
- *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | ActiveSpeakerMsg | ChatMsg | ErrorMsg} ServerMsg
+ *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | ActiveSpeakerMsg | SfuRestartMsg | ChatMsg | ErrorMsg} ServerMsg
  *
  * Session-level messages, handled here and never passed on:
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}
