@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use visavis_client::{Client, ClientError};
-use visavis_protocol::{Description, EndReason, ErrorCode, Presence, RoomMsg, SdpKind, ServerMsg};
+use visavis_protocol::{
+    Description, EndReason, ErrorCode, KnockOutcome, Presence, RoomMsg, SdpKind, ServerMsg, SessionMsg,
+    PROTOCOL_VERSION,
+};
 
 use super::binary::Binary;
 use super::outside::{free_ports, installed, Scratch};
@@ -224,6 +227,145 @@ async fn members_on_two_nodes_call_chat_and_share_the_last_seat() {
         }
     }
     assert_eq!(seated, 1, "the last seat went to one of them");
+}
+
+/// A client of node `url` from 127.0.0.`n` (so that per-address rules such as "must knock
+/// again" see people apart, through the forwarding too).
+async fn from(url: &str, n: u8) -> TestClient {
+    let source = Some(std::net::IpAddr::from([127, 0, 0, n]));
+    TestClient::new(Client::connect_from(url, source).await.expect("connect"))
+}
+
+/// A private room made on node 1, its guests on node 2 (forwarded to the room's node): the
+/// lobby, admit and deny, the lock, the host link and the capacity (of the room and of its
+/// lobby) hold as on one node; a guest who knocks at once, before the creating node's next lease
+/// round, still reaches the room.
+#[tokio::test]
+async fn a_private_room_across_nodes_keeps_its_lobby_lock_and_capacity() {
+    if !parts() {
+        return;
+    }
+    let dir = Scratch::new("cluster-private");
+    let [redis_port, p1, p2] = free_ports();
+    let _redis = redis(redis_port, &dir.0).await;
+    let n1 = node(p1, redis_port, &["--room-capacity", "2"]).await;
+    let n2 = node(p2, redis_port, &["--room-capacity", "2"]).await;
+    let (u1, u2) = (n1.url(), n2.url());
+
+    let mut doctor = from(&u1, 2).await;
+    doctor
+        .send(SessionMsg::Create {
+            version: PROTOCOL_VERSION,
+            name: "Dr. Zhang".into(),
+        })
+        .await;
+    let (room, key, doctor_id) =
+        expect!(doctor, ServerMsg::Joined { room, host_key, you, .. } => (room, host_key, you.id));
+    let key = key.expect("the host's key");
+
+    // At once, on the other node: the patient waits in the room's lobby, seeing nothing of it.
+    let mut patient = from(&u2, 3).await;
+    patient.send(join(&room, "Patient Li")).await;
+    let patient_id = expect!(patient, ServerMsg::Waiting { you, .. } => you.id);
+    expect!(doctor, ServerMsg::Knock { member } if member.id == patient_id);
+    patient
+        .send_numbered(RoomMsg::Chat {
+            text: "hello?".into(),
+        })
+        .await;
+    expect!(
+        patient,
+        ServerMsg::Error {
+            code: ErrorCode::NotAdmitted,
+            ..
+        }
+    );
+
+    // A stranger (node 2) knocks and is denied; the lobby holds two at most (the capacity).
+    let mut stranger = from(&u2, 4).await;
+    stranger.send(join(&room, "Stranger")).await;
+    let stranger_id = expect!(stranger, ServerMsg::Waiting { you, .. } => you.id);
+    expect!(doctor, ServerMsg::Knock { member } if member.id == stranger_id);
+    let mut third = from(&u2, 5).await;
+    third.send(join(&room, "Third")).await;
+    expect!(
+        third,
+        ServerMsg::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }
+    );
+    doctor.send_numbered(RoomMsg::Deny { id: stranger_id }).await;
+    expect!(stranger, ServerMsg::Denied { .. });
+    expect!(
+        doctor,
+        ServerMsg::KnockEnded {
+            outcome: KnockOutcome::Denied,
+            ..
+        }
+    );
+
+    // Admitted (from node 1), the patient (node 2) is in the room.
+    doctor.send_numbered(RoomMsg::Admit { id: patient_id }).await;
+    let members = expect!(patient, ServerMsg::Joined { members, .. } => members);
+    assert_eq!(
+        members.iter().map(|m| (m.id, m.host)).collect::<Vec<_>>(),
+        [(doctor_id, true)]
+    );
+    expect!(
+        doctor,
+        ServerMsg::KnockEnded {
+            outcome: KnockOutcome::Admitted,
+            ..
+        }
+    );
+    expect!(doctor, ServerMsg::MemberJoined { member } if member.id == patient_id);
+
+    // Full: even the host's second device (node 2) gets no seat.
+    let host_join = |name: &str| SessionMsg::Join {
+        version: PROTOCOL_VERSION,
+        room: room.clone(),
+        name: name.into(),
+        host_key: Some(key.clone()),
+        access_token: None,
+    };
+    let mut second_device = from(&u2, 6).await;
+    second_device.send(host_join("Dr. Zhang")).await;
+    expect!(
+        second_device,
+        ServerMsg::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }
+    );
+
+    // Locked (from node 2's patient's view too): a newcomer on node 2 is refused.
+    doctor
+        .send_numbered(RoomMsg::RoomSettings {
+            lobby: None,
+            locked: Some(true),
+            share_history: None,
+        })
+        .await;
+    expect!(doctor, ServerMsg::RoomState(state) if state.locked);
+    expect!(patient, ServerMsg::RoomState(state) if state.locked);
+    let mut late = from(&u2, 7).await;
+    late.send(join(&room, "Late")).await;
+    expect!(
+        late,
+        ServerMsg::Error {
+            code: ErrorCode::RoomLocked,
+            ..
+        }
+    );
+
+    // The patient leaves: the seat is free again, and the host link (node 2) takes it, locked
+    // or not.
+    patient.send_numbered(RoomMsg::Leave).await;
+    expect!(doctor, ServerMsg::MemberLeft { .. });
+    let mut second_device = from(&u2, 6).await;
+    second_device.send(host_join("Dr. Zhang")).await;
+    expect!(second_device, ServerMsg::Joined { you, .. } if you.host && you.name == "Dr. Zhang (2)");
 }
 
 /// The room's node dies (SIGKILL) or stops (SIGTERM) during a cross-node call: both clients
