@@ -744,9 +744,15 @@ async fn relay_latency() {
     for (alice, _) in &mut pairs {
         next_of!(alice, ServerMsg::MemberJoined { .. });
     }
+    let pids = [n1.child.id(), n2.child.id()];
     let mut samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    // CPU of both nodes (all their threads) while each room's messages were relayed: exact
+    // (scheduler nanoseconds), and utime + stime (clock ticks) as a cross-check.
+    let mut cpu_ns = [0u64; 2];
+    let mut cpu_ticks = [0u64; 2];
     for round in 0..ROUNDS {
         for (which, (alice, bob)) in pairs.iter_mut().enumerate() {
+            let (ns_before, ticks_before) = (cpu_ns_of(&pids), cpu_ticks_of(&pids));
             for i in 0..PER_ROUND {
                 let text = format!("{round}-{i}");
                 let sent = Instant::now();
@@ -755,17 +761,81 @@ async fn relay_latency() {
                 samples[which].push(sent.elapsed());
                 next_of!(alice, ServerMsg::Chat(_));
             }
+            cpu_ns[which] += cpu_ns_of(&pids) - ns_before;
+            cpu_ticks[which] += cpu_ticks_of(&pids) - ticks_before;
         }
     }
-    for (name, mut s) in ["one node", "across two nodes"].into_iter().zip(samples) {
+    // The background (lease renewals, heartbeats, the last writes), for comparison: 2 s idle.
+    let idle_before = cpu_ns_of(&pids);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "relay latency: both nodes idle use {:.2} ms of CPU a second",
+        (cpu_ns_of(&pids) - idle_before) as f64 / 2e6
+    );
+    let ticks_per_s = clock_ticks_per_second();
+    for (which, (name, mut s)) in ["one node", "across two nodes"]
+        .into_iter()
+        .zip(samples)
+        .enumerate()
+    {
         s.sort();
         let pct = |p: f64| s[((s.len() as f64 * p) as usize).min(s.len() - 1)].as_secs_f64() * 1000.0;
+        let messages = s.len() as f64;
         println!(
-            "relay latency, {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms ({} messages)",
+            "relay latency, {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms ({} messages); \
+             CPU of both nodes per relayed message: {:.1} µs (utime+stime: {:.1} µs)",
             pct(0.5),
             pct(0.9),
             pct(0.99),
-            s.len()
+            s.len(),
+            cpu_ns[which] as f64 / 1000.0 / messages,
+            cpu_ticks[which] as f64 * 1e6 / ticks_per_s / messages,
         );
     }
+}
+
+/// Nanoseconds the processes `pids` have run on a CPU so far, all threads (the first field of
+/// each `/proc/<pid>/task/<tid>/schedstat`).
+fn cpu_ns_of(pids: &[u32]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// utime + stime of the processes `pids` so far, in clock ticks (`/proc/<pid>/stat`, fields
+/// 14 and 15; the name in parentheses may hold spaces, so fields count from its end).
+fn cpu_ticks_of(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            field(11) + field(12)
+        })
+        .sum()
+}
+
+/// The kernel's clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
