@@ -207,6 +207,7 @@ test('the network check on the pre-join screen: STUN and the relay over UDP and 
   await expect(zh.getByRole('status')).toHaveText(/^检测完成。/, { timeout: 30_000 });
   await expect(checkRow(zh, '经 UDP 中继')).toHaveText('可以连通');
   await expectOnScreen(zh.getByRole('button', { name: '关闭' }));
+  await expectAccessible(page, 'network check, phone, Chinese');
   await page.screenshot({ path: 'docs/screenshots/netcheck-phone.png' });
 });
 
