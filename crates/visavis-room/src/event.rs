@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use visavis_protocol::{CallId, EndReason, MemberId, QualityReport, SdpKind};
+use visavis_protocol::{CallId, EndReason, MemberId, Publish, QualityReport, SdpKind};
 
 use crate::{Core, MemberEvent};
 
@@ -55,6 +55,9 @@ pub enum Event {
         member: MemberId,
         kind: SdpKind,
         sdp: String,
+        /// What the member may publish (its access token's permissions): the SFU forwards
+        /// nothing else it sends.
+        publish: Publish,
     },
     /// A participant left the room's group call (by `group_leave`, or by leaving the room):
     /// the SFU ends its session.

@@ -134,13 +134,14 @@ impl Core {
                 action: "a pranswer or rollback",
             });
         }
-        let room = self.members[&me].room.clone();
+        let (room, publish) = (self.members[&me].room.clone(), self.members[&me].publish);
         self.record(Event::SfuDescription {
             room,
             call_id,
             member: me,
             kind,
             sdp,
+            publish,
         });
         Ok(())
     }
@@ -164,6 +165,19 @@ impl Core {
                 },
             );
         }
+    }
+
+    /// The member sent media its access token does not allow (`not_permitted`): the SFU
+    /// forwards none of it.
+    pub fn sfu_not_permitted(&mut self, member: MemberId, source: &str) {
+        self.send_member(
+            member,
+            ServerMsg::error(
+                ErrorCode::NotPermitted,
+                format!("your access does not allow sending {source}; it is not forwarded"),
+                Some("sfu_description"),
+            ),
+        );
     }
 
     /// The SFU could not take the member's offer (`sfu_unavailable`).

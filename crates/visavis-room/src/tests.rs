@@ -1450,6 +1450,7 @@ fn an_sfu_group_call_hands_descriptions_to_the_sfu_and_its_answers_to_the_member
             member: a,
             kind: SdpKind::Offer,
             sdp: "v=0 offer".into(),
+            publish: visavis_protocol::Publish::ALL,
         }]
     );
     assert_eq!(error_code(&w.send(3, offer)), ErrorCode::NotInCall);

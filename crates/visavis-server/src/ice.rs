@@ -30,12 +30,15 @@ pub fn secret(settings: &Settings) -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The embedded server's setup from the settings. `listen` is `settings.turn_listen()`.
+/// The embedded server's setup from the settings. `listen` is `settings.turn_listen()`;
+/// `services` the addresses of this server's own services relayed browsers may reach (the
+/// SFU's), however the peer policy treats their range.
 pub fn turn_setup(
     settings: &Settings,
     listen: SocketAddr,
     secret: &str,
     fds: Arc<FdPool>,
+    services: Vec<SocketAddr>,
 ) -> anyhow::Result<TurnSetup> {
     let public_ip = match settings.public_ip {
         Some(ip) => ip,
@@ -85,6 +88,7 @@ pub fn turn_setup(
                 settings.turn_unauth_rate.saturating_mul(2),
             ),
             members: true,
+            services,
         },
     })
 }

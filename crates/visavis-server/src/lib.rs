@@ -149,9 +149,19 @@ impl App {
         tracing::info!(
             "file descriptors: {http_fds} for HTTP and WebSocket connections, {turn_fds} for TURN"
         );
+        // The SFU first: the TURN server lets relayed browsers reach it.
+        let (sfu, sfu_handle) = match settings.sfu_listen() {
+            Some(listen) => {
+                let (edge, handle) = sfu::SfuEdge::bind(listen, &settings).await?;
+                (Some(edge), Some(handle))
+            }
+            None => (None, None),
+        };
+        let sfu_addr = sfu.as_ref().map(sfu::SfuEdge::local_addr).transpose()?;
+        let services: Vec<SocketAddr> = sfu.iter().map(sfu::SfuEdge::public_addr).collect();
         let (turn, turn_addrs, minter) = match settings.turn_listen() {
             Some(listen) => {
-                let setup = ice::turn_setup(&settings, listen, &secret, FdPool::new(turn_fds))?;
+                let setup = ice::turn_setup(&settings, listen, &secret, FdPool::new(turn_fds), services)?;
                 let (turn, addrs) = Turn::start(setup.clone(), shutdown.clone()).await?;
                 tracing::info!(
                     "STUN/TURN on udp+tcp {}{}; relay candidates advertise {} ports {}-{}",
@@ -284,14 +294,6 @@ impl App {
                  --api-secret, or a --data-dir that can keep the pair made for you"
             ),
         };
-        let (sfu, sfu_handle) = match settings.sfu_listen() {
-            Some(listen) => {
-                let (edge, handle) = sfu::SfuEdge::bind(listen, &settings).await?;
-                (Some(edge), Some(handle))
-            }
-            None => (None, None),
-        };
-        let sfu_addr = sfu.as_ref().map(sfu::SfuEdge::local_addr).transpose()?;
         // Room events reach the TURN server (who is a member), the SFU and the webhooks in the
         // order the core made them.
         let on_event = EventHook(Box::new({

@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use visavis_protocol::{CallId, Description, MemberId, SdpKind, SfuTrack, TrackSource};
+use visavis_protocol::{CallId, Description, MemberId, Publish, SdpKind, SfuTrack, TrackSource};
 use visavis_room::Event;
 use visavis_sansio::Now;
 use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source};
@@ -34,6 +34,7 @@ enum Command {
         member: MemberId,
         kind: SdpKind,
         sdp: String,
+        publish: Publish,
     },
     Left {
         member: MemberId,
@@ -56,12 +57,14 @@ impl SfuHandle {
                 member,
                 kind,
                 sdp,
+                publish,
             } => Command::Description {
                 room: room.clone(),
                 call_id: *call_id,
                 member: *member,
                 kind: *kind,
                 sdp: sdp.clone(),
+                publish: *publish,
             },
             Event::GroupLeft { member, .. } => Command::Left { member: *member },
             _ => return,
@@ -111,6 +114,11 @@ impl SfuEdge {
             },
             SfuHandle { tx },
         ))
+    }
+
+    /// The address in the SFU's candidates.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -169,10 +177,14 @@ impl SfuEdge {
                 member,
                 kind,
                 sdp,
+                publish,
             } => {
                 calls.insert(member, call_id);
                 let result = match kind {
-                    SdpKind::Offer => self.sfu.handle_offer(now, &room, member, &sdp),
+                    SdpKind::Offer => {
+                        let may = may_publish(publish);
+                        self.sfu.handle_offer_limited(now, &room, member, &sdp, &may)
+                    }
                     _ => self.sfu.handle_answer(now, member, &sdp),
                 };
                 match result {
@@ -233,7 +245,27 @@ impl SfuEdge {
                 Output::Closed { member } => {
                     tracing::info!(member, "SFU session ended: nothing heard from the browser");
                 }
+                Output::Refused { member, source } => {
+                    tracing::info!(
+                        member,
+                        source = source.as_str(),
+                        "SFU refused media the member may not send"
+                    );
+                    hub.api(|core, _| core.sfu_not_permitted(member, source.as_str()));
+                }
             }
         }
     }
+}
+
+/// The sources a member's permissions let it publish through the SFU.
+fn may_publish(publish: Publish) -> Vec<Source> {
+    [
+        (publish.audio, Source::Audio),
+        (publish.video, Source::Camera),
+        (publish.screen, Source::Screen),
+    ]
+    .into_iter()
+    .filter_map(|(may, source)| may.then_some(source))
+    .collect()
 }

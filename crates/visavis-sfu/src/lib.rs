@@ -77,6 +77,9 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, for a member who may publish anything.
+    pub const ALL: [Source; 3] = [Source::Audio, Source::Camera, Source::Screen];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Audio => "audio",
@@ -120,6 +123,9 @@ pub enum Output {
     /// The member's session ended without it leaving (silent past the idle timeout, or its
     /// connection failed).
     Closed { member: MemberId },
+    /// The member sends media of a source it may not publish (its access token's permissions):
+    /// none of it is forwarded. Once per track.
+    Refused { member: MemberId, source: Source },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -233,6 +239,20 @@ impl Sfu {
         member: MemberId,
         sdp: &str,
     ) -> Result<(), SfuError> {
+        self.handle_offer_limited(now, room, member, sdp, &Source::ALL)
+    }
+
+    /// [`Sfu::handle_offer`] for a member who may publish only `may_publish`: tracks of other
+    /// sources are never forwarded (nobody subscribes to them), and media sent on them comes
+    /// out once as [`Output::Refused`].
+    pub fn handle_offer_limited(
+        &mut self,
+        now: Now,
+        room: &str,
+        member: MemberId,
+        sdp: &str,
+        may_publish: &[Source],
+    ) -> Result<(), SfuError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadDescription(e.to_string()))?;
         if let Some(&old) = self.by_member.get(&member) {
             self.remove(old);
@@ -270,11 +290,12 @@ impl Sfu {
             }
         };
         let mut session = Session::new(member, room, ufrag.clone(), rtc, now.mono);
+        session.may_publish = may_publish.to_vec();
         // Everything the room already publishes goes in the SFU's first offer.
         let peers = self.rooms.entry(room).or_default();
         for &other in peers.iter() {
             if let Some(o) = self.sessions[other].as_ref() {
-                for track in &o.tracks_in {
+                for track in o.tracks_in.iter().filter(|t| !t.refused) {
                     session.subscribe(other, o.member, track);
                 }
             }
@@ -522,6 +543,17 @@ impl Sfu {
                         }
                     }
                     Event::MediaData(data) => {
+                        match session.admit(data.mid) {
+                            session::Admit::Forward => {}
+                            session::Admit::Drop => continue,
+                            session::Admit::Report(source) => {
+                                self.out.push_back(Output::Refused {
+                                    member: session.member,
+                                    source,
+                                });
+                                continue;
+                            }
+                        }
                         if !data.contiguous {
                             self.props.push((
                                 sid,
@@ -579,6 +611,8 @@ impl Sfu {
                     mid: track.mid,
                     source: track.source,
                     last_keyframe_request: None,
+                    refused: false,
+                    reported: false,
                 };
                 let peers = self.rooms.get(&room).map(Vec::len).unwrap_or(0);
                 for i in 0..peers {

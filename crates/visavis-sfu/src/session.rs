@@ -24,6 +24,19 @@ pub(crate) struct TrackIn {
     /// When a keyframe was last asked of the browser for this track (at most one a
     /// `keyframe_interval`, however many subscribers ask).
     pub last_keyframe_request: Option<Instant>,
+    /// Of a source the member may not publish: never forwarded.
+    pub refused: bool,
+    /// Whether media on a refused track was reported (once).
+    pub reported: bool,
+}
+
+/// Media on a published track: forwarded, or (a refused source) dropped, reported the first
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    Forward,
+    Drop,
+    Report(Source),
 }
 
 /// Where a forwarded track stands in the SDP negotiation with this session's browser.
@@ -76,6 +89,8 @@ pub(crate) struct Session {
     /// Open forwarded tracks by (publisher, publisher's mid): the mid to write them to. The
     /// forwarding hot path looks here, once per subscriber and packet.
     pub out_by_source: HashMap<(Sid, Mid), Mid>,
+    /// What the member may publish (its access token's permissions).
+    pub may_publish: Vec<Source>,
 }
 
 impl Session {
@@ -91,11 +106,14 @@ impl Session {
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
             out_by_source: HashMap::new(),
+            may_publish: Source::ALL.to_vec(),
         }
     }
 
     /// A track the browser offered to send: the first audio is its microphone, the first
     /// video its camera and the second video its screen (the order sfu.js creates them in).
+    /// None for a source the member may not publish (it is kept, refused, so that the order
+    /// still names the others).
     pub fn publish(&mut self, mid: Mid, kind: MediaKind, direction: Direction) -> Option<Source> {
         // Our side of the m-line: a track the browser sends is one we receive.
         if !direction.is_receiving() {
@@ -113,12 +131,27 @@ impl Session {
             MediaKind::Video if videos == 1 => Source::Screen,
             _ => return None,
         };
+        let refused = !self.may_publish.contains(&source);
         self.tracks_in.push(TrackIn {
             mid,
             source,
             last_keyframe_request: None,
+            refused,
+            reported: false,
         });
-        Some(source)
+        (!refused).then_some(source)
+    }
+
+    /// What to do with media the browser sent on `mid`.
+    pub fn admit(&mut self, mid: Mid) -> Admit {
+        match self.tracks_in.iter_mut().find(|t| t.mid == mid) {
+            Some(t) if t.refused && !t.reported => {
+                t.reported = true;
+                Admit::Report(t.source)
+            }
+            Some(t) if t.refused => Admit::Drop,
+            _ => Admit::Forward,
+        }
     }
 
     /// Starts forwarding another session's track to this one (at the next offer).

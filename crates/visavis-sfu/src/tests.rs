@@ -39,6 +39,8 @@ struct World {
     sfu: Sfu,
     clients: Vec<Client>,
     crypto: Arc<CryptoProvider>,
+    /// What the SFU refused to forward, as it reported it.
+    refused: Vec<(MemberId, Source)>,
 }
 
 impl World {
@@ -53,11 +55,23 @@ impl World {
             sfu: Sfu::new(cfg).unwrap(),
             clients: Vec::new(),
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            refused: Vec::new(),
         }
     }
 
     /// A browser joins `room`'s call: offers its microphone and camera.
     fn join(&mut self, room: &str, member: MemberId) -> Result<usize, SfuError> {
+        self.join_limited(room, member, &Source::ALL)
+    }
+
+    /// [`World::join`] for a member who may publish only `may_publish` (it sends its
+    /// microphone and camera all the same, as a hostile client would).
+    fn join_limited(
+        &mut self,
+        room: &str,
+        member: MemberId,
+        may_publish: &[Source],
+    ) -> Result<usize, SfuError> {
         let addr: SocketAddr = format!("10.0.1.{}:5000", member).parse().unwrap();
         let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
@@ -71,7 +85,7 @@ impl World {
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         let (offer, pending) = change.apply().unwrap();
         self.sfu
-            .handle_offer(self.now, room, member, &offer.to_sdp_string())?;
+            .handle_offer_limited(self.now, room, member, &offer.to_sdp_string(), may_publish)?;
         self.clients.push(Client {
             member,
             addr,
@@ -145,6 +159,7 @@ impl World {
                         }
                     }
                     Output::Closed { .. } => {}
+                    Output::Refused { member, source } => self.refused.push((member, source)),
                 }
             }
             let sfu_addr: SocketAddr = SFU.parse().unwrap();
@@ -266,6 +281,41 @@ fn rooms_are_apart() {
     assert!(w.client(1).received.is_empty());
     assert!(w.client(2).received.is_empty());
     assert!(w.client(1).tracks.is_empty());
+}
+
+#[test]
+fn media_a_member_may_not_publish_is_not_forwarded_and_is_reported_once() {
+    let mut w = World::new(|_| {});
+    w.join("r", 1).unwrap();
+    // Member 2's token allows its microphone only; it sends its camera anyway.
+    w.join_limited("r", 2, &[Source::Audio]).unwrap();
+    w.join("r", 3).unwrap();
+    w.run(Duration::from_secs(2), true);
+    for me in [1, 3] {
+        let c = w.client(me);
+        assert!(
+            c.received.get(&(2, Source::Audio)).is_some_and(|n| *n > 50),
+            "{me} hears 2"
+        );
+        assert!(
+            !c.received.contains_key(&(2, Source::Camera)),
+            "{me} never gets 2's camera"
+        );
+        assert!(
+            !c.tracks
+                .iter()
+                .any(|t| t.member == 2 && t.source == Source::Camera),
+            "{me} is not even offered 2's camera"
+        );
+    }
+    assert!(
+        w.client(2)
+            .received
+            .get(&(1, Source::Camera))
+            .is_some_and(|n| *n > 50),
+        "2 still sees 1"
+    );
+    assert_eq!(w.refused, vec![(2, Source::Camera)]);
 }
 
 #[test]

@@ -65,6 +65,10 @@ pub struct TurnConfig {
     /// the credential's expiry meanwhile (a call outlasts it), but new allocations need an
     /// unexpired credential. Other users' credentials work until they expire.
     pub members: bool,
+    /// The server's own services that relayed clients may reach, address and port exactly
+    /// (the SFU's UDP address): allowed even where the policy denies their range (loopback, a
+    /// private LAN), as exact permissions, so nothing else at that address opens up.
+    pub services: Vec<SocketAddr>,
 }
 
 const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -723,12 +727,20 @@ impl TurnServer {
         let ours = self.own_ips.contains(&normalise(peer.ip()));
         if !ours && self.config.policy.permits(peer.ip()) {
             Ok((peer, false))
-        } else if self.allocations.contains_key(&peer) {
-            // Another client of this server: two people relayed here can reach each other.
+        } else if self.allocations.contains_key(&peer) || self.is_service(peer) {
+            // Another client of this server: two people relayed here can reach each other;
+            // or one of the server's services (the SFU), for browsers that only reach relays.
             Ok((peer, true))
         } else {
             Err((403, "Forbidden"))
         }
+    }
+
+    /// Whether `peer` is one of the server's own services (`TurnConfig::services`), in any
+    /// of its IPv4 forms.
+    fn is_service(&self, peer: SocketAddr) -> bool {
+        let peer = SocketAddr::new(normalise(peer.ip()), peer.port());
+        self.config.services.contains(&peer)
     }
 
     fn create_permission(&mut self, now: Now, client: ClientAddr, msg: &Message<'_>, auth: &Auth) {
@@ -844,7 +856,7 @@ impl TurnServer {
         };
         // An exact permission is for a relay of this server that still exists (its port may be
         // handed to someone else once it is gone).
-        let gone = !self.allocations.contains_key(&peer);
+        let gone = !self.allocations.contains_key(&peer) && !self.is_service(peer);
         let Some(alloc) = self.allocations.get_mut(&relay) else {
             return;
         };

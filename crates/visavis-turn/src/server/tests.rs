@@ -27,6 +27,7 @@ fn config() -> TurnConfig {
         bandwidth: 100_000,
         unauth_rate: (5, 10),
         members: false,
+        services: Vec::new(),
     }
 }
 
@@ -789,6 +790,44 @@ fn the_servers_own_addresses_are_refused_but_for_exact_relays() {
             .class,
         Class::Success
     );
+}
+
+#[test]
+fn the_servers_own_services_are_peers_exactly_where_the_policy_denies_their_range() {
+    // The SFU on loopback (a test, or a LAN): relayed browsers reach it, and nothing else on
+    // loopback, not even its other ports.
+    let sfu = SocketAddr::from(([127, 0, 0, 1], 3479));
+    let mut w = World::new(TurnConfig {
+        services: vec![sfu],
+        ..config()
+    });
+    let c = client(1000);
+    let mut creds = Creds::new("alice", w.now, 3600);
+    let relay = allocate(&mut w, c, &mut creds);
+    let ok = w.request(c, &creds.sign(permission_req(60, sfu)));
+    assert_eq!(ok.msg().class, Class::Success);
+    let send = |peer: SocketAddr| {
+        MessageBuilder::new(Class::Indication, method::SEND, tid(70))
+            .xor_address(attr::XOR_PEER_ADDRESS, peer)
+            .attr(attr::DATA, b"stun")
+            .finish()
+    };
+    assert_eq!(
+        w.input(c, &send(sfu)),
+        vec![Output::ToPeer {
+            relay,
+            peer: sfu,
+            data: b"stun".to_vec()
+        }]
+    );
+    // The permission is for that port alone: the rest of loopback stays shut.
+    w.silent(c, &send(SocketAddr::from(([127, 0, 0, 1], 22))));
+    w.turn
+        .handle_peer(w.now, relay, SocketAddr::from(([127, 0, 0, 1], 22)), b"no");
+    assert!(w.turn.poll_output().is_none());
+    expect_refused(&mut w, c, &creds, &["127.0.0.1", "10.0.0.1"]);
+    let ok = w.request(c, &creds.sign(channel_bind_req(80, 0x4001, sfu)));
+    assert_eq!(ok.msg().class, Class::Success);
 }
 
 #[test]
