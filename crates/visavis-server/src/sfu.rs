@@ -91,9 +91,7 @@ impl SfuEdge {
     /// Binds the SFU's socket at `listen`; its candidate advertises `--public-ip` (or the
     /// listen IP, or this machine's outbound address when that is unspecified).
     pub async fn bind(listen: SocketAddr, settings: &Settings) -> anyhow::Result<(Self, SfuHandle)> {
-        let socket = UdpSocket::bind(listen).await.with_context(|| {
-            format!("cannot bind the SFU to udp {listen}: set --sfu-listen, or --group-media mesh")
-        })?;
+        let (socket, tcp_listener) = bind_both(listen, settings.sfu_tcp_per_ip > 0).await?;
         let bound = socket.local_addr()?;
         let ip = match settings.public_ip {
             Some(ip) => ip,
@@ -103,22 +101,14 @@ impl SfuEdge {
             )?,
         };
         let public_addr = SocketAddr::new(ip, bound.port());
-        let tcp = match settings.sfu_tcp_per_ip {
-            0 => None,
-            per_ip => {
-                let listener = TcpListener::bind(bound).await.with_context(|| {
-                    format!(
-                        "cannot bind the SFU's ICE-TCP to tcp {bound}: free that port, or --sfu-tcp-per-ip 0"
-                    )
-                })?;
-                let limits = TcpLimits {
-                    per_ip: per_ip as usize,
-                    total: settings.sfu_tcp_max as usize,
-                    idle: Duration::from_secs(settings.sfu_idle_timeout),
-                };
-                Some((listener, limits))
-            }
-        };
+        let tcp = tcp_listener.map(|listener| {
+            let limits = TcpLimits {
+                per_ip: settings.sfu_tcp_per_ip as usize,
+                total: settings.sfu_tcp_max as usize,
+                idle: Duration::from_secs(settings.sfu_idle_timeout),
+            };
+            (listener, limits)
+        });
         let mut config = SfuConfig::new(public_addr);
         config.ice_tcp = tcp.is_some();
         config.max_sessions = settings.sfu_max_sessions as usize;
@@ -330,4 +320,35 @@ fn may_publish(publish: Publish) -> Vec<Source> {
     .into_iter()
     .filter_map(|(may, source)| may.then_some(source))
     .collect()
+}
+
+/// Binds the SFU's UDP socket at `listen` and, with `tcp`, a TCP listener on the same port
+/// number. For port 0 the port is the UDP socket's: when TCP has that port taken already,
+/// another is tried (a few times).
+async fn bind_both(listen: SocketAddr, tcp: bool) -> anyhow::Result<(UdpSocket, Option<TcpListener>)> {
+    const TRIES: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let socket = UdpSocket::bind(listen).await.with_context(|| {
+            format!("cannot bind the SFU to udp {listen}: set --sfu-listen, or --group-media mesh")
+        })?;
+        if !tcp {
+            return Ok((socket, None));
+        }
+        let bound = socket.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(listener) => return Ok((socket, Some(listener))),
+            Err(e) if listen.port() == 0 && attempt < TRIES => {
+                tracing::debug!(error = %e, "SFU: tcp {bound} taken, trying another port");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot bind the SFU's ICE-TCP to tcp {bound}: free that port, or --sfu-tcp-per-ip 0"
+                    )
+                })
+            }
+        }
+    }
 }
