@@ -17,17 +17,23 @@ const chatTexts = (page) => page.getByRole('log').locator('.text').allTextConten
 const RESTART_PORT = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 16;
 
 /**
- * Stops `server` the way `signal` says: SIGTERM (graceful, the state flushed) or SIGKILL (a crash).
+ * Stops `server` the way `signal` says: SIGTERM (graceful, the state flushed) or SIGKILL (a crash);
+ * returns when the signal was sent (ms since the epoch).
  * @param {{ proc: import('node:child_process').ChildProcess }} server
  * @param {'SIGTERM' | 'SIGKILL'} signal
  */
 async function stopWith(server, signal) {
   // Give the write-behind (every 100 ms) time to keep the latest state before a crash.
   await new Promise((r) => setTimeout(r, 500));
-  if (signal === 'SIGTERM') return stopServer(server.proc);
+  const at = Date.now();
+  if (signal === 'SIGTERM') {
+    await stopServer(server.proc);
+    return at;
+  }
   const exited = new Promise((r) => server.proc.once('exit', r));
   server.proc.kill('SIGKILL');
   await exited;
+  return at;
 }
 
 /**
@@ -176,8 +182,8 @@ test('a server restart during a group call of three (SIGTERM, then SIGKILL): nob
   test.setTimeout(180_000);
   const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
   const listen = `127.0.0.1:${RESTART_PORT + 1}`;
-  // A mesh group call: its media never touches the server. (Through the SFU, which lives in the
-  // process, media pauses while it restarts; that is not what this test is about.)
+  // A mesh group call: its media never touches the server, so it never stops. (Through the
+  // SFU, which lives in the process, media pauses while it restarts: the next test.)
   const mesh = ['--group-media', 'mesh'];
   let server = await startServer(listen, mesh);
   const browser = await playwright.chromium.launch(launch);
@@ -206,6 +212,64 @@ test('a server restart during a group call of three (SIGTERM, then SIGKILL): nob
       }
     }
     // The server still knows the call: one leaving is seen by the others.
+    await pages[2].getByRole('button', { name: 'Leave call' }).click();
+    for (const page of pages.slice(0, 2)) await expect(page.getByLabel('Cy', { exact: true })).toHaveCount(0);
+    await expectDecoding(pages[0], 'Bob');
+    await expectDecoding(pages[1], 'Ann');
+  } finally {
+    await browser.close();
+    await stopServer(server.proc);
+  }
+});
+
+test('a server restart during an SFU group call of three (SIGTERM, then SIGKILL): nobody leaves, last frames stay, every video decodes again', async ({ playwright }, testInfo) => {
+  test.setTimeout(180_000);
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  const listen = `127.0.0.1:${RESTART_PORT + 2}`;
+  // The SFU's media lives in the process: while it restarts the media pauses, and the clients
+  // connect to the new process's SFU when they resume (`sfu_restart`).
+  let server = await startServer(listen);
+  const browser = await playwright.chromium.launch(launch);
+  try {
+    const room = roomName('sfu-restart');
+    const names = ['Ann', 'Bob', 'Cy'];
+    const pages = [];
+    for (const name of names) pages.push(await joinRoom(browser, name, room, { url: server.url }));
+    for (const page of pages) {
+      await page.getByRole('button', { name: 'Join call' }).click();
+      await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
+    }
+    const others = (/** @type {number} */ i) => names.filter((_, j) => j !== i);
+    for (const [i, page] of pages.entries()) for (const name of others(i)) await expectDecoding(page, name, 10);
+
+    for (const signal of /** @type {const} */ (['SIGTERM', 'SIGKILL'])) {
+      const stopped = await stopWith(server, signal);
+      // While no server runs, every tile stays, with its last frame.
+      for (const [i, page] of pages.entries()) {
+        for (const name of others(i)) {
+          const width = await page.getByLabel(name, { exact: true }).evaluate((v) => /** @type {HTMLVideoElement} */ (v).videoWidth);
+          expect(width).toBeGreaterThan(0);
+        }
+      }
+      server = await startServer(listen, ['--data-dir', server.dataDir]);
+      const up = Date.now();
+      const took = await resumed(pages);
+      // Every remote video decodes again, through the new process's SFU.
+      const gaps = await Promise.all(pages.flatMap((page, i) => others(i).map(async (name) => {
+        await expect.poll(() => framesDuring(page, name, 300), { timeout: 30_000, intervals: [0] }).toBeGreaterThan(2);
+        return Date.now() - stopped;
+      })));
+      const gap = Math.max(...gaps);
+      console.log(`SFU group call, server restart (${signal}): new server up ${up - stopped} ms after the stop, sessions resumed ${took} ms later; ` +
+        `media gap (stop → every remote video decoding again): ${gap} ms (the first of six ${Math.min(...gaps)} ms)`);
+      for (const [i, page] of pages.entries()) {
+        await expect(page.getByRole('dialog', { name: 'Group call' })).toBeVisible();
+        await expect(page.getByText('the call ended', { exact: false })).toHaveCount(0);
+        for (const name of others(i)) await expectDecoding(page, name, 10);
+        expect(await page.evaluate(() => window.visavis.sfuRestarts)).toBeGreaterThan(0);
+      }
+    }
+    // The server still knows the call: one leaving is seen by the others, who still see each other.
     await pages[2].getByRole('button', { name: 'Leave call' }).click();
     for (const page of pages.slice(0, 2)) await expect(page.getByLabel('Cy', { exact: true })).toHaveCount(0);
     await expectDecoding(pages[0], 'Bob');

@@ -80,8 +80,15 @@ export function framesShown(page, label) {
  * @param {string} label
  */
 export async function expectDecoding(page, label, count = 15) {
-  const start = await framesShown(page, label);
-  await expect.poll(() => framesShown(page, label), { timeout: 15_000 }).toBeGreaterThan(start + count);
+  let last = await framesShown(page, label);
+  let shown = 0;
+  await expect.poll(async () => {
+    const now = await framesShown(page, label);
+    // A new stream on the element (a reconnected SFU call) counts its frames from zero.
+    shown += now >= last ? now - last : now;
+    last = now;
+    return shown;
+  }, { timeout: 15_000 }).toBeGreaterThan(count);
   const size = await page.getByLabel(label, { exact: true }).evaluate((v) => /** @type {HTMLVideoElement} */ (v).videoWidth);
   expect(size).toBeGreaterThan(0);
 }

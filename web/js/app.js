@@ -137,6 +137,11 @@ Object.defineProperty(window, 'visavis', {
     get iceRestarts() {
       return state.call ? [...state.call.remotes.values()].reduce((n, r) => n + r.peer.iceRestarts, 0) : 0;
     },
+    /** How many times the group call's SFU connection was made anew (`sfu_restart`). */
+    get sfuRestarts() {
+      const peers = state.call?.peers;
+      return peers && 'restarts' in peers ? peers.restarts : 0;
+    },
     /** Test sounds the pre-join screen played. */
     get testSounds() { return prejoin.played; },
     /** Drops the signalling connection as a network would (the session then resumes). */
@@ -623,6 +628,7 @@ function onMessage(msg) {
     case 'candidate':
     case 'media':
     case 'sfu_description':
+    case 'sfu_restart':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
       else if (state.pending?.prepared?.callId === msg.callId) state.pending.prepared.handle(msg);
       return;

@@ -75,6 +75,7 @@ export const PROTOCOL_VERSION = 1;
  *            unavailable?: Unavailable}} MediaMsg
  * @typedef {{type: 'group_call'} & GroupCall} GroupCallMsg
  * @typedef {{type: 'sfu_description', callId: number, description: RTCSessionDescriptionInit, tracks: SfuTrack[]}} SfuDescriptionMsg
+ * @typedef {{type: 'sfu_restart', callId: number}} SfuRestartMsg
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
  *
@@ -83,7 +84,7 @@ export const PROTOCOL_VERSION = 1;
  *           WaitingMsg | KnockMsg | KnockEndedMsg | DeniedMsg | RemovedMsg | RoomEndedMsg |
  *           MuteRequestMsg | MemberUpdatedMsg | HostKeyMsg | RoomStateMsg |
  *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
- *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | ChatMsg | ErrorMsg} ServerMsg
+ *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | SfuRestartMsg | ChatMsg | ErrorMsg} ServerMsg
  *
  * Session-level messages, handled here and never passed on:
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}

@@ -6,7 +6,10 @@
 //! (the SFU names published tracks by that order; the screen one carries nothing until we
 //! share, so sharing needs no renegotiation). From then on the SFU offers every change — a
 //! participant's tracks added or stopped — and we answer, so offers never cross. Each of its
-//! offers comes with `tracks`, which names the participant and source of every mid. Touches no
+//! offers comes with `tracks`, which names the participant and source of every mid. When the
+//! server says the SFU lost our connection (`sfu_restart`: it restarted, or the room moved to
+//! another node), we make a new connection and offer again; each participant's last frame stays
+//! on screen (the old connection is kept, silent) until their new video arrives. Touches no
 //! DOM.
 
 import { LocalMedia } from './local.js';
@@ -21,6 +24,9 @@ import { QualityMeter } from './quality.js';
  * @typedef {import('./peers.js').CallPeersEvents} CallPeersEvents
  * @typedef {{pc: RTCPeerConnection, iceRestarts: number}} SfuPeer what the panel reads of a peer
  */
+
+/** How long a replaced connection is kept for the tiles' last frames at most (`restart`). */
+const RETIRE_MS = 20_000;
 
 export class SfuCall {
   /**
@@ -38,7 +44,21 @@ export class SfuCall {
     this.send = send;
     this.events = events;
     this.closed = false;
-    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle' });
+    /** @type {RTCConfiguration} */
+    this.config = { iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle' };
+    /**
+     * The connection an `sfu_restart` replaced, kept open (and silent) so that each tile keeps
+     * its last frame until the participant's new video arrives; closed when every one has
+     * switched, or after RETIRE_MS.
+     * @type {RTCPeerConnection | null}
+     */
+    this.retired = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.retireTimer = undefined;
+    /** @type {Set<number>} participants whose tile still shows the retired connection's stream */
+    this.stale = new Set();
+    /** How many times the SFU connection was made anew (`sfu_restart`), for tests. */
+    this.restarts = 0;
     /** @type {Map<number, SfuPeer>} the other participants, by member id */
     this.peers = new Map();
     /** @type {Map<string, SfuTrack>} what each mid carries, as the SFU last said */
@@ -62,15 +82,7 @@ export class SfuCall {
      */
     this.meter = null;
 
-    this.pc.ontrack = ({ track, transceiver }) => this.onTrack(track, transceiver.mid);
-    this.pc.onconnectionstatechange = () => {
-      if (this.pc.connectionState === 'connected' && !this.meter) {
-        this.meter = new QualityMeter(this.pc, (sample) => {
-          for (const id of this.peers.keys()) this.events.quality?.(id, sample);
-        });
-      }
-      for (const id of this.peers.keys()) this.events.connectionState(id, this.pc.connectionState);
-    };
+    this.pc = this.connect();
 
     this.ready = media.then((opened) => {
       if (this.closed) {
@@ -90,6 +102,59 @@ export class SfuCall {
       local.attach(this);
       this.localChanged();
     });
+  }
+
+  /** A new peer connection to the SFU, with our handlers. */
+  connect() {
+    const pc = new RTCPeerConnection(this.config);
+    pc.ontrack = ({ track, transceiver }) => this.onTrack(track, transceiver.mid);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected' && !this.meter) {
+        this.meter = new QualityMeter(pc, (sample) => {
+          for (const id of this.peers.keys()) this.events.quality?.(id, sample);
+        });
+      }
+      for (const id of this.peers.keys()) this.events.connectionState(id, pc.connectionState);
+    };
+    return pc;
+  }
+
+  /**
+   * The SFU no longer holds our connection (`sfu_restart`): a new one, offered as at the start
+   * with our current tracks. The tiles keep their streams (their last frame) until each
+   * participant's new video arrives (`replaceStale`).
+   */
+  restart() {
+    if (this.closed) return;
+    this.restarts += 1;
+    this.retire();
+    const old = this.pc;
+    old.ontrack = null;
+    old.onconnectionstatechange = null;
+    this.retired = old;
+    this.meter?.stop();
+    this.meter = null;
+    for (const [id, stream] of this.streams) if (stream.getVideoTracks().length) this.stale.add(id);
+    this.streams = new Map();
+    this.screens = new Map();
+    this.tracks = new Map();
+    this.senders = [];
+    this.pc = this.connect();
+    for (const peer of this.peers.values()) peer.pc = this.pc;
+    this.retireTimer = setTimeout(() => this.retire(), RETIRE_MS);
+    for (const id of this.peers.keys()) this.events.connectionState(id, this.pc.connectionState);
+    // Offer once our media is open (at once when it is): LocalMedia calls `start`.
+    this.queue = this.queue.then(() => this.ready).then(() => {
+      if (this.local && !this.closed) this.local.attach(this);
+    }).catch((err) => console.warn('SFU restart failed', err));
+  }
+
+  /** Closes the connection an `sfu_restart` replaced, if any. */
+  retire() {
+    clearTimeout(this.retireTimer);
+    this.retired?.close();
+    this.retired = null;
+    this.stale.clear();
   }
 
   // ---- what LocalMedia calls on a "peer" -------------------------------------------------
@@ -147,6 +212,7 @@ export class SfuCall {
   /** @param {number} id */
   removePeer(id) {
     this.peers.delete(id);
+    this.stale.delete(id);
     this.streams.delete(id);
     this.screens.delete(id);
     this.states.delete(id);
@@ -159,6 +225,10 @@ export class SfuCall {
   handle(msg) {
     if (msg.type === 'sfu_description' && msg.callId === this.callId) {
       this.queue = this.queue.then(() => this.apply(msg.description, msg.tracks)).catch((err) => console.warn('SFU description failed', err));
+      return true;
+    }
+    if (msg.type === 'sfu_restart' && msg.callId === this.callId) {
+      this.restart();
       return true;
     }
     if (msg.type === 'media' && msg.callId === this.callId && this.peers.has(msg.from)) {
@@ -203,7 +273,28 @@ export class SfuCall {
     for (const old of stream.getTracks()) if (old.kind === track.kind) stream.removeTrack(old);
     stream.addTrack(track);
     if (info.source === 'screen') this.showScreen(info.member);
+    else if (this.stale.has(info.member)) this.replaceStale(info.member, stream);
     else if (this.peers.has(info.member)) this.events.remoteStream(info.member, stream);
+  }
+
+  /**
+   * After a restart, `id`'s tile keeps the retired connection's stream (its last frame) until
+   * the new `stream` has video that plays; then it switches, and once no tile is left on the
+   * retired connection, that one is closed.
+   * @param {number} id
+   * @param {MediaStream} stream
+   */
+  replaceStale(id, stream) {
+    const video = stream.getVideoTracks()[0];
+    if (!video) return; // the audio came first: the video follows
+    const swap = () => {
+      if (!this.stale.has(id) || this.streams.get(id) !== stream || this.closed) return;
+      this.stale.delete(id);
+      if (this.peers.has(id)) this.events.remoteStream(id, stream);
+      if (!this.stale.size) this.retire();
+    };
+    if (!video.muted) swap();
+    else video.addEventListener('unmute', swap, { once: true });
   }
 
   /**
@@ -259,6 +350,7 @@ export class SfuCall {
   /** Ends the connection and releases the devices (also those still opening). */
   close() {
     this.closed = true;
+    this.retire();
     this.meter?.stop();
     this.pc.ontrack = null;
     this.pc.onconnectionstatechange = null;

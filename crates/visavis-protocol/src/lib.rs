@@ -347,6 +347,10 @@ pub enum ServerMsg {
         description: Description,
         tracks: Vec<SfuTrack>,
     },
+    /// To a participant of an SFU group call: the SFU no longer holds its peer connection (the
+    /// server restarted, or the room moved to another node of a cluster), but the call goes on.
+    /// Make a new peer connection and offer again (`sfu_description`), as when joining.
+    SfuRestart { call_id: CallId },
     /// A chat message, stamped by the server, to everyone in the room (the sender too).
     Chat(ChatEntry),
     /// A request was refused; the connection stays open.

@@ -166,6 +166,10 @@ fn server_messages_are_flat_objects_with_the_sequence_number_first() {
         group.to_json(),
         r#"{"type":"group_call","callId":5,"participants":[7,8],"media":"sfu"}"#
     );
+    assert_eq!(
+        ServerMsg::SfuRestart { call_id: 5 }.to_json(),
+        r#"{"type":"sfu_restart","callId":5}"#
+    );
 }
 
 fn joined(session: Option<SessionFields>) -> ServerMsg {
@@ -388,5 +392,5 @@ fn kinds_are_listed_once_per_scope_and_named_by_kind() {
     assert_eq!(RoomMsg::Chat { text: "x".into() }.kind(), "chat");
     assert_eq!(ClientMsg::from(SessionMsg::Pong { ack: 1 }).kind(), "pong");
     assert_eq!(ServerMsg::Ping { ack: 0 }.kind(), "ping");
-    assert_eq!(ServerMsg::kinds().len(), 32);
+    assert_eq!(ServerMsg::kinds().len(), 33);
 }

@@ -167,6 +167,20 @@ impl Core {
         }
     }
 
+    /// The SFU call `group` was restored here from a snapshot, but its media sessions lived in
+    /// the SFU of the process (or node) that wrote it: every participant is told to offer
+    /// again (`sfu_restart`), which waits in its session's replay log until it resumes.
+    pub(crate) fn sfu_restart(&mut self, group: &GroupCall) {
+        for &p in &group.participants {
+            self.send_member(
+                p,
+                ServerMsg::SfuRestart {
+                    call_id: group.call_id,
+                },
+            );
+        }
+    }
+
     /// The member sent media its access token does not allow (`not_permitted`): the SFU
     /// forwards none of it.
     pub fn sfu_not_permitted(&mut self, member: MemberId, source: &str) {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use visavis_protocol::{CallId, ChatEntry, GroupCall, MemberId, Publish, RoomState};
+use visavis_protocol::{CallId, ChatEntry, GroupCall, GroupMedia, MemberId, Publish, RoomState};
 use visavis_sansio::{Now, TokenBucket};
 
 use crate::private::Private;
@@ -213,6 +213,13 @@ impl Core {
         let core = self;
         let (chat_rate, chat_burst) = (core.config.chat_rate, core.config.chat_burst);
         let mut empty: Vec<(u64, String, IpAddr, bool)> = Vec::new();
+        // SFU calls whose media sessions stayed in the process (or node) that wrote them down.
+        let sfu_calls: Vec<GroupCall> = snapshot
+            .rooms
+            .iter()
+            .filter_map(|r| r.group.clone())
+            .filter(|g| g.media == GroupMedia::Sfu)
+            .collect();
         for mut r in snapshot.rooms {
             if renumber {
                 r.serial = core.next_serial;
@@ -319,6 +326,9 @@ impl Core {
                 .into_iter()
                 .map(|(a, b, until)| ((a, b), now.instant_of(until))),
         );
+        for group in sfu_calls {
+            core.sfu_restart(&group);
+        }
     }
 
     /// The ids of the rooms held, for what ties rooms to the edge (a cluster's leases).

@@ -139,3 +139,45 @@ fn an_empty_private_room_still_expires_on_time() {
     w.advance(Duration::from_secs(20));
     assert_eq!(w.core.counts().rooms, 0, "gone an hour after it emptied");
 }
+
+#[test]
+fn a_restored_sfu_group_call_tells_each_participant_to_offer_again() {
+    let config = Config {
+        group_media: GroupMedia::Sfu,
+        ..Config::default()
+    };
+    let mut w = World::with(config.clone());
+    w.join(1, "r", "Ann");
+    w.join(2, "r", "Bob");
+    w.join(3, "r", "Cy");
+    w.send(1, RoomMsg::GroupJoin);
+    w.send(2, RoomMsg::GroupJoin);
+    let call_id = w.core.rooms["r"].group.as_ref().unwrap().call_id;
+    // A mesh call in another room needs nothing from the server's media.
+    let mut mesh = World::new();
+    mesh.join(4, "m", "Dee");
+    mesh.send(4, RoomMsg::GroupJoin);
+
+    let snapshot = w.core.snapshot(w.now);
+    let mut w = World {
+        core: Core::restore(config, snapshot, w.now),
+        now: w.now,
+    };
+    let mut told: Vec<(SessionId, ServerMsg)> = w.drain().into_iter().map(|o| (o.to, o.msg)).collect();
+    told.sort_by_key(|(to, _)| *to);
+    let restart = ServerMsg::SfuRestart { call_id };
+    assert_eq!(
+        told,
+        [(1, restart.clone()), (2, restart)],
+        "the participants, not Cy"
+    );
+    // The call itself is as it was.
+    assert_eq!(w.core.rooms["r"].group.as_ref().unwrap().participants.len(), 2);
+
+    let restored = Core::restore(Config::default(), mesh.core.snapshot(mesh.now), mesh.now);
+    let mut restored = World {
+        core: restored,
+        now: mesh.now,
+    };
+    assert!(restored.drain().is_empty());
+}
