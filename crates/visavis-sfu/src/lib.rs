@@ -32,7 +32,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaData, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use visavis_sansio::{Deadlines, Now};
 
@@ -62,6 +62,9 @@ pub struct SfuConfig {
     pub keyframe_interval: Duration,
     /// Cameras forwarded to a subscriber: those of the most recent speakers (`--sfu-last-n`).
     pub last_n: usize,
+    /// Whether the edge takes ICE-TCP on `public_addr`'s port: then every session offers a
+    /// passive TCP candidate there too (RFC 6544), for browsers whose UDP is blocked.
+    pub ice_tcp: bool,
 }
 
 /// Defaults of the flags, defined once.
@@ -95,9 +98,30 @@ impl SfuConfig {
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             keyframe_interval: KEYFRAME_INTERVAL,
             last_n: DEFAULT_LAST_N as usize,
+            ice_tcp: false,
         }
     }
 }
+
+/// How a datagram came or goes: over the SFU's UDP socket, or framed (RFC 4571) on an ICE-TCP
+/// connection to the same port number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Udp => Protocol::Udp,
+            Self::Tcp => Protocol::Tcp,
+        }
+    }
+}
+
+/// Where a session is reached: the transport and the browser's address on it.
+pub(crate) type Route = (Transport, SocketAddr);
 
 /// What a published track is, as the client shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,8 +162,9 @@ pub enum SdpKind {
 /// What the edge must do.
 #[derive(Debug)]
 pub enum Output {
-    /// Send a datagram.
+    /// Send a datagram (over TCP: framed, on the connection from `destination`).
     Transmit {
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         contents: Vec<u8>,
@@ -210,7 +235,7 @@ pub struct Sfu {
     sessions: Vec<Option<Session>>,
     free: Vec<Sid>,
     live: usize,
-    by_addr: HashMap<SocketAddr, Sid>,
+    by_addr: HashMap<Route, Sid>,
     by_ufrag: HashMap<String, Sid>,
     by_member: HashMap<MemberId, Sid>,
     /// Room name → key, and key → its sessions.
@@ -338,6 +363,15 @@ impl Sfu {
         let candidate = Candidate::host(self.config.public_addr, "udp")
             .map_err(|e| SfuError::BadDescription(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        if self.config.ice_tcp {
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(self.config.public_addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| SfuError::BadDescription(e.to_string()))?;
+            rtc.add_local_candidate(tcp);
+        }
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -425,7 +459,7 @@ impl Sfu {
         }
     }
 
-    /// A datagram arrived on the SFU's socket.
+    /// A datagram arrived on the SFU's UDP socket.
     pub fn handle_datagram(
         &mut self,
         now: Now,
@@ -433,7 +467,21 @@ impl Sfu {
         destination: SocketAddr,
         datagram: &[u8],
     ) {
-        let sid = match self.by_addr.get(&source) {
+        self.handle_receive(now, Transport::Udp, source, destination, datagram);
+    }
+
+    /// A datagram arrived over `transport` (for TCP: one RFC 4571 frame, from the connection
+    /// whose remote address is `source`).
+    pub fn handle_receive(
+        &mut self,
+        now: Now,
+        transport: Transport,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let route = (transport, source);
+        let sid = match self.by_addr.get(&route) {
             Some(&sid) => sid,
             None => match stun_local_ufrag(datagram).and_then(|u| self.by_ufrag.get(u)) {
                 Some(&sid) => sid,
@@ -446,7 +494,7 @@ impl Sfu {
         let input = Input::Receive(
             now.mono,
             Receive {
-                proto: Protocol::Udp,
+                proto: transport.protocol(),
                 source,
                 destination,
                 contents,
@@ -459,13 +507,13 @@ impl Sfu {
             return;
         }
         session.last_rx = now.mono;
-        let new_addr = session.remember_addr(source);
+        let new_addr = session.remember_addr(route);
         if let Err(e) = session.rtc.handle_input(input) {
             tracing::debug!(member = session.member, error = %e, "SFU session failed");
             session.rtc.disconnect();
         }
         if new_addr {
-            self.by_addr.insert(source, sid);
+            self.by_addr.insert(route, sid);
         }
         self.drive(now.mono, sid);
     }
@@ -616,6 +664,10 @@ impl Sfu {
             }
             match session.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => self.out.push_back(Output::Transmit {
+                    transport: match t.proto {
+                        Protocol::Udp => Transport::Udp,
+                        _ => Transport::Tcp,
+                    },
                     source: t.source,
                     destination: t.destination,
                     contents: t.contents.into(),

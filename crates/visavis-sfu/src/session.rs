@@ -5,7 +5,6 @@
 //! at once).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpPendingOffer;
@@ -13,7 +12,7 @@ use str0m::media::{Direction, MediaKind, Mid, Simulcast};
 use str0m::Rtc;
 
 use crate::layers::{Forwarding, Layer, View, MAX_LAYERS};
-use crate::{MemberId, Sid, Source, TrackInfo};
+use crate::{MemberId, Route, Sid, Source, TrackInfo};
 
 /// How many addresses one session may be reached from (ICE candidate pairs the browser
 /// tried); more are not remembered, so a session cannot fill the address table.
@@ -102,7 +101,7 @@ pub(crate) struct Session {
     pub ufrag: String,
     pub rtc: Rtc,
     /// Addresses datagrams came from (and were accepted by the `Rtc`).
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<Route>,
     /// The last datagram from the browser, for the idle timeout.
     pub last_rx: Instant,
     pub pending: Option<SdpPendingOffer>,
@@ -312,7 +311,7 @@ impl Session {
         Some((t.origin, t.origin_mid, layer))
     }
 
-    pub fn remember_addr(&mut self, addr: SocketAddr) -> bool {
+    pub fn remember_addr(&mut self, addr: Route) -> bool {
         if self.addrs.contains(&addr) || self.addrs.len() >= MAX_ADDRS {
             return false;
         }
