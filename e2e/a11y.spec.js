@@ -1,8 +1,10 @@
 // @ts-check
 //! Accessibility: axe-core on every screen of a 1:1 call's way (landing, room, the outgoing and
 //! incoming call dialogs, the call, the chat open), on a phone and a laptop, in English and in
-//! Chinese. The pre-join screen (preview, level meter, device pickers) is checked with the
-//! landing. Any serious or critical violation fails the test.
+//! Chinese, and a group call in both. The pre-join screen (preview, level meter, device
+//! pickers) is checked with the landing; the network check, the connection details and the
+//! private room's screens (waiting, knock, host controls) in their own specs. Any serious or
+//! critical violation fails the test.
 import { test, expect } from '@playwright/test';
 import { SIZES, closeContexts, expectAccessible, roomName } from './support.js';
 import { COTURN_APP_PORT } from '../playwright.config.js';
@@ -82,6 +84,18 @@ for (const [size, context] of Object.entries(SIZES)) {
 }
 
 for (const [size, context] of Object.entries(SIZES)) {
+  test(`axe: a group call in Chinese — ${size}`, async ({ browser }) => {
+    const options = { ...context, locale: 'zh-CN' };
+    const room = roomName('a11y-group-zh');
+    const ann = await join(browser, '安', room, options);
+    const ben = await join(browser, '本', room, options);
+    await ann.locator('#join-call').click();
+    await ben.locator('#join-call').click();
+    await expect(ann.getByLabel('本', { exact: true })).toBeVisible();
+    await expect(ann.locator('#mute')).toBeEnabled();
+    await expectAccessible(ann, 'group call, Chinese');
+  });
+
   test(`axe: a group call — ${size}; Tab never reaches the room behind a call`, async ({ browser }) => {
     const room = roomName('a11y-group');
     const ann = await join(browser, 'Ann', room, context);

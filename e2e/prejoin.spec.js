@@ -1,9 +1,10 @@
 // @ts-check
 //! The pre-join screen beside the landing form: camera preview, microphone level, device pickers
 //! with names, a test sound; "Join muted" / "Join with camera off" and the picked camera carried
-//! into calls and remembered; without camera access it says why.
+//! into calls and remembered; without camera access it says why. Takes the README's screenshots
+//! of it, on a phone and a laptop.
 import { test, expect } from '@playwright/test';
-import { closeContexts, expectDecoding, joinRoom, roomName, startCall } from './support.js';
+import { SIZES, closeContexts, expectDecoding, expectOnScreen, joinRoom, roomName, startCall } from './support.js';
 
 test.afterEach(closeContexts);
 
@@ -74,3 +75,28 @@ test('without camera access the pre-join screen says why, and joining still work
   await page.getByRole('button', { name: 'Join', exact: true }).click();
   await expect(page.getByText('You are Pat')).toBeVisible();
 });
+
+for (const [size, context] of Object.entries(SIZES)) {
+  test(`the pre-join screen on a ${size}: preview, level, pickers, choices and the network check in reach; README screenshot`, async ({ browser }) => {
+    const page = await (await browser.newContext(context)).newPage();
+    await page.goto('/');
+    await page.getByLabel('Your name').fill('Patient Li');
+    await page.getByLabel('Room').fill('clinic');
+    const screen = page.getByRole('region', { name: 'Before you join' });
+    await screen.getByRole('button', { name: 'Check camera and microphone' }).click();
+    await expectDecoding(page, 'Your camera preview');
+    await expect(screen.locator('#pj-camera option')).not.toHaveCount(1);
+    // Everything of the screen can be reached: in view once scrolled to, and not covered.
+    for (const control of [
+      screen.getByLabel('Your camera preview'), screen.locator('#pj-camera'), screen.locator('#pj-microphone'),
+      screen.getByRole('button', { name: 'Play a test sound' }), screen.getByLabel('Join muted'),
+      screen.getByLabel('Join with camera off'), screen.getByRole('button', { name: 'Test my connection' }),
+    ]) {
+      await control.scrollIntoViewIfNeeded();
+      await expectOnScreen(control);
+    }
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: `docs/screenshots/prejoin-${size}.png`, fullPage: true });
+  });
+}

@@ -4,7 +4,7 @@
 //! (remove, mute, make host, lock, let everyone in, end for everyone), and a call inside it. The
 //! people-facing texts are checked in English and in Simplified Chinese.
 import { test, expect } from '@playwright/test';
-import { closeContexts, expectDecoding, startCall } from './support.js';
+import { closeContexts, expectAccessible, expectDecoding, startCall } from './support.js';
 
 test.afterEach(closeContexts);
 
@@ -194,6 +194,9 @@ for (const [lang, tx] of Object.entries(TEXT)) {
     await expect(doctor.getByText(tx.wants(tx.patient))).toBeVisible();
     expect(await doctor.evaluate(() => window.visavis.chimes)).toBeGreaterThan(0);
     if (lang === 'en') await screenshot(doctor, 'docs/screenshots/waiting-room.png');
+    // axe on both sides of a knock: the waiting screen, and the host's room with the knock.
+    await expectAccessible(patient, `waiting room (${lang})`);
+    await expectAccessible(doctor, `host with a knock (${lang})`);
     await admit(doctor, patient, tx, tx.patient);
 
     // Let in: the patient sees the room and the doctor, marked as host, but not the chat from
@@ -210,6 +213,7 @@ for (const [lang, tx] of Object.entries(TEXT)) {
     await expect(patient.getByRole('button', { name: tx.remove(tx.doctor) })).toHaveCount(0);
     await expect(patient.getByRole('button', { name: tx.lock })).toHaveCount(0);
     if (lang === 'en') await screenshot(doctor, 'docs/screenshots/host-controls.png');
+    await expectAccessible(doctor, `host controls (${lang})`);
 
     // A stranger with the guest link knocks and is turned away, and is told so.
     const stranger = await knock(browser, tx, guestLink, tx.stranger);

@@ -174,9 +174,10 @@ test('loss on one side\'s network: its bars drop, that side is told its connecti
  */
 const checkRow = (dialog, term) => dialog.locator(`dt:text-is("${term}") + dd`);
 
-test('the network check from the landing page: STUN and the relay over UDP and TCP reachable, TLS as configured, RTT and throughput', async ({ page }) => {
+test('the network check on the pre-join screen: STUN and the relay over UDP and TCP reachable, TLS as configured, RTT and throughput', async ({ page }) => {
   await page.goto('/');
-  const open = page.getByRole('button', { name: 'Test my connection' });
+  const open = page.getByRole('region', { name: 'Before you join' }).getByRole('button', { name: 'Test my connection' });
+  await expect(open).toBeVisible();
   await open.click();
   const dialog = page.getByRole('dialog', { name: 'Your connection' });
   await expect(dialog).toBeVisible();
@@ -206,6 +207,7 @@ test('the network check from the landing page: STUN and the relay over UDP and T
   await expect(zh.getByRole('status')).toHaveText(/^检测完成。/, { timeout: 30_000 });
   await expect(checkRow(zh, '经 UDP 中继')).toHaveText('可以连通');
   await expectOnScreen(zh.getByRole('button', { name: '关闭' }));
+  await expectAccessible(page, 'network check, phone, Chinese');
   await page.screenshot({ path: 'docs/screenshots/netcheck-phone.png' });
 });
 

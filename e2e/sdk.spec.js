@@ -2,7 +2,8 @@
 //! The SDK as a product's page uses it: two clients made with `connect` from /sdk/visavis.js in
 //! a real Chromium (fake devices) against the test server: presence, chat, a declined call, an
 //! accepted one with media both ways, mute seen by the other side, hang-up, refusals with the
-//! protocol's error codes, leaving.
+//! protocol's error codes, leaving; presence (who is in a call, who tried to call the busy one)
+//! and a camera that is unavailable rather than off.
 import { test, expect } from '@playwright/test';
 import { closeContexts, roomName } from './support.js';
 
@@ -136,4 +137,78 @@ test('two SDK clients: chat, a declined call, a call with video both ways, mute,
   const of = (/** @type {string} */ who) => result.log.filter((e) => e.startsWith(who)).map((e) => e.split(' ')[1]);
   expect(of('ann')).toEqual(['ringing', 'call_ended', 'incoming', 'accepted', 'connected', 'call_ended']);
   expect(of('bob')).toEqual(['incoming', 'call_ended', 'ringing', 'accepted', 'connected', 'call_ended']);
+});
+
+test('SDK presence: who is in a call, "tried to call you" for the busy one, and media unavailable rather than off', async ({ page }) => {
+  await page.goto('/');
+  const result = await page.evaluate(async (room) => {
+    /** @type {typeof import('../web/sdk/visavis.js')} */
+    const sdk = await import('/sdk/visavis.js');
+    /**
+     * Resolves with the first `type` event's detail on `client` that `match` accepts.
+     * @template {keyof import('../web/sdk/visavis.js').ClientEvents} K
+     * @param {import('../web/sdk/visavis.js').Client} client
+     * @param {K} type
+     * @param {(detail: import('../web/sdk/visavis.js').ClientEvents[K]) => boolean} [match]
+     * @returns {Promise<import('../web/sdk/visavis.js').ClientEvents[K]>}
+     */
+    const next = (client, type, match = () => true) => new Promise((resolve) => {
+      const stop = client.on(type, (detail) => { if (match(detail)) { stop(); resolve(detail); } });
+    });
+    const ann = sdk.connect({ room, name: 'Ann' });
+    const bob = sdk.connect({ room, name: 'Bob' });
+    const cy = sdk.connect({ room, name: 'Cy' });
+    const annId = (await ann.join()).you.id;
+    const bobId = (await bob.join()).you.id;
+    await cy.join();
+    /** @type {{id: number, inCall: boolean}[]} */
+    const seenByCy = [];
+    cy.on('member_call', (d) => seenByCy.push(d));
+
+    // Ann calls Bob; Bob's camera and microphone cannot be opened (access refused).
+    const incoming = next(bob, 'incoming');
+    ann.call(bobId);
+    await incoming;
+    const getUserMedia = navigator.mediaDevices.getUserMedia;
+    navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+    const bothBusy = Promise.all([
+      next(cy, 'member_call', (d) => d.id === annId && d.inCall),
+      next(cy, 'member_call', (d) => d.id === bobId && d.inCall),
+    ]);
+    const unavailable = next(ann, 'remote_media', (d) => d.unavailable.audio || d.unavailable.video);
+    bob.accept();
+    await bothBusy;
+    const media = await unavailable;
+    navigator.mediaDevices.getUserMedia = getUserMedia;
+    const busyNow = cy.inCall.sort((a, b) => a - b);
+
+    // Cy calls Bob, who is busy: Cy hears `busy`, Bob is told Cy tried.
+    const attempt = next(bob, 'call_attempt');
+    const busy = next(cy, 'call_ended');
+    cy.call(bobId);
+    const tried = await attempt;
+    const refused = await busy;
+
+    // The call ends: both are free again, for Cy too.
+    const free = Promise.all([
+      next(cy, 'member_call', (d) => d.id === annId && !d.inCall),
+      next(cy, 'member_call', (d) => d.id === bobId && !d.inCall),
+    ]);
+    ann.hangUp();
+    await free;
+    const busyAfter = cy.inCall;
+    for (const c of [ann, bob, cy]) c.leave();
+    return {
+      busyNow, expectBusy: [annId, bobId].sort((a, b) => a - b), busyAfter, seenByCy: seenByCy.length,
+      media: { audio: media.audio, video: media.video, unavailable: media.unavailable },
+      tried, cyId: cy.you?.id, refused: refused.reason,
+    };
+  }, roomName('sdk-presence'));
+
+  expect(result.busyNow).toEqual(result.expectBusy);
+  expect(result.busyAfter).toEqual([]);
+  expect(result.seenByCy).toBeGreaterThanOrEqual(4);
+  expect(result.media).toEqual({ audio: false, video: false, unavailable: { audio: true, video: true } });
+  expect(result.tried).toEqual({ from: result.cyId, name: 'Cy' });
+  expect(result.refused).toBe('busy');
 });

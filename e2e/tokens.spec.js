@@ -109,3 +109,32 @@ test('a patient whose link allows no video and no screen: no camera, no such but
     await stopServer(server.proc);
   }
 });
+
+test('with a product\'s link the network check on the pre-join screen reaches the relay too (the token gets it TURN credentials)', async ({ browser }) => {
+  const turnPort = PORT - 4602;
+  const server = await startServer(LISTEN, ['--access', 'token', ...CREDENTIALS, '--allowed-origin', `http://${LISTEN}`, '--turn-listen', `127.0.0.1:${turnPort}`]);
+  try {
+    const room = `visit-${Date.now().toString(36)}`;
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(link(['--room', room, '--name', 'Patient Li', '--skip-lobby']));
+    await expect(page.getByText('You are Patient Li')).toBeVisible();
+    // Back on the pre-join screen, the page still holds its link's token.
+    await page.getByRole('button', { name: 'Leave room' }).click();
+    await page.getByRole('region', { name: 'Before you join' }).getByRole('button', { name: 'Test my connection' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Your connection' });
+    await expect(dialog.getByRole('status')).toHaveText(/^Check finished\./, { timeout: 30_000 });
+    await expect(dialog.locator('dt:text-is("Relay over UDP") + dd')).toHaveText('reachable');
+    await expect(dialog.locator('dt:text-is("Relay over TCP") + dd')).toHaveText('reachable');
+    await expect(dialog.getByRole('status')).toContainText('calls should connect');
+
+    // Without a token, on the same server: STUN alone (the relay is for the links' holders).
+    const stranger = await (await browser.newContext()).newPage();
+    await stranger.goto(`http://${LISTEN}/`);
+    await stranger.getByRole('button', { name: 'Test my connection' }).click();
+    const theirs = stranger.getByRole('dialog', { name: 'Your connection' });
+    await expect(theirs.getByRole('status')).toHaveText(/^Check finished\./, { timeout: 30_000 });
+    await expect(theirs.locator('dt:text-is("Relay over UDP") + dd')).toHaveText('not offered by this server');
+  } finally {
+    await stopServer(server.proc);
+  }
+});

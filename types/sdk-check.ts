@@ -24,7 +24,7 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const eventsMatch: Same<keyof ClientEvents, keyof sdk.ClientEvents> = true;
 const detailsMatch: { [K in keyof ClientEvents]: Same<ClientEvents[K], sdk.ClientEvents[K]> } = {
   state: true, connection: true, member_joined: true, member_left: true, member_updated: true,
-  member_state: true, knock: true, knock_ended: true, room_state: true, incoming: true,
+  member_state: true, member_call: true, call_attempt: true, knock: true, knock_ended: true, room_state: true, incoming: true,
   ringing: true, accepted: true, connected: true, call_ended: true, local_stream: true,
   local_media: true, remote_stream: true, remote_screen: true, remote_media: true,
   connection_state: true, quality: true, chat: true, mute_request: true, error: true,
@@ -45,6 +45,9 @@ async function productPage(video: HTMLVideoElement): Promise<void> {
   await client.setCameraOff(false);
   await client.shareScreen(false);
   client.sendChat('hello');
+  client.on('call_attempt', ({ name }) => console.info(`${name} tried to call you`));
+  const busy: number[] = client.inCall;
+  void busy;
   const call: sdk.CallInfo | null = client.activeCall;
   if (call?.status === 'connected') client.hangUp();
   client.leave();

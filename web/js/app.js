@@ -1185,7 +1185,8 @@ function showDialog(dialog, open) {
 createButton.onclick = onCreate;
 /** @type {NetcheckView | null} made when first opened */
 let netcheck = null;
-byId('netcheck-open').onclick = () => (netcheck ??= new NetcheckView()).open(byId('netcheck-open'));
+byId('netcheck-open').onclick = () =>
+  (netcheck ??= new NetcheckView(() => accessTokens.get(roomInput.value.trim()) || accessTokens.get(roomFromPath()))).open(byId('netcheck-open'));
 roomInput.addEventListener('input', () => render());
 byId('leave').onclick = () => resetToLanding(null);
 byId('waiting-leave').onclick = () => resetToLanding(null);

@@ -3,8 +3,9 @@
 //! network reaches — one RTCPeerConnection per URL, gathering candidates with credentials that
 //! live a minute (`/netcheck/ice`) — the round-trip time to the server, and a short download
 //! and upload estimate over bounded HTTP bodies (`/netcheck/download`, `/netcheck/upload`;
-//! docs/protocol.md). `runNetcheck` touches no DOM; `NetcheckView` shows it in a dialog, from
-//! the landing page and the pre-join screen.
+//! docs/protocol.md). `runNetcheck` touches no DOM; `NetcheckView` shows it in a dialog opened
+//! from the pre-join screen. On a server with `--access token` the page's token (a product's
+//! link) gets it TURN credentials.
 
 import { t } from './i18n.js';
 
@@ -125,10 +126,13 @@ function mbps(bytes, ms, rttMs) {
 /**
  * Runs the whole check. `onProgress` is told each part as it is known.
  * @param {(partial: Partial<NetcheckResult>) => void} [onProgress]
+ * @param {string} [accessToken] an access token this page holds (a product's link): on a server
+ *   with `--access token` only its holder gets TURN credentials, as only its holder may relay
  * @returns {Promise<NetcheckResult>}
  */
-export async function runNetcheck(onProgress = () => {}) {
-  const response = await fetch('/netcheck/ice', { cache: 'no-store' });
+export async function runNetcheck(onProgress = () => {}, accessToken = '') {
+  const headers = accessToken ? { Authorization: `Bearer ${accessToken}` } : undefined;
+  const response = await fetch('/netcheck/ice', { cache: 'no-store', headers });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     throw new Error(body.error ?? `HTTP ${response.status}`);
@@ -180,7 +184,9 @@ const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 /** The check in its dialog: run on opening, again on "Check again"; Escape or Close shut it. */
 export class NetcheckView {
-  constructor() {
+  /** @param {() => string} [accessToken] the access token the page holds for its room, if any */
+  constructor(accessToken = () => '') {
+    this.accessToken = accessToken;
     this.dialog = /** @type {HTMLDialogElement} */ (byId('netcheck'));
     this.list = byId('netcheck-results');
     this.status = byId('netcheck-status');
@@ -222,7 +228,7 @@ export class NetcheckView {
       this.finished = await runNetcheck((partial) => {
         this.result = partial;
         this.render();
-      });
+      }, this.accessToken());
     } catch (err) {
       this.error = err instanceof Error ? err.message : String(err);
     }

@@ -52,6 +52,8 @@ import { openLocalMedia } from './media.js';
  * @property {{member: Member}} member_left
  * @property {{member: Member}} member_updated
  * @property {{id: number, state: 'online' | 'reconnecting'}} member_state
+ * @property {{id: number, inCall: boolean}} member_call
+ * @property {{from: number, name: string}} call_attempt
  * @property {{member: Member}} knock
  * @property {{id: number, outcome: import('./protocol.js').KnockOutcome, by?: number}} knock_ended
  * @property {RoomState} room_state
@@ -64,7 +66,7 @@ import { openLocalMedia } from './media.js';
  * @property {MediaState & {problems: MediaProblem[]}} local_media
  * @property {{peer: number, stream: MediaStream}} remote_stream
  * @property {{peer: number, stream: MediaStream | null}} remote_screen
- * @property {{peer: number} & MediaState} remote_media
+ * @property {{peer: number, unavailable: {audio: boolean, video: boolean}} & MediaState} remote_media
  * @property {{peer: number, state: RTCPeerConnectionState}} connection_state
  * @property {{peer: number, level: 0 | 1 | 2 | 3 | 4 | null, sample: import('./quality.js').QualitySample}} quality
  * @property {ChatEntry & {history: boolean}} chat
@@ -133,6 +135,8 @@ export class Client extends EventTarget {
     this.memberMap = new Map();
     /** @type {Map<number, Member>} for hosts: who knocks at the lobby */
     this.knockMap = new Map();
+    /** @type {Set<number>} the members in a call (1:1 or the group's), us included */
+    this.inCallIds = new Set();
     /** @type {RoomState | null} */
     this.roomState = null;
     /** @type {RTCIceServer[]} */
@@ -197,6 +201,11 @@ export class Client extends EventTarget {
     return [...this.memberMap.values()];
   }
 
+  /** The ids of the members in a call (1:1 or the room's group call), us included: busy. @returns {number[]} */
+  get inCall() {
+    return [...this.inCallIds];
+  }
+
   /** For hosts: who waits in the lobby, in knock order. @returns {Member[]} */
   get knocks() {
     return [...this.knockMap.values()];
@@ -243,6 +252,7 @@ export class Client extends EventTarget {
     this.you = msg.you;
     this.memberMap.clear();
     this.knockMap.clear();
+    this.inCallIds.clear();
     if (msg.type === 'waiting') {
       this.state = 'waiting';
       this.emit('state', { state: 'waiting' });
@@ -254,6 +264,7 @@ export class Client extends EventTarget {
     this.roomState = msg.state;
     if (msg.hostKey) this.hostKey = msg.hostKey;
     for (const m of msg.members) this.memberMap.set(m.id, m);
+    for (const id of msg.inCall ?? []) this.inCallIds.add(id);
     this.emit('state', { state: 'admitted' });
     for (const entry of msg.chat) this.emit('chat', { ...entry, history: true });
   }
@@ -313,6 +324,7 @@ export class Client extends EventTarget {
       case 'member_left': {
         const member = this.memberMap.get(msg.id) ?? { id: msg.id, name: '', host: false };
         this.memberMap.delete(msg.id);
+        this.inCallIds.delete(msg.id);
         return this.emit('member_left', { member });
       }
       case 'member_updated':
@@ -323,6 +335,13 @@ export class Client extends EventTarget {
         // Their page reloaded: its end of our peer connection is gone; make ours again.
         if (msg.reloaded && this.current?.peer === msg.id) this.media?.renew(msg.id);
         return this.emit('member_state', { id: msg.id, state: msg.state });
+      case 'member_call':
+        if (msg.inCall) this.inCallIds.add(msg.id);
+        else this.inCallIds.delete(msg.id);
+        return this.emit('member_call', { id: msg.id, inCall: msg.inCall });
+      case 'call_attempt':
+        // Someone rang while we were busy: the server told them `busy`, and us who it was.
+        return this.emit('call_attempt', { from: msg.from, name: msg.name });
       case 'host_key':
         this.hostKey = msg.hostKey;
         return;
@@ -486,12 +505,13 @@ export class Client extends EventTarget {
         this.remoteScreen = stream;
         this.emit('remote_screen', { peer: id, stream });
       },
-      remoteMedia: (id, state) => {
+      remoteMedia: (id, state, unavailable) => {
         if (!state.screen && this.remoteScreen) {
           this.remoteScreen = null;
           this.emit('remote_screen', { peer: id, stream: null });
         }
-        this.emit('remote_media', { peer: id, ...state });
+        // `unavailable`: their camera or microphone could not open (not merely turned off).
+        this.emit('remote_media', { peer: id, ...state, unavailable });
       },
       quality: (id, sample) => this.emit('quality', { peer: id, level: qualityLevel(sample), sample }),
       connectionState: (id, state) => {

@@ -12,7 +12,7 @@
 //!
 //! A call that pre-connects while it rings starts with no tracks at all (`start` with nulls:
 //! the transceivers are negotiated, ICE and DTLS complete, nothing is sent); the second
-//! `start`, on Accept, puts the tracks on the negotiated transceivers with replaceTrack.
+//! `start`, on Accept, puts the tracks on the negotiated transceivers with replaceTrack, at once.
 
 /**
  * @typedef {'audio' | 'video'} Kind
@@ -145,8 +145,10 @@ export class PeerCall {
   start(tracks) {
     this.local = { ...tracks };
     if (this.started) {
-      // In turn with the signals, so an offer being answered cannot miss the tracks.
-      this.queue = this.queue.then(() => this.attachLocalTracks()).catch((err) => console.warn('tracks failed', err));
+      // At once, not behind the signals in `queue` (an ICE restart's offer and answer, say):
+      // the negotiated transceivers take a track without renegotiation. An offer being answered
+      // meanwhile cannot miss the tracks either: `apply` attaches `this.local` again.
+      this.attachLocalTracks().catch((err) => console.warn('tracks failed', err));
       return;
     }
     this.started = true;
@@ -160,13 +162,14 @@ export class PeerCall {
 
   /**
    * After a call that pre-connected through the relay only is accepted: every candidate from
-   * now on, and (from the side that offers) an ICE restart, so ICE may find a direct path. The
-   * relayed path carries the media until then.
+   * now on (`restart` false), then (`restart` true, from the side that offers) an ICE restart,
+   * so ICE may find a direct path. The relayed path carries the media until then.
+   * @param {boolean} restart
    */
-  openPath() {
+  openPath(restart) {
     if (this.pc.signalingState === 'closed') return;
-    this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceTransportPolicy: 'all' });
-    if (!this.polite) this.pc.restartIce();
+    if (!restart) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceTransportPolicy: 'all' });
+    else if (!this.polite) this.pc.restartIce();
   }
 
   /**

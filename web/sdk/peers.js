@@ -29,6 +29,8 @@ import { QualityMeter } from './quality.js';
  * @property {() => void} localChange our media opened or changed (the others were told)
  * @property {(id: number, sample: import('./quality.js').QualitySample) => void} [quality] a new
  *   sample of the connection to that participant (every 2 s once it is up)
+ * @property {(id: number) => void} [activeSpeaker] the server's SFU hears this participant (or
+ *   us) speaking now (`active_speaker`)
  */
 
 /** What a call that rings tells nobody. @type {CallPeersEvents} */
@@ -106,7 +108,8 @@ export class CallPeers {
     // Connections made from now on (a reloaded peer's, `renew`) need no relay-only start.
     if (this.openPath) this.iceTransportPolicy = 'all';
     for (const [id, peer] of this.peers) {
-      if (this.openPath) peer.openPath();
+      // Our candidates from now on may be direct ones (the restart below gathers them).
+      if (this.openPath) peer.openPath(false);
       if (peer.remoteStream.getTracks().length) this.events.remoteStream(id, peer.remoteStream);
       this.events.connectionState(id, peer.pc.connectionState);
       if (peer.pc.connectionState === 'connected') this.connected(id, peer);
@@ -128,7 +131,12 @@ export class CallPeers {
       this.local = local;
       for (const peer of this.peers.values()) local.attach(peer);
       this.localChanged();
-    }).finally(() => this.resolveReady());
+    }).finally(() => {
+      // The direct path's ICE restart only once our tracks are on: its negotiation would
+      // otherwise go first on the connection's chain of operations, and the media wait for it.
+      if (this.openPath && !this.closed) for (const peer of this.peers.values()) peer.openPath(true);
+      this.resolveReady();
+    });
   }
 
   /**

@@ -100,6 +100,10 @@ export interface ClientEvents {
   member_left: { member: Member };
   member_updated: { member: Member };
   member_state: { id: number; state: 'online' | 'reconnecting' };
+  /** Someone (or we) went into a call, 1:1 or the group's (`inCall: true`), or left it. */
+  member_call: { id: number; inCall: boolean };
+  /** Someone called us while we were busy in a call (they were told `busy`). */
+  call_attempt: { from: number; name: string };
   knock: { member: Member };
   knock_ended: { id: number; outcome: 'admitted' | 'denied' | 'left'; by?: number };
   room_state: RoomState;
@@ -112,7 +116,9 @@ export interface ClientEvents {
   local_media: MediaState & { problems: MediaProblem[] };
   remote_stream: { peer: number; stream: MediaStream };
   remote_screen: { peer: number; stream: MediaStream | null };
-  remote_media: { peer: number } & MediaState;
+  /** `unavailable`: their camera or microphone could not be opened (no device, access refused),
+   * as opposed to turned off. */
+  remote_media: { peer: number; unavailable: { audio: boolean; video: boolean } } & MediaState;
   connection_state: { peer: number; state: RTCPeerConnectionState };
   /** Every 2 s once connected: how the connection to `peer` goes, and its bars (`qualityLevel`). */
   quality: { peer: number; level: 0 | 1 | 2 | 3 | 4 | null; sample: QualitySample };
@@ -146,6 +152,8 @@ export class Client extends EventTarget {
   readonly knocks: Member[];
   /** The 1:1 call, ringing or running, or null. */
   readonly activeCall: CallInfo | null;
+  /** The ids of the members in a call (1:1 or the group's), us included: who is busy. */
+  readonly inCall: number[];
 
   /** Calls `listener` with each `type` event's detail; returns a function that stops it. */
   on<K extends keyof ClientEvents>(type: K, listener: (detail: ClientEvents[K]) => void): () => void;
@@ -218,8 +226,9 @@ export class PeerCall {
   /** Sets the local tracks; the first call starts negotiation (nulls: negotiate, send nothing),
    * a later one puts the tracks on the negotiated transceivers (replaceTrack). */
   start(tracks: { audio: MediaStreamTrack | null; video: MediaStreamTrack | null }): void;
-  /** After a relay-only pre-connect: every candidate from now on, and an ICE restart. */
-  openPath(): void;
+  /** After a relay-only pre-connect: every candidate from now on (`restart` false), then, once
+   * the tracks are on, an ICE restart from the side that offers (`restart` true). */
+  openPath(restart: boolean): void;
   handle(signal: { description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit | null }): Promise<void>;
   replaceTrack(kind: 'audio' | 'video', track: MediaStreamTrack | null): Promise<void>;
   shareScreen(track: MediaStreamTrack | null): Promise<void>;

@@ -24,6 +24,7 @@ mod per_ip;
 mod persist;
 mod plain_http;
 mod sfu;
+mod sfu_tcp;
 mod sniff;
 mod tls;
 pub mod token;
@@ -328,6 +329,14 @@ impl App {
             Some(config) => Some(cluster::Cluster::start(config, hub.clone(), turn.clone()).await?),
             None => None,
         };
+        // With `--access token` (which needs credentials, checked above) only a token's
+        // holder may relay, in a call or in the network check.
+        let netcheck_turn = match (&settings.access, &credentials) {
+            (config::Access::Token, Some(credentials)) => {
+                netcheck::TurnFor::TokenHolders(credentials.clone())
+            }
+            _ => netcheck::TurnFor::Anyone,
+        };
         let state = AppState {
             cluster,
             api: api::Api::new(
@@ -359,7 +368,7 @@ impl App {
             store,
             netcheck: netcheck::Netcheck::new(
                 minter,
-                settings.access != config::Access::Token,
+                netcheck_turn,
                 settings.netcheck_per_minute,
                 settings.netcheck_max_bytes,
                 settings.trusted_proxies.clone().into(),

@@ -24,6 +24,7 @@ use visavis_turn::Cidr;
 use crate::admission::client_ip;
 use crate::http_error::HttpError;
 use crate::ice::IceMinter;
+use crate::token::{self, ApiCredentials};
 
 /// How long the check's TURN credentials may open relays: long enough to gather, too short to
 /// be worth taking for calls.
@@ -87,14 +88,25 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Who the check's TURN credentials are for.
+#[derive(Clone)]
+pub enum TurnFor {
+    /// Any page (`--access open` or `private`: anyone may join a room and relay).
+    Anyone,
+    /// A page with a valid access token of these credentials, as `Authorization: Bearer
+    /// <token>` (`--access token`): the same people who may relay once they join.
+    TokenHolders(ApiCredentials),
+}
+
 /// What the check's handlers share.
 #[derive(Clone)]
 pub struct Netcheck {
     /// STUN/TURN URLs and their secret; `None` without any.
     ice: Option<IceMinter>,
-    /// Whether anyone may have TURN credentials (not with `--access token`: there only a
-    /// token's holder may relay; the check then tries STUN alone).
-    turn_for_anyone: bool,
+    /// Who may have TURN credentials: anyone, or (with `--access token`) only a page that
+    /// holds one of this server's access tokens, as the people who may relay do; without
+    /// one the check tries STUN alone.
+    turn_for: TurnFor,
     max_bytes: u64,
     budget: Arc<Mutex<Budget>>,
     /// Off with `--netcheck-per-minute 0`.
@@ -105,7 +117,7 @@ pub struct Netcheck {
 impl std::fmt::Debug for Netcheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Netcheck")
-            .field("turn_for_anyone", &self.turn_for_anyone)
+            .field("turn_for_anyone", &matches!(self.turn_for, TurnFor::Anyone))
             .field("max_bytes", &self.max_bytes)
             .field("on", &self.on)
             .finish_non_exhaustive()
@@ -115,14 +127,14 @@ impl std::fmt::Debug for Netcheck {
 impl Netcheck {
     pub fn new(
         ice: Option<IceMinter>,
-        turn_for_anyone: bool,
+        turn_for: TurnFor,
         per_minute: u32,
         max_bytes: u64,
         trusted_proxies: Arc<[Cidr]>,
     ) -> Self {
         Self {
             ice,
-            turn_for_anyone,
+            turn_for,
             max_bytes,
             budget: Arc::new(Mutex::new(Budget::new(per_minute))),
             on: per_minute > 0,
@@ -193,9 +205,21 @@ async fn ice(
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let may_relay = match &check.turn_for {
+        TurnFor::Anyone => true,
+        TurnFor::TokenHolders(credentials) => match bearer(&headers) {
+            None => false,
+            // A token that is given must be good: a check that quietly skipped the relay
+            // would tell its holder the relay is out of reach.
+            Some(jwt) => match token::verified_claims(credentials, jwt, unix_now) {
+                Ok(_) => true,
+                Err(refusal) => return token_refused(refusal).into_response(),
+            },
+        },
+    };
     let servers: Vec<IceServer> = match &check.ice {
         None => Vec::new(),
-        Some(minter) if check.turn_for_anyone => {
+        Some(minter) if may_relay => {
             let mut tag = [0u8; 8];
             let _ = getrandom::fill(&mut tag);
             // Not `m<id>`: no member's relays, and nothing a member's leaving ends.
@@ -214,6 +238,25 @@ async fn ice(
         }))
         .into_response(),
     )
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// 401 with the code a `join` with that token gets (docs/protocol.md).
+fn token_refused(refusal: visavis_room::TokenRefusal) -> HttpError {
+    let (code, message) = match refusal {
+        visavis_room::TokenRefusal::Expired => ("token_expired", "the access token has expired"),
+        // No room is asked for here, so a token is never for the wrong one.
+        visavis_room::TokenRefusal::Invalid | visavis_room::TokenRefusal::WrongRoom => {
+            ("token_invalid", "the access token is not one of this server's")
+        }
+    };
+    HttpError::new(StatusCode::UNAUTHORIZED, code, message.into())
 }
 
 /// `bytes=<count>` of a query string.

@@ -165,19 +165,7 @@ pub fn verify(
     room: &str,
     now: u64,
 ) -> Result<Grant, TokenRefusal> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[credentials.key.as_str()]);
-    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    // Expiry is checked below against the core's clock, not the library's.
-    validation.validate_exp = false;
-    validation.leeway = 0;
-    let key = DecodingKey::from_secret(credentials.secret.as_bytes());
-    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .map_err(|_| TokenRefusal::Invalid)?
-        .claims;
-    if claims.exp <= now {
-        return Err(TokenRefusal::Expired);
-    }
+    let claims = verified_claims(credentials, token, now)?;
     if claims.room != room {
         return Err(TokenRefusal::WrongRoom);
     }
@@ -194,6 +182,25 @@ pub fn verify(
             screen: claims.permissions.screen,
         },
     })
+}
+
+/// The claims of `token` if it is this server's and unexpired at `now` (Unix seconds), for any
+/// room: what the pre-call network check asks of a token before its room is joined.
+pub fn verified_claims(credentials: &ApiCredentials, token: &str, now: u64) -> Result<Claims, TokenRefusal> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[credentials.key.as_str()]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    // Expiry is checked below against the core's clock, not the library's.
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    let key = DecodingKey::from_secret(credentials.secret.as_bytes());
+    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|_| TokenRefusal::Invalid)?
+        .claims;
+    if claims.exp <= now {
+        return Err(TokenRefusal::Expired);
+    }
+    Ok(claims)
 }
 
 /// The core's token check with these credentials.

@@ -1,6 +1,7 @@
 //! The pre-call network check's endpoints against a real server: credentials that open a relay
-//! on the embedded TURN server (and none with `--access token`), bounded bodies, the per-address
-//! budget, and the switch that turns it off — each with its error code.
+//! on the embedded TURN server (with `--access token`, only for a page holding a token),
+//! bounded bodies, the per-address budget, and the switch that turns it off — each with its
+//! error code.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +14,7 @@ use tower::ServiceExt;
 use visavis_turn::stun::Class;
 
 use super::turn::RawClient;
-use super::Server;
+use super::{tokens, Server};
 
 /// Sends `request` as if from `ip`; the status, the `retry-after` header and the body.
 async fn send(server: &Server, ip: [u8; 4], request: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
@@ -37,6 +38,13 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).expect("request")
 }
 
+fn with_bearer(uri: &str, token: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
 fn post(uri: &str, bytes: usize) -> Request<Body> {
     Request::post(uri)
         .body(Body::from(vec![7u8; bytes]))
@@ -52,7 +60,8 @@ const HERE: [u8; 4] = [127, 0, 0, 1];
 
 // The raw TURN client blocks on its socket: the server runs on other threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_checks_credentials_open_a_relay_for_a_minute_and_token_servers_give_stun_alone() {
+async fn the_checks_credentials_open_a_relay_for_a_minute_and_token_servers_give_them_to_token_holders_alone()
+{
     let server = Server::start(&["--turn-listen", "127.0.0.1:0", "--turn-secret", "it-secret"]).await;
     let port = server.turn.expect("TURN is on").udp.port();
     let (status, _, body) = send(&server, HERE, get("/netcheck/ice")).await;
@@ -95,11 +104,53 @@ async fn the_checks_credentials_open_a_relay_for_a_minute_and_token_servers_give
         "--access",
         "token",
         "--api-key",
-        "vv_it",
+        tokens::KEY,
         "--api-secret",
-        "0123456789abcdef0123456789abcdef-it",
+        tokens::SECRET,
     ])
     .await;
+    let port = server.turn.expect("TURN is on").udp.port();
+    // A page holding an access token (for any room: it has not joined yet) may relay, as it
+    // may once it joins: the check gets TURN credentials that open a relay.
+    let (patient, _) = tokens::mint(&["--room", "visit-7", "--name", "Patient Li"]);
+    let (status, _, body) = send(&server, HERE, with_bearer("/netcheck/ice", &patient)).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    let ice = &body["iceServers"][0];
+    assert!(
+        ice["urls"]
+            .as_array()
+            .expect("urls")
+            .iter()
+            .any(|u| u.as_str().is_some_and(|u| u.starts_with("turn:"))),
+        "{body}"
+    );
+    let mut turn = RawClient::new(port);
+    let nonce = turn.challenge();
+    let (username, password) = (
+        ice["username"].as_str().expect("username"),
+        ice["credential"].as_str().expect("credential"),
+    );
+    assert!(username.contains(":netcheck-"), "{username}");
+    assert_eq!(turn.allocate(username, password, &nonce), (Class::Success, None));
+    // A token that is not this server's, or has expired, is refused with join's codes.
+    let (forged, _) = tokens::mint_with(
+        "another-secret-of-at-least-32-chars!",
+        &["--room", "visit-7", "--name", "X"],
+    );
+    let (status, _, body) = send(&server, HERE, with_bearer("/netcheck/ice", &forged)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::UNAUTHORIZED, "token_invalid")
+    );
+    let (short, _) = tokens::mint(&["--room", "visit-7", "--name", "Late", "--ttl", "1s"]);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _, body) = send(&server, HERE, with_bearer("/netcheck/ice", &short)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::UNAUTHORIZED, "token_expired")
+    );
+    // Without a token: STUN alone, no credentials.
     let (status, _, body) = send(&server, HERE, get("/netcheck/ice")).await;
     assert_eq!(status, StatusCode::OK);
     let body: Value = serde_json::from_slice(&body).expect("json");

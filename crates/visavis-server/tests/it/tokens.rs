@@ -8,16 +8,16 @@ use visavis_protocol::{ErrorCode, RoomMsg, ServerMsg, SessionMsg, PROTOCOL_VERSI
 
 use super::{Server, TestClient};
 
-const KEY: &str = "vv_clinic";
-const SECRET: &str = "0123456789abcdef0123456789abcdef-clinic";
+pub(super) const KEY: &str = "vv_clinic";
+pub(super) const SECRET: &str = "0123456789abcdef0123456789abcdef-clinic";
 
 /// `visavis token` with `args`: the token and the link it printed.
-fn mint(args: &[&str]) -> (String, String) {
+pub(super) fn mint(args: &[&str]) -> (String, String) {
     mint_with(SECRET, args)
 }
 
 /// As [`mint`], signed with `secret`.
-fn mint_with(secret: &str, args: &[&str]) -> (String, String) {
+pub(super) fn mint_with(secret: &str, args: &[&str]) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_visavis"))
         .arg("token")
         .args(args)
