@@ -64,6 +64,20 @@ export function allowOnlyTcpOut(host, port) {
   execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
+/**
+ * A firewall in the namespace that drops every UDP packet going out (some corporate and guest
+ * networks): only TCP leaves. Undone with the namespace (`removeNetwork`).
+ */
+export function blockUdpOut() {
+  const rules = `table inet visavis_e2e_no_udp {
+    chain out {
+      type filter hook output priority 0; policy accept;
+      meta l4proto udp drop
+    }
+  }`;
+  execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
 /** Launch options for a Chromium that lives in the namespace. */
 export function chromiumInNamespace(/** @type {import('@playwright/test').LaunchOptions} */ base) {
   return {

@@ -1,14 +1,17 @@
 // @ts-check
 //! The SFU reached where UDP to it is not an option: a relay-only browser joins a group call
-//! through the embedded TURN server, over UDP, TCP and TLS in turn. The SFU listens on
+//! through the embedded TURN server, over UDP, TCP and TLS in turn (the SFU listens on
 //! loopback, a range the relay refuses to reach for anyone else, so this also checks that the
-//! TURN server lets its own SFU through (and only it: see the TURN core's tests).
+//! TURN server lets its own SFU through, and only it: see the TURN core's tests); and a browser
+//! in a network namespace whose UDP is blocked, with no TURN server at all, joins over ICE-TCP
+//! on the SFU's port.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect } from '@playwright/test';
 import { expectDecoding, joinRoom, roomName, selectedPair, startServer, stopServer } from './support.js';
+import { HOST_IP, chromiumInNamespace, createNetwork, removeNetwork, blockUdpOut } from './netns.js';
 
 const BASE = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 40;
 const LISTEN = `127.0.0.1:${BASE}`;
@@ -96,3 +99,45 @@ for (const transport of ['udp', 'tcp', 'tls']) {
     }
   });
 }
+
+test('a browser whose UDP is blocked, with no TURN server, joins the SFU over ICE-TCP on its port', async ({ playwright }, testInfo) => {
+  test.setTimeout(120_000);
+  createNetwork();
+  const launch = /** @type {import('@playwright/test').LaunchOptions} */ (testInfo.project.use.launchOptions);
+  const options = { ...launch, args: [...(launch.args ?? []), '--ignore-certificate-errors'] };
+  /** @type {import('@playwright/test').Browser | null} */
+  let inside = null;
+  // HTTPS with its self-signed certificate (off loopback), the SFU on UDP and TCP of one
+  // port, no TURN server.
+  const own = await startServer(`${HOST_IP}:${BASE + 3}`, ['--max-seats-per-ip', '100'], { https: true });
+  try {
+    blockUdpOut();
+    inside = await playwright.chromium.launch(chromiumInNamespace(options));
+    const room = roomName('sfu-tcp');
+    const ann = await joinRoom(/** @type {import('@playwright/test').Browser} */ (chromium), 'Ann', room, { url: `${own.url}/` });
+    const bob = await joinRoom(inside, 'Bob', room, { url: `${own.url}/` });
+    await joinCall(ann);
+    await joinCall(bob);
+    await expectDecoding(bob, 'Ann');
+    await expectDecoding(ann, 'Bob');
+    const pair = await bob.evaluate(async () => {
+      // @ts-ignore: the app exposes its live peer connection as window.visavis.pc
+      const stats = await /** @type {RTCPeerConnection} */ (window.visavis.pc).getStats();
+      let found = null;
+      stats.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+          const p = stats.get(s.selectedCandidatePairId);
+          const remote = stats.get(p.remoteCandidateId);
+          found = { protocol: remote?.protocol, type: remote?.candidateType, port: remote?.port, tcpType: remote?.tcpType };
+        }
+      });
+      return found;
+    });
+    expect(pair).toMatchObject({ protocol: 'tcp', type: 'host' });
+    await ann.context().close();
+  } finally {
+    await inside?.close();
+    await stopServer(own.proc);
+    removeNetwork();
+  }
+});

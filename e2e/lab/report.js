@@ -126,6 +126,26 @@ qdisc on both of the router's links, the round trip with [delay.py](../e2e/lab/d
 holds every forwarded packet for half of it on an NFQUEUE (plain Python over netlink, nothing
 to install), and the blackout with a forward chain that drops everything.
 
+## Group calls: the paths to the SFU
+
+A group call's media goes between each browser and the SFU in visavis, not between browsers,
+and the SFU is reached the way a server is: the browser starts every connection, so no NAT
+stands in its way and only firewalls matter. The SFU is ICE-lite with candidates on one port
+number (\`--sfu-listen\`, 3479): UDP, and TCP (ICE-TCP, RFC 6544 passive, RFC 4571 framing).
+
+| client network | path to the SFU |
+| --- | --- |
+| open, cone, symmetric, IPv6 | direct over UDP |
+| tcp-only (no UDP out) | direct over TCP to the SFU's port (ICE-TCP), no relay needed |
+| tcp443 (only TCP 443 out) | relayed: TURN over TLS on 443, the relay forwarding to the SFU over UDP |
+| relay-only policy (\`iceTransportPolicy: 'relay'\`) | relayed: TURN over UDP, TCP or TLS |
+
+The embedded TURN server refuses loopback, private and other non-public peers, but permits the
+SFU's own address (exactly that address and port), so relayed browsers reach it even where the
+SFU's address is private. These paths are checked by [e2e/sfu-reach.spec.js](../e2e/sfu-reach.spec.js)
+(a relay-only browser over each TURN transport; a browser in a namespace with UDP dropped and
+no TURN server, over ICE-TCP), not by the lab's matrix above.
+
 ## Running it
 
 - \`npm run lab\` (as root): all ${matrix.results.length} calls of the matrix and all

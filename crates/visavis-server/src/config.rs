@@ -253,6 +253,17 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(2..=3600), help_heading = "SFU")]
     pub sfu_idle_timeout: u64,
 
+    /// ICE-TCP connections to the SFU (on --sfu-listen's port number, for browsers whose UDP
+    /// is blocked) one client address may hold; more are closed at once. 0 turns ICE-TCP off.
+    #[arg(long, env = "VISAVIS_SFU_TCP_PER_IP", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(0..=100_000), help_heading = "SFU")]
+    pub sfu_tcp_per_ip: u32,
+
+    /// ICE-TCP connections to the SFU in all; more are closed at once.
+    #[arg(long, env = "VISAVIS_SFU_TCP_MAX", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "SFU")]
+    pub sfu_tcp_max: u32,
+
     /// Chat messages each room keeps and sends to people who join.
     #[arg(long, env = "VISAVIS_CHAT_HISTORY", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]

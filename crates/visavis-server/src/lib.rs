@@ -24,6 +24,7 @@ mod per_ip;
 mod persist;
 mod plain_http;
 mod sfu;
+mod sfu_tcp;
 mod sniff;
 mod tls;
 pub mod token;

@@ -1,4 +1,5 @@
-//! The SFU's edge: one UDP socket and one task drive `visavis_sfu::Sfu`. What the room core
+//! The SFU's edge: one UDP socket, ICE-TCP on the same port number (`sfu_tcp.rs`) and one
+//! task drive `visavis_sfu::Sfu`. What the room core
 //! says about SFU calls (a participant's `sfu_description`, someone leaving the call) comes in
 //! over a channel from the hub's event hook, which must not block; the SFU's descriptions go
 //! back to the members through the hub, as the room core's `sfu_description` messages.
@@ -9,15 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use visavis_protocol::{CallId, Description, MemberId, Publish, SdpKind, SfuTrack, TrackSource};
 use visavis_room::Event;
 use visavis_sansio::Now;
-use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source};
+use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source, Transport};
 
 use crate::hub::Hub;
+use crate::sfu_tcp::{TcpEvent, TcpLimits};
 use crate::Settings;
 
 /// Datagrams read in one go before the task looks at its other inputs again.
@@ -74,10 +76,12 @@ impl SfuHandle {
     }
 }
 
-/// The bound socket and the SFU, until the hub exists to start them with.
+/// The bound sockets and the SFU, until the hub exists to start them with.
 #[derive(Debug)]
 pub struct SfuEdge {
     socket: UdpSocket,
+    /// ICE-TCP, unless `--sfu-tcp-per-ip 0`.
+    tcp: Option<(TcpListener, TcpLimits)>,
     sfu: Sfu,
     public_addr: SocketAddr,
     rx: mpsc::UnboundedReceiver<Command>,
@@ -87,9 +91,7 @@ impl SfuEdge {
     /// Binds the SFU's socket at `listen`; its candidate advertises `--public-ip` (or the
     /// listen IP, or this machine's outbound address when that is unspecified).
     pub async fn bind(listen: SocketAddr, settings: &Settings) -> anyhow::Result<(Self, SfuHandle)> {
-        let socket = UdpSocket::bind(listen).await.with_context(|| {
-            format!("cannot bind the SFU to udp {listen}: set --sfu-listen, or --group-media mesh")
-        })?;
+        let (socket, tcp_listener) = bind_both(listen, settings.sfu_tcp_per_ip > 0).await?;
         let bound = socket.local_addr()?;
         let ip = match settings.public_ip {
             Some(ip) => ip,
@@ -99,15 +101,28 @@ impl SfuEdge {
             )?,
         };
         let public_addr = SocketAddr::new(ip, bound.port());
+        let tcp = tcp_listener.map(|listener| {
+            let limits = TcpLimits {
+                per_ip: settings.sfu_tcp_per_ip as usize,
+                total: settings.sfu_tcp_max as usize,
+                idle: Duration::from_secs(settings.sfu_idle_timeout),
+            };
+            (listener, limits)
+        });
         let mut config = SfuConfig::new(public_addr);
+        config.ice_tcp = tcp.is_some();
         config.max_sessions = settings.sfu_max_sessions as usize;
         config.idle_timeout = Duration::from_secs(settings.sfu_idle_timeout);
         let sfu = Sfu::new(config).map_err(|e| anyhow::anyhow!("SFU: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tracing::info!("SFU on udp {bound}, advertised as {public_addr}");
+        tracing::info!(
+            "SFU on udp {bound}{}, advertised as {public_addr}",
+            if tcp.is_some() { " and tcp (ICE-TCP)" } else { "" }
+        );
         Ok((
             Self {
                 socket,
+                tcp,
                 sfu,
                 public_addr,
                 rx,
@@ -126,12 +141,18 @@ impl SfuEdge {
     }
 
     /// Runs the SFU until `shutdown`.
-    pub fn spawn(self, hub: Arc<Hub>, shutdown: CancellationToken) {
-        tokio::spawn(self.run(hub, shutdown));
+    pub fn spawn(mut self, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let (events, tcp_rx) = mpsc::channel(crate::sfu_tcp::INBOX_FRAMES);
+        if let Some((listener, limits)) = self.tcp.take() {
+            tokio::spawn(crate::sfu_tcp::accept(listener, limits, events, shutdown.clone()));
+        }
+        tokio::spawn(self.run(hub, tcp_rx, shutdown));
     }
 
-    async fn run(mut self, hub: Arc<Hub>, shutdown: CancellationToken) {
+    async fn run(mut self, hub: Arc<Hub>, mut tcp_rx: mpsc::Receiver<TcpEvent>, shutdown: CancellationToken) {
         let mut calls: HashMap<MemberId, CallId> = HashMap::new();
+        // ICE-TCP connections by the browser's address: where frames for it go.
+        let mut tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let deadline = self.sfu.poll_timeout();
@@ -158,13 +179,27 @@ impl SfuEdge {
                         }
                     }
                 }
+                Some(event) = tcp_rx.recv() => {
+                let now = Now::system();
+                match event {
+                    TcpEvent::Opened { peer, outbox } => {
+                        tcp.insert(peer, outbox);
+                    }
+                    TcpEvent::Frame { peer, data } => {
+                        self.sfu.handle_receive(now, Transport::Tcp, peer, self.public_addr, &data);
+                    }
+                    TcpEvent::Closed { peer } => {
+                        tcp.remove(&peer);
+                    }
+                }
+            }
                 () = sleep => {}
             }
             let now = Now::system();
             if self.sfu.poll_timeout().is_some_and(|at| at <= now.mono) {
                 self.sfu.handle_timeout(now);
             }
-            self.drain(&mut calls, &hub);
+            self.drain(&mut calls, &tcp, &hub);
         }
     }
 
@@ -204,15 +239,32 @@ impl SfuEdge {
         }
     }
 
-    fn drain(&mut self, calls: &mut HashMap<MemberId, CallId>, hub: &Hub) {
+    fn drain(
+        &mut self,
+        calls: &mut HashMap<MemberId, CallId>,
+        tcp: &HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+        hub: &Hub,
+    ) {
         while let Some(out) = self.sfu.poll_output() {
             match out {
                 Output::Transmit {
+                    transport: Transport::Udp,
                     destination,
                     contents,
                     ..
                 } => {
                     let _ = self.socket.try_send_to(&contents, destination);
+                }
+                Output::Transmit {
+                    transport: Transport::Tcp,
+                    destination,
+                    contents,
+                    ..
+                } => {
+                    // A full outbox drops the packet, as a congested UDP path would.
+                    if let Some(outbox) = tcp.get(&destination) {
+                        let _ = outbox.try_send(contents);
+                    }
                 }
                 Output::Description {
                     member,
@@ -268,4 +320,35 @@ fn may_publish(publish: Publish) -> Vec<Source> {
     .into_iter()
     .filter_map(|(may, source)| may.then_some(source))
     .collect()
+}
+
+/// Binds the SFU's UDP socket at `listen` and, with `tcp`, a TCP listener on the same port
+/// number. For port 0 the port is the UDP socket's: when TCP has that port taken already,
+/// another is tried (a few times).
+async fn bind_both(listen: SocketAddr, tcp: bool) -> anyhow::Result<(UdpSocket, Option<TcpListener>)> {
+    const TRIES: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let socket = UdpSocket::bind(listen).await.with_context(|| {
+            format!("cannot bind the SFU to udp {listen}: set --sfu-listen, or --group-media mesh")
+        })?;
+        if !tcp {
+            return Ok((socket, None));
+        }
+        let bound = socket.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(listener) => return Ok((socket, Some(listener))),
+            Err(e) if listen.port() == 0 && attempt < TRIES => {
+                tracing::debug!(error = %e, "SFU: tcp {bound} taken, trying another port");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot bind the SFU's ICE-TCP to tcp {bound}: free that port, or --sfu-tcp-per-ip 0"
+                    )
+                })
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{KeyframeRequestKind, MediaData, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use visavis_sansio::{Deadlines, Now};
 
@@ -47,6 +47,9 @@ pub struct SfuConfig {
     pub idle_timeout: Duration,
     /// Fewest time between two keyframe requests to one published track.
     pub keyframe_interval: Duration,
+    /// Whether the edge takes ICE-TCP on `public_addr`'s port: then every session offers a
+    /// passive TCP candidate there too (RFC 6544), for browsers whose UDP is blocked.
+    pub ice_tcp: bool,
 }
 
 /// Defaults of the flags, defined once.
@@ -64,9 +67,30 @@ impl SfuConfig {
             max_sessions: DEFAULT_MAX_SESSIONS as usize,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             keyframe_interval: KEYFRAME_INTERVAL,
+            ice_tcp: false,
         }
     }
 }
+
+/// How a datagram came or goes: over the SFU's UDP socket, or framed (RFC 4571) on an ICE-TCP
+/// connection to the same port number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Udp => Protocol::Udp,
+            Self::Tcp => Protocol::Tcp,
+        }
+    }
+}
+
+/// Where a session is reached: the transport and the browser's address on it.
+pub(crate) type Route = (Transport, SocketAddr);
 
 /// What a published track is, as the client shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,8 +131,9 @@ pub enum SdpKind {
 /// What the edge must do.
 #[derive(Debug)]
 pub enum Output {
-    /// Send a datagram.
+    /// Send a datagram (over TCP: framed, on the connection from `destination`).
     Transmit {
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         contents: Vec<u8>,
@@ -169,7 +194,7 @@ pub struct Sfu {
     sessions: Vec<Option<Session>>,
     free: Vec<Sid>,
     live: usize,
-    by_addr: HashMap<SocketAddr, Sid>,
+    by_addr: HashMap<Route, Sid>,
     by_ufrag: HashMap<String, Sid>,
     by_member: HashMap<MemberId, Sid>,
     /// Room name → key, and key → its sessions.
@@ -276,6 +301,15 @@ impl Sfu {
         let candidate = Candidate::host(self.config.public_addr, "udp")
             .map_err(|e| SfuError::BadDescription(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        if self.config.ice_tcp {
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(self.config.public_addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| SfuError::BadDescription(e.to_string()))?;
+            rtc.add_local_candidate(tcp);
+        }
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -346,7 +380,7 @@ impl Sfu {
         }
     }
 
-    /// A datagram arrived on the SFU's socket.
+    /// A datagram arrived on the SFU's UDP socket.
     pub fn handle_datagram(
         &mut self,
         now: Now,
@@ -354,7 +388,21 @@ impl Sfu {
         destination: SocketAddr,
         datagram: &[u8],
     ) {
-        let sid = match self.by_addr.get(&source) {
+        self.handle_receive(now, Transport::Udp, source, destination, datagram);
+    }
+
+    /// A datagram arrived over `transport` (for TCP: one RFC 4571 frame, from the connection
+    /// whose remote address is `source`).
+    pub fn handle_receive(
+        &mut self,
+        now: Now,
+        transport: Transport,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let route = (transport, source);
+        let sid = match self.by_addr.get(&route) {
             Some(&sid) => sid,
             None => match stun_local_ufrag(datagram).and_then(|u| self.by_ufrag.get(u)) {
                 Some(&sid) => sid,
@@ -367,7 +415,7 @@ impl Sfu {
         let input = Input::Receive(
             now.mono,
             Receive {
-                proto: Protocol::Udp,
+                proto: transport.protocol(),
                 source,
                 destination,
                 contents,
@@ -380,13 +428,13 @@ impl Sfu {
             return;
         }
         session.last_rx = now.mono;
-        let new_addr = session.remember_addr(source);
+        let new_addr = session.remember_addr(route);
         if let Err(e) = session.rtc.handle_input(input) {
             tracing::debug!(member = session.member, error = %e, "SFU session failed");
             session.rtc.disconnect();
         }
         if new_addr {
-            self.by_addr.insert(source, sid);
+            self.by_addr.insert(route, sid);
         }
         self.drive(now.mono, sid);
     }
@@ -527,6 +575,10 @@ impl Sfu {
             }
             match session.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => self.out.push_back(Output::Transmit {
+                    transport: match t.proto {
+                        Protocol::Udp => Transport::Udp,
+                        _ => Transport::Tcp,
+                    },
                     source: t.source,
                     destination: t.destination,
                     contents: t.contents.into(),

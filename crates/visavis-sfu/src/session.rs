@@ -3,14 +3,13 @@
 //! change after the browser's first offer, so the two sides never offer at once).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::Rtc;
 
-use crate::{MemberId, Sid, Source, TrackInfo};
+use crate::{MemberId, Route, Sid, Source, TrackInfo};
 
 /// How many addresses one session may be reached from (ICE candidate pairs the browser
 /// tried); more are not remembered, so a session cannot fill the address table.
@@ -80,7 +79,7 @@ pub(crate) struct Session {
     pub ufrag: String,
     pub rtc: Rtc,
     /// Addresses datagrams came from (and were accepted by the `Rtc`).
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<Route>,
     /// The last datagram from the browser, for the idle timeout.
     pub last_rx: Instant,
     pub pending: Option<SdpPendingOffer>,
@@ -272,7 +271,7 @@ impl Session {
             .map(|t| (t.origin, t.origin_mid))
     }
 
-    pub fn remember_addr(&mut self, addr: SocketAddr) -> bool {
+    pub fn remember_addr(&mut self, addr: Route) -> bool {
         if self.addrs.contains(&addr) || self.addrs.len() >= MAX_ADDRS {
             return false;
         }

@@ -10,7 +10,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use visavis_sansio::Now;
 
@@ -23,6 +23,8 @@ const STEP: Duration = Duration::from_millis(5);
 struct Client {
     member: MemberId,
     addr: SocketAddr,
+    /// Reaches the SFU over ICE-TCP only (its one candidate is an active TCP one).
+    tcp: bool,
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
     audio: Mid,
@@ -72,6 +74,16 @@ impl World {
         member: MemberId,
         may_publish: &[Source],
     ) -> Result<usize, SfuError> {
+        self.join_as(room, member, may_publish, false)
+    }
+
+    fn join_as(
+        &mut self,
+        room: &str,
+        member: MemberId,
+        may_publish: &[Source],
+        tcp: bool,
+    ) -> Result<usize, SfuError> {
         let addr: SocketAddr = format!("10.0.1.{}:5000", member).parse().unwrap();
         let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
@@ -79,7 +91,17 @@ impl World {
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(self.now.mono);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let candidate = if tcp {
+            Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Active)
+                .build()
+                .unwrap()
+        } else {
+            Candidate::host(addr, "udp").unwrap()
+        };
+        rtc.add_local_candidate(candidate);
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
@@ -89,6 +111,7 @@ impl World {
         self.clients.push(Client {
             member,
             addr,
+            tcp,
             rtc,
             pending: Some(pending),
             audio,
@@ -116,15 +139,17 @@ impl World {
                 busy = true;
                 match out {
                     Output::Transmit {
+                        transport,
                         source,
                         destination,
                         contents,
                     } => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
+                            assert_eq!(transport == Transport::Tcp, c.tcp, "the way it came");
                             let input = Input::Receive(
                                 self.now.mono,
                                 Receive {
-                                    proto: Protocol::Udp,
+                                    proto: transport.protocol(),
                                     source,
                                     destination,
                                     contents: contents.as_slice().try_into().unwrap(),
@@ -169,8 +194,17 @@ impl World {
                         RtcOutput::Transmit(t) => {
                             busy = true;
                             if t.destination == sfu_addr {
-                                self.sfu
-                                    .handle_datagram(self.now, t.source, t.destination, &t.contents);
+                                let transport = match t.proto {
+                                    Protocol::Udp => Transport::Udp,
+                                    _ => Transport::Tcp,
+                                };
+                                self.sfu.handle_receive(
+                                    self.now,
+                                    transport,
+                                    t.source,
+                                    t.destination,
+                                    &t.contents,
+                                );
                             }
                         }
                         RtcOutput::Timeout(_) => break,
@@ -281,6 +315,30 @@ fn rooms_are_apart() {
     assert!(w.client(1).received.is_empty());
     assert!(w.client(2).received.is_empty());
     assert!(w.client(1).tracks.is_empty());
+}
+
+#[test]
+fn a_browser_without_udp_reaches_the_sfu_over_ice_tcp() {
+    let mut w = World::new(|c| c.ice_tcp = true);
+    w.join("r", 1).unwrap();
+    w.join_as("r", 2, &Source::ALL, true).unwrap();
+    w.run(Duration::from_secs(2), true);
+    for (me, other) in [(1, 2), (2, 1)] {
+        let c = w.client(me);
+        assert!(c.connected, "{me} connected");
+        for source in [Source::Audio, Source::Camera] {
+            let got = c.received.get(&(other, source)).copied().unwrap_or(0);
+            assert!(got > 50, "{me} got {got} {source:?} frames of {other}");
+        }
+    }
+}
+
+#[test]
+fn without_ice_tcp_a_tcp_only_browser_does_not_connect() {
+    let mut w = World::new(|_| {});
+    w.join_as("r", 2, &Source::ALL, true).unwrap();
+    w.run(Duration::from_secs(1), true);
+    assert!(!w.client(2).connected);
 }
 
 #[test]

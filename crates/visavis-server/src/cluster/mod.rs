@@ -155,6 +155,11 @@ impl Cluster {
         // A dead holder's lease runs out within its TTL; give it twice that and more (a busy
         // node, a renewal in flight): a waiting connection costs little, a refused one a retry.
         let deadline = Instant::now() + 2 * self.config.lease_ttl + Duration::from_secs(3);
+        // A private room is only ever made by `create`, on the node it reached, which takes its
+        // lease at its next write (within FLUSH_EVERY): until then a guest's first knock may
+        // find no holder and no state. Give the creating node that long (and a busy machine's
+        // margin) before answering here that no such room exists.
+        let wait_for_creator = Instant::now() + CREATOR_LEASE_WAIT;
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             let holder = match self.store.holder(&room).await {
                 Ok(holder) => holder,
@@ -175,7 +180,8 @@ impl Cluster {
                     return crate::connection::serve(ws, self.hub.clone(), ip, Some(first)).await;
                 }
                 Decision::Acquire => {
-                    if !self.acquire(&room).await {
+                    let patient = Instant::now() < wait_for_creator;
+                    if !self.acquire(&room, patient).await {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -207,8 +213,9 @@ impl Cluster {
     }
 
     /// Takes `room`'s lease if nobody holds it, and its stored state (a node held it before);
-    /// whether this node holds it now.
-    async fn acquire(&self, room: &str) -> bool {
+    /// whether this node holds it now. With `patient`, a private room with no stored state
+    /// (one just made on another node, whose lease comes with its first write) is left alone.
+    async fn acquire(&self, room: &str, patient: bool) -> bool {
         let _one_at_a_time = self.adopting.lock().await;
         if lock(&self.leases).holds(room) {
             return true;
@@ -231,6 +238,14 @@ impl Cluster {
                 return false;
             }
         };
+        if stored.is_none()
+            && patient
+            && visavis_room::is_private_id(room)
+            && !self.hub.room_ids().iter().any(|r| r == room)
+        {
+            let _ = self.store.release(&[room.to_owned()], &self.node).await;
+            return false;
+        }
         if let Some(bytes) = stored {
             match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(snapshot) => {
@@ -400,6 +415,10 @@ impl Cluster {
         }
     }
 }
+
+/// How long a connection for a private room nobody holds waits for the node that made it
+/// (`create`) to take its lease: a few of that node's writes (`FLUSH_EVERY`).
+const CREATOR_LEASE_WAIT: Duration = Duration::from_millis(1000);
 
 /// The first text frame of a new connection; `None` if it closed first.
 async fn first_text(ws: &mut WebSocket) -> Option<String> {

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use visavis_client::{Client, ClientError};
-use visavis_protocol::{Description, EndReason, ErrorCode, Presence, RoomMsg, SdpKind, ServerMsg};
+use visavis_protocol::{
+    Description, EndReason, ErrorCode, KnockOutcome, Presence, RoomMsg, SdpKind, ServerMsg, SessionMsg,
+    PROTOCOL_VERSION,
+};
 
 use super::binary::Binary;
 use super::outside::{free_ports, installed, Scratch};
@@ -224,6 +227,145 @@ async fn members_on_two_nodes_call_chat_and_share_the_last_seat() {
         }
     }
     assert_eq!(seated, 1, "the last seat went to one of them");
+}
+
+/// A client of node `url` from 127.0.0.`n` (so that per-address rules such as "must knock
+/// again" see people apart, through the forwarding too).
+async fn from(url: &str, n: u8) -> TestClient {
+    let source = Some(std::net::IpAddr::from([127, 0, 0, n]));
+    TestClient::new(Client::connect_from(url, source).await.expect("connect"))
+}
+
+/// A private room made on node 1, its guests on node 2 (forwarded to the room's node): the
+/// lobby, admit and deny, the lock, the host link and the capacity (of the room and of its
+/// lobby) hold as on one node; a guest who knocks at once, before the creating node's next lease
+/// round, still reaches the room.
+#[tokio::test]
+async fn a_private_room_across_nodes_keeps_its_lobby_lock_and_capacity() {
+    if !parts() {
+        return;
+    }
+    let dir = Scratch::new("cluster-private");
+    let [redis_port, p1, p2] = free_ports();
+    let _redis = redis(redis_port, &dir.0).await;
+    let n1 = node(p1, redis_port, &["--room-capacity", "2"]).await;
+    let n2 = node(p2, redis_port, &["--room-capacity", "2"]).await;
+    let (u1, u2) = (n1.url(), n2.url());
+
+    let mut doctor = from(&u1, 2).await;
+    doctor
+        .send(SessionMsg::Create {
+            version: PROTOCOL_VERSION,
+            name: "Dr. Zhang".into(),
+        })
+        .await;
+    let (room, key, doctor_id) =
+        expect!(doctor, ServerMsg::Joined { room, host_key, you, .. } => (room, host_key, you.id));
+    let key = key.expect("the host's key");
+
+    // At once, on the other node: the patient waits in the room's lobby, seeing nothing of it.
+    let mut patient = from(&u2, 3).await;
+    patient.send(join(&room, "Patient Li")).await;
+    let patient_id = expect!(patient, ServerMsg::Waiting { you, .. } => you.id);
+    expect!(doctor, ServerMsg::Knock { member } if member.id == patient_id);
+    patient
+        .send_numbered(RoomMsg::Chat {
+            text: "hello?".into(),
+        })
+        .await;
+    expect!(
+        patient,
+        ServerMsg::Error {
+            code: ErrorCode::NotAdmitted,
+            ..
+        }
+    );
+
+    // A stranger (node 2) knocks and is denied; the lobby holds two at most (the capacity).
+    let mut stranger = from(&u2, 4).await;
+    stranger.send(join(&room, "Stranger")).await;
+    let stranger_id = expect!(stranger, ServerMsg::Waiting { you, .. } => you.id);
+    expect!(doctor, ServerMsg::Knock { member } if member.id == stranger_id);
+    let mut third = from(&u2, 5).await;
+    third.send(join(&room, "Third")).await;
+    expect!(
+        third,
+        ServerMsg::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }
+    );
+    doctor.send_numbered(RoomMsg::Deny { id: stranger_id }).await;
+    expect!(stranger, ServerMsg::Denied { .. });
+    expect!(
+        doctor,
+        ServerMsg::KnockEnded {
+            outcome: KnockOutcome::Denied,
+            ..
+        }
+    );
+
+    // Admitted (from node 1), the patient (node 2) is in the room.
+    doctor.send_numbered(RoomMsg::Admit { id: patient_id }).await;
+    let members = expect!(patient, ServerMsg::Joined { members, .. } => members);
+    assert_eq!(
+        members.iter().map(|m| (m.id, m.host)).collect::<Vec<_>>(),
+        [(doctor_id, true)]
+    );
+    expect!(
+        doctor,
+        ServerMsg::KnockEnded {
+            outcome: KnockOutcome::Admitted,
+            ..
+        }
+    );
+    expect!(doctor, ServerMsg::MemberJoined { member } if member.id == patient_id);
+
+    // Full: even the host's second device (node 2) gets no seat.
+    let host_join = |name: &str| SessionMsg::Join {
+        version: PROTOCOL_VERSION,
+        room: room.clone(),
+        name: name.into(),
+        host_key: Some(key.clone()),
+        access_token: None,
+    };
+    let mut second_device = from(&u2, 6).await;
+    second_device.send(host_join("Dr. Zhang")).await;
+    expect!(
+        second_device,
+        ServerMsg::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }
+    );
+
+    // Locked (from node 2's patient's view too): a newcomer on node 2 is refused.
+    doctor
+        .send_numbered(RoomMsg::RoomSettings {
+            lobby: None,
+            locked: Some(true),
+            share_history: None,
+        })
+        .await;
+    expect!(doctor, ServerMsg::RoomState(state) if state.locked);
+    expect!(patient, ServerMsg::RoomState(state) if state.locked);
+    let mut late = from(&u2, 7).await;
+    late.send(join(&room, "Late")).await;
+    expect!(
+        late,
+        ServerMsg::Error {
+            code: ErrorCode::RoomLocked,
+            ..
+        }
+    );
+
+    // The patient leaves: the seat is free again, and the host link (node 2) takes it, locked
+    // or not.
+    patient.send_numbered(RoomMsg::Leave).await;
+    expect!(doctor, ServerMsg::MemberLeft { .. });
+    let mut second_device = from(&u2, 6).await;
+    second_device.send(host_join("Dr. Zhang")).await;
+    expect!(second_device, ServerMsg::Joined { you, .. } if you.host && you.name == "Dr. Zhang (2)");
 }
 
 /// The room's node dies (SIGKILL) or stops (SIGTERM) during a cross-node call: both clients
@@ -602,9 +744,15 @@ async fn relay_latency() {
     for (alice, _) in &mut pairs {
         next_of!(alice, ServerMsg::MemberJoined { .. });
     }
+    let pids = [n1.child.id(), n2.child.id()];
     let mut samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    // CPU of both nodes (all their threads) while each room's messages were relayed: exact
+    // (scheduler nanoseconds), and utime + stime (clock ticks) as a cross-check.
+    let mut cpu_ns = [0u64; 2];
+    let mut cpu_ticks = [0u64; 2];
     for round in 0..ROUNDS {
         for (which, (alice, bob)) in pairs.iter_mut().enumerate() {
+            let (ns_before, ticks_before) = (cpu_ns_of(&pids), cpu_ticks_of(&pids));
             for i in 0..PER_ROUND {
                 let text = format!("{round}-{i}");
                 let sent = Instant::now();
@@ -613,17 +761,81 @@ async fn relay_latency() {
                 samples[which].push(sent.elapsed());
                 next_of!(alice, ServerMsg::Chat(_));
             }
+            cpu_ns[which] += cpu_ns_of(&pids) - ns_before;
+            cpu_ticks[which] += cpu_ticks_of(&pids) - ticks_before;
         }
     }
-    for (name, mut s) in ["one node", "across two nodes"].into_iter().zip(samples) {
+    // The background (lease renewals, heartbeats, the last writes), for comparison: 2 s idle.
+    let idle_before = cpu_ns_of(&pids);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "relay latency: both nodes idle use {:.2} ms of CPU a second",
+        (cpu_ns_of(&pids) - idle_before) as f64 / 2e6
+    );
+    let ticks_per_s = clock_ticks_per_second();
+    for (which, (name, mut s)) in ["one node", "across two nodes"]
+        .into_iter()
+        .zip(samples)
+        .enumerate()
+    {
         s.sort();
         let pct = |p: f64| s[((s.len() as f64 * p) as usize).min(s.len() - 1)].as_secs_f64() * 1000.0;
+        let messages = s.len() as f64;
         println!(
-            "relay latency, {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms ({} messages)",
+            "relay latency, {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms ({} messages); \
+             CPU of both nodes per relayed message: {:.1} µs (utime+stime: {:.1} µs)",
             pct(0.5),
             pct(0.9),
             pct(0.99),
-            s.len()
+            s.len(),
+            cpu_ns[which] as f64 / 1000.0 / messages,
+            cpu_ticks[which] as f64 * 1e6 / ticks_per_s / messages,
         );
     }
+}
+
+/// Nanoseconds the processes `pids` have run on a CPU so far, all threads (the first field of
+/// each `/proc/<pid>/task/<tid>/schedstat`).
+fn cpu_ns_of(pids: &[u32]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// utime + stime of the processes `pids` so far, in clock ticks (`/proc/<pid>/stat`, fields
+/// 14 and 15; the name in parentheses may hold spaces, so fields count from its end).
+fn cpu_ticks_of(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            field(11) + field(12)
+        })
+        .sum()
+}
+
+/// The kernel's clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }

@@ -118,6 +118,8 @@ struct Server {
     /// The metrics routes (`--metrics-listen`), likewise.
     metrics: Router,
     turn: Option<visavis_server::TurnAddrs>,
+    /// The SFU's UDP (and ICE-TCP) address, if group calls use it.
+    sfu: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     /// Its `--data-dir`, removed when the server is dropped.
@@ -175,6 +177,7 @@ impl Server {
             .expect("start");
         let addr = app.local_addr().expect("addr");
         let (router, metrics, turn) = (app.router(), app.metrics_router(), app.turn_addrs());
+        let sfu = app.sfu_addr();
         let task = tokio::spawn(app.serve());
         Self {
             addr,
@@ -182,6 +185,7 @@ impl Server {
             router,
             metrics,
             turn,
+            sfu,
             shutdown,
             task,
             _data: data,
