@@ -150,3 +150,118 @@ test('a shared screen goes through the SFU as one more track, seen by all and st
     await expectDecoding(page, 'Ann');
   }
 });
+
+/**
+ * What `page` receives of the video in the tile labelled `label` (by its track's inbound RTP
+ * statistics): frames so far, and their height now.
+ * @param {import('@playwright/test').Page} page
+ * @param {string} label
+ */
+function received(page, label) {
+  return page.getByLabel(label, { exact: true }).evaluate(async (v) => {
+    const stream = /** @type {MediaStream | null} */ (/** @type {HTMLVideoElement} */ (v).srcObject);
+    const track = stream?.getVideoTracks()[0];
+    // @ts-ignore: the app exposes its peer connection
+    const pc = /** @type {RTCPeerConnection | null} */ (window.visavis.pc);
+    let frames = 0;
+    let height = 0;
+    if (track && pc) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier === track.id) {
+          frames = s.framesReceived ?? 0;
+          height = s.frameHeight ?? 0;
+        }
+      });
+    }
+    return { frames, height };
+  });
+}
+
+/**
+ * The simulcast layers of the page's camera (outbound RTP streams with a rid), by rid, and
+ * how many of them have sent frames.
+ * @param {import('@playwright/test').Page} page
+ */
+function sentLayers(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore: the app exposes its peer connection
+    const pc = /** @type {RTCPeerConnection | null} */ (window.visavis.pc);
+    /** @type {string[]} */
+    const rids = [];
+    let sending = 0;
+    (await pc?.getStats())?.forEach((s) => {
+      if (s.type !== 'outbound-rtp' || s.kind !== 'video' || !s.rid) return;
+      rids.push(s.rid);
+      if ((s.framesEncoded ?? 0) > 0) sending += 1;
+    });
+    return `${rids.sort().join(',')} (${sending} sending)`;
+  });
+}
+
+/**
+ * Whether `page` highlights `name`'s tile as the one speaking.
+ * @param {import('@playwright/test').Page} page
+ * @param {string} name
+ */
+function highlights(page, name) {
+  return page.locator('.tile.speaking').getByLabel(name, { exact: true });
+}
+
+test('through the SFU: simulcast from each camera, the layer a tile needs, nothing to a hidden tile, the active speaker from the audio levels, one leaving seen by all', async ({ browser }) => {
+  test.setTimeout(150_000);
+  const room = roomName('sfu-layers');
+  const ann = await person(browser, 'Ann', room);
+  const bob = await person(browser, 'Bob', room);
+  const cy = await person(browser, 'Cy', room);
+  for (const page of [ann, bob, cy]) await joinCall(page);
+  await seesAndHears(bob, ['Ann', 'Cy']);
+  await seesAndHears(cy, ['Ann', 'Bob']);
+  await seesAndHears(ann, ['Bob', 'Cy']);
+
+  // Every camera goes up in three simulcast layers on the one connection (the top one only
+  // while the browser's bandwidth estimate allows: three Chromiums on a busy test machine
+  // often do not, so two must be sending).
+  for (const page of [ann, bob, cy]) await expect.poll(() => sentLayers(page), { timeout: 20_000 }).toMatch(/^f,h,q \([23] sending\)$/);
+
+  // At Bob, Ann pinned large and Cy in a small tile: Ann comes in a higher resolution.
+  await bob.getByRole('button', { name: 'Pin Ann' }).click();
+  await bob.getByLabel('Cy', { exact: true }).evaluate((v) => {
+    const tile = /** @type {HTMLElement} */ (v.closest('.tile'));
+    tile.style.width = '160px';
+    tile.style.justifySelf = 'start';
+  });
+  await expect.poll(async () => {
+    const [large, small] = [await received(bob, 'Ann'), await received(bob, 'Cy')];
+    return small.height > 0 && large.height > small.height;
+  }, { timeout: 45_000 }).toBe(true);
+  await expectDecoding(bob, 'Cy', 5);
+
+  // At Cy, Bob's tile goes off screen: its video stops coming, and comes back when shown.
+  await cy.getByLabel('Bob', { exact: true }).evaluate((v) => { /** @type {HTMLElement} */ (v.closest('.tile')).style.display = 'none'; });
+  await cy.waitForTimeout(1500);
+  const before = (await received(cy, 'Bob')).frames;
+  await cy.waitForTimeout(2000);
+  expect((await received(cy, 'Bob')).frames - before).toBeLessThanOrEqual(1);
+  await expect.poll(() => audioPackets(cy)).toBeGreaterThan(10); // Bob is still heard
+  await cy.getByLabel('Bob', { exact: true }).evaluate((v) => { /** @type {HTMLElement} */ (v.closest('.tile')).style.display = ''; });
+  await expect.poll(async () => (await received(cy, 'Bob')).frames, { timeout: 15_000 }).toBeGreaterThan(before + 10);
+
+  // Only Ann's microphone on (Chromium's fake one beeps): she is the speaker at the others.
+  for (const page of [bob, cy]) await page.getByRole('button', { name: 'Mute', exact: true }).click();
+  await expect(highlights(bob, 'Ann')).toBeVisible({ timeout: 15_000 });
+  await expect(highlights(cy, 'Ann')).toBeVisible();
+  // Ann mutes, Cy speaks: the highlight moves to Cy.
+  await ann.getByRole('button', { name: 'Mute', exact: true }).click();
+  await cy.getByRole('button', { name: 'Unmute', exact: true }).click();
+  await expect(highlights(bob, 'Cy')).toBeVisible({ timeout: 15_000 });
+  await expect(highlights(ann, 'Cy')).toBeVisible();
+  await expect(highlights(bob, 'Ann')).toHaveCount(0);
+
+  // Cy leaves: everyone sees it, still on one connection each.
+  await cy.getByRole('button', { name: 'Leave call' }).click();
+  for (const page of [ann, bob]) {
+    await expect(page.getByLabel('Cy', { exact: true })).toHaveCount(0);
+    expect(await openPcs(page)).toBe(1);
+  }
+  await expectDecoding(ann, 'Bob');
+});

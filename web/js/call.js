@@ -5,6 +5,9 @@
 //! with their tiles and the controls (mute, camera, screen sharing, device pickers, duration,
 //! connection state, hang-up / leave), and how each connection is going: bars on each remote
 //! tile, their details panel, and a warning when the network is poor (ours or theirs).
+//! Through the SFU: the active speaker as the server hears it, a grid paged PAGE_SIZE people
+//! at a time, and each tile's size and visibility told to the SFU (`setView`), so that it
+//! forwards the layer a tile needs and nothing to a tile off screen.
 
 import { CallPeers } from '../sdk/peers.js';
 import { SfuCall } from '../sdk/sfu.js';
@@ -25,6 +28,11 @@ import { QualityPanel } from './quality-panel.js';
  *            sample: import('../sdk/quality.js').QualitySample | null}} Remote
  * (`sample`: the connection's last few samples, steadied, for the bars and the warning)
  */
+
+/** People's tiles on one page of a group call's grid (screens are always shown). */
+export const PAGE_SIZE = 9;
+/** Most entries of one `sfu_view` (visavis-protocol's MAX_VIEW_TRACKS). */
+const MAX_VIEW_TRACKS = 100;
 
 /** @type {QualityPanel | null} made once, for every call of the page */
 let panel = null;
@@ -71,6 +79,12 @@ export class CallView {
     this.pinned = null;
     /** @type {number | null} whose connection the details panel shows */
     this.panelFor = null;
+    /** The page of the grid shown (from 0). */
+    this.page = 0;
+    /** @type {number | null} who the SFU hears speaking */
+    this.speakerId = null;
+    byId('page-prev').onclick = () => this.turnPage(-1);
+    byId('page-next').onclick = () => this.turnPage(1);
 
     this.dialog = /** @type {HTMLDialogElement} */ (byId('in-call'));
     this.stage = byId('call-stage');
@@ -125,6 +139,10 @@ export class CallView {
           this.render();
         },
         localChange: () => this.onLocalChange(),
+        activeSpeaker: (id) => {
+          this.speakerId = id;
+          this.render();
+        },
         quality: (id, sample) => {
           const r = remote(id);
           if (!r) return;
@@ -317,10 +335,52 @@ export class CallView {
     fillSelect(this.speakerSelect, speakers, this.speaker || this.speakerSelect.value);
   }
 
-  /** Twice a second: the duration, and who is speaking (loudest received audio). */
+  /** @param {number} step */
+  turnPage(step) {
+    this.page += step;
+    this.render();
+    this.reportView();
+  }
+
+  /**
+   * Through the SFU: tells it how big each remote tile is and whether it is on screen (on this
+   * page, inside the stage's scrolled view), visible ones first.
+   */
+  reportView() {
+    if (!(this.peers instanceof SfuCall)) return;
+    const stage = this.stage.getBoundingClientRect();
+    const ratio = window.devicePixelRatio || 1;
+    /** @type {import('../sdk/protocol.js').ViewTrack[]} */
+    const tracks = [];
+    /**
+     * @param {number} member
+     * @param {'camera' | 'screen'} source
+     * @param {Tile} tile
+     */
+    const add = (member, source, tile) => {
+      const r = tile.el.getBoundingClientRect();
+      const visible = tile.el.isConnected && r.width > 0 && r.height > 0
+        && r.bottom > stage.top && r.top < stage.bottom && r.right > stage.left && r.left < stage.right;
+      tracks.push({
+        member, source, visible,
+        width: Math.min(16384, Math.round(r.width * ratio)),
+        height: Math.min(16384, Math.round(r.height * ratio)),
+      });
+    };
+    for (const [id, remote] of this.remotes) {
+      add(id, 'camera', remote.tile);
+      if (remote.screen) add(id, 'screen', remote.screen);
+    }
+    tracks.sort((a, b) => Number(b.visible) - Number(a.visible));
+    this.peers.setView(tracks.slice(0, MAX_VIEW_TRACKS));
+  }
+
+  /** Twice a second: the duration, who is speaking (loudest received audio), the tiles' view. */
   async tick() {
     this.renderDuration();
     if (this.mode !== 'group') return;
+    this.reportView();
+    if (this.peers instanceof SfuCall) return; // the SFU says who speaks
     const levels = await this.peers.levels();
     for (const [id, remote] of this.remotes) remote.level = levels.get(id) ?? 0;
     this.render();
@@ -366,10 +426,22 @@ export class CallView {
     }
 
     // Tiles: shared screens first (large), then people; the pinned one leads.
-    const loudest = [...this.remotes.entries()].reduce(
+    const loudest = this.peers instanceof SfuCall ? this.speakerId : [...this.remotes.entries()].reduce(
       (best, [id, r]) => (r.level > 0.02 && r.level > best.level ? { id, level: r.level } : best),
       { id: -1, level: 0 },
     ).id;
+    // A large group's people come a page at a time: the pinned one and the speaker first.
+    const people = [...this.remotes.keys()].sort((a, b) =>
+      Number(String(b) === this.pinned) - Number(String(a) === this.pinned) || Number(b === loudest) - Number(a === loudest));
+    const pages = Math.max(1, Math.ceil(people.length / PAGE_SIZE));
+    this.page = Math.min(Math.max(this.page, 0), pages - 1);
+    const shown = new Set(people.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE));
+    byId('call-pager').hidden = pages === 1;
+    byId('page-label').textContent = t('pageOf', { page: String(this.page + 1), pages: String(pages) });
+    byId('page-prev').setAttribute('aria-label', t('pagePrev'));
+    byId('page-next').setAttribute('aria-label', t('pageNext'));
+    /** @type {HTMLButtonElement} */ (byId('page-prev')).disabled = this.page === 0;
+    /** @type {HTMLButtonElement} */ (byId('page-next')).disabled = this.page === pages - 1;
     /** @type {{key: string, el: HTMLElement}[]} */
     const order = [];
     if (this.local?.screen) {
@@ -393,7 +465,7 @@ export class CallView {
         pinned: this.pinned === String(id),
         host: this.isHost(id),
       });
-      order.push({ key: String(id), el: remote.tile.el });
+      if (shown.has(id)) order.push({ key: String(id), el: remote.tile.el });
     }
     this.localTile.render({ name: this.myName, audio: state.audio, video: state.video, host: this.isHost() });
     this.renderQuality();

@@ -29,6 +29,8 @@ import { QualityMeter } from './quality.js';
  * @property {() => void} localChange our media opened or changed (the others were told)
  * @property {(id: number, sample: import('./quality.js').QualitySample) => void} [quality] a new
  *   sample of the connection to that participant (every 2 s once it is up)
+ * @property {(id: number) => void} [activeSpeaker] the server's SFU hears this participant (or
+ *   us) speaking now (`active_speaker`)
  */
 
 /** What a call that rings tells nobody. @type {CallPeersEvents} */

@@ -21,6 +21,8 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{callId: number, participants: number[], media: 'sfu' | 'mesh'}} GroupCall
  * A track the SFU forwards: the mid of its m-line in our peer connection, whose, and what.
  * @typedef {{mid: string, member: number, source: 'audio' | 'camera' | 'screen'}} SfuTrack
+ * How we show one forwarded video (`sfu_view`): its tile's size in device pixels, on screen or not.
+ * @typedef {{member: number, source: 'camera' | 'screen', width: number, height: number, visible: boolean}} ViewTrack
  * @typedef {{seq: number, from: number, name: string, text: string, at: number}} ChatEntry
  * A room's kind and settings: made with `create` (private), guests wait in the lobby, nobody
  * new may enter (locked), people admitted later read the chat from before (shareHistory).
@@ -75,6 +77,7 @@ export const PROTOCOL_VERSION = 1;
  *            unavailable?: Unavailable}} MediaMsg
  * @typedef {{type: 'group_call'} & GroupCall} GroupCallMsg
  * @typedef {{type: 'sfu_description', callId: number, description: RTCSessionDescriptionInit, tracks: SfuTrack[]}} SfuDescriptionMsg
+ * @typedef {{type: 'active_speaker', callId: number, member: number}} ActiveSpeakerMsg
  * @typedef {{type: 'sfu_restart', callId: number}} SfuRestartMsg
  * @typedef {{type: 'chat'} & ChatEntry} ChatMsg
  * @typedef {{type: 'error', code: string, message: string, request?: string}} ErrorMsg
@@ -84,7 +87,7 @@ export const PROTOCOL_VERSION = 1;
  *           WaitingMsg | KnockMsg | KnockEndedMsg | DeniedMsg | RemovedMsg | RoomEndedMsg |
  *           MuteRequestMsg | MemberUpdatedMsg | HostKeyMsg | RoomStateMsg |
  *           RingingMsg | IncomingMsg | AcceptedMsg | CallEndedMsg | DescriptionMsg | CandidateMsg |
- *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | SfuRestartMsg | ChatMsg | ErrorMsg} ServerMsg
+ *           MediaMsg | GroupCallMsg | SfuDescriptionMsg | ActiveSpeakerMsg | SfuRestartMsg | ChatMsg | ErrorMsg} ServerMsg
  *
  * Session-level messages, handled here and never passed on:
  * @typedef {{type: 'ping', ack: number} | {type: 'resumed', version: number, lastCn: number, token: string}
@@ -105,6 +108,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'candidate', callId: number, to?: number, candidate: RTCIceCandidateInit | null}
  *   | {type: 'media', callId: number, audio: boolean, video: boolean, screen: boolean, unavailable?: Unavailable}
  *   | {type: 'sfu_description', callId: number, description: RTCSessionDescriptionInit}
+ *   | {type: 'sfu_view', callId: number, tracks: ViewTrack[]}
  *   | {type: 'group_join' | 'group_leave'}
  *   | {type: 'chat', text: string}
  *   | {type: 'admit' | 'deny' | 'remove' | 'mute' | 'make_host', id: number}

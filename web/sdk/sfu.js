@@ -4,13 +4,16 @@
 //!
 //! We offer once, with three sendonly transceivers in this order: microphone, camera, screen
 //! (the SFU names published tracks by that order; the screen one carries nothing until we
-//! share, so sharing needs no renegotiation). From then on the SFU offers every change — a
-//! participant's tracks added or stopped — and we answer, so offers never cross. Each of its
-//! offers comes with `tracks`, which names the participant and source of every mid. When the
-//! server says the SFU lost our connection (`sfu_restart`: it restarted, or the room moved to
-//! another node), we make a new connection and offer again; each participant's last frame stays
-//! on screen (the old connection is kept, silent) until their new video arrives. Touches no
-//! DOM.
+//! share, so sharing needs no renegotiation). The camera goes in three simulcast layers
+//! (SIMULCAST, lowest first: the SFU reads their order from our offer) and the SFU forwards
+//! each person the one their tile needs: `setView` tells it the tiles' sizes and which are off
+//! screen (`sfu_view`). From then on the SFU offers every change — a participant's tracks added
+//! or stopped — and we answer, so offers never cross. Each of its offers comes with `tracks`,
+//! which names the participant and source of every mid; `active_speaker` names who speaks. When
+//! the server says the SFU lost our connection (`sfu_restart`: it restarted, or the room moved
+//! to another node), we make a new connection and offer again; each participant's last frame
+//! stays on screen (the old connection is kept, silent) until their new video arrives. Touches
+//! no DOM.
 
 import { LocalMedia } from './local.js';
 import { QualityMeter } from './quality.js';
@@ -25,6 +28,32 @@ import { QualityMeter } from './quality.js';
  * @typedef {{pc: RTCPeerConnection, iceRestarts: number}} SfuPeer what the panel reads of a peer
  */
 
+/**
+ * The camera's simulcast layers, lowest first: a quarter, half and full resolution, each with
+ * a bitrate cap (the SFU assumes these caps before it has measured a layer).
+ * @type {RTCRtpEncodingParameters[]}
+ */
+export const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 100_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 300_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 900_000 },
+];
+
+/**
+ * The camera's resolution through the SFU: browsers send three simulcast layers only from
+ * 960×540 up (Chromium sends two at 640×480), and the SFU gives each tile the layer it needs,
+ * so the top one costs only those who show it large.
+ * @type {MediaTrackConstraints}
+ */
+export const CAMERA = { width: { ideal: 960 }, height: { ideal: 540 } };
+
+/**
+ * Asks the camera for CAMERA's resolution (a camera that cannot stays as it is).
+ * @param {MediaStreamTrack | null} track
+ */
+function forSimulcast(track) {
+  if (track?.kind === 'video') track.applyConstraints(CAMERA).catch(() => {});
+}
 /** How long a replaced connection is kept for the tiles' last frames at most (`restart`). */
 const RETIRE_MS = 20_000;
 
@@ -75,6 +104,10 @@ export class SfuCall {
     this.queue = Promise.resolve();
     /** @type {RTCRtpTransceiver[]} microphone, camera, screen */
     this.senders = [];
+    /** @type {string} the last `sfu_view` sent, to send only changes */
+    this.lastView = '';
+    /** @type {number | null} who the SFU last said speaks */
+    this.speaker = null;
     /**
      * Samples the one connection (to the server) from when it is first up; each participant's
      * tile shows it, as the path their media takes to us.
@@ -139,6 +172,7 @@ export class SfuCall {
     this.screens = new Map();
     this.tracks = new Map();
     this.senders = [];
+    this.lastView = ''; // the new session hears the tiles afresh
     this.pc = this.connect();
     for (const peer of this.peers.values()) peer.pc = this.pc;
     this.retireTimer = setTimeout(() => this.retire(), RETIRE_MS);
@@ -165,9 +199,10 @@ export class SfuCall {
    */
   start(tracks) {
     if (this.senders.length) return;
+    forSimulcast(tracks.video);
     this.senders = [
       this.pc.addTransceiver(tracks.audio ?? 'audio', { direction: 'sendonly' }),
-      this.pc.addTransceiver(tracks.video ?? 'video', { direction: 'sendonly' }),
+      this.pc.addTransceiver(tracks.video ?? 'video', { direction: 'sendonly', sendEncodings: SIMULCAST }),
       this.pc.addTransceiver('video', { direction: 'sendonly' }),
     ];
     this.queue = this.queue.then(async () => {
@@ -182,6 +217,7 @@ export class SfuCall {
    * @param {MediaStreamTrack | null} track
    */
   async replaceTrack(kind, track) {
+    forSimulcast(track);
     await this.senders[kind === 'audio' ? 0 : 1]?.sender.replaceTrack(track);
   }
 
@@ -225,6 +261,11 @@ export class SfuCall {
   handle(msg) {
     if (msg.type === 'sfu_description' && msg.callId === this.callId) {
       this.queue = this.queue.then(() => this.apply(msg.description, msg.tracks)).catch((err) => console.warn('SFU description failed', err));
+      return true;
+    }
+    if (msg.type === 'active_speaker' && msg.callId === this.callId) {
+      this.speaker = msg.member;
+      this.events.activeSpeaker?.(msg.member);
       return true;
     }
     if (msg.type === 'sfu_restart' && msg.callId === this.callId) {
@@ -305,6 +346,18 @@ export class SfuCall {
   showScreen(id) {
     const stream = this.screens.get(id);
     if (stream && this.states.get(id)?.screen && this.peers.has(id)) this.events.remoteScreen(id, stream);
+  }
+
+  /**
+   * How we show the others' videos: each tile's size in device pixels and whether it is on
+   * screen, so that the SFU forwards the layer it needs, or nothing. Sent when it changed.
+   * @param {import('./protocol.js').ViewTrack[]} tracks
+   */
+  setView(tracks) {
+    const text = JSON.stringify(tracks);
+    if (text === this.lastView || this.closed) return;
+    this.lastView = text;
+    this.send({ type: 'sfu_view', callId: this.callId, tracks });
   }
 
   /** The quality meter of each participant's media: the one of the connection to the server. */

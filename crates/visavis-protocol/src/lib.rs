@@ -146,6 +146,10 @@ pub enum RoomMsg {
         call_id: CallId,
         description: Description,
     },
+    /// How this member shows the videos the SFU forwards to it, so that each gets the layer
+    /// its tile needs and none when off screen. Each (member, source) listed replaces what
+    /// was said of it; at most [`MAX_VIEW_TRACKS`] entries.
+    SfuView { call_id: CallId, tracks: Vec<ViewTrack> },
     /// Join the room's group call, starting it if none is running.
     GroupJoin,
     /// Leave the room's group call.
@@ -347,6 +351,9 @@ pub enum ServerMsg {
         description: Description,
         tracks: Vec<SfuTrack>,
     },
+    /// To every participant of an SFU group call: `member` is speaking now (from the audio
+    /// levels its microphone packets carry, smoothed).
+    ActiveSpeaker { call_id: CallId, member: MemberId },
     /// To a participant of an SFU group call: the SFU no longer holds its peer connection (the
     /// server restarted, or the room moved to another node of a cluster), but the call goes on.
     /// Make a new peer connection and offer again (`sfu_description`), as when joining.
@@ -444,6 +451,23 @@ pub struct SfuTrack {
     pub mid: String,
     pub member: MemberId,
     pub source: TrackSource,
+}
+
+/// Most entries of one `sfu_view`.
+pub const MAX_VIEW_TRACKS: usize = 100;
+/// Largest width or height a `sfu_view` may give, device pixels.
+pub const MAX_VIEW_PIXELS: u32 = 16_384;
+
+/// How a member shows one forwarded video (`sfu_view`): its tile's size in device pixels, and
+/// whether it is on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewTrack {
+    pub member: MemberId,
+    pub source: TrackSource,
+    pub width: u32,
+    pub height: u32,
+    pub visible: bool,
 }
 
 /// What a published track carries.
@@ -700,6 +724,9 @@ pub enum ErrorCode {
     CallFull,
     /// The server's SFU holds as many sessions as it may (`--sfu-max-sessions`), or it is off.
     SfuUnavailable,
+    /// A `sfu_view` with more than [`MAX_VIEW_TRACKS`] entries, or a size over
+    /// [`MAX_VIEW_PIXELS`].
+    InvalidView,
     /// A chat message that is empty or larger than 4 KiB.
     InvalidChat,
     /// Joining would create a room beyond the server's limit of rooms.

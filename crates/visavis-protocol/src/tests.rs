@@ -392,5 +392,34 @@ fn kinds_are_listed_once_per_scope_and_named_by_kind() {
     assert_eq!(RoomMsg::Chat { text: "x".into() }.kind(), "chat");
     assert_eq!(ClientMsg::from(SessionMsg::Pong { ack: 1 }).kind(), "pong");
     assert_eq!(ServerMsg::Ping { ack: 0 }.kind(), "ping");
-    assert_eq!(ServerMsg::kinds().len(), 33);
+    assert_eq!(ServerMsg::kinds().len(), 34);
+}
+
+#[test]
+fn sfu_view_and_active_speaker_on_the_wire() {
+    let frame = decode_client(
+        r#"{"type":"sfu_view","callId":5,"tracks":[{"member":7,"source":"camera","width":320,"height":180,"visible":false}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        frame.msg,
+        ClientMsg::Room(RoomMsg::SfuView {
+            call_id: 5,
+            tracks: vec![ViewTrack {
+                member: 7,
+                source: TrackSource::Camera,
+                width: 320,
+                height: 180,
+                visible: false,
+            }],
+        })
+    );
+    assert_eq!(
+        ServerMsg::ActiveSpeaker {
+            call_id: 5,
+            member: 8
+        }
+        .to_json(),
+        r#"{"type":"active_speaker","callId":5,"member":8}"#
+    );
 }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use visavis_protocol::{CallId, EndReason, MemberId, Publish, QualityReport, SdpKind};
+use visavis_protocol::{CallId, EndReason, MemberId, Publish, QualityReport, SdpKind, ViewTrack};
 
 use crate::{Core, MemberEvent};
 
@@ -58,6 +58,14 @@ pub enum Event {
         /// What the member may publish (its access token's permissions): the SFU forwards
         /// nothing else it sends.
         publish: Publish,
+    },
+    /// A participant of an SFU group call told how it shows the videos it gets (`sfu_view`),
+    /// for the SFU.
+    SfuView {
+        room: String,
+        call_id: CallId,
+        member: MemberId,
+        tracks: Vec<ViewTrack>,
     },
     /// A participant left the room's group call (by `group_leave`, or by leaving the room):
     /// the SFU ends its session.
@@ -114,6 +122,7 @@ impl Event {
             | Self::CallConnected { room, .. }
             | Self::CallQuality { room, .. }
             | Self::SfuDescription { room, .. }
+            | Self::SfuView { room, .. }
             | Self::GroupLeft { room, .. } => room,
             Self::Joined(p) | Self::Left(p) | Self::Knock(p) => &p.room,
             Self::CallEnded(c) => &c.room,
@@ -155,6 +164,7 @@ impl Core {
             | Event::Joined(_)
             | Event::Left(_)
             | Event::SfuDescription { .. }
+            | Event::SfuView { .. }
             | Event::GroupLeft { .. } => {}
         }
         self.events.push_back(event);

@@ -4,7 +4,8 @@
 //! SFU's descriptions on. Joining, leaving and dropping out are told to everyone in the room.
 
 use visavis_protocol::{
-    CallId, Description, ErrorCode, GroupCall, GroupMedia, MemberId, SdpKind, ServerMsg, SfuTrack,
+    CallId, Description, ErrorCode, GroupCall, GroupMedia, MemberId, SdpKind, ServerMsg, SfuTrack, ViewTrack,
+    MAX_VIEW_PIXELS, MAX_VIEW_TRACKS,
 };
 
 use crate::{Core, Event, RoomError};
@@ -144,6 +145,65 @@ impl Core {
             publish,
         });
         Ok(())
+    }
+
+    /// `sfu_view`: how a participant of an SFU call shows its videos, handed to the SFU (as an
+    /// event). Bounded in entries and sizes; its rate is the connection's message budget.
+    pub(crate) fn sfu_view(
+        &mut self,
+        me: MemberId,
+        call_id: CallId,
+        tracks: Vec<ViewTrack>,
+    ) -> Result<(), RoomError> {
+        let group = self.group_of(me).ok_or(RoomError::NotInCall)?;
+        if group.call_id != call_id {
+            return Err(RoomError::UnknownCall(call_id));
+        }
+        if group.media != GroupMedia::Sfu {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: "a mesh",
+                action: "sfu_view",
+            });
+        }
+        if tracks.len() > MAX_VIEW_TRACKS {
+            return Err(RoomError::InvalidView(format!(
+                "at most {MAX_VIEW_TRACKS} tracks in one sfu_view"
+            )));
+        }
+        if tracks
+            .iter()
+            .any(|t| t.width > MAX_VIEW_PIXELS || t.height > MAX_VIEW_PIXELS)
+        {
+            return Err(RoomError::InvalidView(format!(
+                "a tile is at most {MAX_VIEW_PIXELS} pixels wide and high"
+            )));
+        }
+        let room = self.members[&me].room.clone();
+        self.record(Event::SfuView {
+            room,
+            call_id,
+            member: me,
+            tracks,
+        });
+        Ok(())
+    }
+
+    /// The SFU heard `member` become its call's active speaker: every participant is told.
+    pub fn sfu_active_speaker(&mut self, member: MemberId) {
+        let Some(group) = self.group_of(member) else {
+            return;
+        };
+        if group.media != GroupMedia::Sfu {
+            return;
+        }
+        let msg = ServerMsg::ActiveSpeaker {
+            call_id: group.call_id,
+            member,
+        };
+        for p in group.participants.clone() {
+            self.send_member(p, msg.clone());
+        }
     }
 
     /// The SFU's description for `member` (its answer, or an offer of its own), sent on if

@@ -320,6 +320,8 @@ pub enum RoomError {
     CallFull(usize),
     #[error("{0}")]
     InvalidChat(String),
+    #[error("{0}")]
+    InvalidView(String),
     #[error("the server holds its maximum of {0} rooms; join an existing room or try later")]
     TooManyRooms(usize),
     #[error("{0}")]
@@ -372,6 +374,7 @@ impl RoomError {
             Self::NotInCall => ErrorCode::NotInCall,
             Self::CallFull(_) => ErrorCode::CallFull,
             Self::InvalidChat(_) => ErrorCode::InvalidChat,
+            Self::InvalidView(_) => ErrorCode::InvalidView,
             Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::NotHost => ErrorCode::NotHost,
@@ -1009,6 +1012,7 @@ impl Core {
             RoomMsg::SfuDescription { call_id, description } => {
                 self.sfu_description(me, call_id, &description)
             }
+            RoomMsg::SfuView { call_id, tracks } => self.sfu_view(me, call_id, tracks),
             RoomMsg::GroupJoin => self.group_join(me),
             RoomMsg::GroupLeave => self.group_leave(me),
             RoomMsg::Chat { text } => self.chat(now, me, text),

@@ -1097,6 +1097,7 @@ fn event_kinds(w: &mut World) -> Vec<&'static str> {
             Event::CallEnded(_) => "call_ended",
             Event::CallQuality { .. } => "call_quality",
             Event::SfuDescription { .. } => "sfu_description",
+            Event::SfuView { .. } => "sfu_view",
             Event::GroupLeft { .. } => "group_left",
         })
         .collect()
@@ -1497,4 +1498,61 @@ fn a_mesh_group_call_refuses_sfu_descriptions() {
     };
     assert_eq!(error_code(&w.send(1, offer)), ErrorCode::InvalidCallState);
     assert!(sfu_events(&mut w).is_empty());
+}
+
+#[test]
+fn sfu_views_go_to_the_sfu_bounded_and_the_active_speaker_to_every_participant() {
+    let mut w = World::with(Config {
+        group_media: GroupMedia::Sfu,
+        ..Config::default()
+    });
+    let a = w.join(1, "r", "Ann");
+    let b = w.join(2, "r", "Bob");
+    w.join(3, "r", "Cy");
+    let call = group_of(&w.send(1, RoomMsg::GroupJoin)[0].msg).unwrap().0;
+    w.send(2, RoomMsg::GroupJoin);
+    w.drain();
+    let track = visavis_protocol::ViewTrack {
+        member: b,
+        source: visavis_protocol::TrackSource::Camera,
+        width: 320,
+        height: 180,
+        visible: true,
+    };
+    let view = |tracks| RoomMsg::SfuView {
+        call_id: call,
+        tracks,
+    };
+    assert_eq!(w.send(1, view(vec![track])), vec![]);
+    let events: Vec<_> = std::iter::from_fn(|| w.core.poll_event())
+        .filter(|e| matches!(e, Event::SfuView { .. }))
+        .collect();
+    assert_eq!(
+        events,
+        vec![Event::SfuView {
+            room: "r".into(),
+            call_id: call,
+            member: a,
+            tracks: vec![track],
+        }]
+    );
+    let too_many = vec![track; visavis_protocol::MAX_VIEW_TRACKS + 1];
+    assert_eq!(error_code(&w.send(1, view(too_many))), ErrorCode::InvalidView);
+    let huge = visavis_protocol::ViewTrack {
+        height: visavis_protocol::MAX_VIEW_PIXELS + 1,
+        ..track
+    };
+    assert_eq!(error_code(&w.send(1, view(vec![huge]))), ErrorCode::InvalidView);
+    assert_eq!(error_code(&w.send(3, view(vec![track]))), ErrorCode::NotInCall);
+
+    // The SFU's speaker reaches both participants, not Cy outside the call.
+    w.core.sfu_active_speaker(b);
+    let got = w.drain();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|o| o.msg
+        == ServerMsg::ActiveSpeaker {
+            call_id: call,
+            member: b
+        }
+        && o.to != 3));
 }

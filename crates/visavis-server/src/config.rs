@@ -253,6 +253,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(2..=3600), help_heading = "SFU")]
     pub sfu_idle_timeout: u64,
 
+    /// Cameras the SFU forwards to each participant: those of the most recent speakers (the
+    /// others' tiles show their name). Microphones and shared screens always go through.
+    #[arg(long, env = "VISAVIS_SFU_LAST_N", default_value_t = visavis_sfu::DEFAULT_LAST_N,
+          value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "SFU")]
+    pub sfu_last_n: u32,
     /// ICE-TCP connections to the SFU (on --sfu-listen's port number, for browsers whose UDP
     /// is blocked) one client address may hold; more are closed at once. 0 turns ICE-TCP off.
     #[arg(long, env = "VISAVIS_SFU_TCP_PER_IP", default_value_t = 8,

@@ -13,10 +13,10 @@ use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use visavis_protocol::{CallId, Description, MemberId, Publish, SdpKind, SfuTrack, TrackSource};
+use visavis_protocol::{CallId, Description, MemberId, Publish, SdpKind, SfuTrack, TrackSource, ViewTrack};
 use visavis_room::Event;
 use visavis_sansio::Now;
-use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source, Transport};
+use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source, Transport, View};
 
 use crate::hub::Hub;
 use crate::sfu_tcp::{TcpEvent, TcpLimits};
@@ -37,6 +37,10 @@ enum Command {
         kind: SdpKind,
         sdp: String,
         publish: Publish,
+    },
+    View {
+        member: MemberId,
+        tracks: Vec<ViewTrack>,
     },
     Left {
         member: MemberId,
@@ -67,6 +71,10 @@ impl SfuHandle {
                 kind: *kind,
                 sdp: sdp.clone(),
                 publish: *publish,
+            },
+            Event::SfuView { member, tracks, .. } => Command::View {
+                member: *member,
+                tracks: tracks.clone(),
             },
             Event::GroupLeft { member, .. } => Command::Left { member: *member },
             _ => return,
@@ -113,6 +121,7 @@ impl SfuEdge {
         config.ice_tcp = tcp.is_some();
         config.max_sessions = settings.sfu_max_sessions as usize;
         config.idle_timeout = Duration::from_secs(settings.sfu_idle_timeout);
+        config.last_n = settings.sfu_last_n as usize;
         let sfu = Sfu::new(config).map_err(|e| anyhow::anyhow!("SFU: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         tracing::info!(
@@ -232,6 +241,20 @@ impl SfuEdge {
                     Err(e) => tracing::debug!(member, error = %e, "SFU refused a description"),
                 }
             }
+            Command::View { member, tracks } => {
+                let views: Vec<_> = tracks
+                    .iter()
+                    .map(|t| {
+                        let view = View {
+                            width: t.width,
+                            height: t.height,
+                            visible: t.visible,
+                        };
+                        (t.member, source_of(t.source), view)
+                    })
+                    .collect();
+                self.sfu.handle_view(now, member, &views);
+            }
             Command::Left { member } => {
                 calls.remove(&member);
                 self.sfu.handle_leave(now, member);
@@ -297,6 +320,9 @@ impl SfuEdge {
                 Output::Closed { member } => {
                     tracing::info!(member, "SFU session ended: nothing heard from the browser");
                 }
+                Output::ActiveSpeaker { member } => {
+                    hub.api(|core, _| core.sfu_active_speaker(member));
+                }
                 Output::Refused { member, source } => {
                     tracing::info!(
                         member,
@@ -307,6 +333,14 @@ impl SfuEdge {
                 }
             }
         }
+    }
+}
+
+fn source_of(source: TrackSource) -> Source {
+    match source {
+        TrackSource::Audio => Source::Audio,
+        TrackSource::Camera => Source::Camera,
+        TrackSource::Screen => Source::Screen,
     }
 }
 

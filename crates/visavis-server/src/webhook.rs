@@ -95,7 +95,10 @@ pub fn payload(event: &Event, id: &str, created_at: u64) -> Option<Payload> {
             }
             ("call_quality", fields)
         }
-        Event::CallConnected { .. } | Event::SfuDescription { .. } | Event::GroupLeft { .. } => return None,
+        Event::CallConnected { .. }
+        | Event::SfuDescription { .. }
+        | Event::SfuView { .. }
+        | Event::GroupLeft { .. } => return None,
     };
     let mut body = json!({
         "event": kind,

@@ -1,8 +1,14 @@
 //! The selective forwarding unit's core, sans-IO: one str0m `Rtc` per browser (ICE-lite, one
 //! UDP address for all), datagrams demultiplexed to sessions in O(1) (by source address once
 //! ICE has seen it, by the STUN USERNAME's ufrag before), every publisher's tracks forwarded
-//! to every other session of its room, renegotiation when people come and go, keyframe
-//! requests throttled per published track, and sessions that fall silent dropped.
+//! to every other session of its room, renegotiation when people come and go, and sessions
+//! that fall silent dropped.
+//!
+//! Cameras come in simulcast layers; each subscriber gets one layer of each (`layers.rs`): the
+//! smallest that fills its tile (`sfu_view`), lower while its bandwidth estimate cannot carry
+//! them, none for a tile off screen or a camera beyond the room's last N speakers. The active
+//! speaker comes from the microphones' audio levels (`speaker.rs`). Keyframe requests are
+//! aggregated per published layer: at most one a `keyframe_interval` however many ask.
 //!
 //! The edge (`visavis-server`'s `sfu.rs`) owns the socket and the clock: it calls the
 //! `handle_*` methods, drains [`Sfu::poll_output`] and sleeps until [`Sfu::poll_timeout`].
@@ -10,7 +16,9 @@
 //! then the SFU offers every change, so offers never cross.
 
 mod demux;
+mod layers;
 mod session;
+mod speaker;
 #[cfg(test)]
 mod tests;
 
@@ -19,16 +27,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::{KeyframeRequestKind, MediaData, Mid};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaData, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use visavis_sansio::{Deadlines, Now};
 
+use layers::{Choice, Verdict};
 use session::Session;
+use speaker::Speakers;
 
 pub use demux::stun_local_ufrag;
+pub use layers::View;
 
 /// A member id of the signalling core (`visavis-protocol`'s `MemberId`).
 pub type MemberId = u64;
@@ -45,8 +58,10 @@ pub struct SfuConfig {
     pub max_sessions: usize,
     /// A session that receives nothing for this long is dropped (`--sfu-idle-timeout`).
     pub idle_timeout: Duration,
-    /// Fewest time between two keyframe requests to one published track.
+    /// Fewest time between two keyframe requests to one published layer.
     pub keyframe_interval: Duration,
+    /// Cameras forwarded to a subscriber: those of the most recent speakers (`--sfu-last-n`).
+    pub last_n: usize,
     /// Whether the edge takes ICE-TCP on `public_addr`'s port: then every session offers a
     /// passive TCP candidate there too (RFC 6544), for browsers whose UDP is blocked.
     pub ice_tcp: bool,
@@ -57,6 +72,21 @@ pub const DEFAULT_PORT: u16 = 3479;
 pub const DEFAULT_MAX_SESSIONS: u32 = 500;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 15;
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_LAST_N: u32 = 9;
+/// The bandwidth estimate a subscriber starts with, before transport-wide feedback refines
+/// it: enough for a few medium layers.
+const INITIAL_ESTIMATE_KBPS: u64 = 2_500;
+/// Layers are never stepped down to fit less than this: str0m's delay-based estimate falls far
+/// below what the path carries when the server itself is busy (its own queueing looks like a
+/// congested path), and the lowest layers of a few tiles fit in this on any network that
+/// carries a video call at all.
+const MIN_BUDGET_BPS: u64 = 500_000;
+/// The bitrate a browser's camera starts at (`x-google-start-bitrate` in our answer), so that
+/// all three simulcast layers flow from the start rather than after the browser's bandwidth
+/// estimate has crept up for tens of seconds; its estimate lowers it where the network is slow.
+const START_BITRATE_KBPS: u32 = 2_000;
+/// Opus's payload type in the SFU's SDP (Chromium's too).
+const PT_OPUS: u8 = 111;
 /// How often sessions are checked for silence.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -67,6 +97,7 @@ impl SfuConfig {
             max_sessions: DEFAULT_MAX_SESSIONS as usize,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             keyframe_interval: KEYFRAME_INTERVAL,
+            last_n: DEFAULT_LAST_N as usize,
             ice_tcp: false,
         }
     }
@@ -148,6 +179,8 @@ pub enum Output {
     /// The member's session ended without it leaving (silent past the idle timeout, or its
     /// connection failed).
     Closed { member: MemberId },
+    /// `member` became the active speaker of its room's call (`active_speaker`).
+    ActiveSpeaker { member: MemberId },
     /// The member sends media of a source it may not publish (its access token's permissions):
     /// none of it is forwarded. Once per track.
     Refused { member: MemberId, source: Source },
@@ -176,12 +209,20 @@ enum Propagate {
     Published(Mid),
     /// Media to forward to the room.
     Media(MediaData),
-    /// A subscriber wants a keyframe of this publisher's track.
+    /// A subscriber wants a keyframe of this publisher's track (of one layer).
     Keyframe {
         origin: Sid,
         mid: Mid,
+        layer: Option<usize>,
         kind: KeyframeRequestKind,
     },
+}
+
+/// The sessions of one room's call, and who speaks in it.
+#[derive(Debug, Default)]
+struct Room {
+    sessions: Vec<Sid>,
+    speakers: Speakers,
 }
 
 /// The SFU.
@@ -199,7 +240,7 @@ pub struct Sfu {
     by_member: HashMap<MemberId, Sid>,
     /// Room name → key, and key → its sessions.
     room_keys: HashMap<String, u64>,
-    rooms: HashMap<u64, Vec<Sid>>,
+    rooms: HashMap<u64, Room>,
     next_room: u64,
     timeouts: Deadlines<Sid>,
     next_sweep: Option<Instant>,
@@ -207,6 +248,10 @@ pub struct Sfu {
     /// Scratch lists reused on the hot path, so forwarding does not allocate.
     props: Vec<(Sid, Propagate)>,
     dirty: Vec<Sid>,
+    /// Keyframes wanted by subscribers switching layers: (publisher, mid, layer).
+    wanted: Vec<(Sid, Mid, usize)>,
+    /// Sessions whose layers are to be chosen again.
+    realloc: Vec<Sid>,
     /// Datagrams forwarded (written to a subscriber), for the benchmark and metrics.
     pub forwarded_media: u64,
 }
@@ -245,6 +290,8 @@ impl Sfu {
             out: VecDeque::new(),
             props: Vec::new(),
             dirty: Vec::new(),
+            wanted: Vec::new(),
+            realloc: Vec::new(),
             forwarded_media: 0,
         })
     }
@@ -286,7 +333,7 @@ impl Sfu {
             return Err(SfuError::Unavailable);
         }
         let ufrag = random_token(8);
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder()
             .set_ice_lite(true)
             .set_crypto_provider(self.crypto.clone())
             .set_dtls_cert(self.cert.clone())
@@ -295,9 +342,24 @@ impl Sfu {
                 pass: random_token(24),
             })
             .clear_codecs()
-            .enable_opus(true, false)
             .enable_vp8(true)
-            .build(now.mono);
+            .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)));
+        // Opus with DTX: a silent microphone sends next to nothing, which with many people in
+        // a room is most of the audio (NACK and RTX come with str0m's VP8).
+        builder.codec_config().add_config(
+            Pt::new_with_value(PT_OPUS),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                use_dtx: Some(true),
+                ..Default::default()
+            },
+        );
+        let mut rtc = builder.build(now.mono);
         let candidate = Candidate::host(self.config.public_addr, "udp")
             .map_err(|e| SfuError::BadDescription(e.to_string()))?;
         rtc.add_local_candidate(candidate);
@@ -327,14 +389,15 @@ impl Sfu {
         session.may_publish = may_publish.to_vec();
         // Everything the room already publishes goes in the SFU's first offer.
         let peers = self.rooms.entry(room).or_default();
-        for &other in peers.iter() {
+        for &other in peers.sessions.iter() {
             if let Some(o) = self.sessions[other].as_ref() {
                 for track in o.tracks_in.iter().filter(|t| !t.refused) {
-                    session.subscribe(other, o.member, track);
+                    session.subscribe(other, o.member, track.mid, track.source);
                 }
             }
         }
-        peers.push(sid);
+        peers.sessions.push(sid);
+        peers.speakers.add(member);
         self.sessions[sid] = Some(session);
         self.live += 1;
         self.by_ufrag.insert(ufrag, sid);
@@ -342,7 +405,7 @@ impl Sfu {
         self.out.push_back(Output::Description {
             member,
             kind: SdpKind::Answer,
-            sdp: answer.to_sdp_string(),
+            sdp: with_start_bitrate(&answer.to_sdp_string(), START_BITRATE_KBPS),
             tracks: Vec::new(),
         });
         self.next_sweep.get_or_insert(now.mono + SWEEP_INTERVAL);
@@ -362,13 +425,29 @@ impl Sfu {
             self.drive(now.mono, sid);
             return Err(SfuError::BadDescription(e.to_string()));
         }
-        let opened = session.answered();
-        for (origin, mid) in opened {
-            self.request_keyframe(now.mono, origin, mid, KeyframeRequestKind::Pli);
-            self.dirty.push(origin);
-        }
+        session.answered();
+        // The tracks just opened get their layers, and a keyframe of each.
+        self.allocate(now.mono, sid);
         self.drive(now.mono, sid);
         Ok(())
+    }
+
+    /// How the member shows the videos it gets (`sfu_view`): each (member, source) told
+    /// replaces what was told of it before; the layers are chosen again.
+    pub fn handle_view(&mut self, now: Now, member: MemberId, views: &[(MemberId, Source, View)]) {
+        let Some(&sid) = self.by_member.get(&member) else {
+            return;
+        };
+        let Some(session) = self.session(sid) else {
+            return;
+        };
+        for &(of, source, view) in views {
+            if session.views.len() < session::MAX_VIEWS || session.views.contains_key(&(of, source)) {
+                session.views.insert((of, source), view);
+            }
+        }
+        self.allocate(now.mono, sid);
+        self.flush(now.mono);
     }
 
     /// The member left the group call (or the room): its session ends and the others stop
@@ -465,6 +544,12 @@ impl Sfu {
                     self.out.push_back(Output::Closed { member });
                 }
             }
+            // Bitrates and active layers were measured anew: choose again.
+            for sid in 0..self.sessions.len() {
+                if self.sessions[sid].is_some() {
+                    self.allocate(now.mono, sid);
+                }
+            }
         }
         self.flush(now.mono);
     }
@@ -510,12 +595,13 @@ impl Sfu {
         }
         let room = session.room;
         if let Some(peers) = self.rooms.get_mut(&room) {
-            peers.retain(|s| *s != sid);
-            if peers.is_empty() {
+            peers.sessions.retain(|s| *s != sid);
+            peers.speakers.remove(session.member);
+            if peers.sessions.is_empty() {
                 self.rooms.remove(&room);
                 self.room_keys.retain(|_, k| *k != room);
             } else {
-                for &other in peers.iter() {
+                for &other in peers.sessions.iter() {
                     if let Some(o) = self.sessions[other].as_mut() {
                         o.unsubscribe(sid);
                         self.dirty.push(other);
@@ -551,6 +637,9 @@ impl Sfu {
                 self.propagate(now, origin, prop);
             }
             self.props = props;
+            while let Some(sid) = self.realloc.pop() {
+                self.allocate(now, sid);
+            }
         }
     }
 
@@ -589,7 +678,8 @@ impl Sfu {
                 }
                 Ok(RtcOutput::Event(event)) => match event {
                     Event::MediaAdded(added) => {
-                        let published = session.publish(added.mid, added.kind, added.direction);
+                        let published =
+                            session.publish(added.mid, added.kind, added.direction, added.simulcast.as_ref());
                         if published.is_some() {
                             self.props.push((sid, Propagate::Published(added.mid)));
                         }
@@ -607,11 +697,17 @@ impl Sfu {
                             }
                         }
                         if !data.contiguous {
+                            let layer = session
+                                .tracks_in
+                                .iter()
+                                .find(|t| t.mid == data.mid)
+                                .and_then(|t| t.layer_of(data.rid));
                             self.props.push((
                                 sid,
                                 Propagate::Keyframe {
                                     origin: sid,
                                     mid: data.mid,
+                                    layer,
                                     kind: KeyframeRequestKind::Pli,
                                 },
                             ));
@@ -619,15 +715,26 @@ impl Sfu {
                         self.props.push((sid, Propagate::Media(data)));
                     }
                     Event::KeyframeRequest(req) => {
-                        if let Some((origin, mid)) = session.origin_of(req.mid) {
+                        if let Some((origin, mid, layer)) = session.origin_of(req.mid) {
                             self.props.push((
                                 sid,
                                 Propagate::Keyframe {
                                     origin,
                                     mid,
+                                    layer,
                                     kind: req.kind,
                                 },
                             ));
+                        }
+                    }
+                    Event::EgressBitrateEstimate(
+                        BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+                    ) => {
+                        let bps = estimate.as_u64();
+                        // Layers are chosen again on a change worth it (a tenth).
+                        if session.estimate.is_none_or(|e| bps.abs_diff(e) * 10 > e) {
+                            session.estimate = Some(bps);
+                            self.realloc.push(sid);
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -645,35 +752,37 @@ impl Sfu {
 
     fn propagate(&mut self, now: Instant, origin: Sid, prop: Propagate) {
         match prop {
-            Propagate::Media(data) => self.forward(origin, &data),
-            Propagate::Keyframe { origin, mid, kind } => {
-                self.request_keyframe(now, origin, mid, kind);
-                self.dirty.push(origin);
+            Propagate::Media(data) => {
+                self.forward(now, origin, &data);
+                let mut wanted = std::mem::take(&mut self.wanted);
+                for (origin, mid, layer) in wanted.drain(..) {
+                    self.request_keyframe(now, origin, mid, Some(layer), KeyframeRequestKind::Pli);
+                }
+                self.wanted = wanted;
             }
+            Propagate::Keyframe {
+                origin,
+                mid,
+                layer,
+                kind,
+            } => self.request_keyframe(now, origin, mid, layer, kind),
             Propagate::Published(mid) => {
                 let Some(session) = self.sessions[origin].as_ref() else {
                     return;
                 };
                 let room = session.room;
                 let member = session.member;
-                let Some(track) = session.tracks_in.iter().find(|t| t.mid == mid) else {
+                let Some(source) = session.tracks_in.iter().find(|t| t.mid == mid).map(|t| t.source) else {
                     return;
                 };
-                let track = session::TrackIn {
-                    mid: track.mid,
-                    source: track.source,
-                    last_keyframe_request: None,
-                    refused: false,
-                    reported: false,
-                };
-                let peers = self.rooms.get(&room).map(Vec::len).unwrap_or(0);
+                let peers = self.rooms.get(&room).map_or(0, |r| r.sessions.len());
                 for i in 0..peers {
-                    let other = self.rooms[&room][i];
+                    let other = self.rooms[&room].sessions[i];
                     if other == origin {
                         continue;
                     }
                     if let Some(o) = self.sessions[other].as_mut() {
-                        o.subscribe(origin, member, &track);
+                        o.subscribe(origin, member, mid, source);
                         self.dirty.push(other);
                     }
                 }
@@ -681,31 +790,68 @@ impl Sfu {
         }
     }
 
-    /// The hot path: one published packet (a frame) to every subscriber of the room.
-    fn forward(&mut self, origin: Sid, data: &MediaData) {
-        let Some(room) = self.sessions[origin].as_ref().map(|s| s.room) else {
+    /// The hot path: one published frame to every subscriber of the room, video in the layer
+    /// each gets. A microphone's audio level feeds the room's active speaker.
+    fn forward(&mut self, now: Instant, origin: Sid, data: &MediaData) {
+        let Some(session) = self.sessions[origin].as_mut() else {
             return;
         };
-        let Some(peers) = self.rooms.get(&room) else {
+        let (room, member) = (session.room, session.member);
+        let Some(track) = session.tracks_in.iter_mut().find(|t| t.mid == data.mid) else {
             return;
         };
-        for &other in peers {
+        let video = track.source != Source::Audio;
+        let keyframe = video && data.is_keyframe();
+        let layer = if video {
+            let Some(layer) = track.layer_of(data.rid) else {
+                return;
+            };
+            track.layers[layer].on_frame(data.network_time, &data.data, keyframe);
+            layer
+        } else {
+            0
+        };
+        let Some(peers) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if !video {
+            if let Some(level) = data.ext_vals.audio_level {
+                let dbov = level.unsigned_abs().min(127);
+                if let Some(speaker) = peers.speakers.handle_level(now, member, dbov) {
+                    self.out.push_back(Output::ActiveSpeaker { member: speaker });
+                    // The last N changed: every subscriber of the room chooses again.
+                    self.realloc.extend(peers.sessions.iter().copied());
+                }
+            }
+        }
+        for &other in &peers.sessions {
             if other == origin {
                 continue;
             }
             let Some(session) = self.sessions[other].as_mut() else {
                 continue;
             };
-            let Some(&mid) = session.out_by_source.get(&(origin, data.mid)) else {
+            let Some(out) = session.out_by_source.get_mut(&(origin, data.mid)) else {
                 continue;
             };
-            let Some(writer) = session.rtc.writer(mid) else {
+            let time = match out.video.as_mut() {
+                None => data.time,
+                Some(fwd) => match fwd.admit(layer, keyframe, data.time, data.network_time) {
+                    Verdict::Forward(time) => time,
+                    Verdict::Drop => continue,
+                    Verdict::WantKeyframe => {
+                        self.wanted.push((origin, data.mid, layer));
+                        continue;
+                    }
+                },
+            };
+            let Some(writer) = session.rtc.writer(out.mid) else {
                 continue;
             };
             let Some(pt) = writer.match_params(data.params) else {
                 continue;
             };
-            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+            if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
                 tracing::debug!(member = session.member, error = %e, "SFU write failed");
                 continue;
             }
@@ -714,9 +860,88 @@ impl Sfu {
         }
     }
 
-    /// Asks the publisher for a keyframe of one track, at most once a `keyframe_interval`
-    /// (every subscriber asks when it starts or loses packets; the publisher needs one).
-    fn request_keyframe(&mut self, now: Instant, origin: Sid, mid: Mid, kind: KeyframeRequestKind) {
+    /// Chooses the layer of every video `sid` receives: the one its tile wants (none when off
+    /// screen or beyond the last N speakers), stepped down to fit the bandwidth estimate. A
+    /// track that needs another layer asks its publisher for a keyframe of it.
+    fn allocate(&mut self, now: Instant, sid: Sid) {
+        let Some(session) = self.sessions.get(sid).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(&session.room) else {
+            return;
+        };
+        let last_n: Vec<MemberId> = room
+            .speakers
+            .recent()
+            .iter()
+            .copied()
+            .filter(|m| *m != session.member)
+            .take(self.config.last_n)
+            .collect();
+        let mut keys = Vec::new();
+        let mut choices = Vec::new();
+        let mut desired = 0;
+        for t in &session.tracks_out {
+            if t.source == Source::Audio || !matches!(t.state, session::OutState::Open(_)) {
+                continue;
+            }
+            let Some(origin) = self.sessions.get(t.origin).and_then(Option::as_ref) else {
+                continue;
+            };
+            let Some(track) = origin.tracks_in.iter().find(|x| x.mid == t.origin_mid) else {
+                continue;
+            };
+            let mut view = session
+                .views
+                .get(&(t.origin_member, t.source))
+                .copied()
+                .unwrap_or_default();
+            if t.source == Source::Camera && !last_n.contains(&t.origin_member) {
+                view.visible = false;
+            }
+            let layer = layers::wanted_layer(&track.layers, view, now);
+            let rates = layers::rates(&track.layers, now);
+            desired += layer.map_or(0, |l| layers::rate_of(&track.layers, l));
+            keys.push((t.origin, t.origin_mid));
+            choices.push(Choice { layer, rates });
+        }
+        let estimate = session.estimate.unwrap_or(INITIAL_ESTIMATE_KBPS * 1000);
+        layers::fit_budget(&mut choices, estimate.max(MIN_BUDGET_BPS));
+        let Some(session) = self.sessions.get_mut(sid).and_then(Option::as_mut) else {
+            return;
+        };
+        // The estimator probes up to what the tiles would want.
+        session
+            .rtc
+            .bwe()
+            .set_desired_bitrate(Bitrate::bps(desired + desired / 10));
+        for (key, choice) in keys.into_iter().zip(choices) {
+            let Some(fwd) = session.out_by_source.get_mut(&key).and_then(|o| o.video.as_mut()) else {
+                continue;
+            };
+            fwd.target = choice.layer;
+            let sending = choice.rates.iter().any(|r| r.is_some_and(|r| r > 0));
+            if let Some(layer) = choice.layer.filter(|l| sending && fwd.current != Some(*l)) {
+                self.wanted.push((key.0, key.1, layer));
+            }
+        }
+        let mut wanted = std::mem::take(&mut self.wanted);
+        for (origin, mid, layer) in wanted.drain(..) {
+            self.request_keyframe(now, origin, mid, Some(layer), KeyframeRequestKind::Pli);
+        }
+        self.wanted = wanted;
+    }
+
+    /// Asks the publisher for a keyframe of one layer of a track (`None`: the track's only
+    /// or lowest one), at most once a `keyframe_interval` however many subscribers ask.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        origin: Sid,
+        mid: Mid,
+        layer: Option<usize>,
+        kind: KeyframeRequestKind,
+    ) {
         let interval = self.config.keyframe_interval;
         let Some(session) = self.sessions.get_mut(origin).and_then(Option::as_mut) else {
             return;
@@ -724,18 +949,41 @@ impl Sfu {
         let Some(track) = session.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return;
         };
-        if track.source == Source::Audio
-            || track
-                .last_keyframe_request
-                .is_some_and(|t| now.saturating_duration_since(t) < interval)
+        if track.source == Source::Audio {
+            return;
+        }
+        let Some(layer) = track.layers.get_mut(layer.unwrap_or(0)) else {
+            return;
+        };
+        if layer
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < interval)
         {
             return;
         }
         if let Some(mut writer) = session.rtc.writer(mid) {
-            if writer.request_keyframe(None, kind).is_ok() {
-                track.last_keyframe_request = Some(now);
+            if writer.request_keyframe(layer.rid, kind).is_ok() {
+                layer.last_keyframe_request = Some(now);
+                self.dirty.push(origin);
             }
         }
+    }
+
+    /// For tests: the bandwidth estimate of a member's session, as str0m would tell it.
+    #[cfg(test)]
+    fn set_estimate(&mut self, now: Now, member: MemberId, bps: u64) {
+        let sid = self.by_member[&member];
+        if let Some(s) = self.session(sid) {
+            s.estimate = Some(bps);
+        }
+        self.allocate(now.mono, sid);
+        self.flush(now.mono);
+    }
+
+    /// For tests: the room's active speaker.
+    #[cfg(test)]
+    fn speaker_of(&self, room: &str) -> Option<MemberId> {
+        self.rooms.get(self.room_keys.get(room)?)?.speakers.current()
     }
 
     /// For tests: keyframe requests made of a member's published video, so far.
@@ -743,8 +991,48 @@ impl Sfu {
     fn last_keyframe_request(&self, member: MemberId) -> Option<Instant> {
         let sid = *self.by_member.get(&member)?;
         let session = self.sessions[sid].as_ref()?;
-        session.tracks_in.iter().find_map(|t| t.last_keyframe_request)
+        session
+            .tracks_in
+            .iter()
+            .flat_map(|t| &t.layers)
+            .filter_map(|l| l.last_keyframe_request)
+            .max()
     }
+}
+
+/// `sdp` with `x-google-start-bitrate` on its VP8 payload types (Chromium's hint for where its
+/// send-side bandwidth estimate starts; others ignore it).
+fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
+    let vp8: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, codec)| codec.starts_with("VP8/"))
+        .map(|(pt, _)| pt)
+        .collect();
+    let param = format!("x-google-start-bitrate={kbps}");
+    let mut out = String::with_capacity(sdp.len() + 64 * vp8.len());
+    for line in sdp.split_inclusive("\r\n") {
+        let body = line.trim_end_matches("\r\n");
+        if body
+            .strip_prefix("a=fmtp:")
+            .and_then(|l| l.split_once(' '))
+            .is_some_and(|(pt, _)| vp8.contains(&pt))
+        {
+            out.push_str(&format!("{body};{param}\r\n"));
+            continue;
+        }
+        out.push_str(line);
+        if let Some(pt) = body
+            .strip_prefix("a=rtpmap:")
+            .and_then(|l| l.split_once(' '))
+            .map(|(pt, _)| pt)
+            .filter(|pt| vp8.contains(pt) && !sdp.contains(&format!("a=fmtp:{pt} ")))
+        {
+            out.push_str(&format!("a=fmtp:{pt} {param}\r\n"));
+        }
+    }
+    out
 }
 
 /// `len` random characters of ICE's alphabet (letters and digits), for ufrag and password.

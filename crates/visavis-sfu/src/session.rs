@@ -1,14 +1,17 @@
-//! One browser's connection to the SFU: its str0m `Rtc`, the tracks it publishes, the tracks
-//! of others it receives, and the SDP offer it has out (at most one: the SFU offers every
-//! change after the browser's first offer, so the two sides never offer at once).
+//! One browser's connection to the SFU: its str0m `Rtc`, the tracks it publishes (with their
+//! simulcast layers), the tracks of others it receives (with the layer each gets), how it
+//! shows them (`sfu_view`), its bandwidth estimate, and the SDP offer it has out (at most one:
+//! the SFU offers every change after the browser's first offer, so the two sides never offer
+//! at once).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use str0m::change::SdpPendingOffer;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Simulcast};
 use str0m::Rtc;
 
+use crate::layers::{Forwarding, Layer, View, MAX_LAYERS};
 use crate::{MemberId, Route, Sid, Source, TrackInfo};
 
 /// How many addresses one session may be reached from (ICE candidate pairs the browser
@@ -20,13 +23,20 @@ pub(crate) const MAX_ADDRS: usize = 8;
 pub(crate) struct TrackIn {
     pub mid: Mid,
     pub source: Source,
-    /// When a keyframe was last asked of the browser for this track (at most one a
-    /// `keyframe_interval`, however many subscribers ask).
-    pub last_keyframe_request: Option<Instant>,
+    /// Its simulcast layers, lowest first (the order of the browser's `a=simulcast`), or one
+    /// layer without a rid.
+    pub layers: Vec<Layer>,
     /// Of a source the member may not publish: never forwarded.
     pub refused: bool,
     /// Whether media on a refused track was reported (once).
     pub reported: bool,
+}
+
+impl TrackIn {
+    /// The index of the layer a frame with `rid` belongs to.
+    pub fn layer_of(&self, rid: Option<str0m::media::Rid>) -> Option<usize> {
+        self.layers.iter().position(|l| l.rid == rid)
+    }
 }
 
 /// Media on a published track: forwarded, or (a refused source) dropped, reported the first
@@ -36,6 +46,18 @@ pub(crate) enum Admit {
     Forward,
     Drop,
     Report(Source),
+}
+
+/// How many (member, source) views one session may tell (more are ignored): bounds its table.
+pub(crate) const MAX_VIEWS: usize = 256;
+
+/// An open forwarded track, as the hot path needs it.
+#[derive(Debug)]
+pub(crate) struct Out {
+    /// The mid it is written to.
+    pub mid: Mid,
+    /// Video only: the layer forwarded and the one wanted.
+    pub video: Option<Forwarding>,
 }
 
 /// Where a forwarded track stands in the SDP negotiation with this session's browser.
@@ -87,7 +109,12 @@ pub(crate) struct Session {
     pub tracks_out: Vec<TrackOut>,
     /// Open forwarded tracks by (publisher, publisher's mid): the mid to write them to. The
     /// forwarding hot path looks here, once per subscriber and packet.
-    pub out_by_source: HashMap<(Sid, Mid), Mid>,
+    pub out_by_source: HashMap<(Sid, Mid), Out>,
+    /// How the browser shows each video it gets (`sfu_view`); not told: [`View::default`].
+    pub views: HashMap<(MemberId, Source), View>,
+    /// The bandwidth estimate towards the browser (str0m's, from transport-wide feedback),
+    /// bits per second; `None` before the first.
+    pub estimate: Option<u64>,
     /// What the member may publish (its access token's permissions).
     pub may_publish: Vec<Source>,
 }
@@ -105,6 +132,8 @@ impl Session {
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
             out_by_source: HashMap::new(),
+            views: HashMap::new(),
+            estimate: None,
             may_publish: Source::ALL.to_vec(),
         }
     }
@@ -112,8 +141,15 @@ impl Session {
     /// A track the browser offered to send: the first audio is its microphone, the first
     /// video its camera and the second video its screen (the order sfu.js creates them in).
     /// None for a source the member may not publish (it is kept, refused, so that the order
-    /// still names the others).
-    pub fn publish(&mut self, mid: Mid, kind: MediaKind, direction: Direction) -> Option<Source> {
+    /// still names the others). A camera may come in simulcast layers (`simulcast`, our side
+    /// of it: the layers we receive).
+    pub fn publish(
+        &mut self,
+        mid: Mid,
+        kind: MediaKind,
+        direction: Direction,
+        simulcast: Option<&Simulcast>,
+    ) -> Option<Source> {
         // Our side of the m-line: a track the browser sends is one we receive.
         if !direction.is_receiving() {
             return None;
@@ -130,11 +166,20 @@ impl Session {
             MediaKind::Video if videos == 1 => Source::Screen,
             _ => return None,
         };
+        let layers = match simulcast {
+            Some(s) if !s.recv.is_empty() => s
+                .recv
+                .iter()
+                .take(MAX_LAYERS)
+                .map(|l| Layer::new(Some(l.rid)))
+                .collect(),
+            _ => vec![Layer::new(None)],
+        };
         let refused = !self.may_publish.contains(&source);
         self.tracks_in.push(TrackIn {
             mid,
             source,
-            last_keyframe_request: None,
+            layers,
             refused,
             reported: false,
         });
@@ -154,12 +199,12 @@ impl Session {
     }
 
     /// Starts forwarding another session's track to this one (at the next offer).
-    pub fn subscribe(&mut self, origin: Sid, origin_member: MemberId, track: &TrackIn) {
+    pub fn subscribe(&mut self, origin: Sid, origin_member: MemberId, mid: Mid, source: Source) {
         self.tracks_out.push(TrackOut {
             origin,
-            origin_mid: track.mid,
+            origin_mid: mid,
             origin_member,
-            source: track.source,
+            source,
             state: OutState::ToOpen,
         });
     }
@@ -194,14 +239,10 @@ impl Session {
                         Source::Audio => MediaKind::Audio,
                         Source::Camera | Source::Screen => MediaKind::Video,
                     };
+                    // Track ids unique in the connection, as browsers' statistics name tracks by them.
                     let stream = format!("m{}", track.origin_member);
-                    let mid = change.add_media(
-                        kind,
-                        Direction::SendOnly,
-                        Some(stream),
-                        Some(track.source.as_str().into()),
-                        None,
-                    );
+                    let id = format!("{}-{}", track.source.as_str(), track.origin_member);
+                    let mid = change.add_media(kind, Direction::SendOnly, Some(stream), Some(id), None);
                     track.state = OutState::Negotiating(mid);
                 }
                 OutState::ToStop(mid) => {
@@ -216,23 +257,20 @@ impl Session {
         Some((offer.to_sdp_string(), self.track_infos()))
     }
 
-    /// The browser answered our offer: what was negotiated flows, what was stopped is gone.
-    /// Returns the publishers' video tracks that just opened, for a keyframe each.
-    pub fn answered(&mut self) -> Vec<(Sid, Mid)> {
-        let mut opened = Vec::new();
+    /// The browser answered our offer: what was negotiated flows (video paused until its
+    /// layer is chosen), what was stopped is gone.
+    pub fn answered(&mut self) {
         self.tracks_out.retain_mut(|t| match t.state {
             OutState::Negotiating(mid) => {
                 t.state = OutState::Open(mid);
-                self.out_by_source.insert((t.origin, t.origin_mid), mid);
-                if t.source != Source::Audio {
-                    opened.push((t.origin, t.origin_mid));
-                }
+                let video = (t.source != Source::Audio).then(Forwarding::default);
+                self.out_by_source
+                    .insert((t.origin, t.origin_mid), Out { mid, video });
                 true
             }
             OutState::Stopping(_) => false,
             _ => true,
         });
-        opened
     }
 
     /// Our offer was overtaken (the browser offered anew): what it carried goes in the next.
@@ -263,12 +301,14 @@ impl Session {
             .collect()
     }
 
-    /// The publisher's track a forwarded mid carries.
-    pub fn origin_of(&self, mid: Mid) -> Option<(Sid, Mid)> {
-        self.tracks_out
-            .iter()
-            .find(|t| t.state.mid() == Some(mid))
-            .map(|t| (t.origin, t.origin_mid))
+    /// The publisher's track a forwarded mid carries, and the layer of it forwarded now.
+    pub fn origin_of(&self, mid: Mid) -> Option<(Sid, Mid, Option<usize>)> {
+        let t = self.tracks_out.iter().find(|t| t.state.mid() == Some(mid))?;
+        let layer = self
+            .out_by_source
+            .get(&(t.origin, t.origin_mid))
+            .and_then(|o| o.video.as_ref()?.current);
+        Some((t.origin, t.origin_mid, layer))
     }
 
     pub fn remember_addr(&mut self, addr: Route) -> bool {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::CryptoProvider;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use visavis_sansio::Now;
@@ -18,6 +18,9 @@ use super::*;
 
 const SFU: &str = "10.0.0.1:3479";
 const STEP: Duration = Duration::from_millis(5);
+/// The simulcast layers test browsers send, lowest first, with their sizes.
+const RIDS: [&str; 3] = ["q", "h", "f"];
+const SIZES: [(u16, u16); 3] = [(320, 180), (640, 360), (1280, 720)];
 
 /// A browser: one peer connection to the SFU, publishing a microphone and a camera.
 struct Client {
@@ -31,9 +34,21 @@ struct Client {
     video: Mid,
     /// Media frames received, by the SFU's track info of their mid.
     received: HashMap<(MemberId, Source), usize>,
+    /// Video frames received by the layer they were sent in (written in the frame).
+    layers: HashMap<(MemberId, Source), [usize; 3]>,
+    /// The RTP time of the last frame per mid, and how often it went back or leapt (> 1 s).
+    times: HashMap<String, u64>,
+    time_jumps: usize,
     /// The SFU's last word on which mid carries what.
     tracks: Vec<TrackInfo>,
     connected: bool,
+    /// Publishes its camera in three layers.
+    simulcast: bool,
+    /// Layers the SFU asked a keyframe of (by rid; `None` without simulcast).
+    keyframe_asked: Vec<Option<Rid>>,
+    keyframe_requests: usize,
+    /// The microphone's level, dB under full scale (127: silence).
+    level: u8,
 }
 
 struct World {
@@ -41,6 +56,10 @@ struct World {
     sfu: Sfu,
     clients: Vec<Client>,
     crypto: Arc<CryptoProvider>,
+    /// Active speakers the SFU announced, in order.
+    speakers: Vec<MemberId>,
+    /// Steps sent so far (the clients' media clock).
+    frames: u32,
     /// What the SFU refused to forward, as it reported it.
     refused: Vec<(MemberId, Source)>,
 }
@@ -57,13 +76,15 @@ impl World {
             sfu: Sfu::new(cfg).unwrap(),
             clients: Vec::new(),
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            speakers: Vec::new(),
+            frames: 0,
             refused: Vec::new(),
         }
     }
 
     /// A browser joins `room`'s call: offers its microphone and camera.
     fn join(&mut self, room: &str, member: MemberId) -> Result<usize, SfuError> {
-        self.join_limited(room, member, &Source::ALL)
+        self.join_with(room, member, false, &Source::ALL)
     }
 
     /// [`World::join`] for a member who may publish only `may_publish` (it sends its
@@ -77,10 +98,32 @@ impl World {
         self.join_as(room, member, may_publish, false)
     }
 
+    /// A browser joins, its camera in three simulcast layers or one.
+    fn join_with(
+        &mut self,
+        room: &str,
+        member: MemberId,
+        simulcast: bool,
+        may_publish: &[Source],
+    ) -> Result<usize, SfuError> {
+        self.join_full(room, member, simulcast, may_publish, false)
+    }
+
     fn join_as(
         &mut self,
         room: &str,
         member: MemberId,
+        may_publish: &[Source],
+        tcp: bool,
+    ) -> Result<usize, SfuError> {
+        self.join_full(room, member, false, may_publish, tcp)
+    }
+
+    fn join_full(
+        &mut self,
+        room: &str,
+        member: MemberId,
+        simulcast: bool,
         may_publish: &[Source],
         tcp: bool,
     ) -> Result<usize, SfuError> {
@@ -104,7 +147,14 @@ impl World {
         rtc.add_local_candidate(candidate);
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let layers = simulcast.then(|| {
+            let mut s = Simulcast::new();
+            for rid in RIDS {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers);
         let (offer, pending) = change.apply().unwrap();
         self.sfu
             .handle_offer_limited(self.now, room, member, &offer.to_sdp_string(), may_publish)?;
@@ -117,8 +167,15 @@ impl World {
             audio,
             video,
             received: HashMap::new(),
+            layers: HashMap::new(),
+            times: HashMap::new(),
+            time_jumps: 0,
             tracks: Vec::new(),
             connected: false,
+            simulcast,
+            keyframe_asked: Vec::new(),
+            keyframe_requests: 0,
+            level: 127,
         });
         self.pump();
         Ok(self.clients.len() - 1)
@@ -184,6 +241,7 @@ impl World {
                         }
                     }
                     Output::Closed { .. } => {}
+                    Output::ActiveSpeaker { member } => self.speakers.push(member),
                     Output::Refused { member, source } => self.refused.push((member, source)),
                 }
             }
@@ -213,7 +271,22 @@ impl World {
                             let mid = d.mid.to_string();
                             if let Some(t) = c.tracks.iter().find(|t| t.mid == mid) {
                                 *c.received.entry((t.member, t.source)).or_default() += 1;
+                                if t.source != Source::Audio {
+                                    let layer = if d.data[0] & 1 == 0 { d.data[10] } else { d.data[1] };
+                                    c.layers.entry((t.member, t.source)).or_default()[usize::from(layer)] +=
+                                        1;
+                                    let time = d.time.numer();
+                                    if let Some(last) = c.times.insert(mid, time) {
+                                        if time <= last || time - last > 90_000 {
+                                            c.time_jumps += 1;
+                                        }
+                                    }
+                                }
                             }
+                        }
+                        RtcOutput::Event(Event::KeyframeRequest(r)) => {
+                            c.keyframe_requests += 1;
+                            c.keyframe_asked.push(r.rid);
                         }
                         RtcOutput::Event(_) => {}
                     }
@@ -230,10 +303,10 @@ impl World {
     /// step once connected.
     fn run(&mut self, d: Duration, send: bool) {
         let end = self.now.mono + d;
-        let mut n = 0u32;
         while self.now.mono < end {
             self.now = self.now.after(STEP);
-            n += 1;
+            self.frames += 1;
+            let n = self.frames;
             for c in &mut self.clients {
                 c.rtc.handle_input(Input::Timeout(self.now.mono)).unwrap();
                 if send && c.connected {
@@ -252,33 +325,61 @@ impl World {
     }
 }
 
-/// One VP8 frame and one Opus frame (their content does not matter to forwarding).
+/// One VP8 frame (per layer) and one Opus frame; only the frame's first bytes matter to
+/// forwarding: a keyframe (bit 0 of byte 0 clear, every 2 s or when asked) carries the VP8
+/// size header and its layer at byte 10, an interframe its layer at byte 1.
 fn send_frames(c: &mut Client, now: Instant, n: u32) {
-    for (mid, codec, clock, size) in [
-        (c.video, Codec::Vp8, 90_000, 900),
-        (c.audio, Codec::Opus, 48_000, 80),
-    ] {
-        let Some(writer) = c.rtc.writer(mid) else {
-            continue;
-        };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
-        else {
-            continue;
-        };
-        // A VP8 keyframe's first byte has bit 0 clear; the rest are interframes.
-        let mut data = vec![0x11u8; size];
-        if n % 50 == 1 {
-            data[0] = 0x10;
+    let video_pt = pt_of(c, c.video, Codec::Vp8);
+    let audio_pt = pt_of(c, c.audio, Codec::Opus);
+    let layers: &[Option<&str>] = if c.simulcast {
+        &[Some("q"), Some("h"), Some("f")]
+    } else {
+        &[None]
+    };
+    for (i, rid) in layers.iter().enumerate() {
+        let Some(pt) = video_pt else { break };
+        let rid = rid.map(Rid::from);
+        let asked = c.keyframe_asked.contains(&rid);
+        let mut data = vec![0x11u8; 300];
+        data[1] = i as u8;
+        if n % 400 == 1 || asked {
+            c.keyframe_asked.retain(|r| *r != rid);
+            let (w, h) = SIZES[if c.simulcast { i } else { 2 }];
+            data[..6].copy_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
+            data[6..8].copy_from_slice(&w.to_le_bytes());
+            data[8..10].copy_from_slice(&h.to_le_bytes());
+            data[10] = i as u8;
         }
+        // Each layer has its own RTP time base, as in browsers.
         let time = MediaTime::new(
-            u64::from(n) * clock / 200,
-            str0m::media::Frequency::new(clock as u32).unwrap(),
+            u64::from(n) * 90_000 / 200 + i as u64 * 1_000_000,
+            str0m::media::Frequency::NINETY_KHZ,
         );
+        let Some(mut writer) = c.rtc.writer(c.video) else {
+            break;
+        };
+        if let Some(rid) = rid {
+            writer = writer.rid(rid);
+        }
         writer.write(pt, now, time, data).unwrap();
     }
+    if let (Some(pt), Some(writer)) = (audio_pt, c.rtc.writer(c.audio)) {
+        let time = MediaTime::new(
+            u64::from(n) * 48_000 / 200,
+            str0m::media::Frequency::FORTY_EIGHT_KHZ,
+        );
+        let level = c.level;
+        writer
+            .audio_level(-(level as i8), level < 127)
+            .write(pt, now, time, vec![0x11u8; 80])
+            .unwrap();
+    }
+}
+
+fn pt_of(c: &mut Client, mid: Mid, codec: Codec) -> Option<str0m::media::Pt> {
+    let writer = c.rtc.writer(mid)?;
+    let pt = writer.payload_params().find(|p| p.spec().codec == codec)?.pt();
+    Some(pt)
 }
 
 #[test]
@@ -473,6 +574,198 @@ fn keyframe_requests_reach_the_publisher_at_most_once_a_second() {
     assert!(
         later.duration_since(first) >= KEYFRAME_INTERVAL,
         "asked again after the interval"
+    );
+}
+
+fn view(height: u32, visible: bool) -> View {
+    View {
+        width: height * 16 / 9,
+        height,
+        visible,
+    }
+}
+
+impl World {
+    fn layers(&self, me: MemberId, of: MemberId) -> [usize; 3] {
+        self.client(me)
+            .layers
+            .get(&(of, Source::Camera))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn clear_counts(&mut self) {
+        for c in &mut self.clients {
+            c.layers.clear();
+            c.received.clear();
+        }
+    }
+}
+
+#[test]
+fn simulcast_one_layer_per_subscriber_by_tile_size_switching_on_keyframes_with_time_running_on() {
+    let mut w = World::new(|_| {});
+    for m in 1..=3 {
+        w.join_with("r", m, true, &Source::ALL).unwrap();
+    }
+    // 2 shows 1 small, 3 shows 1 large.
+    w.sfu
+        .handle_view(w.now, 2, &[(1, Source::Camera, view(90, true))]);
+    // (2 small at 3, so that the two fit in the bandwidth estimate.)
+    w.sfu.handle_view(
+        w.now,
+        3,
+        &[
+            (1, Source::Camera, view(720, true)),
+            (2, Source::Camera, view(90, true)),
+        ],
+    );
+    w.run(Duration::from_secs(2), true);
+    let [q, h, f] = w.layers(2, 1);
+    assert!(
+        q > 100 && h == 0 && f == 0,
+        "2 gets 1's lowest layer only: {q} {h} {f}"
+    );
+    let [q, h, f] = w.layers(3, 1);
+    assert!(f > 100 && h == 0, "3 gets 1's top layer: {q} {h} {f}");
+    assert!(q < 50, "at most until the top layer's first keyframe: {q}");
+    // 2's tile grows: it switches up on a keyframe asked of that layer.
+    let asked = w.client(1).keyframe_requests;
+    w.clear_counts();
+    w.sfu
+        .handle_view(w.now, 2, &[(1, Source::Camera, view(360, true))]);
+    w.run(Duration::from_millis(500), true);
+    assert!(w.client(1).keyframe_requests > asked, "a keyframe was asked of 1");
+    w.clear_counts();
+    w.run(Duration::from_millis(500), true);
+    let [q, h, f] = w.layers(2, 1);
+    assert!(
+        h > 50 && q == 0 && f == 0,
+        "2 now gets the middle layer: {q} {h} {f}"
+    );
+    for c in &w.clients {
+        assert_eq!(c.time_jumps, 0, "{}'s RTP time ran on across switches", c.member);
+    }
+}
+
+#[test]
+fn a_hidden_tile_gets_no_video_and_resumes_when_shown() {
+    let mut w = World::new(|_| {});
+    for m in 1..=2 {
+        w.join_with("r", m, true, &Source::ALL).unwrap();
+    }
+    w.run(Duration::from_secs(1), true);
+    assert!(w.layers(2, 1).iter().sum::<usize>() > 50);
+    w.sfu
+        .handle_view(w.now, 2, &[(1, Source::Camera, view(720, false))]);
+    w.run(Duration::from_millis(100), true);
+    w.clear_counts();
+    w.run(Duration::from_secs(1), true);
+    assert_eq!(w.layers(2, 1), [0, 0, 0], "no video for a hidden tile");
+    assert!(
+        w.client(2)
+            .received
+            .get(&(1, Source::Audio))
+            .copied()
+            .unwrap_or(0)
+            > 100,
+        "the audio goes on"
+    );
+    w.sfu
+        .handle_view(w.now, 2, &[(1, Source::Camera, view(720, true))]);
+    w.run(Duration::from_secs(1), true);
+    assert!(w.layers(2, 1)[2] > 50, "back, in the top layer");
+}
+
+#[test]
+fn a_low_bandwidth_estimate_steps_layers_down() {
+    let mut w = World::new(|_| {});
+    for m in 1..=3 {
+        w.join_with("r", m, true, &Source::ALL).unwrap();
+    }
+    let large = [
+        (1, Source::Camera, view(720, true)),
+        (2, Source::Camera, view(720, true)),
+    ];
+    w.sfu.handle_view(w.now, 3, &large);
+    w.run(Duration::from_secs(2), true);
+    assert!(
+        w.layers(3, 1)[2] > 50 && w.layers(3, 2)[2] > 50,
+        "large tiles get the top"
+    );
+    // 300 kbit/s carries two low layers only.
+    w.sfu.set_estimate(w.now, 3, 300_000);
+    w.run(Duration::from_millis(300), true);
+    w.clear_counts();
+    w.run(Duration::from_secs(1), true);
+    for of in [1, 2] {
+        let [q, h, f] = w.layers(3, of);
+        assert!(q > 50 && h == 0 && f == 0, "3 gets {of}'s lowest: {q} {h} {f}");
+        assert!(
+            w.layers(2, of)[1] > 50 || of == 2,
+            "2's estimate is untouched (medium tiles)"
+        );
+    }
+}
+
+#[test]
+fn the_active_speaker_is_announced_and_only_the_last_n_speakers_cameras_are_forwarded() {
+    let mut w = World::new(|c| c.last_n = 1);
+    for m in 1..=3 {
+        w.join_with("r", m, false, &Source::ALL).unwrap();
+    }
+    w.clients[1].level = 20; // 2 speaks
+    w.run(Duration::from_secs(2), true);
+    assert_eq!(w.speakers, vec![2]);
+    assert_eq!(w.sfu.speaker_of("r"), Some(2));
+    w.clear_counts();
+    w.run(Duration::from_secs(1), true);
+    assert!(w.layers(1, 2)[0] > 50, "1 sees 2, the last speaker");
+    assert_eq!(w.layers(1, 3), [0, 0, 0], "not 3, beyond the last 1");
+    assert!(w.layers(3, 2)[0] > 50);
+    // 2 falls silent, 3 speaks.
+    w.clients[1].level = 127;
+    w.clients[2].level = 25;
+    w.run(Duration::from_secs(2), true);
+    assert_eq!(w.speakers, vec![2, 3]);
+    w.clear_counts();
+    w.run(Duration::from_secs(1), true);
+    assert!(w.layers(1, 3)[0] > 50, "1 now sees 3");
+    assert_eq!(w.layers(1, 2), [0, 0, 0]);
+    assert!(w.layers(3, 2)[0] > 50, "3's last other speaker is 2");
+    for c in &w.clients {
+        for other in [1, 2, 3].into_iter().filter(|o| *o != c.member) {
+            assert!(
+                c.received.get(&(other, Source::Audio)).copied().unwrap_or(0) > 100,
+                "all audio flows"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_answer_asks_for_opus_dtx() {
+    let mut w = World::new(|_| {});
+    let mut rtc = Rtc::builder()
+        .set_crypto_provider(w.crypto.clone())
+        .build(w.now.mono);
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    w.sfu.handle_offer(w.now, "r", 1, &offer.to_sdp_string()).unwrap();
+    let Some(Output::Description { sdp, .. }) = w.sfu.poll_output() else {
+        panic!("an answer")
+    };
+    assert!(sdp.contains("usedtx=1"), "{sdp}");
+    assert!(sdp.contains("ssrc-audio-level"), "audio levels negotiated");
+}
+
+#[test]
+fn the_answer_starts_browsers_cameras_at_a_bitrate_for_all_layers() {
+    let sdp = "v=0\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP8/90000\r\na=fmtp:98 x=1\r\n";
+    assert_eq!(
+        with_start_bitrate(sdp, 2000),
+        "v=0\r\na=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=2000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP8/90000\r\na=fmtp:98 x=1;x-google-start-bitrate=2000\r\n"
     );
 }
 
