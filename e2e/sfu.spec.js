@@ -207,7 +207,7 @@ function highlights(page, name) {
   return page.locator('.tile.speaking').getByLabel(name, { exact: true });
 }
 
-test('through the SFU: simulcast from each camera, the layer a tile needs, nothing to a hidden tile, one leaving seen by all', async ({ browser }) => {
+test('through the SFU: simulcast from each camera, the layer a tile needs, nothing to a hidden tile, the active speaker from the audio levels, one leaving seen by all', async ({ browser }) => {
   test.setTimeout(150_000);
   const room = roomName('sfu-layers');
   const ann = await person(browser, 'Ann', room);
@@ -245,6 +245,17 @@ test('through the SFU: simulcast from each camera, the layer a tile needs, nothi
   await expect.poll(() => audioPackets(cy)).toBeGreaterThan(10); // Bob is still heard
   await cy.getByLabel('Bob', { exact: true }).evaluate((v) => { /** @type {HTMLElement} */ (v.closest('.tile')).style.display = ''; });
   await expect.poll(async () => (await received(cy, 'Bob')).frames, { timeout: 15_000 }).toBeGreaterThan(before + 10);
+
+  // Only Ann's microphone on (Chromium's fake one beeps): she is the speaker at the others.
+  for (const page of [bob, cy]) await page.getByRole('button', { name: 'Mute', exact: true }).click();
+  await expect(highlights(bob, 'Ann')).toBeVisible({ timeout: 15_000 });
+  await expect(highlights(cy, 'Ann')).toBeVisible();
+  // Ann mutes, Cy speaks: the highlight moves to Cy.
+  await ann.getByRole('button', { name: 'Mute', exact: true }).click();
+  await cy.getByRole('button', { name: 'Unmute', exact: true }).click();
+  await expect(highlights(bob, 'Cy')).toBeVisible({ timeout: 15_000 });
+  await expect(highlights(ann, 'Cy')).toBeVisible();
+  await expect(highlights(bob, 'Ann')).toHaveCount(0);
 
   // Cy leaves: everyone sees it, still on one connection each.
   await cy.getByRole('button', { name: 'Leave call' }).click();

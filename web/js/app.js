@@ -629,6 +629,7 @@ function onMessage(msg) {
     case 'media':
     case 'sfu_description':
     case 'sfu_restart':
+    case 'active_speaker':
       if (state.call?.callId === msg.callId) state.call.handle(msg);
       else if (state.pending?.prepared?.callId === msg.callId) state.pending.prepared.handle(msg);
       return;

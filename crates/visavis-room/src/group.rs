@@ -108,6 +108,7 @@ impl Core {
     /// `sfu_description`: handed to the SFU (as an event), for a participant of an SFU call.
     pub(crate) fn sfu_description(
         &mut self,
+        now: std::time::Instant,
         me: MemberId,
         call_id: CallId,
         description: &Description,
@@ -134,6 +135,15 @@ impl Core {
                 state: "sfu",
                 action: "a pranswer or rollback",
             });
+        }
+        if kind == SdpKind::Offer {
+            let offers = &mut self.members.get_mut(&me).ok_or(RoomError::NotJoined)?.sfu_offers;
+            if !offers.take(now, 1.0) {
+                return Err(RoomError::RateLimited(format!(
+                    "too many offers to the SFU; at most {} a minute",
+                    self.config.sfu_offer_rate * 60.0
+                )));
+            }
         }
         let (room, publish) = (self.members[&me].room.clone(), self.members[&me].publish);
         self.record(Event::SfuDescription {

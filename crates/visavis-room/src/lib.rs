@@ -71,6 +71,10 @@ pub struct Config {
     /// Invites per second one member may send, and the burst above it.
     pub invite_rate: f64,
     pub invite_burst: f64,
+    /// Offers to the SFU per second one member may send, and the burst above it: each starts
+    /// its session over and renegotiates the room's other connections.
+    pub sfu_offer_rate: f64,
+    pub sfu_offer_burst: f64,
     /// After a decline, how long the caller may not ring the same member again.
     pub redial_delay: Duration,
     /// Where member and call ids come from.
@@ -113,6 +117,8 @@ impl Default for Config {
             max_rooms: 10_000,
             invite_rate: 0.2,
             invite_burst: 5.0,
+            sfu_offer_rate: 0.5,
+            sfu_offer_burst: 10.0,
             redial_delay: Duration::from_secs(30),
             ids: IdSource::counter(),
             chat_member_rate: 2.0,
@@ -535,6 +541,8 @@ struct MemberState {
     /// Invites and chat messages this member may still send.
     invites: TokenBucket,
     chats: TokenBucket,
+    /// Offers to the SFU it may still send.
+    sfu_offers: TokenBucket,
 }
 
 impl MemberState {
@@ -1010,7 +1018,7 @@ impl Core {
                 }
             }
             RoomMsg::SfuDescription { call_id, description } => {
-                self.sfu_description(me, call_id, &description)
+                self.sfu_description(now.mono, me, call_id, &description)
             }
             RoomMsg::SfuView { call_id, tracks } => self.sfu_view(me, call_id, tracks),
             RoomMsg::GroupJoin => self.group_join(me),
@@ -1184,6 +1192,11 @@ impl Core {
                 call: None,
                 in_group: false,
                 invites: TokenBucket::new(self.config.invite_rate, self.config.invite_burst, now.mono),
+                sfu_offers: TokenBucket::new(
+                    self.config.sfu_offer_rate,
+                    self.config.sfu_offer_burst,
+                    now.mono,
+                ),
                 chats: TokenBucket::new(
                     self.config.chat_member_rate,
                     self.config.chat_member_burst,

@@ -293,6 +293,12 @@ impl Core {
                         core.config.chat_member_burst,
                         now.mono,
                     ),
+                    // Full: a restored call's participants all offer again at once.
+                    sfu_offers: TokenBucket::new(
+                        core.config.sfu_offer_rate,
+                        core.config.sfu_offer_burst,
+                        now.mono,
+                    ),
                 },
             );
         }

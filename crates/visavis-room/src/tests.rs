@@ -1501,6 +1501,43 @@ fn a_mesh_group_call_refuses_sfu_descriptions() {
 }
 
 #[test]
+fn offers_to_the_sfu_are_rate_limited_per_member_but_answers_are_not() {
+    let mut w = World::with(Config {
+        group_media: GroupMedia::Sfu,
+        sfu_offer_rate: 1.0,
+        sfu_offer_burst: 3.0,
+        ..Config::default()
+    });
+    w.join(1, "r", "Ann");
+    let call = group_of(&w.send(1, RoomMsg::GroupJoin)[0].msg).unwrap().0;
+    let description = |kind| RoomMsg::SfuDescription {
+        call_id: call,
+        description: Description::new(kind, "v=0"),
+    };
+    for _ in 0..3 {
+        assert!(w.send(1, description(SdpKind::Offer)).is_empty());
+    }
+    assert_eq!(
+        error_code(&w.send(1, description(SdpKind::Offer))),
+        ErrorCode::RateLimited
+    );
+    assert!(
+        w.send(1, description(SdpKind::Answer)).is_empty(),
+        "answers are the SFU's pace"
+    );
+    assert_eq!(
+        sfu_events(&mut w).len(),
+        4,
+        "three offers and the answer reached the SFU"
+    );
+    w.advance(Duration::from_secs(1));
+    assert!(
+        w.send(1, description(SdpKind::Offer)).is_empty(),
+        "one more a second"
+    );
+}
+
+#[test]
 fn sfu_views_go_to_the_sfu_bounded_and_the_active_speaker_to_every_participant() {
     let mut w = World::with(Config {
         group_media: GroupMedia::Sfu,

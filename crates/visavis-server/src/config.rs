@@ -269,6 +269,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "SFU")]
     pub sfu_tcp_max: u32,
 
+    /// Offers to the SFU one member may send per minute (in bursts of up to 10): each starts
+    /// its session over and renegotiates the others'. More get `rate_limited`.
+    #[arg(long, env = "VISAVIS_SFU_OFFER_RATE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "SFU")]
+    pub sfu_offer_rate: u32,
+
     /// Chat messages each room keeps and sends to people who join.
     #[arg(long, env = "VISAVIS_CHAT_HISTORY", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]

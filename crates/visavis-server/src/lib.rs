@@ -210,6 +210,8 @@ impl App {
             ids: IdSource::new(|_| random_id()),
             invite_rate: f64::from(settings.invite_rate_limit) / 60.0,
             invite_burst: 5.0,
+            sfu_offer_rate: f64::from(settings.sfu_offer_rate) / 60.0,
+            sfu_offer_burst: 10.0,
             redial_delay: Duration::from_secs(settings.redial_delay),
             chat_member_rate: f64::from(settings.chat_rate_limit),
             chat_member_burst: 5.0 * f64::from(settings.chat_rate_limit),
