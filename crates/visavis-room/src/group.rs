@@ -17,6 +17,27 @@ impl Core {
         self.rooms.get(&state.room)?.group.as_ref()
     }
 
+    /// `me`'s group call `call_id`, if it goes through the SFU: what `action` needs.
+    fn sfu_group(
+        &self,
+        me: MemberId,
+        call_id: CallId,
+        action: &'static str,
+    ) -> Result<&GroupCall, RoomError> {
+        let group = self.group_of(me).ok_or(RoomError::NotInCall)?;
+        if group.call_id != call_id {
+            return Err(RoomError::UnknownCall(call_id));
+        }
+        if group.media != GroupMedia::Sfu {
+            return Err(RoomError::InvalidCallState {
+                call: call_id,
+                state: "a mesh",
+                action,
+            });
+        }
+        Ok(group)
+    }
+
     /// `to`, if it is another participant of `me`'s group call.
     pub(crate) fn group_peer(&self, me: MemberId, to: Option<MemberId>) -> Result<MemberId, RoomError> {
         let group = self.group_of(me).ok_or(RoomError::NotInCall)?;
@@ -113,17 +134,7 @@ impl Core {
         call_id: CallId,
         description: &Description,
     ) -> Result<(), RoomError> {
-        let group = self.group_of(me).ok_or(RoomError::NotInCall)?;
-        if group.call_id != call_id {
-            return Err(RoomError::UnknownCall(call_id));
-        }
-        if group.media != GroupMedia::Sfu {
-            return Err(RoomError::InvalidCallState {
-                call: call_id,
-                state: "a mesh",
-                action: "sfu_description",
-            });
-        }
+        self.sfu_group(me, call_id, "sfu_description")?;
         let (kind, sdp) = description.decode().ok_or(RoomError::InvalidCallState {
             call: call_id,
             state: "sfu",
@@ -165,17 +176,7 @@ impl Core {
         call_id: CallId,
         tracks: Vec<ViewTrack>,
     ) -> Result<(), RoomError> {
-        let group = self.group_of(me).ok_or(RoomError::NotInCall)?;
-        if group.call_id != call_id {
-            return Err(RoomError::UnknownCall(call_id));
-        }
-        if group.media != GroupMedia::Sfu {
-            return Err(RoomError::InvalidCallState {
-                call: call_id,
-                state: "a mesh",
-                action: "sfu_view",
-            });
-        }
+        self.sfu_group(me, call_id, "sfu_view")?;
         if tracks.len() > MAX_VIEW_TRACKS {
             return Err(RoomError::InvalidView(format!(
                 "at most {MAX_VIEW_TRACKS} tracks in one sfu_view"
