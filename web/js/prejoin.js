@@ -11,6 +11,8 @@ import { t } from './i18n.js';
 const STORAGE_KEY = 'visavis.callPrefs';
 /** How often the level meter reads the microphone. */
 const METER_MS = 100;
+/** What the meter keeps of its value from one sample to the next (it falls to a tenth in 1.4 s). */
+const METER_FALLOFF = 0.85;
 
 /**
  * How calls start: muted, camera off, and the devices picked ('' for the default).
@@ -115,7 +117,9 @@ export class PreJoin {
       analyser.getFloatTimeDomainData(samples);
       const rms = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
       // Speech sits around 0.02–0.2 RMS: scaled so a normal voice fills most of the meter.
-      this.meter.value = Math.min(1, rms * 5);
+      // The meter falls back slowly (like a VU meter) so short sounds, which land between two
+      // samples' windows, are seen rather than flickering by.
+      this.meter.value = Math.max(Math.min(1, rms * 5), this.meter.value * METER_FALLOFF);
     }, METER_MS);
   }
 
