@@ -202,19 +202,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
     let mut counted = 0;
     loop {
         // Drive the peer: send what it has, learn when to come back.
-        let wake = loop {
-            match peer.poll(Instant::now())? {
-                PeerOut::Transmit {
-                    destination,
-                    contents,
-                    ..
-                } => {
-                    // A full socket buffer drops the datagram, as the network would.
-                    let _ = socket.try_send_to(&contents, destination);
-                }
-                PeerOut::Wait(at) => break at,
-            }
-        };
+        let wake = pump(&mut peer, &socket)?;
         let packets = peer.packets_received;
         config.meter.packets.fetch_add(packets - counted, Relaxed);
         counted = packets;
@@ -306,4 +294,21 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
     let _ = client.send(RoomMsg::GroupLeave).await;
     let _ = client.close(1000).await;
     Ok(())
+}
+
+/// Drives `peer` now: sends what it has; returns when it wants to be driven next.
+pub(crate) fn pump(peer: &mut Peer, socket: &UdpSocket) -> anyhow::Result<Instant> {
+    loop {
+        match peer.poll(Instant::now())? {
+            PeerOut::Transmit {
+                destination,
+                contents,
+                ..
+            } => {
+                // A full socket buffer drops the datagram, as the network would.
+                let _ = socket.try_send_to(&contents, destination);
+            }
+            PeerOut::Wait(at) => return Ok(at),
+        }
+    }
 }

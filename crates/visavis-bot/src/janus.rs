@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::bot::{BotConfig, BotReport, STEP_TIMEOUT};
-use crate::peer::{Peer, PeerOut, Shared};
+use crate::bot::{pump, BotConfig, BotReport, STEP_TIMEOUT};
+use crate::peer::{Peer, Shared};
 
 /// Janus ends a session that sends nothing for 60 s; keep-alives go out more often.
 const KEEPALIVE: Duration = Duration::from_secs(20);
@@ -315,22 +315,6 @@ async fn run_inner(
     let _ = janus.send(json!({"janus": "destroy"})).await;
     let _ = janus.ws.close(None).await;
     Ok(())
-}
-
-/// Drives `peer` now: sends what it has; returns when it wants to be driven next.
-fn pump(peer: &mut Peer, socket: &UdpSocket) -> anyhow::Result<Instant> {
-    loop {
-        match peer.poll(Instant::now())? {
-            PeerOut::Transmit {
-                destination,
-                contents,
-                ..
-            } => {
-                let _ = socket.try_send_to(&contents, destination);
-            }
-            PeerOut::Wait(at) => return Ok(at),
-        }
-    }
 }
 
 /// A datagram on `socket`; never ready when there is no such socket.
