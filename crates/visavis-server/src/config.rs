@@ -280,11 +280,18 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub chat_history: u32,
 
-    /// Largest signalling message accepted, in bytes; larger ones get a `message_too_large`
-    /// error. Frames over 16 times this close the connection.
+    /// Largest signalling message accepted, in bytes (but for descriptions); larger ones get a
+    /// `message_too_large` error. Frames over 16 times this close the connection.
     #[arg(long, env = "VISAVIS_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
     pub max_message_size: u64,
+
+    /// Largest SDP description (`description`, `sfu_description`) accepted, in bytes: an SFU
+    /// call's grows with the room, by about a kilobyte per forwarded track (150 tracks at
+    /// `--group-limit 50`).
+    #[arg(long, env = "VISAVIS_MAX_DESCRIPTION_SIZE", default_value_t = 512 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
+    pub max_description_size: u64,
 
     /// Seconds without any message from a client (or, on the client, from the server) before
     /// its connection counts as dropped. Pings go out every third of it.
@@ -824,6 +831,15 @@ impl Settings {
 
     pub fn max_message_size(&self) -> usize {
         usize::try_from(self.max_message_size).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_description_size(&self) -> usize {
+        usize::try_from(self.max_description_size).unwrap_or(usize::MAX)
+    }
+
+    /// Frames over this close the connection.
+    pub fn frame_cap(&self) -> usize {
+        visavis_signal::frame_cap(self.max_message_size(), self.max_description_size())
     }
 }
 

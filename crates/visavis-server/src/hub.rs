@@ -286,9 +286,9 @@ impl Hub {
         self.lock().sig.config().heartbeat
     }
 
-    /// Largest text frame accepted.
-    pub fn max_message(&self) -> usize {
-        self.lock().sig.config().max_message
+    /// Frames over this close the connection.
+    pub fn frame_cap(&self) -> usize {
+        self.lock().sig.config().frame_cap()
     }
 
     /// Drives the state machine's timers until `shutdown`; then tells every connection to

@@ -240,6 +240,7 @@ impl App {
             log_limit: usize::try_from(settings.resume_log_limit).unwrap_or(usize::MAX),
             log_total: usize::try_from(settings.resume_log_total).unwrap_or(usize::MAX),
             max_message: settings.max_message_size(),
+            max_description: settings.max_description_size(),
             rate: f64::from(settings.rate_limit),
             burst: f64::from(settings.rate_burst),
             ip_rate: f64::from(settings.ip_rate_limit),
@@ -586,7 +587,7 @@ async fn ws_upgrade(
     let fd = request.extensions().get::<Arc<FdSlot>>().cloned();
     // Frames far over the message limit are abuse: tungstenite refuses them and the connection
     // closes. Frames just over it get a `message_too_large` error and the connection lives.
-    let hard_cap = hub.max_message().saturating_mul(16);
+    let hard_cap = hub.frame_cap();
     sessions.spawn(async move {
         if let Some(ws) = upgrading.websocket(hard_cap).await {
             match cluster {
@@ -749,7 +750,7 @@ fn cluster_config(
         lease_renew,
         node_heartbeat: Duration::from_millis(settings.node_heartbeat_ms),
         join_timeout: Duration::from_secs(settings.join_timeout),
-        max_message: settings.max_message_size().saturating_mul(16),
+        max_message: settings.frame_cap(),
     }))
 }
 

@@ -54,8 +54,9 @@ impl Layer {
         }
     }
 
-    /// A frame of this layer arrived.
-    pub fn on_frame(&mut self, now: Instant, data: &[u8], keyframe: bool) {
+    /// A frame of this layer arrived. True when it told the layer's size for the first time, or
+    /// a new one: the layers subscribers get are then worth choosing again.
+    pub fn on_frame(&mut self, now: Instant, data: &[u8], keyframe: bool) -> bool {
         self.last_seen = Some(now);
         self.window_bytes += data.len() as u64;
         let start = *self.window_start.get_or_insert(now);
@@ -65,12 +66,13 @@ impl Layer {
             self.window_bytes = 0;
             self.window_start = Some(now);
         }
-        if keyframe {
-            if let Some((w, h)) = vp8_keyframe_size(data) {
-                self.width = u32::from(w);
-                self.height = u32::from(h);
-            }
-        }
+        let Some((w, h)) = keyframe.then(|| vp8_keyframe_size(data)).flatten() else {
+            return false;
+        };
+        let size = (u32::from(w), u32::from(h));
+        let resized = size != (self.width, self.height);
+        (self.width, self.height) = size;
+        resized
     }
 
     pub fn active(&self, now: Instant) -> bool {

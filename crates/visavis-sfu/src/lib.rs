@@ -205,7 +205,7 @@ pub enum SfuError {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Propagate {
-    /// A track was published: forward it to the room.
+    /// A track's first media came: forward it to the room.
     Published(Mid),
     /// Media to forward to the room.
     Media(MediaData),
@@ -391,7 +391,7 @@ impl Sfu {
         let peers = self.rooms.entry(room).or_default();
         for &other in peers.sessions.iter() {
             if let Some(o) = self.sessions[other].as_ref() {
-                for track in o.tracks_in.iter().filter(|t| !t.refused) {
+                for track in o.tracks_in.iter().filter(|t| t.live) {
                     session.subscribe(other, o.member, track.mid, track.source);
                 }
             }
@@ -678,15 +678,13 @@ impl Sfu {
                 }
                 Ok(RtcOutput::Event(event)) => match event {
                     Event::MediaAdded(added) => {
-                        let published =
-                            session.publish(added.mid, added.kind, added.direction, added.simulcast.as_ref());
-                        if published.is_some() {
-                            self.props.push((sid, Propagate::Published(added.mid)));
-                        }
+                        // Offered to the room once media comes on it (`Admit::Publish`).
+                        session.publish(added.mid, added.kind, added.direction, added.simulcast.as_ref());
                     }
                     Event::MediaData(data) => {
                         match session.admit(data.mid) {
                             session::Admit::Forward => {}
+                            session::Admit::Publish => self.props.push((sid, Propagate::Published(data.mid))),
                             session::Admit::Drop => continue,
                             session::Admit::Report(source) => {
                                 self.out.push_back(Output::Refused {
@@ -730,6 +728,10 @@ impl Sfu {
                     Event::EgressBitrateEstimate(
                         BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
                     ) => {
+                        #[cfg(test)]
+                        if session.estimate_pinned {
+                            continue;
+                        }
                         let bps = estimate.as_u64();
                         // Layers are chosen again on a change worth it (a tenth).
                         if session.estimate.is_none_or(|e| bps.abs_diff(e) * 10 > e) {
@@ -802,18 +804,26 @@ impl Sfu {
         };
         let video = track.source != Source::Audio;
         let keyframe = video && data.is_keyframe();
-        let layer = if video {
+        let (layer, resized) = if video {
             let Some(layer) = track.layer_of(data.rid) else {
                 return;
             };
-            track.layers[layer].on_frame(data.network_time, &data.data, keyframe);
-            layer
+            (
+                layer,
+                track.layers[layer].on_frame(data.network_time, &data.data, keyframe),
+            )
         } else {
-            0
+            (0, false)
         };
         let Some(peers) = self.rooms.get_mut(&room) else {
             return;
         };
+        if resized {
+            // A layer's size is known now (or changed): the subscribers choose again, rather
+            // than at the next sweep.
+            self.realloc
+                .extend(peers.sessions.iter().copied().filter(|&s| s != origin));
+        }
         if !video {
             if let Some(level) = data.ext_vals.audio_level {
                 let dbov = level.unsigned_abs().min(127);
@@ -969,12 +979,14 @@ impl Sfu {
         }
     }
 
-    /// For tests: the bandwidth estimate of a member's session, as str0m would tell it.
+    /// For tests: the bandwidth estimate of a member's session, as str0m would tell it (and
+    /// then no longer does).
     #[cfg(test)]
     fn set_estimate(&mut self, now: Now, member: MemberId, bps: u64) {
         let sid = self.by_member[&member];
         if let Some(s) = self.session(sid) {
             s.estimate = Some(bps);
+            s.estimate_pinned = true;
         }
         self.allocate(now.mono, sid);
         self.flush(now.mono);

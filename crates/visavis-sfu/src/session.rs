@@ -28,6 +28,9 @@ pub(crate) struct TrackIn {
     pub layers: Vec<Layer>,
     /// Of a source the member may not publish: never forwarded.
     pub refused: bool,
+    /// Media has come on it: it is forwarded. A transceiver the browser offered but sends
+    /// nothing on (no screen shared, no camera) costs the others no m-line.
+    pub live: bool,
     /// Whether media on a refused track was reported (once).
     pub reported: bool,
 }
@@ -39,11 +42,12 @@ impl TrackIn {
     }
 }
 
-/// Media on a published track: forwarded, or (a refused source) dropped, reported the first
-/// time.
+/// Media on a published track: forwarded (the first time, the track is offered to the room),
+/// or (a refused source) dropped, reported the first time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admit {
     Forward,
+    Publish,
     Drop,
     Report(Source),
 }
@@ -117,6 +121,9 @@ pub(crate) struct Session {
     pub estimate: Option<u64>,
     /// What the member may publish (its access token's permissions).
     pub may_publish: Vec<Source>,
+    /// For tests: `estimate` was set by hand, and str0m's estimates do not replace it.
+    #[cfg(test)]
+    pub estimate_pinned: bool,
 }
 
 impl Session {
@@ -135,13 +142,15 @@ impl Session {
             views: HashMap::new(),
             estimate: None,
             may_publish: Source::ALL.to_vec(),
+            #[cfg(test)]
+            estimate_pinned: false,
         }
     }
 
     /// A track the browser offered to send: the first audio is its microphone, the first
     /// video its camera and the second video its screen (the order sfu.js creates them in).
-    /// None for a source the member may not publish (it is kept, refused, so that the order
-    /// still names the others). A camera may come in simulcast layers (`simulcast`, our side
+    /// A source the member may not publish is kept, refused, so that the order still names the
+    /// others. A camera may come in simulcast layers (`simulcast`, our side
     /// of it: the layers we receive).
     pub fn publish(
         &mut self,
@@ -149,10 +158,10 @@ impl Session {
         kind: MediaKind,
         direction: Direction,
         simulcast: Option<&Simulcast>,
-    ) -> Option<Source> {
+    ) {
         // Our side of the m-line: a track the browser sends is one we receive.
         if !direction.is_receiving() {
-            return None;
+            return;
         }
         let videos = self
             .tracks_in
@@ -164,7 +173,7 @@ impl Session {
             MediaKind::Audio if audios == 0 => Source::Audio,
             MediaKind::Video if videos == 0 => Source::Camera,
             MediaKind::Video if videos == 1 => Source::Screen,
-            _ => return None,
+            _ => return,
         };
         let layers = match simulcast {
             Some(s) if !s.recv.is_empty() => s
@@ -182,8 +191,8 @@ impl Session {
             layers,
             refused,
             reported: false,
+            live: false,
         });
-        (!refused).then_some(source)
     }
 
     /// What to do with media the browser sent on `mid`.
@@ -194,6 +203,10 @@ impl Session {
                 Admit::Report(t.source)
             }
             Some(t) if t.refused => Admit::Drop,
+            Some(t) if !t.live => {
+                t.live = true;
+                Admit::Publish
+            }
             _ => Admit::Forward,
         }
     }

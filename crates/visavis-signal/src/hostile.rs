@@ -161,6 +161,7 @@ proptest! {
             log_limit: 3000,
             log_total: 8000,
             max_message: 400,
+            max_description: 800,
             rate: 5.0,
             burst: 10.0,
             ip_rate: 8.0,

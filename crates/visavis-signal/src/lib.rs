@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use visavis_protocol::{
-    decode_client, ClientMsg, ErrorCode, ServerMsg, SessionFields, SessionMsg, PROTOCOL_VERSION,
+    decode_client, ClientMsg, ErrorCode, RoomMsg, ServerMsg, SessionFields, SessionMsg, PROTOCOL_VERSION,
 };
 pub use visavis_room::SessionId;
 use visavis_room::{Core, Counts};
@@ -77,8 +77,12 @@ pub struct Config {
     /// Unacknowledged bytes kept by all sessions together; a session whose message would go
     /// over it is ended, as if it were too far behind.
     pub log_total: usize,
-    /// Largest text frame accepted (larger ones get `message_too_large`).
+    /// Largest text frame accepted (larger ones get `message_too_large`), but for
+    /// descriptions.
     pub max_message: usize,
+    /// Largest `description` or `sfu_description` accepted: an SFU call's SDP grows with the
+    /// room, by about a kilobyte per forwarded track.
+    pub max_description: usize,
     /// Messages per second per connection, and the burst allowed above it.
     pub rate: f64,
     pub burst: f64,
@@ -96,6 +100,20 @@ pub struct Config {
     pub join_timeout: Duration,
 }
 
+impl Config {
+    /// Frames over this close the connection (those between the limits and this get
+    /// `message_too_large` and the connection lives).
+    pub fn frame_cap(&self) -> usize {
+        frame_cap(self.max_message, self.max_description)
+    }
+}
+
+/// The frame size over which a connection is closed: 16 times the message limit, and never
+/// less than a description may be.
+pub fn frame_cap(max_message: usize, max_description: usize) -> usize {
+    max_message.saturating_mul(16).max(max_description)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -104,6 +122,7 @@ impl Default for Config {
             log_limit: 1024 * 1024,
             log_total: 512 * 1024 * 1024,
             max_message: 64 * 1024,
+            max_description: 512 * 1024,
             rate: 50.0,
             burst: 200.0,
             ip_rate: 400.0,
@@ -323,6 +342,11 @@ impl Signalling {
         Some(s)
     }
 
+    fn too_large(&mut self, now: Now, session: SessionId, len: usize, limit: usize) {
+        let message = format!("message of {len} bytes is over the limit of {limit} bytes");
+        self.error(now, session, ErrorCode::MessageTooLarge, message, None);
+    }
+
     /// A text frame from `conn`.
     pub fn handle_text(&mut self, now: Now, conn: ConnId, text: &str) {
         let Some(session) = self.conns.get(&conn).map(|c| c.session) else {
@@ -331,18 +355,22 @@ impl Signalling {
         if !self.charge(now, conn) {
             return;
         }
-        if text.len() > self.config.max_message {
-            let message = format!(
-                "message of {} bytes is over the limit of {} bytes",
-                text.len(),
-                self.config.max_message
-            );
-            return self.error(now, session, ErrorCode::MessageTooLarge, message, None);
+        let (max_message, max_description) = (self.config.max_message, self.config.max_description);
+        if text.len() > max_message.max(max_description) {
+            return self.too_large(now, session, text.len(), max_message.max(max_description));
         }
         let frame = match decode_client(text) {
             Ok(frame) => frame,
             Err(err) => return self.send(now, session, err.into_msg()),
         };
+        let description = matches!(
+            frame.msg,
+            ClientMsg::Room(RoomMsg::Description { .. } | RoomMsg::SfuDescription { .. })
+        );
+        let limit = if description { max_description } else { max_message };
+        if text.len() > limit {
+            return self.too_large(now, session, text.len(), limit);
+        }
         match frame.msg {
             ClientMsg::Session(SessionMsg::Pong { ack }) => {
                 if let Some(s) = self.sessions.get_mut(&session) {

@@ -447,6 +447,29 @@ fn oversized_binary_and_too_fast_messages_get_errors_and_the_connection_lives() 
 }
 
 #[test]
+fn descriptions_may_be_larger_than_other_messages_up_to_their_own_limit() {
+    let mut w = World::with(Config {
+        max_message: 200,
+        max_description: 1000,
+        ..Config::default()
+    });
+    let a = w.open();
+    assert_eq!(kinds(&w.text(a, &join("Ann")), a), ["joined"]);
+    let sdp = |n: usize| {
+        format!(
+            r#"{{"type":"sfu_description","callId":1,"description":{{"type":"offer","sdp":"v=0{}"}}}}"#,
+            "x".repeat(n)
+        )
+    };
+    // Over the message limit but a description within its own: it goes on to the room (which
+    // has no such call).
+    assert_ne!(error_code(&w.text(a, &sdp(500)), a), ErrorCode::MessageTooLarge);
+    assert_eq!(error_code(&w.text(a, &sdp(1000)), a), ErrorCode::MessageTooLarge);
+    let chat = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(500));
+    assert_eq!(error_code(&w.text(a, &chat), a), ErrorCode::MessageTooLarge);
+}
+
+#[test]
 fn an_address_shares_one_message_budget_across_its_connections() {
     let mut w = World::with(Config {
         ip_rate: 1.0,
