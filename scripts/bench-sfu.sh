@@ -65,7 +65,7 @@ ip -n "$BOT_NS" link set v1 up
 
 # visavis: limits lifted so only forwarding is measured.
 ip netns exec "$SRV_NS" target/release/visavis --listen "$NET_PREFIX.1:$HTTP_PORT" \
-  --sfu-listen "$NET_PREFIX.1:$SFU_PORT" --no-turn --state none --group-limit 250 --room-capacity 250 --insecure-http --max-message-size 262144 \
+  --sfu-listen "$NET_PREFIX.1:$SFU_PORT" --no-turn --state none --group-limit 250 --room-capacity 250 --insecure-http \
   --sfu-max-sessions 1000 --max-seats-per-ip 1000 --max-sessions-per-ip 1000 \
   --rate-limit 100000 --rate-burst 100000 --ip-rate-limit 100000 --ip-rate-burst 100000 \
   >"$work/visavis.log" 2>&1 &

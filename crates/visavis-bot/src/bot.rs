@@ -12,7 +12,8 @@ use str0m::media::Mid;
 use tokio::net::UdpSocket;
 use visavis_client::Client;
 use visavis_protocol::{
-    Description, GroupMedia, RoomMsg, SdpKind, ServerMsg, SessionMsg, TrackSource, PROTOCOL_VERSION,
+    Description, GroupMedia, RoomMsg, SdpKind, ServerMsg, SessionMsg, TrackSource, ViewTrack,
+    PROTOCOL_VERSION,
 };
 
 use crate::media::Recording;
@@ -73,6 +74,9 @@ pub struct BotConfig {
     pub speak: Option<Speak>,
     /// Store the first remote camera and microphone received (`visavis-bot record`).
     pub record: bool,
+    /// The tile size (width, height) it tells the SFU it shows every camera at (`sfu_view`),
+    /// which picks the simulcast layer it gets; `None`: it never tells (a medium tile).
+    pub view: Option<(u32, u32)>,
     pub meter: Arc<Meter>,
 }
 
@@ -235,6 +239,17 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
                 let received = received?;
                 match received.msg {
                     ServerMsg::SfuDescription { description, tracks, .. } => {
+                        if let Some((width, height)) = config.view {
+                            let cameras = tracks.iter().filter(|t| t.source == TrackSource::Camera);
+                            let views = cameras.map(|t| ViewTrack {
+                                member: t.member,
+                                source: t.source,
+                                width,
+                                height,
+                                visible: true,
+                            });
+                            client.send(RoomMsg::SfuView { call_id, tracks: views.collect() }).await?;
+                        }
                         for t in &tracks {
                             publishers.insert(t.member);
                             peer.name_track(

@@ -116,6 +116,12 @@ struct RecordArgs {
     /// Seconds to record (at most 600).
     #[arg(long, default_value_t = 6)]
     seconds: u64,
+    /// The tile size the recorder says it shows the camera at: the SFU forwards the simulcast
+    /// layer that fills it, which is what the bots replay (default: the lowest layer).
+    #[arg(long, default_value_t = 320)]
+    width: u32,
+    #[arg(long, default_value_t = 180)]
+    height: u32,
 }
 
 fn source(common: &Common, i: usize) -> IpAddr {
@@ -164,6 +170,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 period: Duration::from_millis(args.speak_ms),
             }),
             record: false,
+            view: None,
             meter: meter.clone(),
         };
         let task = match args.janus_room {
@@ -282,6 +289,7 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
         recording: None,
         speak: None,
         record: true,
+        view: Some((args.width, args.height)),
         meter: Arc::default(),
     };
     let report = bot::run(shared, config).await;

@@ -45,6 +45,7 @@ async fn three_bots_see_and_hear_each_other_through_the_sfu() {
                     period: Duration::from_millis(500),
                 }),
                 record: false,
+                view: None,
                 meter: Arc::default(),
             };
             tokio::spawn(bot::run(shared.clone(), config))

@@ -16,6 +16,7 @@
 //! then the SFU offers every change, so offers never cross.
 
 mod demux;
+mod estimate;
 mod layers;
 mod session;
 mod speaker;
@@ -27,7 +28,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::{Codec, FormatParams};
@@ -73,14 +73,9 @@ pub const DEFAULT_MAX_SESSIONS: u32 = 500;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 15;
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_LAST_N: u32 = 9;
-/// The bandwidth estimate a subscriber starts with, before transport-wide feedback refines
-/// it: enough for a few medium layers.
-const INITIAL_ESTIMATE_KBPS: u64 = 2_500;
-/// Layers are never stepped down to fit less than this: str0m's delay-based estimate falls far
-/// below what the path carries when the server itself is busy (its own queueing looks like a
-/// congested path), and the lowest layers of a few tiles fit in this on any network that
-/// carries a video call at all.
-const MIN_BUDGET_BPS: u64 = 500_000;
+/// The bandwidth estimate a subscriber starts with, before the loss it reports refines it
+/// (`estimate.rs`): enough for a few medium layers.
+const INITIAL_ESTIMATE_BPS: u64 = 2_500_000;
 /// The bitrate a browser's camera starts at (`x-google-start-bitrate` in our answer), so that
 /// all three simulcast layers flow from the start rather than after the browser's bandwidth
 /// estimate has crept up for tens of seconds; its estimate lowers it where the network is slow.
@@ -343,7 +338,9 @@ impl Sfu {
             })
             .clear_codecs()
             .enable_vp8(true)
-            .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)));
+            // No str0m bandwidth estimate, hence no pacer holding media back to it; the loss
+            // each browser reports, every second, makes our estimate instead (`estimate.rs`).
+            .set_stats_interval(Some(SWEEP_INTERVAL));
         // Opus with DTX: a silent microphone sends next to nothing, which with many people in
         // a room is most of the audio (NACK and RTX come with str0m's VP8).
         builder.codec_config().add_config(
@@ -544,9 +541,15 @@ impl Sfu {
                     self.out.push_back(Output::Closed { member });
                 }
             }
-            // Bitrates and active layers were measured anew: choose again.
+            // Estimates, bitrates and active layers were measured anew: choose again.
             for sid in 0..self.sessions.len() {
-                if self.sessions[sid].is_some() {
+                if let Some(session) = self.sessions[sid].as_mut() {
+                    #[cfg(test)]
+                    if session.estimate_pinned {
+                        self.allocate(now.mono, sid);
+                        continue;
+                    }
+                    session.estimate.poll(now.mono);
                     self.allocate(now.mono, sid);
                 }
             }
@@ -725,18 +728,9 @@ impl Sfu {
                             ));
                         }
                     }
-                    Event::EgressBitrateEstimate(
-                        BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
-                    ) => {
-                        #[cfg(test)]
-                        if session.estimate_pinned {
-                            continue;
-                        }
-                        let bps = estimate.as_u64();
-                        // Layers are chosen again on a change worth it (a tenth).
-                        if session.estimate.is_none_or(|e| bps.abs_diff(e) * 10 > e) {
-                            session.estimate = Some(bps);
-                            self.realloc.push(sid);
+                    Event::MediaEgressStats(stats) => {
+                        if let Some(loss) = stats.loss {
+                            session.estimate.handle_loss(loss);
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -890,7 +884,6 @@ impl Sfu {
             .collect();
         let mut keys = Vec::new();
         let mut choices = Vec::new();
-        let mut desired = 0;
         for t in &session.tracks_out {
             if t.source == Source::Audio || !matches!(t.state, session::OutState::Open(_)) {
                 continue;
@@ -911,20 +904,13 @@ impl Sfu {
             }
             let layer = layers::wanted_layer(&track.layers, view, now);
             let rates = layers::rates(&track.layers, now);
-            desired += layer.map_or(0, |l| layers::rate_of(&track.layers, l));
             keys.push((t.origin, t.origin_mid));
             choices.push(Choice { layer, rates });
         }
-        let estimate = session.estimate.unwrap_or(INITIAL_ESTIMATE_KBPS * 1000);
-        layers::fit_budget(&mut choices, estimate.max(MIN_BUDGET_BPS));
+        layers::fit_budget(&mut choices, session.estimate.bps());
         let Some(session) = self.sessions.get_mut(sid).and_then(Option::as_mut) else {
             return;
         };
-        // The estimator probes up to what the tiles would want.
-        session
-            .rtc
-            .bwe()
-            .set_desired_bitrate(Bitrate::bps(desired + desired / 10));
         for (key, choice) in keys.into_iter().zip(choices) {
             let Some(fwd) = session.out_by_source.get_mut(&key).and_then(|o| o.video.as_mut()) else {
                 continue;
@@ -979,13 +965,12 @@ impl Sfu {
         }
     }
 
-    /// For tests: the bandwidth estimate of a member's session, as str0m would tell it (and
-    /// then no longer does).
+    /// For tests: the bandwidth estimate of a member's session, from now on.
     #[cfg(test)]
     fn set_estimate(&mut self, now: Now, member: MemberId, bps: u64) {
         let sid = self.by_member[&member];
         if let Some(s) = self.session(sid) {
-            s.estimate = Some(bps);
+            s.estimate = estimate::LossEstimate::new(bps);
             s.estimate_pinned = true;
         }
         self.allocate(now.mono, sid);

@@ -11,6 +11,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid, Simulcast};
 use str0m::Rtc;
 
+use crate::estimate::LossEstimate;
 use crate::layers::{Forwarding, Layer, View, MAX_LAYERS};
 use crate::{MemberId, Route, Sid, Source, TrackInfo};
 
@@ -116,12 +117,11 @@ pub(crate) struct Session {
     pub out_by_source: HashMap<(Sid, Mid), Out>,
     /// How the browser shows each video it gets (`sfu_view`); not told: [`View::default`].
     pub views: HashMap<(MemberId, Source), View>,
-    /// The bandwidth estimate towards the browser (str0m's, from transport-wide feedback),
-    /// bits per second; `None` before the first.
-    pub estimate: Option<u64>,
+    /// The bandwidth estimate towards the browser, from the loss it reports.
+    pub estimate: LossEstimate,
     /// What the member may publish (its access token's permissions).
     pub may_publish: Vec<Source>,
-    /// For tests: `estimate` was set by hand, and str0m's estimates do not replace it.
+    /// For tests: `estimate` was set by hand, and the loss reported does not change it.
     #[cfg(test)]
     pub estimate_pinned: bool,
 }
@@ -140,7 +140,7 @@ impl Session {
             tracks_out: Vec::new(),
             out_by_source: HashMap::new(),
             views: HashMap::new(),
-            estimate: None,
+            estimate: LossEstimate::new(crate::INITIAL_ESTIMATE_BPS),
             may_publish: Source::ALL.to_vec(),
             #[cfg(test)]
             estimate_pinned: false,

@@ -51,6 +51,9 @@ struct Client {
     level: u8,
     /// Sends nothing on the tracks it offered (a listener, or camera and microphone off).
     silent: bool,
+    /// Once connected, one datagram from the SFU in this many is lost on the way (0: none).
+    lose_every: usize,
+    datagrams: usize,
 }
 
 struct World {
@@ -182,6 +185,8 @@ impl World {
             keyframe_requests: 0,
             level: 127,
             silent: false,
+            lose_every: 0,
+            datagrams: 0,
         });
         self.pump();
         Ok(self.clients.len() - 1)
@@ -209,6 +214,10 @@ impl World {
                     } => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
                             assert_eq!(transport == Transport::Tcp, c.tcp, "the way it came");
+                            c.datagrams += 1;
+                            if c.connected && c.lose_every > 0 && c.datagrams % c.lose_every == 0 {
+                                continue;
+                            }
                             let input = Input::Receive(
                                 self.now.mono,
                                 Receive {
@@ -748,6 +757,37 @@ fn a_low_bandwidth_estimate_steps_layers_down() {
             "2's estimate is untouched (medium tiles)"
         );
     }
+}
+
+#[test]
+fn a_subscriber_whose_path_loses_packets_gets_lower_layers() {
+    let mut w = World::new(|_| {});
+    for m in 1..=3 {
+        w.join_with("r", m, true, &Source::ALL).unwrap();
+    }
+    let large = [
+        (1, Source::Camera, view(720, true)),
+        (2, Source::Camera, view(720, true)),
+    ];
+    w.sfu.handle_view(w.now, 3, &large);
+    w.run(Duration::from_secs(2), true);
+    assert!(w.layers(3, 1)[2] > 50, "large tiles get the top");
+    // Half of what goes to 3 is lost (its receiver reports say about 40 % once NACKs have
+    // repaired what they can): its estimate falls by a fifth a second, under what two top
+    // layers take, and its tiles step down.
+    let i = w.clients.iter().position(|c| c.member == 3).unwrap();
+    w.clients[i].lose_every = 2;
+    w.run(Duration::from_secs(8), true);
+    w.clear_counts();
+    w.run(Duration::from_secs(1), true);
+    for of in [1, 2] {
+        let [_, _, f] = w.layers(3, of);
+        assert_eq!(f, 0, "3 no longer gets {of}'s top layer: {:?}", w.layers(3, of));
+    }
+    assert!(
+        w.layers(2, 1)[1] > 50,
+        "2's path is fine: a medium tile, a medium layer"
+    );
 }
 
 #[test]
