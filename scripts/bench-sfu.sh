@@ -63,9 +63,10 @@ for i in $(seq 2 51); do ip -n "$BOT_NS" addr add "$NET_PREFIX.$i/24" dev v1; do
 ip -n "$SRV_NS" link set v0 up
 ip -n "$BOT_NS" link set v1 up
 
-# visavis: limits lifted so only forwarding is measured.
+# visavis: limits lifted so only forwarding is measured; every camera forwarded (--sfu-last-n),
+# as Janus forwards every feed a subscriber asks for.
 ip netns exec "$SRV_NS" target/release/visavis --listen "$NET_PREFIX.1:$HTTP_PORT" \
-  --sfu-listen "$NET_PREFIX.1:$SFU_PORT" --no-turn --state none --group-limit 250 --room-capacity 250 --insecure-http \
+  --sfu-listen "$NET_PREFIX.1:$SFU_PORT" --no-turn --state none --group-limit 250 --room-capacity 250 --sfu-last-n 250 --insecure-http \
   --sfu-max-sessions 1000 --max-seats-per-ip 1000 --max-sessions-per-ip 1000 \
   --rate-limit 100000 --rate-burst 100000 --ip-rate-limit 100000 --ip-rate-burst 100000 \
   >"$work/visavis.log" 2>&1 &

@@ -80,6 +80,14 @@ pub struct BotConfig {
     pub meter: Arc<Meter>,
 }
 
+/// A bot's UDP socket on `ip`, with a receive buffer that holds the bursts of a large room
+/// while the bot's task waits its turn (a default one overflowed with dozens of bots per core).
+pub(crate) async fn bind_udp(ip: IpAddr) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1024 * 1024);
+    Ok(socket)
+}
+
 /// What one bot did and saw.
 #[derive(Debug, Default)]
 pub struct BotReport {
@@ -184,7 +192,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
     })
     .await?;
 
-    let socket = UdpSocket::bind(SocketAddr::new(config.source, 0)).await?;
+    let socket = bind_udp(config.source).await?;
     let local = socket.local_addr()?;
     let (mut peer, offer) = Peer::new(shared, Instant::now(), local, config.recording.clone(), true)?;
     if config.record {

@@ -160,7 +160,7 @@ async fn run_inner(
             .await?;
         me = joined["plugindata"]["data"]["id"].as_u64();
         report.member = me;
-        let socket = UdpSocket::bind(SocketAddr::new(config.source, 0)).await?;
+        let socket = crate::bot::bind_udp(config.source).await?;
         let (mut peer, offer) = Peer::new(
             shared,
             Instant::now(),
@@ -234,7 +234,7 @@ async fn run_inner(
         let sdp = attached["jsep"]["sdp"]
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("Janus offered no subscription: {attached}"))?;
-        let socket = UdpSocket::bind(SocketAddr::new(config.source, 0)).await?;
+        let socket = crate::bot::bind_udp(config.source).await?;
         let mut peer = Peer::answerer(shared, Instant::now(), socket.local_addr()?);
         peer.count_unnamed_video_as_camera();
         let answer = peer.handle_offer(sdp)?;

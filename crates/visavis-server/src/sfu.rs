@@ -357,8 +357,28 @@ fn may_publish(publish: Publish) -> Vec<Source> {
 }
 
 /// Binds the SFU's UDP socket at `listen` and, with `tcp`, a TCP listener on the same port
-/// number. For port 0 the port is the UDP socket's: when TCP has that port taken already,
+/// number (with buffers wide enough for bursts, [`widen_buffers`]). For port 0 the port is the UDP socket's: when TCP has that port taken already,
 /// another is tried (a few times).
+/// Asks for socket buffers that hold a burst: every browser's media comes to this one socket,
+/// and while the SFU renegotiates a room (a join costs every member an offer), a default
+/// 208 KiB receive buffer overflowed and took newcomers' ICE checks with it (bots in a 25-person
+/// room failed to connect). The kernel caps the size at `net.core.rmem_max` / `wmem_max`.
+fn widen_buffers(socket: &UdpSocket) {
+    const WANTED: usize = 8 * 1024 * 1024;
+    let sock = socket2::SockRef::from(socket);
+    let _ = sock.set_recv_buffer_size(WANTED);
+    let _ = sock.set_send_buffer_size(WANTED);
+    // Linux reports twice what it grants (bookkeeping included).
+    let granted = sock.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < WANTED / 2 {
+        tracing::warn!(
+            "SFU: the UDP receive buffer is {} KiB; raise net.core.rmem_max (to {} or more) so bursts are not dropped",
+            granted / 1024,
+            WANTED
+        );
+    }
+}
+
 async fn bind_both(listen: SocketAddr, tcp: bool) -> anyhow::Result<(UdpSocket, Option<TcpListener>)> {
     const TRIES: usize = 20;
     let mut attempt = 0;
@@ -367,6 +387,7 @@ async fn bind_both(listen: SocketAddr, tcp: bool) -> anyhow::Result<(UdpSocket, 
         let socket = UdpSocket::bind(listen).await.with_context(|| {
             format!("cannot bind the SFU to udp {listen}: set --sfu-listen, or --group-media mesh")
         })?;
+        widen_buffers(&socket);
         if !tcp {
             return Ok((socket, None));
         }
