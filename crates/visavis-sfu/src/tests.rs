@@ -863,7 +863,8 @@ fn forwarding_benchmark() {
     for m in 1..=10 {
         w.join("r", m).unwrap();
     }
-    w.run(Duration::from_secs(1), false);
+    // Media first, so that every track is offered and forwarded (and keyframes went through).
+    w.run(Duration::from_secs(2), true);
     let sfu_addr: SocketAddr = SFU.parse().unwrap();
     // Record the publisher's datagrams once, then replay them timed.
     let mut datagrams = Vec::new();
@@ -872,7 +873,7 @@ fn forwarding_benchmark() {
         w.now = w.now.after(STEP);
         let c = &mut w.clients[publisher];
         c.rtc.handle_input(Input::Timeout(w.now.mono)).unwrap();
-        send_frames(c, w.now.mono, n + 1);
+        send_frames(c, w.now.mono, w.frames + n + 1);
         while let Ok(out) = c.rtc.poll_output() {
             match out {
                 RtcOutput::Transmit(t) if t.destination == sfu_addr => {
@@ -887,7 +888,7 @@ fn forwarding_benchmark() {
     let mut sent = 0u64;
     let start = Instant::now();
     for (i, (source, datagram)) in datagrams.iter().enumerate() {
-        // The recording's own pace (two datagrams a step): the SFU's pacer sends on time.
+        // The recording's own pace (two datagrams a step), the SFU's timers run as they fall due.
         if i % 2 == 0 {
             w.now = w.now.after(STEP);
             if w.sfu.poll_timeout().is_some_and(|t| t <= w.now.mono) {
