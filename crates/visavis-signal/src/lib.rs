@@ -342,8 +342,11 @@ impl Signalling {
         Some(s)
     }
 
-    fn too_large(&mut self, now: Now, session: SessionId, len: usize, limit: usize) {
-        let message = format!("message of {len} bytes is over the limit of {limit} bytes");
+    fn too_large(&mut self, now: Now, session: SessionId, len: usize) {
+        let message = format!(
+            "message of {len} bytes is over the limit of {} bytes ({} for a description)",
+            self.config.max_message, self.config.max_description
+        );
         self.error(now, session, ErrorCode::MessageTooLarge, message, None);
     }
 
@@ -355,21 +358,22 @@ impl Signalling {
         if !self.charge(now, conn) {
             return;
         }
-        let (max_message, max_description) = (self.config.max_message, self.config.max_description);
-        if text.len() > max_message.max(max_description) {
-            return self.too_large(now, session, text.len(), max_message.max(max_description));
+        // Over the message limit, only a description (within its own limit) goes on.
+        let oversized = text.len() > self.config.max_message;
+        if oversized && text.len() > self.config.max_description {
+            return self.too_large(now, session, text.len());
         }
         let frame = match decode_client(text) {
             Ok(frame) => frame,
+            Err(_) if oversized => return self.too_large(now, session, text.len()),
             Err(err) => return self.send(now, session, err.into_msg()),
         };
         let description = matches!(
             frame.msg,
             ClientMsg::Room(RoomMsg::Description { .. } | RoomMsg::SfuDescription { .. })
         );
-        let limit = if description { max_description } else { max_message };
-        if text.len() > limit {
-            return self.too_large(now, session, text.len(), limit);
+        if oversized && !description {
+            return self.too_large(now, session, text.len());
         }
         match frame.msg {
             ClientMsg::Session(SessionMsg::Pong { ack }) => {

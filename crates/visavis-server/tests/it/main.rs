@@ -896,11 +896,20 @@ async fn bad_input_gets_a_specific_error_and_the_connection_survives() {
 
 #[tokio::test]
 async fn abusive_frame_closes_only_that_connection() {
-    let server = Server::start(&["--max-message-size", "1024", "--resume-grace", "1"]).await;
+    let server = Server::start(&[
+        "--max-message-size",
+        "1024",
+        "--max-description-size",
+        "2048",
+        "--resume-grace",
+        "1",
+    ])
+    .await;
     let (mut alice, _a) = server.joined("r", "Alice").await;
     let (mut bob, b) = server.joined("r", "Bob").await;
     expect!(alice, ServerMsg::MemberJoined { .. });
-    // 64 KiB is over 16 × the 1 KiB limit: the connection is closed with 1009.
+    // 64 KiB is over 16 × the 1 KiB limit (and the description limit): the connection is
+    // closed with 1009.
     let _ = bob.client.send_text("x".repeat(64 * 1024)).await;
     assert_eq!(bob.expect_close().await, CloseCode::Size);
     assert_eq!(expect!(alice, ServerMsg::MemberState { id, .. } => id), b);
