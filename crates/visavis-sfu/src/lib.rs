@@ -545,11 +545,12 @@ impl Sfu {
             for sid in 0..self.sessions.len() {
                 if let Some(session) = self.sessions[sid].as_mut() {
                     #[cfg(test)]
-                    if session.estimate_pinned {
-                        self.allocate(now.mono, sid);
-                        continue;
+                    let pinned = session.estimate_pinned;
+                    #[cfg(not(test))]
+                    let pinned = false;
+                    if !pinned {
+                        session.estimate.poll(now.mono);
                     }
-                    session.estimate.poll(now.mono);
                     self.allocate(now.mono, sid);
                 }
             }
