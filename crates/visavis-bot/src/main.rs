@@ -116,10 +116,11 @@ struct RecordArgs {
     /// Seconds to record (at most 600).
     #[arg(long, default_value_t = 6)]
     seconds: u64,
-    /// The tile size the recorder says it shows the camera at: the SFU forwards the simulcast
-    /// layer that fills it, which is what the bots replay (default: the lowest layer).
+    /// The width of the tile the recorder says it shows the camera in: the SFU forwards the
+    /// simulcast layer that fills it, which is what the bots replay (default: a small tile).
     #[arg(long, default_value_t = 320)]
     width: u32,
+    /// That tile's height.
     #[arg(long, default_value_t = 180)]
     height: u32,
 }
