@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeContexts, expectDecoding, joinRoom, roomName, startServer, stopServer } from './support.js';
+import { closeContexts, countPeerConnections, expectDecoding, joinRoom, openPcs, roomName, startServer, stopServer } from './support.js';
 
 const PORT = Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 44;
 const LISTEN = `127.0.0.1:${PORT}`;
@@ -55,28 +55,6 @@ function runBot(args, limitMs) {
     });
   });
   return { done };
-}
-
-/** Counts the peer connections the page makes, before the app runs. */
-function countPeerConnections() {
-  const Original = window.RTCPeerConnection;
-  /** @type {RTCPeerConnection[]} */
-  const made = [];
-  // @ts-ignore: for the test to read
-  window.madePcs = made;
-  window.RTCPeerConnection = class extends Original {
-    /** @param {RTCConfiguration} [config] */
-    constructor(config) {
-      super(config);
-      made.push(this);
-    }
-  };
-}
-
-/** @param {import('@playwright/test').Page} page */
-function openPcs(page) {
-  // @ts-ignore: set by countPeerConnections
-  return page.evaluate(() => window.madePcs.filter((/** @type {RTCPeerConnection} */ pc) => pc.signalingState !== 'closed').length);
 }
 
 /**

@@ -4,7 +4,7 @@
 //! number of people; everyone sees and hears everyone; leaving and joining renegotiate; a
 //! shared screen is one more forwarded track.
 import { test, expect } from '@playwright/test';
-import { closeContexts, expectDecoding, joinRoom, roomName, startServer, stopServer } from './support.js';
+import { closeContexts, countPeerConnections, expectDecoding, joinRoom, openPcs, roomName, startServer, stopServer } from './support.js';
 
 const LISTEN = `127.0.0.1:${Number(process.env.VISAVIS_E2E_PORT ?? 18080) + 20}`;
 
@@ -18,31 +18,6 @@ test.afterAll(async () => {
   if (server) await stopServer(server.proc);
 });
 test.afterEach(closeContexts);
-
-/** Counts the peer connections the page makes, before the app runs. */
-function countPeerConnections() {
-  const Original = window.RTCPeerConnection;
-  /** @type {RTCPeerConnection[]} */
-  const made = [];
-  // @ts-ignore: for the test to read
-  window.madePcs = made;
-  window.RTCPeerConnection = class extends Original {
-    /** @param {RTCConfiguration} [config] */
-    constructor(config) {
-      super(config);
-      made.push(this);
-    }
-  };
-}
-
-/**
- * Peer connections the page holds open.
- * @param {import('@playwright/test').Page} page
- */
-function openPcs(page) {
-  // @ts-ignore: set by countPeerConnections
-  return page.evaluate(() => window.madePcs.filter((/** @type {RTCPeerConnection} */ pc) => pc.signalingState !== 'closed').length);
-}
 
 /**
  * Audio packets received from `name`, on the one connection, by the SFU's naming of mids.

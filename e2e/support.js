@@ -259,3 +259,28 @@ export async function expectAccessible(page, screen) {
     .map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => `${n.target.join(' ')} — ${n.failureSummary?.split('\n').slice(1, 2).join('')}`).join('\n    ')}`);
   expect(bad, `axe on ${screen}`).toEqual([]);
 }
+
+/** Counts the peer connections the page makes (an `init` script: it runs before the app). */
+export function countPeerConnections() {
+  const Original = window.RTCPeerConnection;
+  /** @type {RTCPeerConnection[]} */
+  const made = [];
+  // @ts-ignore: for the test to read
+  window.madePcs = made;
+  window.RTCPeerConnection = class extends Original {
+    /** @param {RTCConfiguration} [config] */
+    constructor(config) {
+      super(config);
+      made.push(this);
+    }
+  };
+}
+
+/**
+ * Peer connections the page holds open (with `countPeerConnections` as its init script).
+ * @param {import('@playwright/test').Page} page
+ */
+export function openPcs(page) {
+  // @ts-ignore: set by countPeerConnections
+  return page.evaluate(() => window.madePcs.filter((/** @type {RTCPeerConnection} */ pc) => pc.signalingState !== 'closed').length);
+}
