@@ -94,6 +94,25 @@ export async function expectDecoding(page, label, count = 15) {
 }
 
 /**
+ * Waits until every <video> labelled with one of `labels` shows more than `count` more
+ * frames: one look at all of them per poll, so a page with many tiles is checked at once.
+ * @param {import('@playwright/test').Page} page
+ * @param {string[]} labels
+ */
+export async function expectAllDecoding(page, labels, count = 15) {
+  const frames = () => page.evaluate((names) => names.map((name) => {
+    const video = /** @type {HTMLVideoElement | null} */ (document.querySelector(`video[aria-label="${CSS.escape(name)}"]`));
+    return video && video.videoWidth > 0 ? video.getVideoPlaybackQuality().totalVideoFrames : -1;
+  }), labels);
+  const first = await frames();
+  // Labels whose video has not yet shown `count` frames more than at first (or is gone).
+  await expect.poll(async () => {
+    const now = await frames();
+    return labels.filter((_, i) => now[i] < 0 || now[i] - Math.max(first[i], 0) <= count);
+  }, { timeout: 15_000 }).toEqual([]);
+}
+
+/**
  * Frames the <video> labelled `label` shows during `ms` milliseconds.
  * @param {import('@playwright/test').Page} page
  * @param {string} label

@@ -50,11 +50,29 @@ impl Speak {
 }
 
 /// What every bot of a process adds to as it runs, for a rate over a window of time: packets
-/// received, and bots connected now.
+/// received, and bots connected now; and the signal that ends every bot's stay early.
 #[derive(Debug, Default)]
 pub struct Meter {
     pub packets: std::sync::atomic::AtomicU64,
     pub connected: std::sync::atomic::AtomicUsize,
+    /// Set to true to end every bot's stay now (SIGTERM): they leave and report as usual.
+    pub stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Meter {
+    /// When a bot's stay ends: `deadline` (connected) or `connect_by` (not yet), or now
+    /// when a stop was asked for.
+    pub(crate) fn end(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        connect_by: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        if *self.stop.borrow() {
+            tokio::time::Instant::now()
+        } else {
+            deadline.unwrap_or(connect_by)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +230,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
     let mut next_pli = Instant::now() + RECORD_KEYFRAME_EVERY;
     let mut last_pong = Instant::now();
     let mut counted = 0;
+    let mut stop = config.meter.stop.subscribe();
     loop {
         // Drive the peer: send what it has, learn when to come back.
         let wake = pump(&mut peer, &socket)?;
@@ -236,7 +255,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
             client.pong().await?;
             last_pong = Instant::now();
         }
-        let end = deadline.unwrap_or(answer_by);
+        let end = config.meter.end(deadline, answer_by);
         if tokio::time::Instant::now() >= end {
             anyhow::ensure!(deadline.is_some(), "ICE and DTLS to the SFU did not come up");
             break;
@@ -298,6 +317,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
                 let _ = peer.handle_datagram(Instant::now(), from, &buf[..n]);
             }
             _ = tokio::time::sleep_until(wake_at) => {}
+            _ = stop.changed() => {}
         }
     }
 

@@ -258,6 +258,7 @@ async fn run_inner(
     let connect_by = tokio::time::Instant::now() + STEP_TIMEOUT;
     let mut keepalive = Instant::now() + KEEPALIVE;
     let mut counted = 0;
+    let mut stop = config.meter.stop.subscribe();
     loop {
         let mut wake = Instant::now() + Duration::from_secs(1);
         let mut all_up = true;
@@ -279,7 +280,7 @@ async fn run_inner(
             janus.send(json!({"janus": "keepalive"})).await?;
             keepalive = Instant::now() + KEEPALIVE;
         }
-        let end = deadline.unwrap_or(connect_by);
+        let end = config.meter.end(deadline, connect_by);
         if tokio::time::Instant::now() >= end {
             anyhow::ensure!(deadline.is_some(), "ICE and DTLS to Janus did not come up");
             break;
@@ -298,6 +299,7 @@ async fn run_inner(
                 }
             }
             _ = tokio::time::sleep_until(wake_at) => {}
+            _ = stop.changed() => {}
         }
     }
     if report.connected {

@@ -130,6 +130,21 @@ fn source(common: &Common, i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(base + (i as u32 % common.addresses.max(1))))
 }
 
+/// SIGTERM or SIGINT ends every bot's stay now; they leave, and the summary is printed as
+/// after `--seconds` (a test stops the bots once it has seen what it needs).
+async fn stop_on_signal(meter: Arc<Meter>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    meter.stop.send_replace(true);
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -155,8 +170,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let meter = Arc::new(Meter::default());
     let measuring = tokio::spawn(measure(meter.clone(), args.bots, args.measure.clone()));
+    tokio::spawn(stop_on_signal(meter.clone()));
     let mut tasks = Vec::new();
     for i in 0..args.bots {
+        if *meter.stop.borrow() {
+            break;
+        }
         let config = BotConfig {
             url: args.common.url.clone(),
             room: args.common.room.clone(),

@@ -88,10 +88,17 @@ impl Core {
         }
         group.participants.push(me);
         let msg = ServerMsg::GroupCall(group.clone());
+        let speaker = room
+            .speaker
+            .filter(|(call, _)| *call == group.call_id)
+            .map(|(call_id, member)| ServerMsg::ActiveSpeaker { call_id, member });
         if let Some(m) = self.members.get_mut(&me) {
             m.in_group = true;
         }
         self.broadcast(&room_id, &msg);
+        if let Some(speaker) = speaker {
+            self.send_member(me, speaker);
+        }
         Ok(())
     }
 
@@ -200,14 +207,21 @@ impl Core {
         Ok(())
     }
 
-    /// The SFU heard `member` become its call's active speaker: every participant is told.
+    /// The SFU heard `member` become its call's active speaker: every participant is told,
+    /// and the room keeps it for those who join later.
     pub fn sfu_active_speaker(&mut self, member: MemberId) {
-        let Some(group) = self.group_of(member) else {
+        let Some(room) = self
+            .members
+            .get(&member)
+            .filter(|m| m.in_group)
+            .and_then(|m| self.rooms.get_mut(&m.room))
+        else {
             return;
         };
-        if group.media != GroupMedia::Sfu {
+        let Some(group) = room.group.as_ref().filter(|g| g.media == GroupMedia::Sfu) else {
             return;
-        }
+        };
+        room.speaker = Some((group.call_id, member));
         let msg = ServerMsg::ActiveSpeaker {
             call_id: group.call_id,
             member,

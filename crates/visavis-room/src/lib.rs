@@ -570,6 +570,9 @@ struct Room {
     /// Hosts, lobby and settings of a private room.
     private: Option<Private>,
     group: Option<GroupCall>,
+    /// The SFU's last active speaker in the group call (call id, member): told to those who
+    /// join the call later, who missed the change. Not stored: the SFU starts afresh too.
+    speaker: Option<(CallId, MemberId)>,
     chat: VecDeque<ChatEntry>,
     chat_seq: u64,
     chat_bucket: TokenBucket,
@@ -1134,6 +1137,7 @@ impl Core {
             members: Vec::new(),
             private,
             group: None,
+            speaker: None,
             chat: VecDeque::new(),
             chat_seq: 0,
             chat_bucket: TokenBucket::new(chat_rate, chat_burst, now.mono),

@@ -249,6 +249,7 @@ impl Core {
                     revoked: p.revoked.into_iter().collect::<HashSet<_>>(),
                 }),
                 group: r.group,
+                speaker: None,
                 chat: {
                     let mut chat: VecDeque<ChatEntry> = r.chat.into();
                     while chat.len() > core.config.chat_history {

@@ -1538,7 +1538,7 @@ fn offers_to_the_sfu_are_rate_limited_per_member_but_answers_are_not() {
 }
 
 #[test]
-fn sfu_views_go_to_the_sfu_bounded_and_the_active_speaker_to_every_participant() {
+fn sfu_views_go_to_the_sfu_bounded_and_the_active_speaker_to_every_participant_and_later_joiners() {
     let mut w = World::with(Config {
         group_media: GroupMedia::Sfu,
         ..Config::default()
@@ -1592,4 +1592,28 @@ fn sfu_views_go_to_the_sfu_bounded_and_the_active_speaker_to_every_participant()
             member: b
         }
         && o.to != 3));
+
+    // Cy joins the call later: told the speaker now, not at the next change of speaker.
+    let joined = w.send(3, RoomMsg::GroupJoin);
+    let to_cy: Vec<_> = joined.iter().filter(|o| o.to == 3).map(|o| &o.msg).collect();
+    assert!(matches!(to_cy[0], ServerMsg::GroupCall(_)), "{to_cy:?}");
+    assert_eq!(
+        to_cy[1..],
+        [&ServerMsg::ActiveSpeaker {
+            call_id: call,
+            member: b
+        }]
+    );
+    // A later call of the room starts with no speaker.
+    for c in 1..=3 {
+        w.send(c, RoomMsg::GroupLeave);
+    }
+    w.send(3, RoomMsg::GroupJoin);
+    let second: Vec<_> = w.drain().into_iter().filter(|o| o.to == 3).collect();
+    assert!(
+        second
+            .iter()
+            .all(|o| !matches!(o.msg, ServerMsg::ActiveSpeaker { .. })),
+        "{second:?}"
+    );
 }
