@@ -266,6 +266,20 @@ impl Core {
         }
     }
 
+    /// The SFU lost its sessions (its worker process ended): every SFU call's participants
+    /// are told to connect again.
+    pub fn sfu_restart_all(&mut self) {
+        let groups: Vec<GroupCall> = self
+            .rooms
+            .values()
+            .filter_map(|r| r.group.clone())
+            .filter(|g| g.media == GroupMedia::Sfu)
+            .collect();
+        for group in &groups {
+            self.sfu_restart(group);
+        }
+    }
+
     /// The member sent media its access token does not allow (`not_permitted`): the SFU
     /// forwards none of it.
     pub fn sfu_not_permitted(&mut self, member: MemberId, source: &str) {

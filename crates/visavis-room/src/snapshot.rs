@@ -180,10 +180,22 @@ impl Core {
     /// invited, time limits from each room's end, empty private rooms from when they expire.
     /// Members whose ICE credentials expire get fresh ones at the first timeout (the TURN
     /// secret may be new with this process).
+    /// The participants of SFU calls are told to connect to the SFU again (`sfu_restart`): its
+    /// sessions lived in the process that wrote the snapshot.
     pub fn restore(config: Config, snapshot: CoreSnapshot, now: Now) -> Self {
+        Self::restore_with(config, snapshot, now, true)
+    }
+
+    /// As [`Core::restore`], for an SFU that still holds the sessions of the snapshot's SFU
+    /// calls (a worker process that outlived the one that wrote it): they go on as they are.
+    pub fn restore_keeping_sfu(config: Config, snapshot: CoreSnapshot, now: Now) -> Self {
+        Self::restore_with(config, snapshot, now, false)
+    }
+
+    fn restore_with(config: Config, snapshot: CoreSnapshot, now: Now, restart_sfu: bool) -> Self {
         let mut core = Core::new(config);
         core.next_serial = snapshot.next_serial;
-        core.absorb(snapshot, now, false);
+        core.absorb(snapshot, now, false, restart_sfu);
         core.totals = Totals::default();
         core
     }
@@ -204,12 +216,13 @@ impl Core {
         snapshot.rooms.retain(|r| !held.contains(&r.id));
         snapshot.members.retain(|m| !held.contains(&m.room));
         snapshot.calls.retain(|c| !held.contains(&c.room));
-        self.absorb(snapshot, now, true);
+        self.absorb(snapshot, now, true, true);
     }
 
     /// What `restore` and `adopt` share: every room, member and call of `snapshot` into this
-    /// core; with `renumber`, rooms get fresh serials.
-    fn absorb(&mut self, snapshot: CoreSnapshot, now: Now, renumber: bool) {
+    /// core; with `renumber`, rooms get fresh serials; with `restart_sfu`, SFU calls are told
+    /// to connect again.
+    fn absorb(&mut self, snapshot: CoreSnapshot, now: Now, renumber: bool, restart_sfu: bool) {
         let core = self;
         let (chat_rate, chat_burst) = (core.config.chat_rate, core.config.chat_burst);
         let mut empty: Vec<(u64, String, IpAddr, bool)> = Vec::new();
@@ -218,7 +231,7 @@ impl Core {
             .rooms
             .iter()
             .filter_map(|r| r.group.clone())
-            .filter(|g| g.media == GroupMedia::Sfu)
+            .filter(|g| restart_sfu && g.media == GroupMedia::Sfu)
             .collect();
         for mut r in snapshot.rooms {
             if renumber {

@@ -243,6 +243,16 @@ pub struct Settings {
     #[arg(long, env = "VISAVIS_SFU_LISTEN", help_heading = "SFU")]
     pub sfu_listen: Option<SocketAddr>,
 
+    /// Run the SFU inside this process. By default it runs in a worker process of its own
+    /// (with --state file, on a single node), which keeps forwarding while visavis restarts
+    /// and is adopted by the next process: group calls through the SFU go on without a gap.
+    #[arg(long, env = "VISAVIS_SFU_IN_PROCESS", help_heading = "SFU")]
+    pub sfu_in_process: bool,
+
+    /// The binary the SFU worker is started from: the `visavis` binary sets it to itself.
+    #[arg(skip)]
+    pub sfu_worker_exe: Option<PathBuf>,
+
     /// Most peer connections the SFU holds at once; an offer beyond gets `sfu_unavailable`.
     #[arg(long, env = "VISAVIS_SFU_MAX_SESSIONS", default_value_t = visavis_sfu::DEFAULT_MAX_SESSIONS,
           value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "SFU")]

@@ -25,6 +25,7 @@ mod persist;
 mod plain_http;
 mod sfu;
 mod sfu_tcp;
+pub mod sfu_worker;
 mod sniff;
 mod tls;
 pub mod token;
@@ -34,6 +35,7 @@ mod webhook_sender;
 mod websocket;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,15 +153,23 @@ impl App {
             "file descriptors: {http_fds} for HTTP and WebSocket connections, {turn_fds} for TURN"
         );
         // The SFU first: the TURN server lets relayed browsers reach it.
-        let (sfu, sfu_handle) = match settings.sfu_listen() {
-            Some(listen) => {
-                let (edge, handle) = sfu::SfuEdge::bind(listen, &settings).await?;
-                (Some(edge), Some(handle))
-            }
-            None => (None, None),
+        let sfu = match sfu::SfuSettings::of(&settings) {
+            Some(sfu) => Some(match sfu_worker_exe(&settings) {
+                Some(exe) => {
+                    let args = sfu_worker::WorkerArgs {
+                        sfu,
+                        linger: settings.resume_grace,
+                    };
+                    sfu_worker::SfuLink::worker(exe, settings.data_dir.join("sfu.sock"), args).await?
+                }
+                None => sfu_worker::SfuLink::here(&sfu).await?,
+            }),
+            None => None,
         };
-        let sfu_addr = sfu.as_ref().map(sfu::SfuEdge::local_addr).transpose()?;
-        let services: Vec<SocketAddr> = sfu.iter().map(sfu::SfuEdge::public_addr).collect();
+        let sfu_handle = sfu.as_ref().map(|s| s.handle.clone());
+        let sfu_kept = sfu.as_ref().is_some_and(|s| s.kept);
+        let sfu_addr = sfu.as_ref().map(|s| s.local_addr);
+        let services: Vec<SocketAddr> = sfu.iter().map(|s| s.public_addr).collect();
         let (turn, turn_addrs, minter) = match settings.turn_listen() {
             Some(listen) => {
                 let setup = ice::turn_setup(&settings, listen, &secret, FdPool::new(turn_fds), services)?;
@@ -270,7 +280,13 @@ impl App {
         let signalling = match restored {
             Some(snapshot) => {
                 let now = visavis_sansio::Now::system();
-                let core = Core::restore(room_config, snapshot.core.clone(), now);
+                // An adopted SFU worker still forwards the restored SFU calls; otherwise their
+                // participants are told to connect again.
+                let core = if sfu_kept {
+                    Core::restore_keeping_sfu(room_config, snapshot.core.clone(), now)
+                } else {
+                    Core::restore(room_config, snapshot.core.clone(), now)
+                };
                 let sig = Signalling::restore(core, signal_config, token_source(false), snapshot, now);
                 // The TURN server relays for members only: those restored are members again.
                 if let Some(turn) = &turn {
@@ -808,6 +824,15 @@ fn api_credentials(settings: &Settings) -> anyhow::Result<Option<token::ApiCrede
 
 /// Where people open this server: the first `--public-origin`, else `https://` and the first
 /// `--domain`, else the `--listen` address (`localhost` for an unspecified one).
+/// The binary to start the SFU worker from, when the SFU runs in a worker process of its own:
+/// set by the `visavis` binary (not by tests running the server in theirs), with the state kept
+/// in a file (a worker outlives a process only for the next one to restore its calls), on a
+/// single node, unless `--sfu-in-process`.
+fn sfu_worker_exe(settings: &Settings) -> Option<PathBuf> {
+    let worker = !settings.sfu_in_process && settings.state == StateKind::File && settings.redis.is_none();
+    settings.sfu_worker_exe.clone().filter(|_| worker)
+}
+
 pub fn public_origin(settings: &Settings) -> String {
     if let Some(origin) = settings.public_origins.first() {
         return origin.trim_end_matches('/').to_owned();

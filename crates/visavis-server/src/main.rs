@@ -14,6 +14,15 @@ fn main() -> anyhow::Result<ExitCode> {
     if args.get(1).is_some_and(|a| a == "token") {
         return token_command(&args);
     }
+    if args.get(1).is_some_and(|a| a == "sfu-worker") {
+        // Started by `visavis` itself: the SFU in a process that outlives it (sfu_worker.rs).
+        let (Some(socket), Some(settings)) = (args.get(2), args.get(3).and_then(|a| a.to_str())) else {
+            anyhow::bail!("usage: visavis sfu-worker SOCKET SETTINGS (visavis starts it itself)");
+        };
+        init_logs(visavis_server::LogFormat::Text);
+        visavis_server::sfu_worker::worker_main(std::path::Path::new(socket), settings)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let loaded = match config_file::load(args, &|name| std::env::var_os(name)) {
         Ok(loaded) => loaded,
         // Help and version, or a command line that does not parse. check-config says "not
@@ -42,23 +51,28 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-#[tokio::main]
-async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+fn init_logs(format: visavis_server::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "visavis=info,visavis_server=info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match loaded.settings.log_format {
+    match format {
         visavis_server::LogFormat::Text => logs.init(),
         // One JSON object a line, for log collectors.
         visavis_server::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+}
+
+#[tokio::main]
+async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    init_logs(loaded.settings.log_format);
     if !loaded.file_problems.is_empty() {
         anyhow::bail!(
             "the config file has problems (visavis check-config lists them all):\n  {}",
             loaded.file_problems.join("\n  ")
         );
     }
-    let settings = loaded.settings;
+    let mut settings = loaded.settings;
+    settings.sfu_worker_exe = std::env::current_exe().ok();
     let listen = settings.listen();
     let listener = tokio::net::TcpListener::bind(listen)
         .await

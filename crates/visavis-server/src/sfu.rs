@@ -1,20 +1,23 @@
 //! The SFU's edge: one UDP socket, ICE-TCP on the same port number (`sfu_tcp.rs`) and one
-//! task drive `visavis_sfu::Sfu`. What the room core
-//! says about SFU calls (a participant's `sfu_description`, someone leaving the call) comes in
-//! over a channel from the hub's event hook, which must not block; the SFU's descriptions go
-//! back to the members through the hub, as the room core's `sfu_description` messages.
+//! task drive `visavis_sfu::Sfu`. What the room core says about SFU calls (a participant's
+//! `sfu_description`, someone leaving the call) comes in as [`Command`]s over a channel from
+//! the hub's event hook, which must not block; what the SFU has to say (its descriptions, the
+//! active speaker) goes out as [`Report`]s, which the room core turns into messages. The edge
+//! runs in this process, or in an SFU worker process (`sfu_worker.rs`) that outlives it.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use visavis_protocol::{CallId, Description, MemberId, Publish, SdpKind, SfuTrack, TrackSource, ViewTrack};
-use visavis_room::Event;
+use visavis_room::{Core, Event};
 use visavis_sansio::Now;
 use visavis_sfu::{Output, Sfu, SfuConfig, SfuError, Source, Transport, View};
 
@@ -27,9 +30,38 @@ const BATCH: usize = 64;
 /// Largest datagram taken (a WebRTC packet stays under the path MTU; 1500 on Ethernet).
 const MAX_DATAGRAM: usize = 2048;
 
+/// The SFU's settings, from the command line; an SFU worker is adopted by a new process only
+/// when they are the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfuSettings {
+    pub listen: SocketAddr,
+    pub public_ip: Option<IpAddr>,
+    pub tcp_per_ip: u32,
+    pub tcp_max: u32,
+    pub idle_timeout: u64,
+    pub max_sessions: u32,
+    pub last_n: u32,
+}
+
+impl SfuSettings {
+    /// The SFU's settings, if `settings` run one.
+    pub fn of(settings: &Settings) -> Option<Self> {
+        Some(Self {
+            listen: settings.sfu_listen()?,
+            public_ip: settings.public_ip,
+            tcp_per_ip: settings.sfu_tcp_per_ip,
+            tcp_max: settings.sfu_tcp_max,
+            idle_timeout: settings.sfu_idle_timeout,
+            max_sessions: settings.sfu_max_sessions,
+            last_n: settings.sfu_last_n,
+        })
+    }
+}
+
 /// What the room core tells the SFU.
-#[derive(Debug)]
-enum Command {
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
     Description {
         room: String,
         call_id: CallId,
@@ -47,13 +79,69 @@ enum Command {
     },
 }
 
-/// Hands room events to the SFU task; cheap to clone into the hub's event hook.
+/// What the SFU tells the room core.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Report {
+    /// The SFU's description for a member (`sfu_description`).
+    Deliver {
+        member: MemberId,
+        call_id: CallId,
+        kind: SdpKind,
+        sdp: String,
+        tracks: Vec<SfuTrack>,
+    },
+    ActiveSpeaker {
+        member: MemberId,
+    },
+    /// The member sends media its token does not allow (`not_permitted`).
+    NotPermitted {
+        member: MemberId,
+        source: String,
+    },
+    /// The SFU could not take the member's offer (`sfu_unavailable`).
+    Refused {
+        member: MemberId,
+        message: String,
+    },
+}
+
+impl Report {
+    pub fn apply(self, core: &mut Core) {
+        match self {
+            Report::Deliver {
+                member,
+                call_id,
+                kind,
+                sdp,
+                tracks,
+            } => core.sfu_deliver(member, call_id, Description::new(kind, &sdp), tracks),
+            Report::ActiveSpeaker { member } => core.sfu_active_speaker(member),
+            Report::NotPermitted { member, source } => core.sfu_not_permitted(member, &source),
+            Report::Refused { member, message } => core.sfu_refused(member, &message),
+        }
+    }
+}
+
+/// The room core's side of the SFU: [`Report`]s applied to the hub as they come.
+pub async fn apply_reports(hub: Arc<Hub>, mut reports: mpsc::UnboundedReceiver<Report>) {
+    while let Some(report) = reports.recv().await {
+        hub.api(|core, _| report.apply(core));
+    }
+}
+
+/// Hands room events to the SFU (its task here, or the link to a worker); cheap to clone into
+/// the hub's event hook.
 #[derive(Debug, Clone)]
 pub struct SfuHandle {
     tx: mpsc::UnboundedSender<Command>,
 }
 
 impl SfuHandle {
+    pub fn new(tx: mpsc::UnboundedSender<Command>) -> Self {
+        Self { tx }
+    }
+
     /// Called under the hub's lock: only passes the event on.
     pub fn handle_event(&self, event: &Event) {
         let command = match event {
@@ -79,7 +167,7 @@ impl SfuHandle {
             Event::GroupLeft { member, .. } => Command::Left { member: *member },
             _ => return,
         };
-        // The task ends only at shutdown, when nobody needs the SFU any more.
+        // The receiver ends only at shutdown, when nobody needs the SFU any more.
         let _ = self.tx.send(command);
     }
 }
@@ -92,14 +180,16 @@ pub struct SfuEdge {
     tcp: Option<(TcpListener, TcpLimits)>,
     sfu: Sfu,
     public_addr: SocketAddr,
-    rx: mpsc::UnboundedReceiver<Command>,
+    /// Sessions held, as of the last turn of the task (for a worker deciding to stay).
+    sessions: Arc<AtomicUsize>,
 }
 
 impl SfuEdge {
     /// Binds the SFU's socket at `listen`; its candidate advertises `--public-ip` (or the
     /// listen IP, or this machine's outbound address when that is unspecified).
-    pub async fn bind(listen: SocketAddr, settings: &Settings) -> anyhow::Result<(Self, SfuHandle)> {
-        let (socket, tcp_listener) = bind_both(listen, settings.sfu_tcp_per_ip > 0).await?;
+    pub async fn bind(settings: &SfuSettings) -> anyhow::Result<Self> {
+        let listen = settings.listen;
+        let (socket, tcp_listener) = bind_both(listen, settings.tcp_per_ip > 0).await?;
         let bound = socket.local_addr()?;
         let ip = match settings.public_ip {
             Some(ip) => ip,
@@ -111,33 +201,34 @@ impl SfuEdge {
         let public_addr = SocketAddr::new(ip, bound.port());
         let tcp = tcp_listener.map(|listener| {
             let limits = TcpLimits {
-                per_ip: settings.sfu_tcp_per_ip as usize,
-                total: settings.sfu_tcp_max as usize,
-                idle: Duration::from_secs(settings.sfu_idle_timeout),
+                per_ip: settings.tcp_per_ip as usize,
+                total: settings.tcp_max as usize,
+                idle: Duration::from_secs(settings.idle_timeout),
             };
             (listener, limits)
         });
         let mut config = SfuConfig::new(public_addr);
         config.ice_tcp = tcp.is_some();
-        config.max_sessions = settings.sfu_max_sessions as usize;
-        config.idle_timeout = Duration::from_secs(settings.sfu_idle_timeout);
-        config.last_n = settings.sfu_last_n as usize;
+        config.max_sessions = settings.max_sessions as usize;
+        config.idle_timeout = Duration::from_secs(settings.idle_timeout);
+        config.last_n = settings.last_n as usize;
         let sfu = Sfu::new(config).map_err(|e| anyhow::anyhow!("SFU: {e}"))?;
-        let (tx, rx) = mpsc::unbounded_channel();
         tracing::info!(
             "SFU on udp {bound}{}, advertised as {public_addr}",
             if tcp.is_some() { " and tcp (ICE-TCP)" } else { "" }
         );
-        Ok((
-            Self {
-                socket,
-                tcp,
-                sfu,
-                public_addr,
-                rx,
-            },
-            SfuHandle { tx },
-        ))
+        Ok(Self {
+            socket,
+            tcp,
+            sfu,
+            public_addr,
+            sessions: Arc::default(),
+        })
+    }
+
+    /// How many sessions the SFU holds, kept up to date while it runs.
+    pub fn sessions(&self) -> Arc<AtomicUsize> {
+        self.sessions.clone()
     }
 
     /// The address in the SFU's candidates.
@@ -149,16 +240,27 @@ impl SfuEdge {
         self.socket.local_addr()
     }
 
-    /// Runs the SFU until `shutdown`.
-    pub fn spawn(mut self, hub: Arc<Hub>, shutdown: CancellationToken) {
+    /// Runs the SFU until `shutdown`, taking `commands`, giving `reports`.
+    pub fn spawn(
+        mut self,
+        commands: mpsc::UnboundedReceiver<Command>,
+        reports: mpsc::UnboundedSender<Report>,
+        shutdown: CancellationToken,
+    ) {
         let (events, tcp_rx) = mpsc::channel(crate::sfu_tcp::INBOX_FRAMES);
         if let Some((listener, limits)) = self.tcp.take() {
             tokio::spawn(crate::sfu_tcp::accept(listener, limits, events, shutdown.clone()));
         }
-        tokio::spawn(self.run(hub, tcp_rx, shutdown));
+        tokio::spawn(self.run(commands, reports, tcp_rx, shutdown));
     }
 
-    async fn run(mut self, hub: Arc<Hub>, mut tcp_rx: mpsc::Receiver<TcpEvent>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        reports: mpsc::UnboundedSender<Report>,
+        mut tcp_rx: mpsc::Receiver<TcpEvent>,
+        shutdown: CancellationToken,
+    ) {
         let mut calls: HashMap<MemberId, CallId> = HashMap::new();
         // ICE-TCP connections by the browser's address: where frames for it go.
         let mut tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
@@ -173,8 +275,8 @@ impl SfuEdge {
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                command = self.rx.recv() => match command {
-                    Some(command) => self.command(command, &mut calls, &hub),
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command, &mut calls, &reports),
                     None => break,
                 },
                 read = self.socket.recv_from(&mut buf) => {
@@ -208,11 +310,17 @@ impl SfuEdge {
             if self.sfu.poll_timeout().is_some_and(|at| at <= now.mono) {
                 self.sfu.handle_timeout(now);
             }
-            self.drain(&mut calls, &tcp, &hub);
+            self.drain(&mut calls, &tcp, &reports);
+            self.sessions.store(self.sfu.sessions(), Ordering::Relaxed);
         }
     }
 
-    fn command(&mut self, command: Command, calls: &mut HashMap<MemberId, CallId>, hub: &Hub) {
+    fn command(
+        &mut self,
+        command: Command,
+        calls: &mut HashMap<MemberId, CallId>,
+        reports: &mpsc::UnboundedSender<Report>,
+    ) {
         let now = Now::system();
         match command {
             Command::Description {
@@ -234,8 +342,9 @@ impl SfuEdge {
                 match result {
                     Ok(()) => {}
                     Err(SfuError::Unavailable) => {
-                        hub.api(|core, _| {
-                            core.sfu_refused(member, "the SFU holds as many calls as it may; try later")
+                        let _ = reports.send(Report::Refused {
+                            member,
+                            message: "the SFU holds as many calls as it may; try later".into(),
                         });
                     }
                     Err(e) => tracing::debug!(member, error = %e, "SFU refused a description"),
@@ -266,7 +375,7 @@ impl SfuEdge {
         &mut self,
         calls: &mut HashMap<MemberId, CallId>,
         tcp: &HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-        hub: &Hub,
+        reports: &mpsc::UnboundedSender<Report>,
     ) {
         while let Some(out) = self.sfu.poll_output() {
             match out {
@@ -314,14 +423,19 @@ impl SfuEdge {
                             },
                         })
                         .collect();
-                    let description = Description::new(kind, &sdp);
-                    hub.api(|core, _| core.sfu_deliver(member, call_id, description, tracks));
+                    let _ = reports.send(Report::Deliver {
+                        member,
+                        call_id,
+                        kind,
+                        sdp,
+                        tracks,
+                    });
                 }
                 Output::Closed { member } => {
                     tracing::info!(member, "SFU session ended: nothing heard from the browser");
                 }
                 Output::ActiveSpeaker { member } => {
-                    hub.api(|core, _| core.sfu_active_speaker(member));
+                    let _ = reports.send(Report::ActiveSpeaker { member });
                 }
                 Output::Refused { member, source } => {
                     tracing::info!(
@@ -329,7 +443,10 @@ impl SfuEdge {
                         source = source.as_str(),
                         "SFU refused media the member may not send"
                     );
-                    hub.api(|core, _| core.sfu_not_permitted(member, source.as_str()));
+                    let _ = reports.send(Report::NotPermitted {
+                        member,
+                        source: source.as_str().into(),
+                    });
                 }
             }
         }
