@@ -41,6 +41,8 @@ pub struct WorkerArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Hello {
     protocol: u32,
+    /// The release it runs: an upgrade starts a worker of its own (the calls reconnect).
+    version: String,
     settings: SfuSettings,
     local: SocketAddr,
     public: SocketAddr,
@@ -170,12 +172,16 @@ async fn adopt(spawn: &Spawn) -> Option<(UnixStream, Hello)> {
         _ => None,
     };
     match hello {
-        Some(hello) if hello.protocol == PROTOCOL && hello.settings == spawn.args.sfu => {
+        Some(hello)
+            if hello.protocol == PROTOCOL
+                && hello.version == env!("CARGO_PKG_VERSION")
+                && hello.settings == spawn.args.sfu =>
+        {
             let stream = lines.into_inner().into_inner().reunite(write).ok()?;
             Some((stream, hello))
         }
         _ => {
-            tracing::info!("an SFU worker with other settings runs: ending it");
+            tracing::info!("an SFU worker of another release or with other settings runs: ending it");
             let _ = send_line(&mut write, &ToWorker::Quit).await;
             // Its end closes the socket: then the port is free.
             let _ = tokio::time::timeout(ANSWER_WAIT, async {
@@ -196,8 +202,8 @@ impl Spawn {
             .arg("sfu-worker")
             .arg(&self.socket)
             .arg(args)
+            // Its log goes where this process's goes (stdout and stderr inherited).
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
             // Its own process group: a terminal's Ctrl-C (or a supervisor's signal to the
             // group) reaches this process, which decides; the worker ends when it is not needed.
             .process_group(0)
@@ -299,6 +305,11 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(socket);
     let listener =
         UnixListener::bind(socket).with_context(|| format!("cannot listen at {}", socket.display()))?;
+    // Whoever may connect may steer the SFU: only this user.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    }
     let (local, public) = (edge.local_addr()?, edge.public_addr());
     let sessions = edge.sessions();
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -324,6 +335,7 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
         };
         let hello = Hello {
             protocol: PROTOCOL,
+            version: env!("CARGO_PKG_VERSION").into(),
             settings: args.sfu.clone(),
             local,
             public,

@@ -102,6 +102,7 @@ mod private;
 mod reliability;
 mod restart;
 mod sfu;
+mod sfu_worker;
 mod systemd;
 mod tokens;
 mod turn;

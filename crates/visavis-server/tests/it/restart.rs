@@ -21,7 +21,7 @@ async fn joined(url: &str, name: &str) -> (TestClient, u64) {
 }
 
 /// Sends `signal` to the binary and waits (at most 10 s) for it to exit.
-async fn stop(binary: &mut Binary, signal: &str) {
+pub(super) async fn stop(binary: &mut Binary, signal: &str) {
     let sent = Command::new("kill")
         .args([signal, &binary.child.id().to_string()])
         .status()

@@ -13,7 +13,7 @@ use visavis_protocol::{Description, ErrorCode, RoomMsg, SdpKind, ServerMsg};
 use super::Server;
 
 /// An offer as sfu.js makes it: microphone, camera and screen, all sendonly.
-fn browser_offer() -> String {
+pub(super) fn browser_offer() -> String {
     let mut rtc = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .clear_codecs()

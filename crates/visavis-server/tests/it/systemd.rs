@@ -94,6 +94,8 @@ fn the_systemd_unit_names_only_real_options_and_keeps_its_hardening() {
         ("SystemCallFilter", "@system-service"),
         ("LimitNOFILE", "65536"),
         ("Restart", "on-failure"),
+        // A restart leaves the SFU worker to the next process.
+        ("KillMode", "process"),
         // SIGHUP reloads the certificate files (and ends nothing without them).
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
     ] {
