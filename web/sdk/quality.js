@@ -8,6 +8,9 @@
 
 /** How often a sample is taken. */
 export const SAMPLE_EVERY_MS = 2000;
+/** Packets of one kind in an interval before its loss counts on its own (a few packets of
+ *  silent audio, one lost, are no 50 % loss). */
+const LOSS_MIN_PACKETS = 20;
 /** How much history is kept for live graphs. */
 export const HISTORY_MS = 60_000;
 
@@ -18,7 +21,9 @@ export const HISTORY_MS = 60_000;
  * @typedef {object} QualitySample
  * @property {number} at when it was taken (ms, `Date.now()`)
  * @property {number | null} rttMs the selected pair's current round-trip time
- * @property {number} lossPermille received packets lost in the interval, all kinds together
+ * @property {number} lossPermille received packets lost in the interval: the worse of audio and
+ *   video (a kind counts once it had LOSS_MIN_PACKETS in the interval), since video's
+ *   retransmissions recover much of its loss while audio's is heard
  * @property {number | null} outLossPermille of the packets we sent, the share the other side
  *   reported lost (its latest receiver reports, the worst kind); null before any report
  * @property {number | null} jitterMs the received audio's jitter (video's when there is no
@@ -152,8 +157,8 @@ export class QualityMeter {
     this.previousAt = now;
     /** @type {any} */
     let pair = null;
-    let received = 0;
-    let lost = 0;
+    /** Packets received and lost in the interval, by kind. */
+    const packets = { audio: { received: 0, lost: 0 }, video: { received: 0, lost: 0 } };
     let freezes = 0;
     let bytesIn = 0;
     let bytesOut = 0;
@@ -175,8 +180,9 @@ export class QualityMeter {
     stats.forEach((/** @type {any} */ s) => {
       if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
       if (s.type === 'inbound-rtp') {
-        received += delta(s.id, 'received', s.packetsReceived ?? 0);
-        lost += delta(s.id, 'lost', s.packetsLost ?? 0);
+        const kind = packets[s.kind === 'audio' ? 'audio' : 'video'];
+        kind.received += delta(s.id, 'received', s.packetsReceived ?? 0);
+        kind.lost += delta(s.id, 'lost', s.packetsLost ?? 0);
         bytesIn += delta(s.id, 'bytes', s.bytesReceived ?? 0);
         if (typeof s.jitter === 'number' && s.kind === 'audio') jitter = Math.max(jitter ?? 0, s.jitter * 1000);
         if (typeof s.jitter === 'number' && s.kind === 'video') videoJitter = Math.max(videoJitter ?? 0, s.jitter * 1000);
@@ -191,13 +197,17 @@ export class QualityMeter {
       }
     });
     jitter ??= videoJitter;
+    const permille = (/** @type {{received: number, lost: number}} */ p) =>
+      (p.received + p.lost > 0 ? Math.round((1000 * p.lost) / (p.received + p.lost)) : 0);
+    const all = { received: packets.audio.received + packets.video.received, lost: packets.audio.lost + packets.video.lost };
+    const kinds = [packets.audio, packets.video].filter((p) => p.received + p.lost >= LOSS_MIN_PACKETS);
     const local = pair ? stats.get(pair.localCandidateId) : null;
     const kbps = (/** @type {number} */ bytes) => (seconds > 0 ? Math.round((bytes * 8) / seconds / 1000) : 0);
     /** @type {QualitySample} */
     const sample = {
       at: Date.now(),
       rttMs: typeof pair?.currentRoundTripTime === 'number' ? Math.round(pair.currentRoundTripTime * 1000) : null,
-      lossPermille: received + lost > 0 ? Math.round((1000 * lost) / (received + lost)) : 0,
+      lossPermille: kinds.length ? Math.max(...kinds.map(permille)) : permille(all),
       outLossPermille: outLoss,
       jitterMs: jitter === null ? null : Math.round(jitter),
       inKbps: kbps(bytesIn),
