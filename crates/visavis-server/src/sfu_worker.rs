@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,15 @@ enum ToWorker {
     Quit,
 }
 
+/// One end of the socket: lines read (buffered: what follows a hello must not be lost), and
+/// the writer.
+type Conn = (Lines<BufReader<OwnedReadHalf>>, OwnedWriteHalf);
+
+fn conn(stream: UnixStream) -> Conn {
+    let (read, write) = stream.into_split();
+    (BufReader::new(read).lines(), write)
+}
+
 async fn send_line<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), msg: &T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
@@ -84,10 +94,12 @@ pub struct SfuLink {
     run: Run,
 }
 
+// One per process, moved once: the sizes of its variants do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Run {
-    Here(Box<SfuEdge>),
-    Worker { stream: UnixStream, spawn: Spawn },
+    Here(SfuEdge),
+    Worker { conn: Conn, spawn: Spawn },
 }
 
 /// How to start a worker again.
@@ -109,7 +121,7 @@ impl SfuLink {
             public_addr: edge.public_addr(),
             kept: false,
             commands,
-            run: Run::Here(Box::new(edge)),
+            run: Run::Here(edge),
         })
     }
 
@@ -117,19 +129,19 @@ impl SfuLink {
     /// calls go on), or a new one started from `exe`.
     pub async fn worker(exe: PathBuf, socket: PathBuf, args: WorkerArgs) -> anyhow::Result<Self> {
         let spawn = Spawn { exe, socket, args };
-        let (stream, hello, kept) = match adopt(&spawn).await {
-            Some((stream, hello)) => {
+        let (conn, hello, kept) = match adopt(&spawn).await {
+            Some((conn, hello)) => {
                 tracing::info!(
                     sessions = hello.sessions,
                     "SFU worker adopted on udp {}: its calls go on",
                     hello.local
                 );
                 let kept = hello.sessions > 0;
-                (stream, hello, kept)
+                (conn, hello, kept)
             }
             None => {
-                let (stream, hello) = spawn.start().await?;
-                (stream, hello, false)
+                let (conn, hello) = spawn.start().await?;
+                (conn, hello, false)
             }
         };
         let (tx, commands) = mpsc::unbounded_channel();
@@ -139,7 +151,7 @@ impl SfuLink {
             public_addr: hello.public,
             kept,
             commands,
-            run: Run::Worker { stream, spawn },
+            run: Run::Worker { conn, spawn },
         })
     }
 
@@ -151,8 +163,8 @@ impl SfuLink {
                 edge.spawn(self.commands, reports, shutdown);
                 tokio::spawn(apply_reports(hub, rx));
             }
-            Run::Worker { stream, spawn } => {
-                tokio::spawn(link(hub, stream, self.commands, spawn, shutdown));
+            Run::Worker { conn, spawn } => {
+                tokio::spawn(link(hub, conn, self.commands, spawn, shutdown));
             }
         }
     }
@@ -160,10 +172,8 @@ impl SfuLink {
 
 /// Connects to a worker already at the socket, if one runs with the same settings; one with
 /// other settings (or another protocol) is told to end first.
-async fn adopt(spawn: &Spawn) -> Option<(UnixStream, Hello)> {
-    let stream = UnixStream::connect(&spawn.socket).await.ok()?;
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+async fn adopt(spawn: &Spawn) -> Option<(Conn, Hello)> {
+    let (mut lines, mut write) = conn(UnixStream::connect(&spawn.socket).await.ok()?);
     let hello = match tokio::time::timeout(ANSWER_WAIT, lines.next_line()).await {
         Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
             Ok(FromWorker::Hello(hello)) => Some(hello),
@@ -177,8 +187,7 @@ async fn adopt(spawn: &Spawn) -> Option<(UnixStream, Hello)> {
                 && hello.version == env!("CARGO_PKG_VERSION")
                 && hello.settings == spawn.args.sfu =>
         {
-            let stream = lines.into_inner().into_inner().reunite(write).ok()?;
-            Some((stream, hello))
+            Some(((lines, write), hello))
         }
         _ => {
             tracing::info!("an SFU worker of another release or with other settings runs: ending it");
@@ -195,7 +204,7 @@ async fn adopt(spawn: &Spawn) -> Option<(UnixStream, Hello)> {
 
 impl Spawn {
     /// Starts a worker and waits for its hello.
-    async fn start(&self) -> anyhow::Result<(UnixStream, Hello)> {
+    async fn start(&self) -> anyhow::Result<(Conn, Hello)> {
         use std::os::unix::process::CommandExt;
         let args = serde_json::to_string(&self.args)?;
         let mut child = std::process::Command::new(&self.exe)
@@ -225,8 +234,7 @@ impl Spawn {
         };
         // Reaped when it ends (it may outlive this process, then init reaps it).
         std::thread::spawn(move || child.wait());
-        let (read, write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
+        let (mut lines, write) = conn(stream);
         let line = tokio::time::timeout(START_WAIT, lines.next_line())
             .await
             .context("the SFU worker said no hello")??
@@ -234,9 +242,8 @@ impl Spawn {
         let FromWorker::Hello(hello) = serde_json::from_str(&line)? else {
             anyhow::bail!("the SFU worker's first line is not its hello");
         };
-        let stream = lines.into_inner().into_inner().reunite(write)?;
         tracing::info!("SFU worker started on udp {}", hello.local);
-        Ok((stream, hello))
+        Ok(((lines, write), hello))
     }
 }
 
@@ -245,21 +252,20 @@ impl Spawn {
 /// connect again (`sfu_restart`).
 async fn link(
     hub: Arc<Hub>,
-    mut stream: UnixStream,
+    mut conn: Conn,
     mut commands: mpsc::UnboundedReceiver<Command>,
     spawn: Spawn,
     shutdown: CancellationToken,
 ) {
     loop {
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
+        let (lines, write) = &mut conn;
         loop {
             tokio::select! {
                 // Closing the socket leaves the worker to its calls, for the next process.
                 () = shutdown.cancelled() => return,
                 command = commands.recv() => {
                     let Some(command) = command else { return };
-                    if send_line(&mut write, &ToWorker::Sfu(command)).await.is_err() {
+                    if send_line(write, &ToWorker::Sfu(command)).await.is_err() {
                         break;
                     }
                 }
@@ -273,12 +279,12 @@ async fn link(
             }
         }
         tracing::error!("the SFU worker ended; starting another (SFU calls connect again)");
-        stream = loop {
+        conn = loop {
             if shutdown.is_cancelled() {
                 return;
             }
             match spawn.start().await {
-                Ok((stream, _)) => break stream,
+                Ok((conn, _)) => break conn,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -317,8 +323,10 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     edge.spawn(commands_rx, reports_tx, shutdown.clone());
     let linger = Duration::from_secs(args.linger);
-    let mut wait = START_WAIT;
+    // Until the first process attaches: how long it may take to; then, the resume grace.
+    let mut attached = false;
     loop {
+        let wait = if attached { linger } else { START_WAIT };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -331,7 +339,7 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
                 tracing::info!("SFU worker: no visavis came back; ending its calls");
                 break;
             }
-            () = no_sessions(&sessions), if wait == linger => break,
+            () = no_sessions(&sessions), if attached => break,
         };
         let hello = Hello {
             protocol: PROTOCOL,
@@ -349,7 +357,7 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
             "SFU worker: visavis went; its calls go on for up to {} s for the next to adopt",
             args.linger
         );
-        wait = linger;
+        attached = true;
     }
     shutdown.cancel();
     let _ = std::fs::remove_file(socket);
@@ -371,8 +379,7 @@ async fn serve_main(
     commands: &mpsc::UnboundedSender<Command>,
     reports: &mut mpsc::UnboundedReceiver<Report>,
 ) -> bool {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let (mut lines, mut write) = conn(stream);
     if send_line(&mut write, &FromWorker::Hello(hello)).await.is_err() {
         return false;
     }
