@@ -47,6 +47,8 @@ pub struct Api {
     origin: Arc<str>,
     /// The OpenAPI document as served.
     document: Bytes,
+    /// This node's cluster: requests about a room go to its node.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -64,12 +66,14 @@ impl Api {
         credentials: Option<ApiCredentials>,
         origin: String,
         room_capacity: u32,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             hub,
             credentials: credentials.map(Arc::new),
             origin: origin.into(),
             document: document(room_capacity)?,
+            cluster,
         })
     }
 }
@@ -110,6 +114,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(api: Api) -> Router<S> {
             post(mute_participant),
         )
         .route("/api/v1/tokens", post(mint_token))
+        .route_layer(middleware::from_fn_with_state(api.clone(), in_cluster))
         .route_layer(middleware::from_fn_with_state(api.clone(), authenticate));
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
@@ -123,6 +128,14 @@ pub fn router<S: Clone + Send + Sync + 'static>(api: Api) -> Router<S> {
         })
         .layer(middleware::from_fn(no_store))
         .with_state(api)
+}
+
+/// In a cluster, a request about a room is served by the room's node (after authentication).
+async fn in_cluster(State(api): State<Api>, request: Request, next: Next) -> Response {
+    match &api.cluster {
+        Some(cluster) => crate::cluster::api::to_room_node(cluster.clone(), request, next).await,
+        None => next.run(request).await,
+    }
 }
 
 /// Answers carry secrets (host keys, tokens): no cache keeps them.
@@ -183,6 +196,15 @@ async fn openapi(State(api): State<Api>) -> Response {
     ([(header::CONTENT_TYPE, json)], api.document.clone()).into_response()
 }
 
+/// `payload_too_large`: a body over [`MAX_BODY`] bytes.
+pub(crate) fn body_too_large() -> HttpError {
+    HttpError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body is over {MAX_BODY} bytes"),
+    )
+}
+
 /// A JSON request body of at most [`MAX_BODY`] bytes, with `Content-Type: application/json`;
 /// if `OPTIONAL` (as the document says), no body at all is `T::default()`.
 struct JsonBody<T, const OPTIONAL: bool = false>(T);
@@ -193,13 +215,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync, const OPTIONAL: bool> FromRe
     type Rejection = HttpError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, HttpError> {
-        let too_large = || {
-            HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is over {MAX_BODY} bytes"),
-            )
-        };
+        let too_large = body_too_large;
         let headers = request.headers();
         let length = headers
             .get(header::CONTENT_LENGTH)

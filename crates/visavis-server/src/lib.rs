@@ -357,13 +357,14 @@ impl App {
             _ => netcheck::TurnFor::Anyone,
         };
         let state = AppState {
-            cluster,
             api: api::Api::new(
                 hub.clone(),
                 credentials,
                 public_origin(&settings),
                 settings.room_capacity,
+                cluster.clone(),
             )?,
+            cluster,
             hub,
             turn,
             webhooks,

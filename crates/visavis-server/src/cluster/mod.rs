@@ -7,6 +7,7 @@
 //! each other through a registry with heartbeats ([`nodes`]). docs/scaling.md tells the
 //! design; the pure parts are unit-tested here, the whole in tests/it/cluster.rs.
 
+pub mod api;
 pub mod forward;
 pub mod lease;
 pub mod nodes;
@@ -32,6 +33,14 @@ use lease::{Leases, Renewed};
 use nodes::{NodeEntry, Registry};
 use redis_store::RedisStore;
 use route::{Decision, Target};
+
+/// Where a room is served, as [`Cluster::place`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Placed {
+    Here,
+    At { node: String, url: String },
+    Nowhere,
+}
 
 /// The cluster's settings (`--redis`, `--node-url`, `--lease-ttl-ms`, `--lease-renew-ms`,
 /// `--node-heartbeat-ms`).
@@ -68,6 +77,8 @@ pub struct Cluster {
     adopting: tokio::sync::Mutex<()>,
     /// Redis lost its data (restarted without persistence): every room is written again.
     lost_data: std::sync::atomic::AtomicBool,
+    /// Reaches the other nodes' REST API.
+    http: api::NodeClient,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -107,6 +118,7 @@ impl Cluster {
             turn,
             adopting: tokio::sync::Mutex::new(()),
             lost_data: std::sync::atomic::AtomicBool::new(false),
+            http: api::node_client(),
             config,
         });
         cluster.heartbeat().await?;
@@ -152,49 +164,13 @@ impl Cluster {
             }
             Target::Room(room) => room,
         };
-        // A dead holder's lease runs out within its TTL; give it twice that and more (a busy
-        // node, a renewal in flight): a waiting connection costs little, a refused one a retry.
-        let deadline = Instant::now() + 2 * self.config.lease_ttl + Duration::from_secs(3);
-        // A private room is only ever made by `create`, on the node it reached, which takes its
-        // lease at its next write (within FLUSH_EVERY): until then a guest's first knock may
-        // find no holder and no state. Give the creating node that long (and a busy machine's
-        // margin) before answering here that no such room exists.
-        let wait_for_creator = Instant::now() + CREATOR_LEASE_WAIT;
-        while Instant::now() < deadline && !shutdown.is_cancelled() {
-            let holder = match self.store.holder(&room).await {
-                Ok(holder) => holder,
-                // Redis is unreachable: rooms held here are still served here.
-                Err(err) if lock(&self.leases).holds(&room) => {
-                    tracing::debug!(room, "Redis: {err:#}; serving a room held here");
-                    Some(self.node.clone())
-                }
-                Err(err) => {
-                    tracing::warn!(room, "cannot route a connection: Redis: {err:#}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let taken = lock(&self.leases).holds(&room);
-            match route::decide(holder.as_deref(), &self.node, taken, forwarded) {
-                Decision::Local => {
+        let deadline = Instant::now() + self.patience();
+        loop {
+            match self.place(&room, forwarded, deadline, &shutdown).await {
+                Placed::Here => {
                     return crate::connection::serve(ws, self.hub.clone(), ip, Some(first)).await;
                 }
-                Decision::Acquire => {
-                    let patient = Instant::now() < wait_for_creator;
-                    if !self.acquire(&room, patient).await {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                Decision::Wait => tokio::time::sleep(Duration::from_millis(10)).await,
-                Decision::Forward(node) => {
-                    let url = lock(&self.registry)
-                        .url_of(&node, Now::system().unix_ms)
-                        .map(str::to_owned);
-                    // A holder that is not alive (or stopping) is waited out: its lease ends.
-                    let Some(url) = url else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
+                Placed::At { node, url } => {
                     match forward::connect(&url, &self.secret, ip, self.config.max_message).await {
                         Ok(upstream) => {
                             tracing::debug!(room, node, "forwarding a connection");
@@ -206,10 +182,89 @@ impl Cluster {
                         }
                     }
                 }
-                Decision::Refuse => break,
+                Placed::Nowhere => break,
             }
         }
         let _ = crate::connection::close_with(&mut ws, close::RESTART, "room moving; try again").await;
+    }
+
+    /// How long a connection or request waits for its room to find a node: a dead holder's
+    /// lease runs out within its TTL; give it twice that and more (a busy node, a renewal in
+    /// flight): waiting costs little, a refusal a retry.
+    fn patience(&self) -> Duration {
+        2 * self.config.lease_ttl + Duration::from_secs(3)
+    }
+
+    /// Where `room` is served: here (held, or taken now with its stored state), or at another
+    /// node; `Nowhere` past `deadline`, at shutdown, or when a `forwarded` request finds the
+    /// room moved on (it is never forwarded twice).
+    pub(crate) async fn place(
+        &self,
+        room: &str,
+        forwarded: bool,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Placed {
+        // A private room is only ever made by `create`, on the node it reached, which takes its
+        // lease at its next write (within FLUSH_EVERY): until then a guest's first knock may
+        // find no holder and no state. Give the creating node that long (and a busy machine's
+        // margin) before answering here that no such room exists.
+        let wait_for_creator = Instant::now() + CREATOR_LEASE_WAIT;
+        while Instant::now() < deadline && !shutdown.is_cancelled() {
+            let holder = match self.store.holder(room).await {
+                Ok(holder) => holder,
+                // Redis is unreachable: rooms held here are still served here.
+                Err(err) if lock(&self.leases).holds(room) => {
+                    tracing::debug!(room, "Redis: {err:#}; serving a room held here");
+                    Some(self.node.clone())
+                }
+                Err(err) => {
+                    tracing::warn!(room, "cannot find the room's node: Redis: {err:#}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let taken = lock(&self.leases).holds(room);
+            match route::decide(holder.as_deref(), &self.node, taken, forwarded) {
+                Decision::Local => return Placed::Here,
+                Decision::Acquire => {
+                    let patient = Instant::now() < wait_for_creator;
+                    if !self.acquire(room, patient).await {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                Decision::Wait => tokio::time::sleep(Duration::from_millis(10)).await,
+                Decision::Forward(node) => {
+                    let url = lock(&self.registry)
+                        .url_of(&node, Now::system().unix_ms)
+                        .map(str::to_owned);
+                    match url {
+                        Some(url) => return Placed::At { node, url },
+                        // A holder that is not alive (or stopping) is waited out: its lease ends.
+                        None => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                Decision::Refuse => break,
+            }
+        }
+        Placed::Nowhere
+    }
+
+    /// The other live nodes' URLs.
+    pub(crate) fn other_nodes(&self) -> Vec<String> {
+        let registry = lock(&self.registry);
+        let now_ms = Now::system().unix_ms;
+        registry
+            .alive_nodes(now_ms)
+            .into_iter()
+            .filter(|node| *node != self.node)
+            .filter_map(|node| registry.url_of(node, now_ms).map(str::to_owned))
+            .collect()
+    }
+
+    /// The cluster's secret, which a request from another node shows.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// Takes `room`'s lease if nobody holds it, and its stored state (a node held it before);

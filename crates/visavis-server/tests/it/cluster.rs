@@ -839,3 +839,93 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// An API request to the node at `addr` (raw HTTP/1.1, `Connection: close`): status and body.
+async fn api(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {API_SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_string(&mut response))
+        .await
+        .expect("answered")
+        .expect("read");
+    let status = response[9..12].parse().expect("a status");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+const API_SECRET: &str = "0123456789abcdef0123456789abcdef-cluster";
+
+/// The REST API through any node: a room living on node 1 is read, its participant muted and
+/// the room ended through node 2 (which forwards to node 1 with the cluster's secret); the list
+/// through either node has both nodes' rooms; making a room through node 2 with the name of
+/// node 1's room is refused as it would be on node 1.
+#[tokio::test]
+async fn the_rest_api_reaches_every_room_through_any_node() {
+    if !parts() {
+        return;
+    }
+    let dir = Scratch::new("cluster-api");
+    let [redis_port, p1, p2] = free_ports();
+    let _redis = redis(redis_port, &dir.0).await;
+    let credentials = ["--api-key", "clinic", "--api-secret", API_SECRET];
+    let n1 = node(p1, redis_port, &credentials).await;
+    let n2 = node(p2, redis_port, &credentials).await;
+    let (mut alice, a) = joined(&n1.url(), "on-one", "Alice").await;
+    let (_bob, _) = joined(&n2.url(), "on-two", "Bob").await;
+
+    let (status, room) = api(&n2.addr, "GET", "/api/v1/rooms/on-one", "").await;
+    assert_eq!(status, 200, "{room}");
+    let ids: Vec<u64> = room["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [a], "{room}");
+    // Nodes learn of each other by their heartbeats (every second).
+    for addr in [&n1.addr, &n2.addr] {
+        let started = Instant::now();
+        loop {
+            let (status, list) = api(addr, "GET", "/api/v1/rooms", "").await;
+            assert_eq!(status, 200);
+            let mut names: Vec<String> = list["rooms"]
+                .as_array()
+                .expect("rooms")
+                .iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                .collect();
+            names.sort_unstable();
+            if names == ["on-one", "on-two"] {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "through {addr}: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (status, refused) = api(&n2.addr, "POST", "/api/v1/rooms", r#"{"name":"on-one"}"#).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("room_exists")),
+        "{refused}"
+    );
+
+    let mute = format!("/api/v1/rooms/on-one/participants/{a}/mute");
+    assert_eq!(api(&n2.addr, "POST", &mute, "").await.0, 204);
+    next_of!(alice, ServerMsg::MuteRequest { .. });
+    assert_eq!(api(&n2.addr, "DELETE", "/api/v1/rooms/on-one", "").await.0, 204);
+    next_of!(alice, ServerMsg::RoomEnded { .. });
+    assert_eq!(api(&n2.addr, "GET", "/api/v1/rooms/on-one", "").await.0, 404);
+}
