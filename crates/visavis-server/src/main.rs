@@ -83,12 +83,20 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         visavis_server::Https::Off => "http",
         _ => "https",
     };
-    tracing::info!("visavis {} serving {scheme}://{addr}", env!("CARGO_PKG_VERSION"));
+    // Signals are caught from here on (registered now, not when a task first runs: a
+    // supervisor may signal as soon as it sees the first line).
     #[cfg(unix)]
-    tokio::spawn(catch_hangups(matches!(
-        https,
-        visavis_server::Https::Files { .. }
-    )));
+    tokio::spawn(catch_hangups(
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+        matches!(https, visavis_server::Https::Files { .. }),
+    ));
+    #[cfg(unix)]
+    let stops = [
+        tokio::signal::unix::SignalKind::terminate(),
+        tokio::signal::unix::SignalKind::interrupt(),
+    ]
+    .map(tokio::signal::unix::signal);
+    tracing::info!("visavis {} serving {scheme}://{addr}", env!("CARGO_PKG_VERSION"));
     // Every connection and relay socket takes a file descriptor; the soft limit is often 1,024
     // while the hard one is far higher, so take what the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -97,7 +105,16 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    #[cfg(unix)]
+    tokio::spawn(cancel_on_signal(stops, shutdown.clone()));
+    #[cfg(not(unix))]
+    tokio::spawn({
+        let token = shutdown.clone();
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+        }
+    });
     visavis_server::run(listener, settings, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
@@ -107,8 +124,8 @@ async fn serve(loaded: Loaded) -> anyhow::Result<()> {
 /// those files hears it too). Its default action ends the process, so it is caught from the
 /// start, whether there are `files` to reload or not.
 #[cfg(unix)]
-async fn catch_hangups(files: bool) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+async fn catch_hangups(hangup: std::io::Result<tokio::signal::unix::Signal>, files: bool) {
+    let mut hangup = match hangup {
         Ok(hangup) => hangup,
         Err(err) => return tracing::warn!("cannot watch SIGHUP: {err}"),
     };
@@ -119,26 +136,24 @@ async fn catch_hangups(files: bool) {
     }
 }
 
-async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                tracing::warn!("cannot watch SIGTERM: {err}");
-                let _ = ctrl_c.await;
-                token.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// SIGTERM or SIGINT: a graceful stop.
+#[cfg(unix)]
+async fn cancel_on_signal(
+    stops: [std::io::Result<tokio::signal::unix::Signal>; 2],
+    token: CancellationToken,
+) {
+    let [term, int] = stops;
+    let (mut term, mut int) = match (term, int) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!("cannot watch SIGTERM and SIGINT: {err}");
+            return std::future::pending().await;
         }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
     tracing::info!("shutting down: closing sessions");
     token.cancel();
 }
