@@ -316,6 +316,7 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     }
+    let ours = inode(socket);
     let (local, public) = (edge.local_addr()?, edge.public_addr());
     let sessions = edge.sessions();
     let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -360,8 +361,16 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
         attached = true;
     }
     shutdown.cancel();
-    let _ = std::fs::remove_file(socket);
+    // The path may be a newer worker's by now (one that replaced this one): only ours goes.
+    if ours.is_some() && inode(socket) == ours {
+        let _ = std::fs::remove_file(socket);
+    }
     Ok(())
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 /// Resolves when the SFU holds no session (checked once a second).
