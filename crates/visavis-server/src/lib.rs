@@ -157,10 +157,26 @@ impl App {
             Some(sfu) => Some(match sfu_worker_exe(&settings) {
                 Some(exe) => {
                     let args = sfu_worker::WorkerArgs {
-                        sfu,
+                        sfu: sfu.clone(),
                         linger: settings.resume_grace,
                     };
-                    sfu_worker::SfuLink::worker(exe, settings.data_dir.join("sfu.sock"), args).await?
+                    let socket = settings.data_dir.join("sfu.sock");
+                    let worker = match std::fs::create_dir_all(&settings.data_dir) {
+                        Ok(()) => sfu_worker::SfuLink::worker(exe, socket, args).await,
+                        Err(err) => Err(anyhow::anyhow!(
+                            "cannot create {}: {err}",
+                            settings.data_dir.display()
+                        )),
+                    };
+                    match worker {
+                        Ok(worker) => worker,
+                        Err(err) => {
+                            tracing::warn!(
+                                "no SFU worker ({err:#}): the SFU runs in this process, and a restart pauses its calls"
+                            );
+                            sfu_worker::SfuLink::here(&sfu).await?
+                        }
+                    }
                 }
                 None => sfu_worker::SfuLink::here(&sfu).await?,
             }),

@@ -353,8 +353,12 @@ async fn serve_worker(socket: &Path, args: WorkerArgs) -> anyhow::Result<()> {
         if serve_main(stream, hello, &commands, &mut reports).await {
             break;
         }
+        let held = sessions.load(Ordering::Relaxed);
+        if held == 0 {
+            break;
+        }
         tracing::info!(
-            sessions = sessions.load(Ordering::Relaxed),
+            sessions = held,
             "SFU worker: visavis went; its calls go on for up to {} s for the next to adopt",
             args.linger
         );

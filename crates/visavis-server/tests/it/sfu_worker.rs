@@ -74,7 +74,8 @@ async fn until_own_chat(client: &mut TestClient, text: &str) -> Vec<ServerMsg> {
 #[tokio::test]
 async fn the_sfu_worker_outlives_a_crash_and_is_adopted_by_the_next_process() {
     let data = TempDir::new("sfu-worker");
-    let dir = data.0.display().to_string();
+    // A data directory that does not exist yet, as on a first run.
+    let dir = data.0.join("data").display().to_string();
     let common = [
         "--no-turn",
         "--data-dir",
