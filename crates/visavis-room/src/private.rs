@@ -249,6 +249,15 @@ impl Core {
         Ok(())
     }
 
+    /// Whether `identity` (a token's `sub`) was removed from `room` for good: its token is
+    /// refused there (`token_revoked`), and by what else would serve it (the network check).
+    pub fn identity_revoked(&self, room: &str, identity: &str) -> bool {
+        self.rooms
+            .get(room)
+            .and_then(|r| r.private.as_ref())
+            .is_some_and(|p| p.revoked.contains(identity))
+    }
+
     /// Takes member `id` out of its room, or its lobby, for good (`by` a host, or the REST API):
     /// it gets `removed`, its address must knock to come back and its token's identity is
     /// refused.

@@ -367,9 +367,13 @@ impl App {
         // With `--access token` (which needs credentials, checked above) only a token's
         // holder may relay, in a call or in the network check.
         let netcheck_turn = match (&settings.access, &credentials) {
-            (config::Access::Token, Some(credentials)) => {
-                netcheck::TurnFor::TokenHolders(credentials.clone())
-            }
+            (config::Access::Token, Some(credentials)) => netcheck::TurnFor::TokenHolders {
+                credentials: credentials.clone(),
+                revoked: Arc::new({
+                    let hub = hub.clone();
+                    move |room: &str, identity: &str| hub.read(|core| core.identity_revoked(room, identity))
+                }),
+            },
             _ => netcheck::TurnFor::Anyone,
         };
         let state = AppState {

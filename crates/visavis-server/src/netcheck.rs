@@ -94,8 +94,12 @@ pub enum TurnFor {
     /// Any page (`--access open` or `private`: anyone may join a room and relay).
     Anyone,
     /// A page with a valid access token of these credentials, as `Authorization: Bearer
-    /// <token>` (`--access token`): the same people who may relay once they join.
-    TokenHolders(ApiCredentials),
+    /// <token>` (`--access token`): the same people who may relay once they join; not one
+    /// whose identity was removed from its room for good (`revoked`: room, identity).
+    TokenHolders {
+        credentials: ApiCredentials,
+        revoked: Arc<dyn Fn(&str, &str) -> bool + Send + Sync>,
+    },
 }
 
 /// What the check's handlers share.
@@ -207,11 +211,15 @@ async fn ice(
         .map_or(0, |d| d.as_secs());
     let may_relay = match &check.turn_for {
         TurnFor::Anyone => true,
-        TurnFor::TokenHolders(credentials) => match bearer(&headers) {
+        TurnFor::TokenHolders { credentials, revoked } => match bearer(&headers) {
             None => false,
             // A token that is given must be good: a check that quietly skipped the relay
             // would tell its holder the relay is out of reach.
             Some(jwt) => match token::verified_claims(credentials, jwt, unix_now) {
+                Ok(claims) if revoked(&claims.room, &claims.sub) => {
+                    let message = "this access token's holder was removed from its room".into();
+                    return HttpError::new(StatusCode::FORBIDDEN, "token_revoked", message).into_response();
+                }
                 Ok(_) => true,
                 Err(refusal) => return token_refused(refusal).into_response(),
             },

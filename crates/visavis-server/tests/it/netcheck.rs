@@ -11,6 +11,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
+use visavis_protocol::{RoomMsg, ServerMsg};
 use visavis_turn::stun::Class;
 
 use super::turn::RawClient;
@@ -149,6 +150,24 @@ async fn the_checks_credentials_open_a_relay_for_a_minute_and_token_servers_give
     assert_eq!(
         (status, error_code(&body).as_str()),
         (StatusCode::UNAUTHORIZED, "token_expired")
+    );
+    // Removed from its room for good, a token's holder gets no relay from the check either.
+    let (doctor, _) = tokens::mint(&["--room", "visit-7", "--name", "Dr. Zhang", "--role", "host"]);
+    let mut host = server.client().await;
+    tokens::join_with(&mut host, "visit-7", &doctor).await;
+    expect!(host, ServerMsg::Joined { .. });
+    let mut knocking = server.client().await;
+    tokens::join_with(&mut knocking, "visit-7", &patient).await;
+    let id = expect!(knocking, ServerMsg::Waiting { you, .. } => you.id);
+    next_of!(host, ServerMsg::Knock { .. });
+    host.send(RoomMsg::Admit { id }).await;
+    next_of!(knocking, ServerMsg::Joined { .. });
+    host.send(RoomMsg::Remove { id }).await;
+    next_of!(knocking, ServerMsg::Removed { .. });
+    let (status, _, body) = send(&server, HERE, with_bearer("/netcheck/ice", &patient)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::FORBIDDEN, "token_revoked")
     );
     // Without a token: STUN alone, no credentials.
     let (status, _, body) = send(&server, HERE, get("/netcheck/ice")).await;

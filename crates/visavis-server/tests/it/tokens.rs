@@ -38,7 +38,7 @@ pub(super) fn mint_with(secret: &str, args: &[&str]) -> (String, String) {
     (token.to_owned(), link.to_owned())
 }
 
-async fn join_with(client: &mut TestClient, room: &str, token: &str) {
+pub(super) async fn join_with(client: &mut TestClient, room: &str, token: &str) {
     client
         .send(SessionMsg::Join {
             version: PROTOCOL_VERSION,
