@@ -88,6 +88,9 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether an identity was removed from a room for good: (room, identity) → revoked.
+pub type Revoked = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// Who the check's TURN credentials are for.
 #[derive(Clone)]
 pub enum TurnFor {
@@ -98,7 +101,7 @@ pub enum TurnFor {
     /// whose identity was removed from its room for good (`revoked`: room, identity).
     TokenHolders {
         credentials: ApiCredentials,
-        revoked: Arc<dyn Fn(&str, &str) -> bool + Send + Sync>,
+        revoked: Revoked,
     },
 }
 
