@@ -215,13 +215,15 @@ export class PeerCall {
 
   /** Puts our tracks on the main transceivers (the ones the offer created, on the polite side). */
   async attachLocalTracks() {
-    for (const kind of /** @type {Kind[]} */ (['audio', 'video'])) {
+    // Both at once, video first: each waits its turn on the connection's chain of operations,
+    // and the video, whose encoder takes longest to start, should not wait behind the audio.
+    await Promise.all(/** @type {Kind[]} */ (['video', 'audio']).map((kind) => {
       const transceiver = this.main(kind);
-      if (!transceiver || transceiver.direction === 'stopped') continue;
+      if (!transceiver || transceiver.direction === 'stopped') return undefined;
       // sendrecv even without a track, so a camera started later needs no renegotiation.
       transceiver.direction = 'sendrecv';
-      if (transceiver.sender.track !== this.local[kind]) await transceiver.sender.replaceTrack(this.local[kind]);
-    }
+      return transceiver.sender.track === this.local[kind] ? undefined : transceiver.sender.replaceTrack(this.local[kind]);
+    }));
   }
 
   /**
