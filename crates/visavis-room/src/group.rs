@@ -252,10 +252,10 @@ impl Core {
         }
     }
 
-    /// The SFU call `group` was restored here from a snapshot, but its media sessions lived in
-    /// the SFU of the process (or node) that wrote it: every participant is told to offer
-    /// again (`sfu_restart`), which waits in its session's replay log until it resumes.
-    pub(crate) fn sfu_restart(&mut self, group: &GroupCall) {
+    /// The SFU no longer holds the SFU call `group`'s media sessions (restored here from a
+    /// snapshot whose SFU stayed behind, or a worker that ended): every participant is told to
+    /// offer again (`sfu_restart`), which waits in its session's replay log until it resumes.
+    fn sfu_restart(&mut self, group: &GroupCall) {
         for &p in &group.participants {
             self.send_member(
                 p,
@@ -269,10 +269,16 @@ impl Core {
     /// The SFU lost its sessions (its worker process ended): every SFU call's participants
     /// are told to connect again.
     pub fn sfu_restart_all(&mut self) {
+        self.sfu_restart_where(|_| true);
+    }
+
+    /// The SFU calls of the rooms `pick` names: their participants are told to connect again.
+    pub(crate) fn sfu_restart_where(&mut self, pick: impl Fn(&str) -> bool) {
         let groups: Vec<GroupCall> = self
             .rooms
-            .values()
-            .filter_map(|r| r.group.clone())
+            .iter()
+            .filter(|(id, _)| pick(id))
+            .filter_map(|(_, r)| r.group.clone())
             .filter(|g| g.media == GroupMedia::Sfu)
             .collect();
         for group in &groups {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use visavis_protocol::{CallId, ChatEntry, GroupCall, GroupMedia, MemberId, Publish, RoomState};
+use visavis_protocol::{CallId, ChatEntry, GroupCall, MemberId, Publish, RoomState};
 use visavis_sansio::{Now, TokenBucket};
 
 use crate::private::Private;
@@ -195,7 +195,10 @@ impl Core {
     fn restore_with(config: Config, snapshot: CoreSnapshot, now: Now, restart_sfu: bool) -> Self {
         let mut core = Core::new(config);
         core.next_serial = snapshot.next_serial;
-        core.absorb(snapshot, now, false, restart_sfu);
+        core.absorb(snapshot, now, false);
+        if restart_sfu {
+            core.sfu_restart_where(|_| true);
+        }
         core.totals = Totals::default();
         core
     }
@@ -216,23 +219,18 @@ impl Core {
         snapshot.rooms.retain(|r| !held.contains(&r.id));
         snapshot.members.retain(|m| !held.contains(&m.room));
         snapshot.calls.retain(|c| !held.contains(&c.room));
-        self.absorb(snapshot, now, true, true);
+        let adopted: HashSet<String> = snapshot.rooms.iter().map(|r| r.id.clone()).collect();
+        self.absorb(snapshot, now, true);
+        // Their SFU calls' media sessions stayed with the node that wrote them down.
+        self.sfu_restart_where(|room| adopted.contains(room));
     }
 
     /// What `restore` and `adopt` share: every room, member and call of `snapshot` into this
-    /// core; with `renumber`, rooms get fresh serials; with `restart_sfu`, SFU calls are told
-    /// to connect again.
-    fn absorb(&mut self, snapshot: CoreSnapshot, now: Now, renumber: bool, restart_sfu: bool) {
+    /// core; with `renumber`, rooms get fresh serials.
+    fn absorb(&mut self, snapshot: CoreSnapshot, now: Now, renumber: bool) {
         let core = self;
         let (chat_rate, chat_burst) = (core.config.chat_rate, core.config.chat_burst);
         let mut empty: Vec<(u64, String, IpAddr, bool)> = Vec::new();
-        // SFU calls whose media sessions stayed in the process (or node) that wrote them down.
-        let sfu_calls: Vec<GroupCall> = snapshot
-            .rooms
-            .iter()
-            .filter_map(|r| r.group.clone())
-            .filter(|g| restart_sfu && g.media == GroupMedia::Sfu)
-            .collect();
         for mut r in snapshot.rooms {
             if renumber {
                 r.serial = core.next_serial;
@@ -346,9 +344,6 @@ impl Core {
                 .into_iter()
                 .map(|(a, b, until)| ((a, b), now.instant_of(until))),
         );
-        for group in sfu_calls {
-            core.sfu_restart(&group);
-        }
     }
 
     /// The ids of the rooms held, for what ties rooms to the edge (a cluster's leases).

@@ -215,14 +215,13 @@ impl<T: DeserializeOwned + Default, S: Send + Sync, const OPTIONAL: bool> FromRe
     type Rejection = HttpError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, HttpError> {
-        let too_large = body_too_large;
         let headers = request.headers();
         let length = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if length.is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(too_large());
+            return Err(body_too_large());
         }
         let json = headers
             .get(header::CONTENT_TYPE)
@@ -232,7 +231,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync, const OPTIONAL: bool> FromRe
         let typed = headers.contains_key(header::CONTENT_TYPE);
         let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(|_| body_too_large())?;
         if bytes.is_empty() && !typed {
             if OPTIONAL {
                 return Ok(Self(T::default()));

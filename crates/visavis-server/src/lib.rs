@@ -35,7 +35,6 @@ mod webhook_sender;
 mod websocket;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,35 +152,7 @@ impl App {
             "file descriptors: {http_fds} for HTTP and WebSocket connections, {turn_fds} for TURN"
         );
         // The SFU first: the TURN server lets relayed browsers reach it.
-        let sfu = match sfu::SfuSettings::of(&settings) {
-            Some(sfu) => Some(match sfu_worker_exe(&settings) {
-                Some(exe) => {
-                    let args = sfu_worker::WorkerArgs {
-                        sfu: sfu.clone(),
-                        linger: settings.resume_grace,
-                    };
-                    let socket = settings.data_dir.join("sfu.sock");
-                    let worker = match std::fs::create_dir_all(&settings.data_dir) {
-                        Ok(()) => sfu_worker::SfuLink::worker(exe, socket, args).await,
-                        Err(err) => Err(anyhow::anyhow!(
-                            "cannot create {}: {err}",
-                            settings.data_dir.display()
-                        )),
-                    };
-                    match worker {
-                        Ok(worker) => worker,
-                        Err(err) => {
-                            tracing::warn!(
-                                "no SFU worker ({err:#}): the SFU runs in this process, and a restart pauses its calls"
-                            );
-                            sfu_worker::SfuLink::here(&sfu).await?
-                        }
-                    }
-                }
-                None => sfu_worker::SfuLink::here(&sfu).await?,
-            }),
-            None => None,
-        };
+        let sfu = sfu_worker::start(&settings).await?;
         let sfu_handle = sfu.as_ref().map(|s| s.handle.clone());
         let sfu_kept = sfu.as_ref().is_some_and(|s| s.kept);
         let sfu_addr = sfu.as_ref().map(|s| s.local_addr);
@@ -585,8 +556,7 @@ async fn ws_upgrade(
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     // Another node of the cluster forwarding a client: it names the client's address.
     let forwarded_for = state.cluster.as_ref().and_then(|cluster| {
-        let secret = headers.get(cluster::forward::SECRET_HEADER)?.to_str().ok()?;
-        cluster.is_node(secret).then_some(())?;
+        cluster.sent_by_node(headers).then_some(())?;
         let ip = headers.get(cluster::forward::CLIENT_IP_HEADER)?.to_str().ok()?;
         ip.parse::<std::net::IpAddr>().ok()
     });
@@ -845,15 +815,6 @@ fn api_credentials(settings: &Settings) -> anyhow::Result<Option<token::ApiCrede
 
 /// Where people open this server: the first `--public-origin`, else `https://` and the first
 /// `--domain`, else the `--listen` address (`localhost` for an unspecified one).
-/// The binary to start the SFU worker from, when the SFU runs in a worker process of its own:
-/// set by the `visavis` binary (not by tests running the server in theirs), with the state kept
-/// in a file (a worker outlives a process only for the next one to restore its calls), on a
-/// single node, unless `--sfu-in-process`.
-fn sfu_worker_exe(settings: &Settings) -> Option<PathBuf> {
-    let worker = !settings.sfu_in_process && settings.state == StateKind::File && settings.redis.is_none();
-    settings.sfu_worker_exe.clone().filter(|_| worker)
-}
-
 pub fn public_origin(settings: &Settings) -> String {
     if let Some(origin) = settings.public_origins.first() {
         return origin.trim_end_matches('/').to_owned();

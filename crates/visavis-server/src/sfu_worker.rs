@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
 use crate::sfu::{apply_reports, Command, Report, SfuEdge, SfuHandle, SfuSettings};
+use crate::{Settings, StateKind};
 
 /// Bumped when the lines below change: a process adopts only a worker that speaks its lines.
 const PROTOCOL: u32 = 1;
@@ -110,9 +111,38 @@ struct Spawn {
     args: WorkerArgs,
 }
 
+/// The SFU `settings` ask for, if any: in a worker process where one may run ([`worker_exe`]),
+/// else (or when none starts) in this process.
+pub async fn start(settings: &Settings) -> anyhow::Result<Option<SfuLink>> {
+    let Some(sfu) = SfuSettings::of(settings) else {
+        return Ok(None);
+    };
+    if let Some(exe) = worker_exe(settings) {
+        let args = WorkerArgs {
+            sfu: sfu.clone(),
+            linger: settings.resume_grace,
+        };
+        match SfuLink::worker(exe, &settings.data_dir, args).await {
+            Ok(worker) => return Ok(Some(worker)),
+            Err(err) => tracing::warn!(
+                "no SFU worker ({err:#}): the SFU runs in this process, and a restart pauses its calls"
+            ),
+        }
+    }
+    SfuLink::here(&sfu).await.map(Some)
+}
+
+/// The binary to start the SFU worker from: set by the `visavis` binary (not by tests running
+/// the server in theirs), with the state kept in a file (a worker outlives a process only for
+/// the next one to restore its calls), on a single node, unless `--sfu-in-process`.
+fn worker_exe(settings: &Settings) -> Option<PathBuf> {
+    let worker = !settings.sfu_in_process && settings.state == StateKind::File && settings.redis.is_none();
+    settings.sfu_worker_exe.clone().filter(|_| worker)
+}
+
 impl SfuLink {
     /// The SFU in this process.
-    pub async fn here(settings: &SfuSettings) -> anyhow::Result<Self> {
+    async fn here(settings: &SfuSettings) -> anyhow::Result<Self> {
         let edge = SfuEdge::bind(settings).await?;
         let (tx, commands) = mpsc::unbounded_channel();
         Ok(Self {
@@ -125,9 +155,11 @@ impl SfuLink {
         })
     }
 
-    /// The SFU in a worker process: the one at `socket` if it runs with these settings (its
-    /// calls go on), or a new one started from `exe`.
-    pub async fn worker(exe: PathBuf, socket: PathBuf, args: WorkerArgs) -> anyhow::Result<Self> {
+    /// The SFU in a worker process: the one at `data_dir`'s socket if it runs with these
+    /// settings (its calls go on), or a new one started from `exe`.
+    async fn worker(exe: PathBuf, data_dir: &Path, args: WorkerArgs) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let socket = data_dir.join("sfu.sock");
         let spawn = Spawn { exe, socket, args };
         let (conn, hello, kept) = match adopt(&spawn).await {
             Some((conn, hello)) => {

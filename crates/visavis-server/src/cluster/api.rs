@@ -43,12 +43,7 @@ const KEPT: [header::HeaderName; 4] = [
 /// The API's middleware in a cluster (after authentication): see the module's comment.
 pub async fn to_room_node(cluster: Arc<Cluster>, request: Request, next: Next) -> Response {
     // What another node forwarded is served here, never forwarded again.
-    let from_node = request
-        .headers()
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|secret| cluster.is_node(secret));
-    if from_node {
+    if cluster.sent_by_node(request.headers()) {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();

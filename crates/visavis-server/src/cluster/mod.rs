@@ -134,10 +134,14 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Whether `secret` (a connection's [`forward::SECRET_HEADER`]) is this cluster's.
-    pub fn is_node(&self, secret: &str) -> bool {
-        // Compared in constant time: it admits any address a forwarder names.
-        crate::api::same_secret(secret, &self.secret)
+    /// Whether a request with `headers` comes from another node: its
+    /// [`forward::SECRET_HEADER`] is this cluster's secret.
+    pub fn sent_by_node(&self, headers: &axum::http::HeaderMap) -> bool {
+        headers
+            .get(forward::SECRET_HEADER)
+            .and_then(|v| v.to_str().ok())
+            // Compared in constant time: it admits any address a forwarder names.
+            .is_some_and(|secret| crate::api::same_secret(secret, &self.secret))
     }
 
     /// Serves a new WebSocket: reads its first message, then serves it here or forwards it to
