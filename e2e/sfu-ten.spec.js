@@ -32,18 +32,25 @@ test.afterEach(closeContexts);
 
 /**
  * Runs the bot binary with `args`; resolves with its JSON summary when it exits (0 or not:
- * the test reads why from the summary), and kills it if it outlives `limitMs`. `stop()`
+ * the test reads why from the summary), and kills it if it outlives `limitMs`. `seeing`
+ * resolves when the bots say every one of them sees everyone (`--see-cameras`). `stop()`
  * ends the bots' stay now (SIGTERM): they leave and print their summary.
  * @param {string[]} args
  * @param {number} limitMs
- * @returns {{done: Promise<any>, stop: () => void}}
+ * @returns {{done: Promise<any>, seeing: Promise<void>, stop: () => void}}
  */
 function runBot(args, limitMs) {
   const proc = spawn(BOT, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
+  /** @type {() => void} */
+  let seen = () => {};
+  const seeing = new Promise((resolve) => (seen = () => resolve(undefined)));
   proc.stdout?.on('data', (d) => (out += d));
-  proc.stderr?.on('data', (d) => (err += d));
+  proc.stderr?.on('data', (d) => {
+    err += d;
+    if (err.includes('seeing: ')) seen();
+  });
   const timer = setTimeout(() => proc.kill('SIGKILL'), limitMs);
   const done = new Promise((resolve, reject) => {
     proc.on('exit', (code) => {
@@ -55,7 +62,7 @@ function runBot(args, limitMs) {
       }
     });
   });
-  return { done, stop: () => proc.kill('SIGTERM') };
+  return { done, seeing, stop: () => proc.kill('SIGTERM') };
 }
 
 /**
@@ -83,9 +90,10 @@ test('ten people through the SFU: 3 browsers and 7 bots, one peer connection eac
   expect(recorded.videoFrames).toBeGreaterThan(10);
   await expect(ann.getByLabel('recorder', { exact: true })).toHaveCount(0); // it left
 
-  // Seven bots stay until the checks below are done (stop()), however long a busy machine
-  // makes them take, within the test's time.
-  const bots = runBot(['run', ...common, '--bots', '7', '--replay', recording, '--seconds', '170', '--name', 'Bot ', '--join-gap-ms', '100'], 175_000);
+  // Seven bots stay until the checks below are done and each bot has a second of video from
+  // the nine other cameras (stop()), however long a busy machine makes that take, within the
+  // test's time.
+  const bots = runBot(['run', ...common, '--bots', '7', '--replay', recording, '--seconds', '170', '--name', 'Bot ', '--join-gap-ms', '100', '--see-cameras', '9'], 175_000);
   const bob = await joinGroupCall(browser, 'Bob', room);
   const cy = await joinGroupCall(browser, 'Cy', room);
 
@@ -102,6 +110,8 @@ test('ten people through the SFU: 3 browsers and 7 bots, one peer connection eac
   }
 
   console.log(`ten people: every page decoded every other participant within ${Date.now() - checking} ms`);
+  await Promise.race([bots.seeing, bots.done]);
+  console.log(`ten people: every bot received every other camera within ${Date.now() - checking} ms`);
   bots.stop();
   const summary = await bots.done;
   expect(summary.errors).toEqual([]);

@@ -25,6 +25,9 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// A recorder asks for a keyframe this often, so its recording can be entered often.
 pub const RECORD_KEYFRAME_EVERY: Duration = Duration::from_secs(1);
 
+/// Frames from a camera track that make it seen (`Meter::seeing`): a second of video.
+pub const SEEING_FRAMES: u64 = 30;
+
 /// The bot acknowledges (`pong`) at least this often, ping or not: any message is a sign of
 /// life to the server, so a bot stays in even where pings to it come late.
 pub const KEEPALIVE: Duration = Duration::from_secs(3);
@@ -50,11 +53,17 @@ impl Speak {
 }
 
 /// What every bot of a process adds to as it runs, for a rate over a window of time: packets
-/// received, and bots connected now; and the signal that ends every bot's stay early.
+/// received, and bots connected now; how many see everyone; and the signal that ends every
+/// bot's stay early.
 #[derive(Debug, Default)]
 pub struct Meter {
     pub packets: std::sync::atomic::AtomicU64,
     pub connected: std::sync::atomic::AtomicUsize,
+    /// How many camera tracks a bot must receive (`SEEING_FRAMES` frames each) to count in
+    /// `seeing`; 0: nobody counts.
+    pub see_cameras: usize,
+    /// Bots that have received that many cameras.
+    pub seeing: std::sync::atomic::AtomicUsize,
     /// Set to true to end every bot's stay now (SIGTERM): they leave and report as usual.
     pub stop: tokio::sync::watch::Sender<bool>,
 }
@@ -231,6 +240,7 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
     let mut last_pong = Instant::now();
     let mut counted = 0;
     let mut stop = config.meter.stop.subscribe();
+    let mut seeing = false;
     loop {
         // Drive the peer: send what it has, learn when to come back.
         let wake = pump(&mut peer, &socket)?;
@@ -242,6 +252,11 @@ async fn run_inner(shared: &Shared, config: &BotConfig, report: &mut BotReport) 
             report.connected = true;
             report.connected_ms = Some(start.elapsed().as_millis() as u64);
             deadline = Some(tokio::time::Instant::now() + config.stay);
+        }
+        let cameras = config.meter.see_cameras;
+        if !seeing && cameras > 0 && peer.cameras_receiving(SEEING_FRAMES) >= cameras {
+            seeing = true;
+            config.meter.seeing.fetch_add(1, Relaxed);
         }
         if let Some(speak) = config.speak {
             peer.level = speak.level(start.elapsed());

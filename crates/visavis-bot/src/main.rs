@@ -80,6 +80,10 @@ struct RunArgs {
     /// Names are this plus the bot's number.
     #[arg(long, default_value = "bot")]
     name: String,
+    /// Print `seeing: ...` on stderr once every bot receives this many camera tracks (a
+    /// second of frames from each): everyone sees everyone, for a test to wait on. 0: never.
+    #[arg(long, default_value_t = 0)]
+    see_cameras: usize,
     /// Add every bot's report to the summary.
     #[arg(long)]
     per_bot: bool,
@@ -130,6 +134,18 @@ fn source(common: &Common, i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(base + (i as u32 % common.addresses.max(1))))
 }
 
+/// Prints one line on stderr once all `bots` see `Meter::see_cameras` cameras.
+async fn tell_when_seeing(meter: Arc<Meter>, bots: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while meter.seeing.load(Relaxed) < bots {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "seeing: each of {bots} bots receives {} cameras",
+        meter.see_cameras
+    );
+}
+
 /// SIGTERM or SIGINT ends every bot's stay now; they leave, and the summary is printed as
 /// after `--seconds` (a test stops the bots once it has seen what it needs).
 async fn stop_on_signal(meter: Arc<Meter>) {
@@ -168,7 +184,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new()?);
     let publishers = args.publishers.unwrap_or(args.bots);
     let started = Instant::now();
-    let meter = Arc::new(Meter::default());
+    let meter = Arc::new(Meter {
+        see_cameras: args.see_cameras,
+        ..Meter::default()
+    });
+    if args.see_cameras > 0 {
+        tokio::spawn(tell_when_seeing(meter.clone(), args.bots));
+    }
     let measuring = tokio::spawn(measure(meter.clone(), args.bots, args.measure.clone()));
     tokio::spawn(stop_on_signal(meter.clone()));
     let mut tasks = Vec::new();

@@ -374,6 +374,14 @@ impl Peer {
             .min()
     }
 
+    /// How many camera tracks have brought at least `frames` frames.
+    pub fn cameras_receiving(&self, frames: u64) -> usize {
+        self.received
+            .values()
+            .filter(|t| t.camera && t.frames >= frames)
+            .count()
+    }
+
     /// Totals of what was received.
     pub fn totals(&self) -> Totals {
         let mut totals = Totals::default();
