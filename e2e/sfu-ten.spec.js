@@ -118,5 +118,5 @@ test('ten people through the SFU: 3 browsers and 7 bots, one peer connection eac
   expect(summary.connected).toBe(7);
   // Every bot got the tracks of the nine others, and frames from every camera among them.
   expect(summary.publishersSeenMin).toBeGreaterThanOrEqual(9);
-  expect(summary.cameraFramesMin).toBeGreaterThan(30);
+  expect(summary.cameraFramesMin).toBeGreaterThanOrEqual(30); // --see-cameras: a second (visavis-bot SEEING_FRAMES)
 });
