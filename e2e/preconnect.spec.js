@@ -126,6 +126,27 @@ function connections(page) {
 }
 
 /**
+ * The caller's side of a ringing call: which tracks sit on its first connection's senders, with
+ * which encodings switched on, and the bandwidth estimate its connection starts from.
+ * @param {import('@playwright/test').Page} page
+ */
+function senders(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore test-only global
+    const [pc] = /** @type {RTCPeerConnection[]} */ (window.preconnectTest.made);
+    let estimate = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated) estimate = s.availableOutgoingBitrate ?? 0;
+    });
+    const tracks = pc.getSenders().map((sender) => ({
+      kind: sender.track?.kind ?? null,
+      active: sender.getParameters().encodings.some((e) => e.active !== false),
+    }));
+    return { tracks: tracks.sort((a, b) => String(a.kind).localeCompare(String(b.kind))), estimate };
+  });
+}
+
+/**
  * The types (`host`, `srflx`, `relay`…) of the remote candidates the page was given, and
  * whether any named a related address (the address behind a relay).
  * @param {import('@playwright/test').Page} page
@@ -182,13 +203,18 @@ test('relay (the default): connected through the relay while it rings, no media 
     expect(c.type).toBe('relay');
     expect(c.raddr === null || c.raddr === '0.0.0.0').toBe(true);
   }
-  // Nothing is sent either way, and Bob's camera and microphone were never asked for.
+  // Nothing is sent either way, and Bob's camera and microphone were never asked for. Alice's
+  // are on her connection already (her camera was open to call), switched off until Accept; her
+  // connection's estimate starts at visavis's start bitrate, not Chromium's 300 kbit/s.
   await alice.waitForTimeout(1000);
   for (const page of [alice, bob]) {
     const [pc] = await connections(page);
     expect({ sent: pc.sent, received: pc.received }).toEqual({ sent: 0, received: 0 });
   }
   expect(await cameraRequests(bob)).toBe(0);
+  const primed = await senders(alice);
+  expect(primed.tracks).toEqual([{ kind: 'audio', active: false }, { kind: 'video', active: false }]);
+  expect(primed.estimate).toBeGreaterThanOrEqual(900_000);
   await expect(incoming).toBeVisible();
 
   // Accept: both see each other, over the connection made while it rang.
@@ -199,6 +225,7 @@ test('relay (the default): connected through the relay while it rings, no media 
   await expectDecoding(bob, 'Alice');
   expect(await cameraRequests(bob)).toBe(1);
   for (const page of [alice, bob]) expect((await connections(page)).length).toBe(1);
+  expect((await senders(alice)).tracks).toEqual([{ kind: 'audio', active: true }, { kind: 'video', active: true }]);
 
   // After Accept ICE may use every candidate, and finds the direct path on this machine; the
   // video goes on meanwhile.

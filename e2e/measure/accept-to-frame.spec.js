@@ -37,6 +37,24 @@ function instrument() {
     if (track?.kind === 'video') setup.trackOn ??= Date.now();
     return replaceTrack.call(this, track);
   };
+  // The signalling: when `accept` leaves the callee, when `accepted` reaches each side (a
+  // listener added before the page's own, so it times the arrival, not the handling).
+  const Native = WebSocket;
+  // @ts-ignore test-only replacement
+  window.WebSocket = class extends Native {
+    /** @param {string | URL} url @param {string | string[]} [protocols] */
+    constructor(url, protocols) {
+      super(url, protocols);
+      this.addEventListener('message', (e) => {
+        if (typeof e.data === 'string' && e.data.includes('"type":"accepted"')) setup.accepted ??= Date.now();
+      });
+    }
+    /** @param {any} data */
+    send(data) {
+      if (typeof data === 'string' && data.includes('"type":"accept"')) setup.acceptSent ??= Date.now();
+      super.send(data);
+    }
+  };
   const addTransceiver = RTCPeerConnection.prototype.addTransceiver;
   /** @this {RTCPeerConnection} @param {MediaStreamTrack | string} what @param {RTCRtpTransceiverInit} [init] */
   RTCPeerConnection.prototype.addTransceiver = function (what, init) {
@@ -128,6 +146,8 @@ test('accept to first decoded remote frame, per preconnect mode', async ({ brows
         record(mode, 'callee: getUserMedia resolved', callee.cameraOpen - at);
         record(mode, 'callee: video track on the connection', callee.trackOn - at);
         record(mode, 'callee: camera\'s first frame shown', callee.localFrame - at);
+        record(mode, 'callee: accept sent', callee.acceptSent - at);
+        record(mode, 'caller: accepted arrived', caller.accepted - at);
         record(mode, 'caller: video track on the connection', caller.trackOn - at);
         await alice.context().close();
         await bob.context().close();

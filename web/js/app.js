@@ -599,7 +599,7 @@ function onMessage(msg) {
         state.pending.id = msg.callId;
         // Cancel pressed before the server had numbered the call.
         if (state.pending.cancelled) state.sig?.send({ type: 'cancel', callId: msg.callId });
-        else state.pending.prepared = prepare(msg.callId, msg.peer, false);
+        else state.pending.prepared = prepare(msg.callId, msg.peer, false, state.pending.media);
       }
       break;
     case 'incoming': {
@@ -779,13 +779,14 @@ function cancel() {
  * @param {number} callId
  * @param {number} peer
  * @param {boolean} polite
+ * @param {Promise<import('../sdk/media.js').LocalMedia> | null} [media] the caller's, opening
  */
-function prepare(callId, peer, polite) {
+function prepare(callId, peer, polite, media) {
   const sig = state.sig;
   if (!sig || INSECURE) return null;
   return prepareCall({
     callId, peer, polite, accepts: state.members.get(peer)?.publish, preconnect: state.preconnect,
-    relayOnly: FORCE_RELAY, iceServers: state.iceServers, send: (msg) => sig.send(msg),
+    relayOnly: FORCE_RELAY, iceServers: state.iceServers, send: (msg) => sig.send(msg), media: media ?? undefined,
   });
 }
 

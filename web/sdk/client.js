@@ -368,7 +368,7 @@ export class Client extends EventTarget {
           this.current.id = msg.callId;
           // hangUp() before the server had numbered the call.
           if (this.current.cancelled) return this.sig.send({ type: 'cancel', callId: msg.callId });
-          this.prepare(msg.callId, msg.peer, false);
+          this.prepare(msg.callId, msg.peer, false, this.current.media);
           this.emit('ringing', { callId: msg.callId, peer: msg.peer });
         }
         return;
@@ -466,12 +466,13 @@ export class Client extends EventTarget {
    * @param {number} callId
    * @param {number} peer
    * @param {boolean} polite
+   * @param {Promise<import('./media.js').LocalMedia> | null} [media] the caller's, opening
    */
-  prepare(callId, peer, polite) {
+  prepare(callId, peer, polite, media) {
     this.media?.close();
     this.media = prepareCall({
       callId, peer, polite, accepts: this.memberMap.get(peer)?.publish, preconnect: this.preconnect,
-      relayOnly: this.relayOnly, iceServers: this.iceServers, send: (msg) => this.sig.send(msg),
+      relayOnly: this.relayOnly, iceServers: this.iceServers, send: (msg) => this.sig.send(msg), media: media ?? undefined,
     });
   }
 

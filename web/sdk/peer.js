@@ -13,6 +13,8 @@
 //! A call that pre-connects while it rings starts with no tracks at all (`start` with nulls:
 //! the transceivers are negotiated, ICE and DTLS complete, nothing is sent); the second
 //! `start`, on Accept, puts the tracks on the negotiated transceivers with replaceTrack, at once.
+//! The caller's camera is open while it rings: `prime` puts its tracks on beforehand with
+//! every encoding inactive (nothing is sent), so that on Accept they are only switched on.
 
 /**
  * @typedef {'audio' | 'video'} Kind
@@ -24,6 +26,55 @@
 const ICE_DISCONNECTED_GRACE_MS = 3000;
 /** A restart that has not healed the connection by then is tried again. */
 const ICE_RETRY_MS = 8000;
+
+/**
+ * Turns every encoding of `sender` on or off (off: it sends nothing, track or not).
+ * @param {RTCRtpSender} sender
+ * @param {boolean} active
+ */
+async function setActive(sender, active) {
+  const params = sender.getParameters();
+  if (!params.encodings?.length || params.encodings.every((e) => e.active === active)) return;
+  for (const encoding of params.encodings) encoding.active = active;
+  await sender.setParameters(params);
+}
+
+/**
+ * The estimate a connection's bandwidth starts from, in kbit/s, for what we send. Chromium's
+ * default (300) is below what its encoder wants for a VGA camera, so the first frames of a call
+ * are dropped while the encoder steps down to 320×240 (~150 ms, a frame interval per step).
+ * The estimator corrects a start that is too high within a second, as it does for its probes.
+ */
+const START_BITRATE_KBPS = 1000;
+
+/**
+ * `description` with our start bitrate on every video codec: Chromium takes it for what it sends
+ * from the other side's description (`x-google-start-bitrate`, ignored by other browsers).
+ * @param {RTCSessionDescriptionInit} description
+ * @returns {RTCSessionDescriptionInit}
+ */
+export function withStartBitrate(description) {
+  if (!description.sdp) return description;
+  const lines = description.sdp.split('\r\n');
+  /** Payload types of video codecs (not rtx, red, ulpfec), and of those with a fmtp line. */
+  const codecs = new Set();
+  const withFmtp = new Set();
+  for (const line of lines) {
+    const codec = /^a=rtpmap:(\d+) (VP8|VP9|H264|H265|AV1)\//i.exec(line);
+    if (codec) codecs.add(codec[1]);
+    const fmtp = /^a=fmtp:(\d+) /.exec(line);
+    if (fmtp) withFmtp.add(fmtp[1]);
+  }
+  const start = `x-google-start-bitrate=${START_BITRATE_KBPS}`;
+  const sdp = lines.flatMap((line) => {
+    if (line.includes('x-google-start-bitrate')) return [line];
+    const codec = /^a=rtpmap:(\d+) /.exec(line)?.[1];
+    if (codec && codecs.has(codec) && !withFmtp.has(codec)) return [line, `a=fmtp:${codec} ${start}`];
+    const fmtp = /^a=fmtp:(\d+) /.exec(line)?.[1];
+    return [fmtp && codecs.has(fmtp) ? `${line};${start}` : line];
+  }).join('\r\n');
+  return { type: description.type, sdp };
+}
 
 export class PeerCall {
   /**
@@ -67,6 +118,10 @@ export class PeerCall {
     this.started = false;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.iceTimer = undefined;
+    /** `prime` ran: the main senders' encodings are off until the second `start`. */
+    this.primed = false;
+    /** `prime`'s work, which `start`'s must follow. @type {Promise<unknown>} */
+    this.priming = Promise.resolve();
 
     this.pc.onnegotiationneeded = async () => {
       try {
@@ -148,7 +203,8 @@ export class PeerCall {
       // At once, not behind the signals in `queue` (an ICE restart's offer and answer, say):
       // the negotiated transceivers take a track without renegotiation. An offer being answered
       // meanwhile cannot miss the tracks either: `apply` attaches `this.local` again.
-      this.attachLocalTracks().catch((err) => console.warn('tracks failed', err));
+      this.attachLocalTracks(this.primed).catch((err) => console.warn('tracks failed', err));
+      this.primed = false;
       return;
     }
     this.started = true;
@@ -189,7 +245,7 @@ export class PeerCall {
       const collision = description.type === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
       this.ignoreOffer = !this.polite && collision;
       if (this.ignoreOffer) return;
-      await this.pc.setRemoteDescription(description); // rolls back our own offer if polite
+      await this.pc.setRemoteDescription(withStartBitrate(description)); // rolls back our own offer if polite
       if (description.type === 'offer') {
         await this.localReady;
         await this.attachLocalTracks();
@@ -213,16 +269,43 @@ export class PeerCall {
     }
   }
 
-  /** Puts our tracks on the main transceivers (the ones the offer created, on the polite side). */
-  async attachLocalTracks() {
+  /**
+   * While the call rings, before `start` gives them for real: puts the tracks on the main
+   * transceivers with every encoding inactive, so nothing is sent, and the Accept that follows
+   * only switches them on (the encoder's start no longer waits for the Accept). Only the
+   * impolite side (the caller) has its transceivers before the offer.
+   * @param {LocalTracks} tracks
+   */
+  prime(tracks) {
+    if (this.polite || !this.started || this.local.audio || this.local.video) return;
+    this.primed = true;
+    this.priming = Promise.all(/** @type {Kind[]} */ (['video', 'audio']).map(async (kind) => {
+      const sender = this.main(kind)?.sender;
+      if (!sender || !tracks[kind]) return;
+      await setActive(sender, false);
+      await sender.replaceTrack(tracks[kind]);
+    })).catch((err) => console.warn('priming failed', err));
+  }
+
+  /**
+   * Puts our tracks on the main transceivers (the ones the offer created, on the polite side).
+   * @param {boolean} [activate] switch on the encodings `prime` turned off
+   */
+  async attachLocalTracks(activate = false) {
+    if (this.primed && !activate) return; // an offer answered while it rings: the primed tracks stay
+    await this.priming;
     // Both at once, video first: each waits its turn on the connection's chain of operations,
     // and the video, whose encoder takes longest to start, should not wait behind the audio.
-    await Promise.all(/** @type {Kind[]} */ (['video', 'audio']).map((kind) => {
+    await Promise.all(/** @type {Kind[]} */ (['video', 'audio']).map(async (kind) => {
       const transceiver = this.main(kind);
-      if (!transceiver || transceiver.direction === 'stopped') return undefined;
+      if (!transceiver || transceiver.direction === 'stopped') return;
       // sendrecv even without a track, so a camera started later needs no renegotiation.
       transceiver.direction = 'sendrecv';
-      return transceiver.sender.track === this.local[kind] ? undefined : transceiver.sender.replaceTrack(this.local[kind]);
+      const sender = transceiver.sender;
+      await Promise.all([
+        sender.track === this.local[kind] ? undefined : sender.replaceTrack(this.local[kind]),
+        activate ? setActive(sender, true) : undefined,
+      ]);
     }));
   }
 

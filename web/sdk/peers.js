@@ -314,9 +314,11 @@ export class CallPeers {
  * @param {boolean} [options.relayOnly] every call through TURN: the policy stays `relay`
  * @param {RTCIceServer[]} options.iceServers
  * @param {(msg: ClientMsg) => void} options.send
+ * @param {Promise<OpenedMedia>} [options.media] the caller's camera and microphone, opening:
+ *   they go on the connection now, sending nothing until `accept`
  * @returns {CallPeers | null}
  */
-export function prepareCall({ callId, peer, polite, accepts, preconnect = 'off', relayOnly = false, iceServers, send }) {
+export function prepareCall({ callId, peer, polite, accepts, preconnect = 'off', relayOnly = false, iceServers, send, media }) {
   if (preconnect === 'off') return null;
   const relay = relayOnly || preconnect === 'relay';
   if (relay && iceServers.length === 0) return null; // nothing to relay through
@@ -328,6 +330,9 @@ export function prepareCall({ callId, peer, polite, accepts, preconnect = 'off',
     send,
     openPath: relay && !relayOnly,
   });
-  call.addPeer(peer, polite, accepts);
+  const prepared = call.addPeer(peer, polite, accepts);
+  media?.then((opened) => {
+    if (!call.accepted && !call.closed) prepared.prime({ audio: opened.audio, video: opened.video });
+  });
   return call;
 }
