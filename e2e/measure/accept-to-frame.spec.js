@@ -2,9 +2,10 @@
 //! Measurement, not a test of behaviour: call set-up after "Accept", for each `--preconnect`
 //! mode (relay, direct, off) in the same run, calls interleaved so that the machine's load hits
 //! every mode alike. Per call, on the callee's clock (both pages share the machine's):
-//! the Accept click, the camera and microphone handed over (getUserMedia resolved), the video
-//! track put on the connection (replaceTrack), the camera's first frame shown locally, and the
-//! first remote frame shown by each side. Run with `npm run measure:accept`; MEASURE_RUNS
+//! the Accept click, `accept` sent and `accepted` received, the camera and microphone handed
+//! over (getUserMedia resolved), the video track put on the connection (replaceTrack; the
+//! caller's, primed while it rings, before the click), the camera's first frame shown locally,
+//! and the first remote frame shown by each side. Run with `npm run measure:accept`; MEASURE_RUNS
 //! (default 10) calls per mode, MEASURE_MODES (default `relay,direct,off`), VISAVIS_BIN for
 //! another build (`target/release/visavis`).
 import { test, expect } from '@playwright/test';
