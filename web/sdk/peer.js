@@ -53,7 +53,7 @@ const START_BITRATE_KBPS = 1000;
  * @param {RTCSessionDescriptionInit} description
  * @returns {RTCSessionDescriptionInit}
  */
-export function withStartBitrate(description) {
+function withStartBitrate(description) {
   if (!description.sdp) return description;
   const lines = description.sdp.split('\r\n');
   /** Payload types of video codecs (not rtx, red, ulpfec), and of those with a fmtp line. */
