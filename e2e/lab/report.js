@@ -112,10 +112,19 @@ last 5 s on both sides, and under the cap that Bob's encoder's target bitrate go
 ${badRows.join('\n')}
 
 ${blackout ? `After the 3 s blackout, new frames were decoded on both sides ${blackout.videoBackMs} ms after the link came back.` : ''}
+That figure is either about 0.1–0.3 s or about 3 s, run to run. After the link comes back the
+frames that arrive depend on frames lost in the blackout, so the receiver needs a key frame.
+Chromium asks for one only after 3 s without a decodable frame (its log: "No decodable frame in
+3005067 us requesting keyframe"), and a 3 s blackout puts that request right at the moment the
+link returns: when it falls just inside the blackout it is lost, and the next comes 3 s later.
+Run alone on 2026-12-03, it recovered fast in 4 of 10 runs with the web app before the
+caller's tracks were primed and the estimate started at 1 Mbit/s (commit e690f26), in 2 of 5
+with both switched off again, and in 0 of 12 with either or both on: they move the last frame
+decoded before the blackout, and so the request's timing. ICE stayed connected throughout.
 
-The call held in every case. Freezes and concealment in the reference row come from the
-machine itself (two Chromiums encoding and decoding on two cores shared with other work), so
-only the differences against it are the network's. Under the 500 kbit/s cap the encoder follows the
+The call held in every case. Freezes and concealment in the reference row, when there are
+any, come from the machine itself (two Chromiums encoding and decoding on two cores shared with
+other work), so only the differences against it are the network's. Under the 500 kbit/s cap the encoder follows the
 bandwidth estimate down; Chromium keeps the fake camera's 640x480 at this cap and lowers the
 quality rather than the size (the fake camera's picture is simple: unimpaired it needs only
 about 450 kbit/s).
