@@ -148,22 +148,26 @@ async fn with_others(cluster: &Cluster, local: Response, authorization: Option<H
     let asks = cluster.other_nodes().into_iter().map(|url| {
         let authorization = authorization.clone();
         async move {
-            let mut request = hyper::Request::get(format!("{}/api/v1/rooms", url.trim_end_matches('/')))
-                .header(SECRET_HEADER, cluster.secret());
-            if let Some(authorization) = authorization {
-                request = request.header(header::AUTHORIZATION, authorization);
-            }
-            let request = request.body(Full::new(Bytes::new()))?;
-            let answer = cluster.http.request(request).await?;
-            anyhow::ensure!(answer.status() == StatusCode::OK, "{}", answer.status());
-            let body = answer.into_body().collect().await?.to_bytes();
-            let list: serde_json::Value = serde_json::from_slice(&body)?;
-            anyhow::Ok((url, list))
+            let asked = async {
+                let mut request = hyper::Request::get(format!("{}/api/v1/rooms", url.trim_end_matches('/')))
+                    .header(SECRET_HEADER, cluster.secret());
+                if let Some(authorization) = authorization {
+                    request = request.header(header::AUTHORIZATION, authorization);
+                }
+                let answer = cluster
+                    .http
+                    .request(request.body(Full::new(Bytes::new()))?)
+                    .await?;
+                anyhow::ensure!(answer.status() == StatusCode::OK, "{}", answer.status());
+                let body = answer.into_body().collect().await?.to_bytes();
+                anyhow::Ok(serde_json::from_slice::<serde_json::Value>(&body)?)
+            };
+            (asked.await, url)
         }
     });
-    for answer in futures_util::future::join_all(asks).await {
+    for (answer, node) in futures_util::future::join_all(asks).await {
         match answer {
-            Ok((_, other)) => {
+            Ok(other) => {
                 if let (Some(rooms), Some(more)) = (
                     list.get_mut("rooms").and_then(|r| r.as_array_mut()),
                     other.get("rooms").and_then(|r| r.as_array()),
@@ -171,7 +175,7 @@ async fn with_others(cluster: &Cluster, local: Response, authorization: Option<H
                     rooms.extend(more.iter().cloned());
                 }
             }
-            Err(err) => tracing::warn!("a node's rooms are missing from the list: {err:#}"),
+            Err(err) => tracing::warn!(node, "this node's rooms are missing from the list: {err:#}"),
         }
     }
     let mut response = axum::Json(list).into_response();
